@@ -1,0 +1,35 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "edge-sync",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
+        .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
+    ],
+    targets: [
+        // System libraries from Debian, each behind a tiny shim.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+
+        // The wire contract shared by the edge agent and the collector.
+        .target(name: "EdgeSyncCodec", dependencies: ["CZlib"]),
+
+        // HTTP/1.1 server core on POSIX sockets; knows nothing about sensors.
+        .target(name: "HTTPCore"),
+
+        // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
+        .executableTarget(
+            name: "edge-sync-bench",
+            dependencies: ["EdgeSyncCodec", "HTTPCore", "CZlib"]
+        ),
+
+        .testTarget(name: "EdgeSyncCodecTests", dependencies: ["EdgeSyncCodec", "CZlib"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
