@@ -22,13 +22,20 @@ let package = Package(
         // HTTP/1.1 server core on POSIX sockets; knows nothing about sensors.
         .target(name: "HTTPCore"),
 
+        // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
+        .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
+
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
-            dependencies: ["EdgeSyncCodec", "HTTPCore", "CZlib"]
+            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib"]
         ),
 
-        .testTarget(name: "EdgeSyncCodecTests", dependencies: ["EdgeSyncCodec", "CZlib"]),
+        .testTarget(
+            name: "EdgeSyncCodecTests",
+            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "CZlib"],
+            exclude: ["Golden"]
+        ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
     ],
     swiftLanguageModes: [.v6]

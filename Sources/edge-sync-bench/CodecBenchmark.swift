@@ -1,9 +1,158 @@
+import CZlib
+import EdgeSyncCodec
+import EdgeSyncTestSupport
 import Foundation
 
+/// `codec`: bytes per reading and single-core speed on the real datasets, against what other
+/// agents send (InfluxDB line protocol, and fixed binary rows, both deflated at zlib level 6).
 enum CodecBenchmark: BenchmarkScenario {
     static let name = "codec"
     static let summary = "codec bytes/reading and speed on the real datasets, against zlib baselines"
+
+    static let batchSize = 10_000
+    /// Minimum measuring time per timed loop, so that short datasets are repeated enough.
+    static let minimumSeconds = 0.5
+
     static func run(_ options: BenchmarkOptions) async throws {
-        throw BenchmarkError("not yet written")
+        let datasets = try RealDataset.fileNames.map { file -> RealDataset in
+            let url = options.dataDirectory.appendingPathComponent(file)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw BenchmarkError("dataset \(url.path) is missing; pass --data DIR with \(RealDataset.fileNames.joined(separator: ", "))")
+            }
+            return try RealDataset.load(url)
+        }
+        print("codec: batches of \(batchSize) readings, data from \(options.dataDirectory.path)\n")
+
+        var table = TextTable(
+            "dataset", "readings", "B/reading", "deflated B/r", "line protocol+zlib B/r", "24-byte rows+zlib B/r",
+            "× smaller than LP", "encode M readings/s", "decode M readings/s")
+        var bytesPerReading: [Double] = []
+        for dataset in datasets {
+            let batches = dataset.batches(of: batchSize)
+            let plain = BatchEncoder()
+            let frames = try batches.map { try plain.encode($0) }
+            let deflated = try batches.map { try BatchEncoder(options: EncodingOptions(deflateLevel: 6)).encode($0) }
+            let decoder = BatchDecoder()
+            for (batch, frame) in zip(batches, frames) where try decoder.decode(frame) != batch {
+                throw BenchmarkError("\(dataset.name): a batch did not round-trip")
+            }
+            let readings = Double(dataset.readings.count)
+            let ours = Double(frames.reduce(0) { $0 + $1.count }) / readings
+            let oursDeflated = Double(deflated.reduce(0) { $0 + $1.count }) / readings
+            let lineProtocolBytes = Double(batches.reduce(0) { $0 + zlibSize(lineProtocol($1)) }) / readings
+            let rows = Double(batches.reduce(0) { $0 + zlibSize(binaryRows($1)) }) / readings
+            let encodeRate = try rate(readings: dataset.readings.count) {
+                for batch in batches { _ = try plain.encode(batch) }
+            }
+            let decodeRate = try rate(readings: dataset.readings.count) {
+                for frame in frames { _ = try decoder.decode(frame) }
+            }
+            bytesPerReading.append(ours)
+            table.append(
+                dataset.name, "\(dataset.readings.count)", format(ours, 3), format(oursDeflated, 3), format(lineProtocolBytes, 2),
+                format(rows, 2), format(lineProtocolBytes / ours, 1), format(encodeRate / 1e6, 1), format(decodeRate / 1e6, 1))
+        }
+        print(table.render())
+        if options.arguments.contains("--detail") { try printSeriesDetail(datasets) }
+        let mean = bytesPerReading.reduce(0, +) / Double(bytesPerReading.count)
+        print("\nmean bytes per reading over the datasets: \(format(mean, 3)) (target ≤ 1.0)\n")
+
+        var lossy = TextTable("dataset", "lossless B/r", "±0.001 B/r", "±0.01 B/r", "±0.1 B/r", "±1 B/r")
+        for dataset in datasets {
+            let batches = dataset.batches(of: batchSize)
+            var row = [dataset.name]
+            for bound in [nil, 0.001, 0.01, 0.1, 1.0] as [Double?] {
+                let bounds = Dictionary(uniqueKeysWithValues: dataset.seriesKeys.map { ($0, bound ?? 0) })
+                let encoder = BatchEncoder(options: EncodingOptions(errorBounds: bound == nil ? [:] : bounds))
+                let bytes = try batches.reduce(0) { $0 + (try encoder.encode($1)).count }
+                row.append(format(Double(bytes) / Double(dataset.readings.count), 3))
+            }
+            lossy.rows.append(row)
+        }
+        print("lossy mode (every series with the same absolute error bound):\n")
+        print(lossy.render())
     }
+
+    /// Bytes per reading of each series encoded alone (its own timestamps, no order section), to
+    /// see which columns cost what. `--detail` prints it.
+    static func printSeriesDetail(_ datasets: [RealDataset]) throws {
+        var table = TextTable("series", "readings", "B/reading alone", "timestamps only B/r")
+        for dataset in datasets {
+            for (series, key) in dataset.seriesKeys.enumerated() {
+                let readings = dataset.readings.filter { $0.series == series }.map {
+                    Reading(series: 0, timestamp: $0.timestamp, value: $0.value)
+                }
+                let alone = RealDataset(name: key, seriesKeys: [key], readings: readings)
+                let constant = RealDataset(name: key, seriesKeys: [key], readings: readings.map {
+                    Reading(series: 0, timestamp: $0.timestamp, value: 0)
+                })
+                let bytes = try alone.batches(of: batchSize).reduce(0) { $0 + (try BatchEncoder().encode($1)).count }
+                let timeBytes = try constant.batches(of: batchSize).reduce(0) { $0 + (try BatchEncoder().encode($1)).count }
+                table.append(key, "\(readings.count)", format(Double(bytes) / Double(readings.count), 3),
+                    format(Double(timeBytes) / Double(readings.count), 3))
+            }
+        }
+        print("\nper series, each encoded alone:\n")
+        print(table.render())
+    }
+
+    /// Readings per second of `body`, repeated for at least ``minimumSeconds``.
+    static func rate(readings: Int, _ body: () throws -> Void) throws -> Double {
+        let clock = ContinuousClock()
+        var rounds = 0
+        let start = clock.now
+        var elapsed = Duration.zero
+        repeat {
+            try body()
+            rounds += 1
+            elapsed = clock.now - start
+        } while elapsed < .seconds(minimumSeconds)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Double(readings * rounds) / seconds
+    }
+
+    /// InfluxDB line protocol as Telegraf-style clients send it: one line per measurement and
+    /// timestamp, the row's fields together.
+    static func lineProtocol(_ batch: Batch) -> [UInt8] {
+        var text = ""
+        var index = 0
+        let readings = batch.readings
+        while index < readings.count {
+            let key = batch.seriesKeys[readings[index].series]
+            let measurement = key.split(separator: ".").first.map(String.init) ?? key
+            var fields: [String] = []
+            let timestamp = readings[index].timestamp
+            while index < readings.count, readings[index].timestamp == timestamp {
+                let fieldKey = batch.seriesKeys[readings[index].series]
+                let field = fieldKey.split(separator: ".", maxSplits: 1).last.map(String.init) ?? fieldKey
+                if fields.contains(where: { $0.hasPrefix(field + "=") }) { break }
+                fields.append("\(field)=\(readings[index].value)")
+                index += 1
+            }
+            text += "\(measurement),device=\(batch.device) \(fields.joined(separator: ",")) \(timestamp)\n"
+        }
+        return Array(text.utf8)
+    }
+
+    /// Fixed 24-byte rows: series index (Int64), timestamp, value bits.
+    static func binaryRows(_ batch: Batch) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(batch.readings.count * 24)
+        for reading in batch.readings {
+            withUnsafeBytes(of: Int64(reading.series).littleEndian) { bytes.append(contentsOf: $0) }
+            withUnsafeBytes(of: reading.timestamp.littleEndian) { bytes.append(contentsOf: $0) }
+            withUnsafeBytes(of: reading.value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        return bytes
+    }
+
+    static func zlibSize(_ input: [UInt8]) -> Int {
+        var length = compressBound(uLong(input.count))
+        var output = [UInt8](repeating: 0, count: Int(length))
+        let status = compress2(&output, &length, input, uLong(input.count), 6)
+        precondition(status == Z_OK, "zlib compress2 failed with \(status)")
+        return Int(length)
+    }
+
+    static func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
 }
