@@ -1,0 +1,103 @@
+import EdgeSyncCodec
+import Foundation
+import Testing
+
+/// Encoding is part of the contract: these frames are committed as hex under `Golden/` and must be
+/// produced byte for byte, and decode back to their batches. `Docs/wire-format.md` walks through
+/// them. Regenerate only on a deliberate format change:
+/// `EDGE_SYNC_REGENERATE_GOLDEN=1 swift test --filter GoldenVectorTests`.
+@Suite("Golden vectors")
+struct GoldenVectorTests {
+    struct Vector: Sendable, CustomTestStringConvertible {
+        let name: String
+        let batch: Batch
+        let options: EncodingOptions
+        var testDescription: String { name }
+    }
+
+    static let vectors: [Vector] = [
+        Vector(name: "empty", batch: Batch(device: "gw", stream: 1, firstSequence: 1, seriesKeys: [], readings: [], sentAt: 0), options: EncodingOptions()),
+        Vector(
+            name: "one-reading",
+            batch: Batch(device: "gw-1", stream: 0x0123_4567_89AB_CDEF, firstSequence: 42, seriesKeys: ["temp"],
+                readings: [Reading(series: 0, timestamp: 1_700_000_000_000_000_000, value: 21.5)], sentAt: 1_700_000_000_500_000_000),
+            options: EncodingOptions()),
+        Vector(
+            name: "rows-with-missing-cell",
+            batch: Batch(device: "gw-1", stream: 7, firstSequence: 100, seriesKeys: ["isig", "glucose"],
+                readings: [
+                    Reading(series: 0, timestamp: 1_000_000_000_000, value: 22.59), Reading(series: 1, timestamp: 1_000_000_000_000, value: 258),
+                    Reading(series: 0, timestamp: 1_300_000_000_000, value: 22.52), Reading(series: 1, timestamp: 1_300_000_000_000, value: 260),
+                    Reading(series: 1, timestamp: 1_600_000_000_000, value: 258),
+                    Reading(series: 0, timestamp: 1_900_000_000_000, value: 22.23), Reading(series: 1, timestamp: 1_900_000_000_000, value: 255),
+                ], sentAt: 2_000_000_000_000),
+            options: EncodingOptions()),
+        Vector(
+            name: "special-values",
+            batch: Batch(device: "edge", stream: .max, firstSequence: 1, seriesKeys: ["x"],
+                readings: [0, -0.0, .infinity, -.infinity, Double(bitPattern: 0x7FF8_DEAD_BEEF_0001), .leastNonzeroMagnitude, .greatestFiniteMagnitude, 1.5]
+                    .enumerated().map { Reading(series: 0, timestamp: Int64($0.offset) * 1_000_000_000, value: $0.element) },
+                sentAt: -1),
+            options: EncodingOptions()),
+        Vector(
+            name: "float-artefacts",
+            batch: Batch(device: "bike", stream: 3, firstSequence: 9, seriesKeys: ["altitude"],
+                readings: [13.200000000000044, 13.0, 13.200000000000044, 12.799999999999956, 13.0, 13.399999999999977, 13.399999999999977, 13.600000000000023, 13.799999999999956, 14.0]
+                    .enumerated().map { Reading(series: 0, timestamp: Int64($0.offset) * 1_000_000_000, value: $0.element) },
+                sentAt: 0),
+            options: EncodingOptions()),
+        Vector(
+            name: "pattern-rows",
+            batch: Batch(device: "gw-2", stream: 98, firstSequence: 5, seriesKeys: ["a", "b", "c"],
+                readings: (0..<45).filter { $0 != 20 }.map { Reading(series: $0 % 3, timestamp: Int64($0 / 3) * 60_000_000_000, value: Double($0 % 7) * 0.5) },
+                sentAt: 5),
+            options: EncodingOptions()),
+        Vector(
+            name: "deflated",
+            batch: Batch(device: "gw-2", stream: 99, firstSequence: 1, seriesKeys: ["a", "b", "c"],
+                readings: (0..<60).map { Reading(series: $0 % 3, timestamp: Int64($0 / 3) * 60_000_000_000, value: Double($0 % 7) * 0.5) },
+                sentAt: 5),
+            options: EncodingOptions(deflateLevel: 6)),
+        Vector(
+            name: "lossy-bound-0.05",
+            batch: Batch(device: "gw-3", stream: 4, firstSequence: 1, seriesKeys: ["noisy"],
+                readings: [20.0137, 20.0491, 19.9822, 20.1275, 20.0963].enumerated().map { Reading(series: 0, timestamp: Int64($0.offset), value: $0.element) },
+                sentAt: 0),
+            options: EncodingOptions(errorBounds: ["noisy": 0.05])),
+    ]
+
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        stride(from: 0, to: bytes.count, by: 16).map { start in
+            bytes[start..<min(start + 16, bytes.count)].map { byte in
+                let digits = String(byte, radix: 16)
+                return digits.count == 1 ? "0" + digits : digits
+            }.joined(separator: " ")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    static func bytes(fromHex text: String) -> [UInt8]? {
+        let tokens = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        let bytes = tokens.compactMap { UInt8($0, radix: 16) }
+        return bytes.count == tokens.count ? bytes : nil
+    }
+
+    @Test("frames are stable byte for byte and decode back", arguments: vectors)
+    func golden(vector: Vector) throws {
+        let file = Self.directory.appendingPathComponent("\(vector.name).hex")
+        let encoded = try BatchEncoder(options: vector.options).encode(vector.batch)
+        if ProcessInfo.processInfo.environment["EDGE_SYNC_REGENERATE_GOLDEN"] == "1" {
+            try Self.hex(encoded).write(to: file, atomically: true, encoding: .utf8)
+        }
+        let text = try String(contentsOf: file, encoding: .utf8)
+        let golden = try #require(Self.bytes(fromHex: text), "\(file.lastPathComponent) is not hex")
+        #expect(encoded == golden, "encoding of \(vector.name) changed; the wire format is a contract")
+        let decoded = try BatchDecoder().decode(golden)
+        if vector.options.errorBounds.isEmpty {
+            #expect(decoded == vector.batch)
+        } else {
+            #expect(decoded.readings.count == vector.batch.readings.count)
+        }
+    }
+}

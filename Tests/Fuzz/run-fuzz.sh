@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the codec with libFuzzer and AddressSanitizer and fuzzes the decoder for a bounded time.
+# usage: Tests/Fuzz/run-fuzz.sh [seconds]   (default 60)
+# Seeds come from the golden vectors; crashes are written to Tests/Fuzz/crashes/ and fail the run.
+set -euo pipefail
+seconds="${1:-60}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="$root/.build-fuzz"
+corpus="$build/corpus"
+crashes="$root/Tests/Fuzz/crashes"
+mkdir -p "$build" "$corpus" "$crashes"
+
+echo "fuzz: building the decoder with -sanitize=fuzzer,address"
+swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name EdgeSyncCodec \
+    -I "$root/Sources/CZlib" -lz \
+    "$root"/Sources/EdgeSyncCodec/*.swift "$root/Tests/Fuzz/DecoderFuzzer.swift" \
+    -o "$build/decoder-fuzzer"
+
+# Seed corpus: every golden frame, as a whole frame (prefix 0) and as a bare payload (prefix 1).
+for hex in "$root"/Tests/EdgeSyncCodecTests/Golden/*.hex; do
+    name="$(basename "$hex" .hex)"
+    { printf '\x00'; xxd -r -p "$hex"; } > "$corpus/frame-$name"
+    { printf '\x01'; xxd -r -p "$hex" | tail -c +15 | head -c -4; } > "$corpus/payload-$name"
+done
+
+echo "fuzz: running for ${seconds}s"
+"$build/decoder-fuzzer" "$corpus" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$crashes/" -print_final_stats=1 2>&1 | tail -n 25
+echo "fuzz: no crash in ${seconds}s"
