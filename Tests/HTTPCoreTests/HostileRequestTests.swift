@@ -15,7 +15,7 @@ let hostileLimits = HTTPRequestParser.Limits(
     maxRequestLineLength: 64, maxHeaderBytes: 256, maxHeaderCount: 8, maxBodyBytes: 1024)
 
 private let get = "GET / HTTP/1.1\r\nHost: c\r\n"
-private let chunkedPost = "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n"
+let chunkedPost = "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 let hostileMessages: [HostileMessage] = [
     // Request smuggling: ambiguous framing.
