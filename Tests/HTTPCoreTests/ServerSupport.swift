@@ -77,9 +77,9 @@ final class RawClient: @unchecked Sendable {
         var timeout = timeval(tv_sec: readTimeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         guard Glibc.connect(fd, info.ai_addr, info.ai_addrlen) == 0 else {
-            let error = errno
-            close(fd)
-            throw SocketError(operation: "connect \(address)", errno: error)
+            // No close here: a class whose init throws after storing every property is deinitialised,
+            // and a second close could hit a descriptor another test has just opened.
+            throw SocketError(operation: "connect \(address)", errno: errno)
         }
     }
 
