@@ -29,6 +29,8 @@ final class Connection {
     var idleSince: UInt64
 
     // The current exchange.
+    /// A request parsed in this pass over the input whose handler has not been started yet.
+    var pendingDispatch: PendingDispatch?
     var body: BodyStream?
     var isBodyComplete = true
     var isResponseStarted = false
@@ -69,4 +71,11 @@ final class Connection {
         if case .exchange = phase { return true }
         return false
     }
+}
+
+/// What a handler task needs, held until the loop finishes the current pass over the input.
+struct PendingDispatch {
+    var request: HTTPRequest
+    var context: HTTPRequestContext
+    var handle: ConnectionHandle
 }

@@ -19,6 +19,8 @@ final class EventLoop {
     private let responder: any HTTPResponder
     private let mailbox: LoopMailbox
     private let flags = ServerFlags()
+    /// Set when handlers run on this thread (`Configuration.runsHandlersOnEventLoop`).
+    private let executor: LoopExecutor?
     private let epollFD: Int32
     private var listenerFD: Int32
     private var isListenerPaused = false
@@ -47,6 +49,7 @@ final class EventLoop {
         self.listenerFD = listenerFD
         self.mailbox = mailbox
         self.epollFD = epollFD
+        self.executor = configuration.runsHandlersOnEventLoop ? LoopExecutor(mailbox: mailbox) : nil
         self.now = monotonicNanoseconds()
         headerTimeout = configuration.headerReadTimeout.nanoseconds
         bodyTimeout = configuration.bodyReadTimeout.nanoseconds
@@ -97,8 +100,13 @@ final class EventLoop {
         }
         for connection in Array(connections.values) { closeConnection(connection) }
         if listenerFD >= 0 { Glibc.close(listenerFD) }
-        mailbox.close()
-        for message in mailbox.takeAll() { LoopMailbox.reject(message) }
+        for message in mailbox.close() {
+            if case .run(let job) = message, let executor {
+                job.runSynchronously(on: executor.asUnownedTaskExecutor())
+            } else {
+                LoopMailbox.reject(message)
+            }
+        }
     }
 
     private func register(_ fd: Int32, token: UInt64, events: UInt32, operation: Int32) {
@@ -201,6 +209,7 @@ final class EventLoop {
 
     /// Runs the parser as far as the connection's phase allows.
     private func process(_ connection: Connection) {
+        defer { dispatchPending(connection) }
         while connections[connection.id] != nil {
             switch connection.phase {
             case .lingering: return
@@ -254,11 +263,22 @@ final class EventLoop {
         let context = HTTPRequestContext(
             connectionID: connection.id, remoteAddress: connection.peer, requestIndex: connection.requestCount)
         connection.requestCount += 1
+        connection.pendingDispatch = PendingDispatch(request: request, context: context, handle: handle)
+    }
+
+    /// Starts the handler task for a request whose head (and whatever body was already read) has been
+    /// parsed. Deferred to the end of `process` so a small body is already buffered when the handler
+    /// first reads it, saving a second task wake-up per request.
+    private func dispatchPending(_ connection: Connection) {
+        guard let pending = connection.pendingDispatch, connections[connection.id] != nil else { return }
+        connection.pendingDispatch = nil
         let responder = self.responder
         let flags = self.flags
-        Task {
-            await Exchange.run(request: request, context: context, responder: responder, connection: handle,
-                               flags: flags)
+        // Without a preference the task runs on the global concurrency pool.
+        Task(executorPreference: executor) {
+            await Exchange.run(
+                request: pending.request, context: pending.context, responder: responder,
+                connection: pending.handle, flags: flags)
         }
     }
 
@@ -266,6 +286,13 @@ final class EventLoop {
         switch connection.phase {
         case .waiting:
             // The request never reaches a handler: answer here and close.
+            enqueue(Exchange.errorResponseBytes(for: error), on: connection)
+            connection.closeWhenFlushed = true
+            if connections[connection.id] != nil { flush(connection) }
+        case .exchange where connection.pendingDispatch != nil:
+            // The body failed before the handler started: it never sees the request.
+            connection.pendingDispatch = nil
+            connection.body = nil
             enqueue(Exchange.errorResponseBytes(for: error), on: connection)
             connection.closeWhenFlushed = true
             if connections[connection.id] != nil { flush(connection) }
@@ -409,8 +436,20 @@ final class EventLoop {
     // MARK: - Messages from handlers
 
     private func handleMessages() {
-        for message in mailbox.takeAll() {
+        // Jobs run here can post more messages (a handler's response); take those in the same pass,
+        // a bounded number of times so sockets are not starved.
+        for _ in 0..<8 {
+            let messages = mailbox.takeAll()
+            if messages.isEmpty { return }
+            handle(messages)
+        }
+    }
+
+    private func handle(_ messages: [LoopMessage]) {
+        for message in messages {
             switch message {
+            case .run(let job):
+                if let executor { job.runSynchronously(on: executor.asUnownedTaskExecutor()) }
             case .write(let id, let bytes, let ending, let ack):
                 handleWrite(id: id, bytes: bytes, ending: ending, ack: ack)
             case .abort(let id):

@@ -21,6 +21,8 @@ enum LoopMessage: Sendable {
     case sendContinue(UInt64)
     /// Stop accepting, let in-flight requests finish until the deadline (monotonic nanoseconds).
     case shutdown(deadline: UInt64)
+    /// A job of a handler task that prefers the loop as its executor.
+    case run(UnownedJob)
 }
 
 /// A queue of messages for the loop thread, plus the eventfd that wakes it.
@@ -43,20 +45,22 @@ final class LoopMailbox: Sendable {
     deinit { Glibc.close(eventFD) }
 
     func post(_ message: LoopMessage) {
-        let outcome: Bool? = state.withLock { state in
+        if !postIfOpen(message) { LoopMailbox.reject(message) }
+    }
+
+    /// Queues a message unless the loop has stopped; false means the caller must deal with it.
+    func postIfOpen(_ message: LoopMessage) -> Bool {
+        let wake: Bool? = state.withLock { state in
             if state.isClosed { return nil }
             state.messages.append(message)
             return state.messages.count == 1
         }
-        switch outcome {
-        case nil:
-            LoopMailbox.reject(message)
-        case true?:
+        guard let wake else { return false }
+        if wake {
             var one: UInt64 = 1
             _ = write(eventFD, &one, 8)
-        case false?:
-            break
         }
+        return true
     }
 
     /// Takes every queued message; called by the loop after it has read the eventfd.
@@ -69,14 +73,13 @@ final class LoopMailbox: Sendable {
         }
     }
 
-    /// The loop has stopped: fail what is queued and everything posted later.
-    func close() {
-        let left = state.withLock { state in
+    /// The loop has stopped: later posts are refused; returns what was still queued.
+    func close() -> [LoopMessage] {
+        state.withLock { state in
             state.isClosed = true
             defer { state.messages = [] }
             return state.messages
         }
-        left.forEach(LoopMailbox.reject)
     }
 
     static func reject(_ message: LoopMessage) {
@@ -121,4 +124,22 @@ extension Duration {
 func logToStandardError(_ message: String) {
     var line = Array("http: \(message)\n".utf8)
     line.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// The event loop thread as a task executor, for handlers configured to run there.
+///
+/// Jobs go through the mailbox like any other message, so they run between socket events in the
+/// order they were enqueued; a job that blocks stalls every connection, hence the opt-in.
+final class LoopExecutor: TaskExecutor {
+    let mailbox: LoopMailbox
+
+    init(mailbox: LoopMailbox) { self.mailbox = mailbox }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        // Once the loop has stopped, jobs run on the enqueuing thread so that late tasks still finish.
+        if !mailbox.postIfOpen(.run(unowned)) {
+            unowned.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
 }

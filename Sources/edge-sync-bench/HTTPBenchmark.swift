@@ -39,16 +39,20 @@ enum HTTPBenchmark: BenchmarkScenario {
         var configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0)
         configuration.maxConnections = idleCount + 1000
         configuration.limits.maxBodyBytes = 1 << 20
+        configuration.runsHandlersOnEventLoop = options.arguments.contains("--handlers-on-loop")
         let server = HTTPServer(configuration: configuration, responder: responder)
         let serving = Task { try await server.run() }
         let address = try await server.localAddress
         let baseline = residentMegabytes()
 
         var table = TextTable("load", "connections", "requests/s", "p50", "p99", "server RSS", "generator")
-        let scenarios: [(label: String, bodySize: Int, connections: Int)] = [
+        var scenarios: [(label: String, bodySize: Int, connections: Int)] = [
             ("POST 1 KiB", 1024, 64),
             ("POST 256 KiB", 256 * 1024, 16),
         ]
+        // `--small-only` runs just the first load, for profiling.
+        let smallOnly = options.arguments.contains("--small-only")
+        if smallOnly { scenarios = [scenarios[0]] }
         for scenario in scenarios {
             let result = try await load(
                 address: address, bodySize: scenario.bodySize, connections: scenario.connections, seconds: seconds)
@@ -58,11 +62,13 @@ enum HTTPBenchmark: BenchmarkScenario {
                 String(format: "%.1f MB", residentMegabytes()), result.generator)
         }
 
-        let idle = try await holdIdleConnections(address: address, count: idleCount)
-        table.append(
-            "idle keep-alive", String(idle.count), "-", "-", "-", String(format: "%.1f MB", idle.residentMegabytes),
-            "built-in")
-        idle.close()
+        if !smallOnly {
+            let idle = try await holdIdleConnections(address: address, count: idleCount)
+            table.append(
+                "idle keep-alive", String(idle.count), "-", "-", "-",
+                String(format: "%.1f MB", idle.residentMegabytes), "built-in")
+            idle.close()
+        }
 
         server.shutdown(grace: .seconds(1))
         try await serving.value

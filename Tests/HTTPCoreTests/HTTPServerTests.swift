@@ -260,9 +260,34 @@ struct HTTPServerTests {
                 #expect(try await client.isClosedByServer(), "\(message.name)")
             }
         }
-        // Only bodies can fail after a head; those heads were valid and did reach the handler.
+        // Only a body can fail after a valid head; its handler may have started before the bad
+        // bytes arrived, or not, if the whole message came in one read. Heads never get through.
         let bodyFailures = hostileMessages.filter { $0.text.hasPrefix(chunkedPost) }
-        #expect(calls.load(ordering: .relaxed) == bodyFailures.count)
+        #expect(calls.load(ordering: .relaxed) <= bodyFailures.count)
+    }
+
+    @Test func handlersCanRunOnTheEventLoop() async throws {
+        let mixed = HTTPClosureResponder { request, context in
+            if request.path == "/stream" {
+                return HTTPResponse { writer in
+                    for index in 0..<500 { try await writer.write("\(index),") }
+                }
+            }
+            let body = try await request.body.collect(upTo: 1 << 22)
+            return HTTPResponse(text: "\(request.path) \(body.count)")
+        }
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.runsHandlersOnEventLoop = true
+        try await withServer(configuration, responder: mixed) { _, address in
+            let client = try await RawClient.connect(address)
+            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+            #expect(try await client.readResponse().text == "/a 3")
+            try await client.send("GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await client.readResponse().text == (0..<500).map { "\($0)," }.joined())
+            let large = [UInt8](repeating: 7, count: 2_000_000)
+            try await client.send(Array("PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".utf8) + large)
+            #expect(try await client.readResponse().text == "/big 2000000")
+        }
     }
 
     @Test func bindsIPv6Loopback() async throws {
