@@ -3,6 +3,7 @@ import Foundation
 /// Every scenario the benchmark knows; add new ones here.
 let scenarios: [any BenchmarkScenario.Type] = [
     CodecBenchmark.self,
+    HTTPBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

@@ -1,0 +1,591 @@
+import Glibc
+
+/// The single thread that owns every socket: accepts, reads, parses, writes, enforces timeouts.
+///
+/// Level-triggered epoll over non-blocking sockets. Handlers never run here; they run as tasks and
+/// talk back through the `LoopMailbox`, whose eventfd is registered like a socket. Not Sendable:
+/// after `run()` starts, only the loop thread touches it.
+final class EventLoop {
+    private static let listenerToken: UInt64 = 1
+    private static let mailboxToken: UInt64 = 2
+    private static let readBufferSize = 64 * 1024
+    /// Above this many unsent bytes a streaming handler waits before writing more.
+    private static let sendHighWater = 256 * 1024
+    private static let continueBytes = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+    private static let refusalBytes = Array(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 20\r\n\r\ntoo many connections".utf8)
+
+    private let configuration: HTTPServer.Configuration
+    private let responder: any HTTPResponder
+    private let mailbox: LoopMailbox
+    private let flags = ServerFlags()
+    /// Set when handlers run on this thread (`Configuration.runsHandlersOnEventLoop`).
+    private let executor: LoopExecutor?
+    private let epollFD: Int32
+    private var listenerFD: Int32
+    private var isListenerPaused = false
+    private var connections: [UInt64: Connection] = [:]
+    private var nextID: UInt64 = 16
+    private var now: UInt64
+    private var nextSweep: UInt64 = 0
+    private let sweepInterval: UInt64
+    private var shutdownDeadline: UInt64?
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    /// Bytes a connection may buffer beyond the request being served (pipelined requests).
+    private let pipelineLimit: Int
+
+    private let headerTimeout: UInt64
+    private let bodyTimeout: UInt64
+    private let idleTimeout: UInt64
+    private let lingerTimeout: UInt64
+
+    init(
+        configuration: HTTPServer.Configuration, responder: any HTTPResponder, listenerFD: Int32,
+        mailbox: LoopMailbox
+    ) throws {
+        let epollFD = try Epoll.create()
+        self.configuration = configuration
+        self.responder = responder
+        self.listenerFD = listenerFD
+        self.mailbox = mailbox
+        self.epollFD = epollFD
+        self.executor = configuration.runsHandlersOnEventLoop ? LoopExecutor(mailbox: mailbox) : nil
+        self.now = monotonicNanoseconds()
+        headerTimeout = configuration.headerReadTimeout.nanoseconds
+        bodyTimeout = configuration.bodyReadTimeout.nanoseconds
+        idleTimeout = configuration.idleTimeout.nanoseconds
+        lingerTimeout = min(2_000_000_000, headerTimeout)
+        // Check timeouts often enough to enforce the shortest within a quarter of itself.
+        let shortest = min(headerTimeout, bodyTimeout, idleTimeout)
+        sweepInterval = max(1_000_000, min(250_000_000, shortest / 4))
+        pipelineLimit = max(64 * 1024, configuration.limits.maxRequestLineLength + configuration.limits.maxHeaderBytes)
+        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+        register(listenerFD, token: Self.listenerToken, events: Epoll.input, operation: Epoll.add)
+        register(mailbox.eventFD, token: Self.mailboxToken, events: Epoll.input, operation: Epoll.add)
+    }
+
+    deinit {
+        readBuffer.deallocate()
+        Glibc.close(epollFD)
+    }
+
+    // MARK: - Main loop
+
+    func run() {
+        let capacity = 512
+        let events = UnsafeMutableRawPointer.allocate(byteCount: capacity * Epoll.eventStride, alignment: 16)
+        defer { events.deallocate() }
+        let timeoutMilliseconds = Int32(max(1, sweepInterval / 1_000_000))
+        while true {
+            let count = Epoll.wait(epollFD, events, capacity: capacity, timeoutMilliseconds: timeoutMilliseconds)
+            now = monotonicNanoseconds()
+            if count < 0 && errno != EINTR {
+                logToStandardError("epoll_wait failed: errno \(errno); stopping")
+                break
+            }
+            for index in 0..<max(0, Int(count)) {
+                let (flags, token) = Epoll.events(in: events, at: index)
+                switch token {
+                case Self.listenerToken: acceptConnections()
+                case Self.mailboxToken: handleMessages()
+                default:
+                    if let connection = connections[token] { handleEvents(flags, on: connection) }
+                }
+            }
+            if now >= nextSweep {
+                sweep()
+                nextSweep = now + sweepInterval
+            }
+            if shutdownDeadline != nil && connections.isEmpty { break }
+        }
+        for connection in Array(connections.values) { closeConnection(connection) }
+        if listenerFD >= 0 { Glibc.close(listenerFD) }
+        for message in mailbox.close() {
+            if case .run(let job) = message, let executor {
+                job.runSynchronously(on: executor.asUnownedTaskExecutor())
+            } else {
+                LoopMailbox.reject(message)
+            }
+        }
+    }
+
+    private func register(_ fd: Int32, token: UInt64, events: UInt32, operation: Int32) {
+        Epoll.control(epollFD, operation, fd, events: events, token: token)
+    }
+
+    // MARK: - Accepting
+
+    private func acceptConnections() {
+        for _ in 0..<256 {
+            guard let (fd, peer) = Socket.accept(listenerFD) else {
+                if errno == EMFILE || errno == ENFILE {
+                    // Out of descriptors: stop listening until a connection closes, or epoll spins.
+                    logToStandardError("accept: out of file descriptors; pausing accepts")
+                    register(listenerFD, token: Self.listenerToken, events: 0, operation: Epoll.modify)
+                    isListenerPaused = true
+                }
+                return
+            }
+            if connections.count >= configuration.maxConnections {
+                refuse(fd)
+                continue
+            }
+            let connection = Connection(
+                id: nextID, fd: fd, peer: peer, limits: configuration.limits, now: now)
+            nextID += 1
+            connections[connection.id] = connection
+            connection.registeredEvents = Epoll.input
+            register(fd, token: connection.id, events: Epoll.input, operation: Epoll.add)
+        }
+    }
+
+    /// Answers 503 on a connection over the limit; the request it may have sent is read and dropped
+    /// first so that closing does not reset the connection before the client sees the answer.
+    private func refuse(_ fd: Int32) {
+        Self.refusalBytes.withUnsafeBytes { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        _ = recv(fd, readBuffer.baseAddress, readBuffer.count, Int32(MSG_DONTWAIT))
+        Glibc.close(fd)
+    }
+
+    // MARK: - Socket events
+
+    private func handleEvents(_ events: UInt32, on connection: Connection) {
+        let readable = events & (Epoll.input | Epoll.hangUp | Epoll.error) != 0
+        if readable {
+            if connection.registeredEvents & Epoll.input != 0 {
+                readFrom(connection)
+            } else if events & (Epoll.hangUp | Epoll.error) != 0 {
+                closeConnection(connection)
+                return
+            }
+        }
+        if events & Epoll.output != 0, connections[connection.id] != nil {
+            flush(connection)
+        }
+    }
+
+    private func readFrom(_ connection: Connection) {
+        let count = recv(connection.fd, readBuffer.baseAddress, readBuffer.count, 0)
+        if count > 0 {
+            if connection.isLingering { return }
+            switch connection.phase {
+            case .waiting:
+                if connection.headStartedAt == nil { connection.headStartedAt = now }
+            case .exchange where !connection.isBodyComplete:
+                connection.bodyProgressAt = now
+                connection.bodyWindowBytes += count
+            default:
+                break
+            }
+            connection.parser.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
+            process(connection)
+        } else if count == 0 {
+            peerClosed(connection)
+        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+            closeConnection(connection)
+            return
+        }
+        updateInterest(connection)
+    }
+
+    private func peerClosed(_ connection: Connection) {
+        connection.peerClosed = true
+        switch connection.phase {
+        case .waiting, .lingering:
+            closeConnection(connection)
+        case .exchange:
+            // The client may half-close after its request and still read the response.
+            if !connection.isBodyComplete {
+                connection.body?.fail(HTTPError.connectionClosed)
+                connection.isBodyComplete = true
+            }
+            connection.closeAfterResponse = true
+            if connection.isResponseComplete { finishExchange(connection) }
+        }
+    }
+
+    // MARK: - Requests
+
+    /// Runs the parser as far as the connection's phase allows.
+    private func process(_ connection: Connection) {
+        defer { dispatchPending(connection) }
+        while connections[connection.id] != nil {
+            switch connection.phase {
+            case .lingering: return
+            case .exchange where connection.isBodyComplete: return  // pipelined requests wait their turn
+            default: break
+            }
+            let event: HTTPRequestParser.Event?
+            do {
+                event = try connection.parser.next()
+            } catch {
+                parseFailed(connection, error)
+                return
+            }
+            guard let event else { return }
+            switch event {
+            case .head(let head):
+                startExchange(connection, head: head)
+            case .body(let bytes):
+                if let body = connection.body, body.push(bytes) {
+                    connection.isReadingPausedForBody = true
+                }
+            case .end:
+                connection.isBodyComplete = true
+                connection.body?.finish()
+                if connection.isResponseComplete { finishExchange(connection) }
+            }
+        }
+    }
+
+    private func startExchange(_ connection: Connection, head: HTTPRequestHead) {
+        connection.phase = .exchange
+        connection.headStartedAt = nil
+        connection.isResponseStarted = false
+        connection.isResponseComplete = false
+        connection.isBodyComplete = false
+        connection.isReadingPausedForBody = false
+        connection.closeAfterResponse = !head.isKeepAlive || shutdownDeadline != nil
+        connection.bodyProgressAt = now
+        connection.bodyWindowStart = now
+        connection.bodyWindowBytes = 0
+        let handle = ConnectionHandle(id: connection.id, mailbox: mailbox)
+        var body = HTTPRequestBody()
+        if head.framing != .none {
+            let stream = BodyStream(connection: handle, needsContinue: head.expectsContinue)
+            connection.body = stream
+            body = HTTPRequestBody(stream: stream)
+        } else {
+            connection.body = nil
+        }
+        let request = HTTPRequest(head: head, body: body)
+        let context = HTTPRequestContext(
+            connectionID: connection.id, remoteAddress: connection.peer, requestIndex: connection.requestCount)
+        connection.requestCount += 1
+        connection.pendingDispatch = PendingDispatch(request: request, context: context, handle: handle)
+    }
+
+    /// Starts the handler task for a request whose head (and whatever body was already read) has been
+    /// parsed. Deferred to the end of `process` so a small body is already buffered when the handler
+    /// first reads it, saving a second task wake-up per request.
+    private func dispatchPending(_ connection: Connection) {
+        guard let pending = connection.pendingDispatch, connections[connection.id] != nil else { return }
+        connection.pendingDispatch = nil
+        let responder = self.responder
+        let flags = self.flags
+        // Without a preference the task runs on the global concurrency pool.
+        Task(executorPreference: executor) {
+            await Exchange.run(
+                request: pending.request, context: pending.context, responder: responder,
+                connection: pending.handle, flags: flags)
+        }
+    }
+
+    private func parseFailed(_ connection: Connection, _ error: HTTPError) {
+        switch connection.phase {
+        case .waiting:
+            // The request never reaches a handler: answer here and close.
+            enqueue(Exchange.errorResponseBytes(for: error), on: connection)
+            connection.closeWhenFlushed = true
+            if connections[connection.id] != nil { flush(connection) }
+        case .exchange where connection.pendingDispatch != nil:
+            // The body failed before the handler started: it never sees the request.
+            connection.pendingDispatch = nil
+            connection.body = nil
+            enqueue(Exchange.errorResponseBytes(for: error), on: connection)
+            connection.closeWhenFlushed = true
+            if connections[connection.id] != nil { flush(connection) }
+        case .exchange:
+            connection.body?.fail(error)
+            connection.isBodyComplete = true
+            connection.closeAfterResponse = true
+            if connection.isResponseComplete { finishExchange(connection) }
+        case .lingering:
+            break
+        }
+    }
+
+    /// Both the request body and the response are complete: close, or wait for the next request.
+    private func finishExchange(_ connection: Connection) {
+        connection.body = nil
+        if connection.closeAfterResponse || connection.peerClosed || shutdownDeadline != nil {
+            connection.closeWhenFlushed = true
+            if connection.pendingOutbound == 0 { beginClose(connection) }
+            return
+        }
+        connection.phase = .waiting
+        connection.idleSince = now
+        connection.headStartedAt = connection.parser.isIdle ? nil : now
+        process(connection)
+    }
+
+    /// Shuts down our sending side after the last response and lingers for the client's close.
+    private func beginClose(_ connection: Connection) {
+        guard !connection.isLingering else { return }
+        if connection.peerClosed {
+            closeConnection(connection)
+            return
+        }
+        Glibc.shutdown(connection.fd, Int32(SHUT_WR))
+        connection.phase = .lingering(deadline: now + lingerTimeout)
+        connection.body = nil
+        updateInterest(connection)
+    }
+
+    private func closeConnection(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        Glibc.close(connection.fd)
+        connection.body?.fail(HTTPError.connectionClosed)
+        connection.body = nil
+        let waiters = connection.ackWaiters
+        connection.ackWaiters = []
+        waiters.forEach { $0.resume(throwing: HTTPError.connectionClosed) }
+        if isListenerPaused && listenerFD >= 0 {
+            isListenerPaused = false
+            register(listenerFD, token: Self.listenerToken, events: Epoll.input, operation: Epoll.modify)
+        }
+    }
+
+    // MARK: - Output
+
+    /// Queues bytes, sending directly when nothing is queued before them.
+    private func enqueue(_ bytes: [UInt8], on connection: Connection) {
+        var offset = 0
+        if connection.pendingOutbound == 0 {
+            while offset < bytes.count {
+                let sent = bytes.withUnsafeBytes {
+                    send(connection.fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+                }
+                if sent > 0 {
+                    offset += sent
+                    connection.lastWriteProgress = now
+                } else if sent < 0 && errno == EINTR {
+                    continue
+                } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    break
+                } else {
+                    closeConnection(connection)
+                    return
+                }
+            }
+            if offset == bytes.count { return }
+            connection.lastWriteProgress = now
+        }
+        connection.outbound.append(contentsOf: bytes[offset...])
+    }
+
+    private func flush(_ connection: Connection) {
+        while connection.pendingOutbound > 0 {
+            let sent = connection.outbound.withUnsafeBytes {
+                send(connection.fd, $0.baseAddress! + connection.outboundOffset, $0.count - connection.outboundOffset,
+                     Int32(MSG_NOSIGNAL))
+            }
+            if sent > 0 {
+                connection.outboundOffset += sent
+                connection.lastWriteProgress = now
+            } else if sent < 0 && errno == EINTR {
+                continue
+            } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break
+            } else {
+                closeConnection(connection)
+                return
+            }
+        }
+        afterOutput(connection)
+    }
+
+    private func afterOutput(_ connection: Connection) {
+        if connection.pendingOutbound == 0 {
+            connection.outbound.removeAll(keepingCapacity: connection.outbound.capacity <= 64 * 1024)
+            connection.outboundOffset = 0
+        }
+        if connection.pendingOutbound <= Self.sendHighWater && !connection.ackWaiters.isEmpty {
+            let waiters = connection.ackWaiters
+            connection.ackWaiters = []
+            waiters.forEach { $0.resume() }
+        }
+        if connection.pendingOutbound == 0 && connection.closeWhenFlushed {
+            beginClose(connection)
+        }
+        updateInterest(connection)
+    }
+
+    private func updateInterest(_ connection: Connection) {
+        guard connections[connection.id] != nil else { return }
+        let wantsRead: Bool
+        switch connection.phase {
+        case .lingering:
+            wantsRead = true
+        case .waiting:
+            wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+        case .exchange:
+            wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+                && (connection.isBodyComplete
+                    ? connection.parser.bufferedByteCount < pipelineLimit : !connection.isReadingPausedForBody)
+        }
+        var events: UInt32 = wantsRead ? Epoll.input : 0
+        if connection.pendingOutbound > 0 { events |= Epoll.output }
+        if events != connection.registeredEvents {
+            connection.registeredEvents = events
+            register(connection.fd, token: connection.id, events: events, operation: Epoll.modify)
+        }
+    }
+
+    // MARK: - Messages from handlers
+
+    private func handleMessages() {
+        // Jobs run here can post more messages (a handler's response); take those in the same pass,
+        // a bounded number of times so sockets are not starved.
+        for _ in 0..<8 {
+            let messages = mailbox.takeAll()
+            if messages.isEmpty { return }
+            handle(messages)
+        }
+    }
+
+    private func handle(_ messages: [LoopMessage]) {
+        for message in messages {
+            switch message {
+            case .run(let job):
+                if let executor { job.runSynchronously(on: executor.asUnownedTaskExecutor()) }
+            case .write(let id, let bytes, let ending, let ack):
+                handleWrite(id: id, bytes: bytes, ending: ending, ack: ack)
+            case .abort(let id):
+                if let connection = connections[id] { closeConnection(connection) }
+            case .resumeReading(let id):
+                guard let connection = connections[id], connection.isReadingPausedForBody else { continue }
+                connection.isReadingPausedForBody = false
+                connection.bodyWindowStart = now
+                connection.bodyProgressAt = now
+                connection.bodyWindowBytes = 0
+                process(connection)
+                updateInterest(connection)
+            case .sendContinue(let id):
+                guard let connection = connections[id], connection.isInExchange, !connection.isResponseStarted,
+                    !connection.isBodyComplete
+                else { continue }
+                // The client starts sending only now; body timing starts now too.
+                connection.bodyWindowStart = now
+                connection.bodyProgressAt = now
+                enqueue(Self.continueBytes, on: connection)
+                if connections[id] != nil { updateInterest(connection) }
+            case .shutdown(let deadline):
+                beginShutdown(deadline: deadline)
+            }
+        }
+    }
+
+    private func handleWrite(
+        id: UInt64, bytes: [UInt8], ending: LoopMessage.Ending?, ack: CheckedContinuation<Void, any Error>?
+    ) {
+        guard let connection = connections[id], connection.isInExchange, !connection.isResponseComplete else {
+            ack?.resume(throwing: HTTPError.connectionClosed)
+            return
+        }
+        connection.isResponseStarted = true
+        enqueue(bytes, on: connection)
+        guard connections[id] != nil else {
+            ack?.resume(throwing: HTTPError.connectionClosed)
+            return
+        }
+        if let ack {
+            if connection.pendingOutbound <= Self.sendHighWater {
+                ack.resume()
+            } else {
+                connection.ackWaiters.append(ack)
+            }
+        }
+        if let ending {
+            connection.isResponseComplete = true
+            if ending == .close { connection.closeAfterResponse = true }
+            if connection.isBodyComplete {
+                finishExchange(connection)
+            } else {
+                // The handler answered without reading the whole body. If the client still waits for
+                // 100 Continue we cannot tell whether a body will follow, so close; otherwise read and
+                // discard the rest so the next request can be found.
+                connection.body?.abandon()
+                if connection.body?.isContinuePending ?? false { connection.closeAfterResponse = true }
+                if connection.closeAfterResponse {
+                    connection.isBodyComplete = true
+                    finishExchange(connection)
+                } else {
+                    connection.isReadingPausedForBody = false
+                    process(connection)
+                }
+            }
+        }
+        if connections[id] != nil { afterOutput(connection) }
+    }
+
+    private func beginShutdown(deadline: UInt64) {
+        guard shutdownDeadline == nil else { return }
+        shutdownDeadline = deadline
+        flags.isDraining.store(true, ordering: .relaxed)
+        if listenerFD >= 0 {
+            Epoll.control(epollFD, Epoll.delete, listenerFD, events: 0, token: 0)
+            Glibc.close(listenerFD)
+            listenerFD = -1
+        }
+        for connection in Array(connections.values) {
+            switch connection.phase {
+            case .waiting:
+                closeConnection(connection)
+            case .exchange:
+                connection.closeAfterResponse = true
+            case .lingering:
+                break
+            }
+        }
+    }
+
+    // MARK: - Timeouts
+
+    private func sweep() {
+        if let deadline = shutdownDeadline, now >= deadline {
+            for connection in Array(connections.values) { closeConnection(connection) }
+            return
+        }
+        for connection in Array(connections.values) where connections[connection.id] != nil {
+            if connection.pendingOutbound > 0 && now - connection.lastWriteProgress > idleTimeout {
+                closeConnection(connection)  // the client stopped reading
+                continue
+            }
+            switch connection.phase {
+            case .lingering(let deadline):
+                if now >= deadline { closeConnection(connection) }
+            case .waiting:
+                if let started = connection.headStartedAt {
+                    if now - started > headerTimeout && !connection.closeWhenFlushed {
+                        parseFailed(connection, HTTPError.timeout("request head not received in time"))
+                    }
+                } else if connection.parser.isIdle {
+                    let limit = connection.requestCount == 0 ? headerTimeout : idleTimeout
+                    if now - connection.idleSince > limit { closeConnection(connection) }
+                }
+            case .exchange:
+                checkBodyProgress(connection)
+            }
+        }
+    }
+
+    /// Enforces the body timeouts while the client is the one we are waiting for.
+    private func checkBodyProgress(_ connection: Connection) {
+        guard !connection.isBodyComplete, !connection.isReadingPausedForBody,
+            !(connection.body?.isContinuePending ?? false)
+        else { return }
+        let elapsed = now - connection.bodyWindowStart
+        let expected = Double(configuration.bodyMinimumBytesPerSecond) * Double(elapsed) / 1e9
+        let stalled = now - connection.bodyProgressAt > bodyTimeout
+        let tooSlow = elapsed > bodyTimeout && Double(connection.bodyWindowBytes) < expected
+        guard stalled || tooSlow else { return }
+        let error = HTTPError.timeout("request body arrived too slowly")
+        connection.body?.fail(error)
+        connection.isBodyComplete = true
+        connection.closeAfterResponse = true
+        if connection.isResponseComplete { finishExchange(connection) }
+        updateInterest(connection)
+    }
+}

@@ -1,0 +1,145 @@
+import Glibc
+import Synchronization
+
+/// Runs one request through the responder and sends the response; runs as a task, off the loop.
+enum Exchange {
+    private static let plainText: HTTPHeaders = ["Content-Type": "text/plain; charset=utf-8"]
+
+    static func run(
+        request: HTTPRequest, context: HTTPRequestContext, responder: any HTTPResponder,
+        connection: ConnectionHandle, flags: ServerFlags
+    ) async {
+        var response: HTTPResponse
+        do {
+            response = try await responder.respond(to: request, context: context)
+        } catch let error as any HTTPResponseError {
+            response = errorResponse(error)
+        } catch {
+            logToStandardError("\(request.method) \(request.path): handler failed: \(error)")
+            response = HTTPResponse(status: .internalServerError)
+        }
+        if let problem = invalidHeader(in: response.headers) {
+            logToStandardError("\(request.method) \(request.path): handler sent an invalid header (\(problem))")
+            response = HTTPResponse(status: .internalServerError)
+        }
+        await send(response, for: request.head, connection: connection, isDraining: flags.isDraining.load(ordering: .relaxed))
+    }
+
+    static func errorResponse(_ error: any HTTPResponseError) -> HTTPResponse {
+        var headers = error.responseHeaders
+        var bytes: [UInt8] = []
+        if let message = error.responseMessage {
+            bytes = Array((message + "\n").utf8)
+            headers.set("Content-Type", "text/plain; charset=utf-8")
+        }
+        return HTTPResponse(status: error.status, headers: headers, body: .bytes(bytes))
+    }
+
+    /// The bytes the loop sends itself for a request that failed before reaching a handler.
+    static func errorResponseBytes(for error: HTTPError) -> [UInt8] {
+        let body = Array((error.detail + "\n").utf8)
+        var headers = plainText
+        headers.add("Content-Length", String(body.count))
+        headers.add("Connection", "close")
+        return encodeHead(status: error.status, headers: headers) + body
+    }
+
+    private static func send(
+        _ response: HTTPResponse, for head: HTTPRequestHead, connection: ConnectionHandle, isDraining: Bool
+    ) async {
+        var headers = response.headers
+        let options = headers.listElements(for: "connection")
+        for name in ["Content-Length", "Transfer-Encoding", "Connection"] { headers.remove(name) }
+        var keepAlive = head.isKeepAlive && !isDraining && !options.contains("close")
+        let omitsBody = head.method == "HEAD" || response.status.forbidsBody
+
+        switch response.body {
+        case .bytes(let bytes):
+            if !response.status.forbidsBody { headers.add("Content-Length", String(bytes.count)) }
+            addConnectionHeader(&headers, keepAlive: keepAlive, version: head.version)
+            var out = encodeHead(status: response.status, headers: headers)
+            if !omitsBody { out += bytes }
+            connection.post(.write(connection.id, out, ending: keepAlive ? .keepAlive : .close, ack: nil))
+
+        case .stream(let produce):
+            // HTTP/1.0 has no chunked coding: the body ends when the connection does.
+            let isChunked = head.version.minor >= 1 && !omitsBody
+            if !isChunked && !omitsBody { keepAlive = false }
+            if isChunked { headers.add("Transfer-Encoding", "chunked") }
+            addConnectionHeader(&headers, keepAlive: keepAlive, version: head.version)
+            let ending: LoopMessage.Ending = keepAlive ? .keepAlive : .close
+            connection.post(.write(connection.id, encodeHead(status: response.status, headers: headers),
+                                   ending: nil, ack: nil))
+            if omitsBody {
+                connection.post(.write(connection.id, [], ending: ending, ack: nil))
+                return
+            }
+            do {
+                try await produce(HTTPResponseBodyWriter(connection: connection, isChunked: isChunked,
+                                                         discardsBody: false))
+                let last: [UInt8] = isChunked ? Array("0\r\n\r\n".utf8) : []
+                connection.post(.write(connection.id, last, ending: ending, ack: nil))
+            } catch {
+                if !(error is HTTPError) {
+                    logToStandardError("\(head.method) \(head.path): response stream failed: \(error)")
+                }
+                connection.post(.abort(connection.id))
+            }
+        }
+    }
+
+    private static func addConnectionHeader(_ headers: inout HTTPHeaders, keepAlive: Bool, version: HTTPVersion) {
+        if !keepAlive {
+            headers.add("Connection", "close")
+        } else if version.minor == 0 {
+            headers.add("Connection", "keep-alive")
+        }
+    }
+
+    static func encodeHead(status: HTTPStatus, headers: HTTPHeaders) -> [UInt8] {
+        var text = "HTTP/1.1 \(status.code) \(status.reason)\r\nDate: \(HTTPDate.now())\r\n"
+        for field in headers {
+            text += field.name
+            text += ": "
+            text += field.value
+            text += "\r\n"
+        }
+        text += "\r\n"
+        return Array(text.utf8)
+    }
+
+    /// A header a handler set that would corrupt the response (response splitting), if any.
+    private static func invalidHeader(in headers: HTTPHeaders) -> String? {
+        for field in headers {
+            if field.name.isEmpty || field.name.utf8.contains(where: { $0 <= 0x20 || $0 == 0x3A || $0 >= 0x7F }) {
+                return "name \"\(field.name)\""
+            }
+            if field.value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+                return "value of \(field.name)"
+            }
+        }
+        return nil
+    }
+}
+
+/// The `Date` header value, formatted at most once a second.
+enum HTTPDate {
+    private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    static func now() -> String {
+        let seconds = time(nil)
+        return cache.withLock { cache in
+            if cache.second == seconds { return cache.text }
+            var clock = seconds
+            var parts = tm()
+            gmtime_r(&clock, &parts)
+            func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+            let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) "
+                + "\(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+            cache = (seconds, text)
+            return text
+        }
+    }
+}

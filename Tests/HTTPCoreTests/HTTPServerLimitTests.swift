@@ -1,0 +1,248 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import HTTPCore
+
+private let hello = HTTPClosureResponder { request, _ in
+    let body = try await request.body.collect(upTo: 1 << 20)
+    return HTTPResponse(text: "\(request.path) \(body.count)")
+}
+
+/// Timeouts are configured in milliseconds here, and tests await the server's reaction (a 408 or
+/// a close) instead of sleeping; the raw client's read timeout bounds every wait.
+@Suite("HTTPServer limits, timeouts and shutdown")
+struct HTTPServerLimitTests {
+    @Test func stalledHeadGets408AndIsClosed() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.headerReadTimeout = .milliseconds(150)
+        try await withServer(configuration, responder: hello) { _, address in
+            let client = try await RawClient.connect(address)
+            let started = ContinuousClock.now
+            try await client.send("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            let response = try await client.readResponse()
+            #expect(response.status == 408)
+            #expect(try await client.isClosedByServer())
+            #expect(ContinuousClock.now - started < .seconds(4))
+        }
+    }
+
+    @Test func silentConnectionIsClosed() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.headerReadTimeout = .milliseconds(100)
+        try await withServer(configuration, responder: hello) { _, address in
+            let client = try await RawClient.connect(address)
+            #expect(try await client.isClosedByServer())
+        }
+    }
+
+    @Test func idleKeepAliveConnectionIsClosed() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.idleTimeout = .milliseconds(100)
+        try await withServer(configuration, responder: hello) { _, address in
+            let client = try await RawClient.connect(address)
+            try await client.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await client.readResponse().status == 200)
+            #expect(try await client.isClosedByServer())
+        }
+    }
+
+    @Test func stalledBodyGets408() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.bodyReadTimeout = .milliseconds(150)
+        try await withServer(configuration, responder: hello) { _, address in
+            let client = try await RawClient.connect(address)
+            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten b")
+            let response = try await client.readResponse()
+            #expect(response.status == 408)
+            #expect(try await client.isClosedByServer())
+        }
+    }
+
+    @Test func bodyBelowTheMinimumRateGets408() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.bodyReadTimeout = .milliseconds(100)
+        configuration.bodyMinimumBytesPerSecond = 1_000_000
+        try await withServer(configuration, responder: hello) { _, address in
+            let client = try await RawClient.connect(address)
+            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+            // A byte every 20 ms never stalls for 100 ms, but is far below a megabyte a second.
+            let trickle = Task {
+                for _ in 0..<200 {
+                    try await client.send("x")
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let response = try await client.readResponse()
+            trickle.cancel()
+            #expect(response.status == 408)
+        }
+    }
+
+    @Test func slowClientDoesNotStarveOthers() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.headerReadTimeout = .seconds(30)
+        try await withServer(configuration, responder: hello) { _, address in
+            let slow = try await RawClient.connect(address)
+            let head = Array("GET /slow HTTP/1.1\r\nHost: t\r\nX-Padding: abcdefghijklmnopqrstuvwxyz\r\n".utf8)
+            let finishedTrickling = Atomic<Bool>(false)
+            let trickling = Task {
+                // The slowloris: one header byte at a time.
+                for byte in head {
+                    try await slow.send([byte])
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+                finishedTrickling.store(true, ordering: .relaxed)
+            }
+            var served = 0
+            for round in 0..<20 {
+                let client = try await RawClient.connect(address)
+                try await client.send("GET /fast\(round) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                if try await client.readResponse().text == "/fast\(round) 0" { served += 1 }
+            }
+            #expect(served == 20)
+            #expect(finishedTrickling.load(ordering: .relaxed) == false, "others were served while it trickled")
+            try await trickling.value
+            try await slow.send("\r\n")
+            #expect(try await slow.readResponse().text == "/slow 0", "the slow client is served too")
+        }
+    }
+
+    @Test func connectionsBeyondTheLimitAreRefusedWith503() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.maxConnections = 2
+        try await withServer(configuration, responder: hello) { _, address in
+            var open: [RawClient] = []
+            for index in 0..<2 {
+                let client = try await RawClient.connect(address)
+                try await client.send("GET /\(index) HTTP/1.1\r\nHost: t\r\n\r\n")
+                #expect(try await client.readResponse().status == 200)
+                open.append(client)
+            }
+            let refused = try await RawClient.connect(address)
+            let response = try await refused.readResponse()
+            #expect(response.status == 503)
+            #expect(response.headers["connection"] == "close")
+            #expect(try await refused.isClosedByServer())
+            // The admitted connections still work.
+            try await open[0].send("GET /again HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await open[0].readResponse().text == "/again 0")
+        }
+    }
+
+    @Test func gracefulShutdownFinishesInFlightRequests() async throws {
+        let gate = GateForShutdown()
+        let waiting = HTTPClosureResponder { request, _ in
+            if request.path == "/slow" {
+                gate.arrived()
+                await gate.wait()
+            }
+            return HTTPResponse(text: "done \(request.path)")
+        }
+        let server = HTTPServer(configuration: .init(port: 0), responder: waiting)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            let address = try await server.localAddress
+            let idle = try await RawClient.connect(address)
+            try await idle.send("GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await idle.readResponse().status == 200)
+
+            let busy = try await RawClient.connect(address)
+            try await busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            await gate.waitUntilArrived()
+
+            server.shutdown(grace: .seconds(10))
+            #expect(try await idle.isClosedByServer(), "idle connections close at once")
+            await #expect(throws: SocketError.self) { _ = try await RawClient.connect(address) }
+
+            gate.open()
+            let response = try await busy.readResponse()
+            #expect(response.text == "done /slow")
+            #expect(response.headers["connection"] == "close")
+            busy.shutdownWrite()  // as a client does after `Connection: close`; ends the server's linger
+            try await group.waitForAll()
+        }
+    }
+
+    @Test func shutdownDeadlineCutsHandlersThatDoNotFinish() async throws {
+        let gate = GateForShutdown()
+        let stuck = HTTPClosureResponder { _, _ in
+            gate.arrived()
+            await gate.wait()
+            return HTTPResponse(text: "late")
+        }
+        let server = HTTPServer(configuration: .init(port: 0), responder: stuck)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            let address = try await server.localAddress
+            let client = try await RawClient.connect(address)
+            try await client.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            await gate.waitUntilArrived()
+            server.shutdown(grace: .milliseconds(50))
+            try await group.waitForAll()
+            #expect(try await client.isClosedByServer())
+            gate.open()
+        }
+    }
+
+    @Test func cancellingRunShutsDown() async throws {
+        let server = HTTPServer(configuration: .init(port: 0, shutdownGrace: .milliseconds(50)), responder: hello)
+        let running = Task { try await server.run() }
+        let address = try await server.localAddress
+        let client = try await RawClient.connect(address)
+        running.cancel()
+        try await running.value
+        #expect(try await client.isClosedByServer())
+    }
+}
+
+/// Lets a test wait until a handler has started, and lets the handler wait until the test says go.
+final class GateForShutdown: Sendable {
+    private struct State {
+        var hasArrived = false
+        var isOpen = false
+        var arrivalWaiters: [CheckedContinuation<Void, Never>] = []
+        var openWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func arrived() {
+        let waiters = state.withLock { state in
+            state.hasArrived = true
+            defer { state.arrivalWaiters = [] }
+            return state.arrivalWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    func waitUntilArrived() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state in
+                if state.hasArrived { return true }
+                state.arrivalWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state in
+                if state.isOpen { return true }
+                state.openWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.isOpen = true
+            defer { state.openWaiters = [] }
+            return state.openWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+}
