@@ -214,6 +214,8 @@ final class EventLoop {
             switch connection.phase {
             case .lingering: return
             case .exchange where connection.isBodyComplete: return  // pipelined requests wait their turn
+            case .waiting where connection.pendingOutbound > Self.sendHighWater:
+                return  // a client that pipelines without reading gets no more work until it reads
             default: break
             }
             let event: HTTPRequestParser.Event?
@@ -408,6 +410,10 @@ final class EventLoop {
         }
         if connection.pendingOutbound == 0 && connection.closeWhenFlushed {
             beginClose(connection)
+        } else if case .waiting = connection.phase, connection.parser.bufferedByteCount > 0,
+            connection.pendingOutbound <= Self.sendHighWater, !connection.closeWhenFlushed
+        {
+            process(connection)  // pipelined requests held back while the client was not reading
         }
         updateInterest(connection)
     }
@@ -420,6 +426,7 @@ final class EventLoop {
             wantsRead = true
         case .waiting:
             wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+                && connection.parser.bufferedByteCount < pipelineLimit
         case .exchange:
             wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
                 && (connection.isBodyComplete

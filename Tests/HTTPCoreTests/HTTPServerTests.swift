@@ -290,6 +290,26 @@ struct HTTPServerTests {
         }
     }
 
+    @Test func manyPipelinedRequestsWithLargeResponsesAreAllServed() async throws {
+        let big = HTTPClosureResponder { _, _ in HTTPResponse(bytes: [UInt8](repeating: 0x61, count: 100_000)) }
+        try await withServer(responder: big) { _, address in
+            let client = try await RawClient.connect(address)
+            // 200 pipelined requests make 20 MB of responses, far more than the socket buffers: the
+            // server holds requests back while the client is not reading and resumes as it reads.
+            let requests = String(repeating: "GET / HTTP/1.1\r\nHost: t\r\n\r\n", count: 200)
+            try await client.send(requests)
+            for _ in 0..<200 {
+                #expect(try await client.readResponse().body.count == 100_000)
+            }
+        }
+    }
+
+    @Test func runTwiceIsRefused() async throws {
+        _ = try await withServer(responder: echo) { server, _ in
+            await #expect(throws: HTTPError.self) { try await server.run() }
+        }
+    }
+
     @Test func bindsIPv6Loopback() async throws {
         let configuration = HTTPServer.Configuration(host: "::1", port: 0)
         try await withServer(configuration, responder: echo) { _, address in
