@@ -380,8 +380,9 @@ final class EventLoop {
     private func flush(_ connection: Connection) {
         while connection.pendingOutbound > 0 {
             let sent = connection.outbound.withUnsafeBytes {
-                send(connection.fd, $0.baseAddress! + connection.outboundOffset, $0.count - connection.outboundOffset,
-                     Int32(MSG_NOSIGNAL))
+                send(
+                    connection.fd, $0.baseAddress! + connection.outboundOffset, $0.count - connection.outboundOffset,
+                    Int32(MSG_NOSIGNAL))
             }
             if sent > 0 {
                 connection.outboundOffset += sent
@@ -425,10 +426,12 @@ final class EventLoop {
         case .lingering:
             wantsRead = true
         case .waiting:
-            wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+            wantsRead =
+                !connection.peerClosed && !connection.closeWhenFlushed
                 && connection.parser.bufferedByteCount < pipelineLimit
         case .exchange:
-            wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+            wantsRead =
+                !connection.peerClosed && !connection.closeWhenFlushed
                 && (connection.isBodyComplete
                     ? connection.parser.bufferedByteCount < pipelineLimit : !connection.isReadingPausedForBody)
         }

@@ -197,8 +197,9 @@ struct HTTPServerTests {
         let ignoring = HTTPClosureResponder { request, _ in HTTPResponse(text: request.path) }
         try await withServer(responder: ignoring) { _, address in
             let client = try await RawClient.connect(address)
-            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
-                + "GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+            try await client.send(
+                "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
+                    + "GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(try await client.readResponse().text == "/a")
             #expect(try await client.readResponse().text == "/b")
         }
