@@ -20,11 +20,11 @@ enum Epoll {
 
     /// Size of `struct epoll_event`: packed on x86_64 only.
     #if arch(x86_64)
-    static let eventStride = 12
-    static let eventDataOffset = 4
+        static let eventStride = 12
+        static let eventDataOffset = 4
     #else
-    static let eventStride = 16
-    static let eventDataOffset = 8
+        static let eventStride = 16
+        static let eventDataOffset = 8
     #endif
 
     private typealias CreateFunction = @convention(c) (Int32) -> Int32

@@ -214,6 +214,8 @@ final class EventLoop {
             switch connection.phase {
             case .lingering: return
             case .exchange where connection.isBodyComplete: return  // pipelined requests wait their turn
+            case .waiting where connection.pendingOutbound > Self.sendHighWater:
+                return  // a client that pipelines without reading gets no more work until it reads
             default: break
             }
             let event: HTTPRequestParser.Event?
@@ -378,8 +380,9 @@ final class EventLoop {
     private func flush(_ connection: Connection) {
         while connection.pendingOutbound > 0 {
             let sent = connection.outbound.withUnsafeBytes {
-                send(connection.fd, $0.baseAddress! + connection.outboundOffset, $0.count - connection.outboundOffset,
-                     Int32(MSG_NOSIGNAL))
+                send(
+                    connection.fd, $0.baseAddress! + connection.outboundOffset, $0.count - connection.outboundOffset,
+                    Int32(MSG_NOSIGNAL))
             }
             if sent > 0 {
                 connection.outboundOffset += sent
@@ -408,6 +411,10 @@ final class EventLoop {
         }
         if connection.pendingOutbound == 0 && connection.closeWhenFlushed {
             beginClose(connection)
+        } else if case .waiting = connection.phase, connection.parser.bufferedByteCount > 0,
+            connection.pendingOutbound <= Self.sendHighWater, !connection.closeWhenFlushed
+        {
+            process(connection)  // pipelined requests held back while the client was not reading
         }
         updateInterest(connection)
     }
@@ -419,9 +426,12 @@ final class EventLoop {
         case .lingering:
             wantsRead = true
         case .waiting:
-            wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+            wantsRead =
+                !connection.peerClosed && !connection.closeWhenFlushed
+                && connection.parser.bufferedByteCount < pipelineLimit
         case .exchange:
-            wantsRead = !connection.peerClosed && !connection.closeWhenFlushed
+            wantsRead =
+                !connection.peerClosed && !connection.closeWhenFlushed
                 && (connection.isBodyComplete
                     ? connection.parser.bufferedByteCount < pipelineLimit : !connection.isReadingPausedForBody)
         }

@@ -22,7 +22,8 @@ enum Exchange {
             logToStandardError("\(request.method) \(request.path): handler sent an invalid header (\(problem))")
             response = HTTPResponse(status: .internalServerError)
         }
-        await send(response, for: request.head, connection: connection, isDraining: flags.isDraining.load(ordering: .relaxed))
+        await send(
+            response, for: request.head, connection: connection, isDraining: flags.isDraining.load(ordering: .relaxed))
     }
 
     static func errorResponse(_ error: any HTTPResponseError) -> HTTPResponse {
@@ -68,15 +69,19 @@ enum Exchange {
             if isChunked { headers.add("Transfer-Encoding", "chunked") }
             addConnectionHeader(&headers, keepAlive: keepAlive, version: head.version)
             let ending: LoopMessage.Ending = keepAlive ? .keepAlive : .close
-            connection.post(.write(connection.id, encodeHead(status: response.status, headers: headers),
-                                   ending: nil, ack: nil))
+            connection.post(
+                .write(
+                    connection.id, encodeHead(status: response.status, headers: headers),
+                    ending: nil, ack: nil))
             if omitsBody {
                 connection.post(.write(connection.id, [], ending: ending, ack: nil))
                 return
             }
             do {
-                try await produce(HTTPResponseBodyWriter(connection: connection, isChunked: isChunked,
-                                                         discardsBody: false))
+                try await produce(
+                    HTTPResponseBodyWriter(
+                        connection: connection, isChunked: isChunked,
+                        discardsBody: false))
                 let last: [UInt8] = isChunked ? Array("0\r\n\r\n".utf8) : []
                 connection.post(.write(connection.id, last, ending: ending, ack: nil))
             } catch {
@@ -136,7 +141,8 @@ enum HTTPDate {
             var parts = tm()
             gmtime_r(&clock, &parts)
             func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-            let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) "
+            let text =
+                "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) "
                 + "\(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
             cache = (seconds, text)
             return text

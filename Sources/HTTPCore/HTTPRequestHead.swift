@@ -8,8 +8,8 @@ public struct HTTPVersion: Sendable, Hashable, CustomStringConvertible {
         self.minor = minor
     }
 
-    public static let http1_0 = HTTPVersion(major: 1, minor: 0)
-    public static let http1_1 = HTTPVersion(major: 1, minor: 1)
+    public static let http10 = HTTPVersion(major: 1, minor: 0)
+    public static let http11 = HTTPVersion(major: 1, minor: 1)
 
     public var description: String { "HTTP/\(major).\(minor)" }
 }
@@ -40,7 +40,7 @@ public struct HTTPRequestHead: Sendable, Equatable {
     public var expectsContinue: Bool
 
     public init(
-        method: String, target: String, version: HTTPVersion = .http1_1, headers: HTTPHeaders = HTTPHeaders(),
+        method: String, target: String, version: HTTPVersion = .http11, headers: HTTPHeaders = HTTPHeaders(),
         framing: BodyFraming = .none, isKeepAlive: Bool = true, expectsContinue: Bool = false
     ) {
         self.method = method

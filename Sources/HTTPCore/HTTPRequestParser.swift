@@ -217,7 +217,9 @@ public struct HTTPRequestParser: Sendable {
                     throw HTTPError.malformed("chunk data not followed by CRLF")
                 }
                 guard available >= 2 else { return nil }
-                guard buffer[readIndex + 1] == Self.lf else { throw HTTPError.malformed("chunk data not followed by CRLF") }
+                guard buffer[readIndex + 1] == Self.lf else {
+                    throw HTTPError.malformed("chunk data not followed by CRLF")
+                }
                 readIndex += 2
                 scanIndex = readIndex
                 state = .chunkSizeLine
@@ -385,7 +387,9 @@ public struct HTTPRequestParser: Sendable {
         if index < line.upperBound {
             // Only a chunk extension may follow: BWS ";" ... with no control characters.
             while index < line.upperBound, buffer[index] == 0x20 || buffer[index] == 0x09 { index += 1 }
-            guard index < line.upperBound, buffer[index] == 0x3B else { throw HTTPError.malformed("invalid chunk size") }
+            guard index < line.upperBound, buffer[index] == 0x3B else {
+                throw HTTPError.malformed("invalid chunk size")
+            }
             for byte in buffer[index..<line.upperBound] where byte < 0x20 && byte != 0x09 || byte == 0x7F {
                 throw HTTPError.malformed("control character in chunk extension")
             }
@@ -413,7 +417,9 @@ public struct HTTPRequestParser: Sendable {
             guard lengthValues.isEmpty else {
                 throw HTTPError.malformed("both Content-Length and Transfer-Encoding")
             }
-            guard codings.last == "chunked" else { throw HTTPError.malformed("chunked is not the final transfer coding") }
+            guard codings.last == "chunked" else {
+                throw HTTPError.malformed("chunked is not the final transfer coding")
+            }
             guard codings.count == 1 else {
                 if let other = codings.first(where: { $0 != "chunked" }) {
                     throw HTTPError.unsupportedTransferCoding(other)

@@ -82,6 +82,7 @@ public final class HTTPServer: Sendable {
     private struct State {
         var phase = Phase.idle(shutdownRequested: false)
         var addressWaiters: [CheckedContinuation<Address, any Error>] = []
+        var hasStarted = false
     }
 
     public let configuration: Configuration
@@ -117,8 +118,17 @@ public final class HTTPServer: Sendable {
 
     /// Serves until the task is cancelled or `shutdown` is called, then shuts down gracefully.
     ///
-    /// - Throws: `SocketError` if the address cannot be bound.
+    /// - Throws: `SocketError` if the address cannot be bound; `HTTPError` if called a second time
+    ///   (a server runs once).
     public func run() async throws {
+        let isFirstRun = state.withLock { state in
+            if case .idle = state.phase, !state.hasStarted {
+                state.hasStarted = true
+                return true
+            }
+            return false
+        }
+        guard isFirstRun else { throw HTTPError(.internalServerError, "HTTPServer.run() called twice") }
         let listener: (fd: Int32, address: Address)
         let mailbox: LoopMailbox
         let loop: EventLoop

@@ -82,7 +82,8 @@ enum HTTPBenchmark: BenchmarkScenario {
         async throws -> LoadResult
     {
         if let wrk = executable("wrk") {
-            return try await runWrk(wrk, address: address, bodySize: bodySize, connections: connections, seconds: seconds)
+            return try await runWrk(
+                wrk, address: address, bodySize: bodySize, connections: connections, seconds: seconds)
         }
         return try await runBuiltIn(address: address, bodySize: bodySize, connections: connections, seconds: seconds)
     }
@@ -95,10 +96,10 @@ enum HTTPBenchmark: BenchmarkScenario {
         defer { try? FileManager.default.removeItem(at: directory) }
         let script = directory.appendingPathComponent("post.lua")
         try """
-            wrk.method = "POST"
-            wrk.body = string.rep("x", \(bodySize))
-            wrk.headers["Content-Type"] = "application/octet-stream"
-            """.write(to: script, atomically: true, encoding: .utf8)
+        wrk.method = "POST"
+        wrk.body = string.rep("x", \(bodySize))
+        wrk.headers["Content-Type"] = "application/octet-stream"
+        """.write(to: script, atomically: true, encoding: .utf8)
         let arguments = [
             "-t1", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script.path, "http://\(address)/ingest",
         ]
@@ -134,8 +135,9 @@ enum HTTPBenchmark: BenchmarkScenario {
     private static func runBuiltIn(address: HTTPServer.Address, bodySize: Int, connections: Int, seconds: Int)
         async throws -> LoadResult
     {
-        let request = Array(
-            "POST /ingest HTTP/1.1\r\nHost: bench\r\nContent-Length: \(bodySize)\r\n\r\n".utf8)
+        let request =
+            Array(
+                "POST /ingest HTTP/1.1\r\nHost: bench\r\nContent-Length: \(bodySize)\r\n\r\n".utf8)
             + [UInt8](repeating: 0x78, count: bodySize)
         let deadline = Date().addingTimeInterval(Double(seconds))
         let started = Date()
@@ -240,7 +242,8 @@ enum HTTPBenchmark: BenchmarkScenario {
         }
         limit.rlim_cur = rlim_t(wanted)
         guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
-            throw BenchmarkError("cannot raise the open-file limit to \(wanted) (errno \(errno)); try `ulimit -n \(wanted)`")
+            throw BenchmarkError(
+                "cannot raise the open-file limit to \(wanted) (errno \(errno)); try `ulimit -n \(wanted)`")
         }
     }
 
@@ -342,7 +345,8 @@ private final class BlockingClient {
             if needed == nil, let end = headEnd(received) {
                 let head = String(decoding: received[..<end], as: UTF8.self).lowercased()
                 guard head.hasPrefix("http/1.1 200") else { throw BenchmarkError("unexpected response: \(head)") }
-                let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                let length =
+                    head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
                     .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
                 needed = end + 4 + length
             }

@@ -95,13 +95,14 @@ struct HTTPRequestParserTests {
         #expect(head.headers["accept"] == "text/plain")
         #expect(head.path == "/p")
         #expect(head.query == "q=1")
-        #expect(head.version == .http1_1)
+        #expect(head.version == .http11)
         #expect(head.framing == .none)
     }
 
     @Test func chunkedTrailersAreReported() throws {
         let outcome = parse(
-            "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nDigest: sha-256=abc\r\n\r\n")
+            "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nDigest: sha-256=abc\r\n\r\n"
+        )
         let request = try #require(outcome.requests.first)
         #expect(request.head.framing == .chunked)
         #expect(request.trailers["digest"] == "sha-256=abc")

@@ -197,8 +197,9 @@ struct HTTPServerTests {
         let ignoring = HTTPClosureResponder { request, _ in HTTPResponse(text: request.path) }
         try await withServer(responder: ignoring) { _, address in
             let client = try await RawClient.connect(address)
-            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
-                + "GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+            try await client.send(
+                "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
+                    + "GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(try await client.readResponse().text == "/a")
             #expect(try await client.readResponse().text == "/b")
         }
@@ -287,6 +288,26 @@ struct HTTPServerTests {
             let large = [UInt8](repeating: 7, count: 2_000_000)
             try await client.send(Array("PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".utf8) + large)
             #expect(try await client.readResponse().text == "/big 2000000")
+        }
+    }
+
+    @Test func manyPipelinedRequestsWithLargeResponsesAreAllServed() async throws {
+        let big = HTTPClosureResponder { _, _ in HTTPResponse(bytes: [UInt8](repeating: 0x61, count: 100_000)) }
+        try await withServer(responder: big) { _, address in
+            let client = try await RawClient.connect(address)
+            // 200 pipelined requests make 20 MB of responses, far more than the socket buffers: the
+            // server holds requests back while the client is not reading and resumes as it reads.
+            let requests = String(repeating: "GET / HTTP/1.1\r\nHost: t\r\n\r\n", count: 200)
+            try await client.send(requests)
+            for _ in 0..<200 {
+                #expect(try await client.readResponse().body.count == 100_000)
+            }
+        }
+    }
+
+    @Test func runTwiceIsRefused() async throws {
+        _ = try await withServer(responder: echo) { server, _ in
+            await #expect(throws: HTTPError.self) { try await server.run() }
         }
     }
 

@@ -19,21 +19,25 @@ let chunkedPost = "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\
 
 let hostileMessages: [HostileMessage] = [
     // Request smuggling: ambiguous framing.
-    .init(name: "Content-Length and Transfer-Encoding",
-          text: "POST / HTTP/1.1\r\nHost: c\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400),
-    .init(name: "Transfer-Encoding and Content-Length",
-          text: "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", status: 400),
+    .init(
+        name: "Content-Length and Transfer-Encoding",
+        text: "POST / HTTP/1.1\r\nHost: c\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400),
+    .init(
+        name: "Transfer-Encoding and Content-Length",
+        text: "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", status: 400),
     .init(name: "conflicting Content-Length list", text: get + "Content-Length: 5, 6\r\n\r\n", status: 400),
-    .init(name: "conflicting Content-Length fields",
-          text: get + "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", status: 400),
+    .init(
+        name: "conflicting Content-Length fields",
+        text: get + "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", status: 400),
     .init(name: "Content-Length not a number", text: get + "Content-Length: abc\r\n\r\n", status: 400),
     .init(name: "negative Content-Length", text: get + "Content-Length: -1\r\n\r\n", status: 400),
     .init(name: "Content-Length with plus sign", text: get + "Content-Length: +5\r\n\r\n", status: 400),
     .init(name: "empty Content-Length", text: get + "Content-Length:\r\n\r\n", status: 400),
     .init(name: "Content-Length with inner space", text: get + "Content-Length: 1 2\r\n\r\n", status: 400),
     .init(name: "hexadecimal Content-Length", text: get + "Content-Length: 0x10\r\n\r\n", status: 400),
-    .init(name: "overflowing Content-Length",
-          text: get + "Content-Length: 99999999999999999999999\r\n\r\n", status: 400),
+    .init(
+        name: "overflowing Content-Length",
+        text: get + "Content-Length: 99999999999999999999999\r\n\r\n", status: 400),
     .init(name: "Content-Length over the limit", text: get + "Content-Length: 1025\r\n\r\n", status: 413),
     .init(name: "Transfer-Encoding gzip alone", text: get + "Transfer-Encoding: gzip\r\n\r\n", status: 400),
     .init(name: "unknown coding before chunked", text: get + "Transfer-Encoding: gzip, chunked\r\n\r\n", status: 501),
@@ -41,8 +45,9 @@ let hostileMessages: [HostileMessage] = [
     .init(name: "chunked not last", text: get + "Transfer-Encoding: chunked, identity\r\n\r\n", status: 400),
     .init(name: "misspelled chunked", text: get + "Transfer-Encoding: xchunked\r\n\r\n", status: 400),
     .init(name: "empty Transfer-Encoding", text: get + "Transfer-Encoding:\r\n\r\n", status: 400),
-    .init(name: "Transfer-Encoding in HTTP/1.0",
-          text: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400),
+    .init(
+        name: "Transfer-Encoding in HTTP/1.0",
+        text: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400),
     // Line structure.
     .init(name: "obsolete line folding", text: get + "X-A: 1\r\n  continued\r\n\r\n", status: 400),
     .init(name: "folding on the first field", text: "GET / HTTP/1.1\r\n Host: c\r\n\r\n", status: 400),
@@ -86,17 +91,23 @@ let hostileMessages: [HostileMessage] = [
     .init(name: "bare LF after chunk size", text: chunkedPost + "5\nhello\r\n0\r\n\r\n", status: 400),
     .init(name: "control character in chunk extension", text: chunkedPost + "5;a=\u{01}\r\nhello\r\n", status: 400),
     .init(name: "folded trailer", text: chunkedPost + "0\r\nX-T: 1\r\n more\r\n\r\n", status: 400),
-    .init(name: "chunked body over the limit", text: chunkedPost + "400\r\n" + String(repeating: "a", count: 1024)
-          + "\r\n1\r\n", status: 413),
+    .init(
+        name: "chunked body over the limit",
+        text: chunkedPost + "400\r\n" + String(repeating: "a", count: 1024)
+            + "\r\n1\r\n", status: 413),
     // Limits.
-    .init(name: "request line too long", text: "GET /" + String(repeating: "a", count: 80) + " HTTP/1.1\r\n\r\n",
-          status: 414),
-    .init(name: "header section too large",
-          text: get + "X-Big: " + String(repeating: "b", count: 300) + "\r\n\r\n", status: 431),
-    .init(name: "too many header fields",
-          text: get + (1...9).map { "X-\($0): v\r\n" }.joined() + "\r\n", status: 431),
-    .init(name: "trailer section too large",
-          text: chunkedPost + "0\r\nX-T: " + String(repeating: "t", count: 300) + "\r\n\r\n", status: 431),
+    .init(
+        name: "request line too long", text: "GET /" + String(repeating: "a", count: 80) + " HTTP/1.1\r\n\r\n",
+        status: 414),
+    .init(
+        name: "header section too large",
+        text: get + "X-Big: " + String(repeating: "b", count: 300) + "\r\n\r\n", status: 431),
+    .init(
+        name: "too many header fields",
+        text: get + (1...9).map { "X-\($0): v\r\n" }.joined() + "\r\n", status: 431),
+    .init(
+        name: "trailer section too large",
+        text: chunkedPost + "0\r\nX-T: " + String(repeating: "t", count: 300) + "\r\n\r\n", status: 431),
 ]
 
 @Suite("Hostile requests")

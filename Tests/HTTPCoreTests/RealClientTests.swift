@@ -8,7 +8,8 @@ private let reporter = HTTPClosureResponder { request, context in
     let body = try await request.body.collect(upTo: 64 << 20)
     var sum: UInt32 = 0
     for byte in body { sum = sum &* 31 &+ UInt32(byte) }
-    return HTTPResponse(text: "conn=\(context.connectionID) \(request.method) \(request.path) bytes=\(body.count) sum=\(sum)\n")
+    return HTTPResponse(
+        text: "conn=\(context.connectionID) \(request.method) \(request.path) bytes=\(body.count) sum=\(sum)\n")
 }
 
 private func checksum(_ bytes: [UInt8]) -> UInt32 {
@@ -50,8 +51,10 @@ struct RealClientTests {
         try await withServer(responder: reporter) { _, address in
             let output = try await Tool.run(
                 "curl",
-                ["-sS", "--http1.1", "-H", "Transfer-Encoding: chunked", "-H", "Expect:", "--data-binary",
-                 "@\(file.path)", "http://\(address)/upload"])
+                [
+                    "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked", "-H", "Expect:", "--data-binary",
+                    "@\(file.path)", "http://\(address)/upload",
+                ])
             #expect(output.status == 0, "\(output.stderr)")
             #expect(output.stdout.contains("POST /upload bytes=\(payload.count) sum=\(checksum(payload))"))
         }
@@ -64,8 +67,10 @@ struct RealClientTests {
         try await withServer(responder: reporter) { _, address in
             let output = try await Tool.run(
                 "curl",
-                ["-sS", "-v", "--http1.1", "-H", "Expect: 100-continue", "--expect100-timeout", "30",
-                 "--data-binary", "@\(file.path)", "http://\(address)/expect"])
+                [
+                    "-sS", "-v", "--http1.1", "-H", "Expect: 100-continue", "--expect100-timeout", "30",
+                    "--data-binary", "@\(file.path)", "http://\(address)/expect",
+                ])
             #expect(output.status == 0, "\(output.stderr)")
             #expect(output.stderr.contains("HTTP/1.1 100 Continue"))
             #expect(output.stdout.contains("POST /expect bytes=\(payload.count) sum=\(checksum(payload))"))
