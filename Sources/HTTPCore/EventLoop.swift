@@ -451,8 +451,8 @@ final class EventLoop {
     private func handleMessages() {
         // Jobs run here can post more messages (a handler's response); take those in the same pass,
         // a bounded number of times so sockets are not starved.
-        for _ in 0..<8 {
-            let messages = mailbox.takeAll()
+        for round in 0..<8 {
+            let messages = mailbox.takeAll(resettingWakeUp: round == 0)
             if messages.isEmpty { return }
             handle(messages)
         }
