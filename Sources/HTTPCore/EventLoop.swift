@@ -142,7 +142,7 @@ final class EventLoop {
     /// Answers 503 on a connection over the limit; the request it may have sent is read and dropped
     /// first so that closing does not reset the connection before the client sees the answer.
     private func refuse(_ fd: Int32) {
-        Self.refusalBytes.withUnsafeBytes { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        Self.refusalBytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         Glibc.shutdown(fd, Int32(SHUT_WR))
         _ = recv(fd, readBuffer.baseAddress, readBuffer.count, Int32(MSG_DONTWAIT))
         Glibc.close(fd)
@@ -356,9 +356,7 @@ final class EventLoop {
         var offset = 0
         if connection.pendingOutbound == 0 {
             while offset < bytes.count {
-                let sent = bytes.withUnsafeBytes {
-                    send(connection.fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
-                }
+                let sent = bytes.withUnsafeBytes { Self.send($0, from: offset, to: connection.fd) }
                 if sent > 0 {
                     offset += sent
                     connection.lastWriteProgress = now
@@ -380,9 +378,7 @@ final class EventLoop {
     private func flush(_ connection: Connection) {
         while connection.pendingOutbound > 0 {
             let sent = connection.outbound.withUnsafeBytes {
-                send(
-                    connection.fd, $0.baseAddress! + connection.outboundOffset, $0.count - connection.outboundOffset,
-                    Int32(MSG_NOSIGNAL))
+                Self.send($0, from: connection.outboundOffset, to: connection.fd)
             }
             if sent > 0 {
                 connection.outboundOffset += sent
@@ -397,6 +393,13 @@ final class EventLoop {
             }
         }
         afterOutput(connection)
+    }
+
+    /// One non-blocking `send` of `bytes[offset...]`; MSG_NOSIGNAL turns a closed peer into EPIPE
+    /// instead of a process-killing SIGPIPE.
+    private static func send(_ bytes: UnsafeRawBufferPointer, from offset: Int, to fd: Int32) -> Int {
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+        return Glibc.send(fd, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
     }
 
     private func afterOutput(_ connection: Connection) {
@@ -448,8 +451,8 @@ final class EventLoop {
     private func handleMessages() {
         // Jobs run here can post more messages (a handler's response); take those in the same pass,
         // a bounded number of times so sockets are not starved.
-        for _ in 0..<8 {
-            let messages = mailbox.takeAll()
+        for round in 0..<8 {
+            let messages = mailbox.takeAll(resettingWakeUp: round == 0)
             if messages.isEmpty { return }
             handle(messages)
         }

@@ -52,10 +52,16 @@ public struct HTTPRequestHead: Sendable, Equatable {
         self.expectsContinue = expectsContinue
     }
 
-    /// The target up to `?`, still percent-encoded.
+    /// The target's path, up to `?`, still percent-encoded; for an absolute-form target
+    /// (`http://host/p?q`, which servers must accept) the part after the authority, at least `/`.
     public var path: String {
-        if let mark = target.firstIndex(of: "?") { return String(target[..<mark]) }
-        return target
+        var rest = Substring(target)
+        if !rest.hasPrefix("/"), let scheme = rest.firstRange(of: "://") {
+            let afterAuthority = rest[scheme.upperBound...]
+            rest = afterAuthority.firstIndex(of: "/").map { afterAuthority[$0...] } ?? "/"
+        }
+        if let mark = rest.firstIndex(of: "?") { rest = rest[..<mark] }
+        return rest.isEmpty ? "/" : String(rest)
     }
 
     /// The part of the target after `?`, still percent-encoded, or `nil` when there is no `?`.

@@ -63,10 +63,14 @@ final class LoopMailbox: Sendable {
         return true
     }
 
-    /// Takes every queued message; called by the loop after it has read the eventfd.
-    func takeAll() -> [LoopMessage] {
-        var counter: UInt64 = 0
-        _ = read(eventFD, &counter, 8)
+    /// Takes every queued message. The loop resets the eventfd on the first take after a wake-up;
+    /// later takes in the same pass skip that syscall (a wake-up left pending only costs a spurious
+    /// turn of the loop).
+    func takeAll(resettingWakeUp: Bool = true) -> [LoopMessage] {
+        if resettingWakeUp {
+            var counter: UInt64 = 0
+            _ = read(eventFD, &counter, 8)
+        }
         return state.withLock { state in
             defer { state.messages = [] }
             return state.messages

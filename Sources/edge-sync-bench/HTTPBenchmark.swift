@@ -52,10 +52,16 @@ enum HTTPBenchmark: BenchmarkScenario {
         ]
         // `--small-only` runs just the first load, for profiling.
         let smallOnly = options.arguments.contains("--small-only")
+        // wrk threads: one by default, leaving the second core to the server.
+        var wrkThreads = 1
+        if let flag = options.arguments.firstIndex(of: "--wrk-threads"), flag + 1 < options.arguments.count {
+            wrkThreads = Int(options.arguments[flag + 1]) ?? 1
+        }
         if smallOnly { scenarios = [scenarios[0]] }
         for scenario in scenarios {
             let result = try await load(
-                address: address, bodySize: scenario.bodySize, connections: scenario.connections, seconds: seconds)
+                address: address, bodySize: scenario.bodySize, connections: scenario.connections, seconds: seconds,
+                wrkThreads: wrkThreads)
             table.append(
                 scenario.label, String(scenario.connections), String(format: "%.0f", result.requestsPerSecond),
                 String(format: "%.2f ms", result.p50), String(format: "%.2f ms", result.p99),
@@ -78,18 +84,19 @@ enum HTTPBenchmark: BenchmarkScenario {
 
     // MARK: - Load generation
 
-    private static func load(address: HTTPServer.Address, bodySize: Int, connections: Int, seconds: Int)
-        async throws -> LoadResult
-    {
+    private static func load(
+        address: HTTPServer.Address, bodySize: Int, connections: Int, seconds: Int, wrkThreads: Int
+    ) async throws -> LoadResult {
         if let wrk = executable("wrk") {
             return try await runWrk(
-                wrk, address: address, bodySize: bodySize, connections: connections, seconds: seconds)
+                wrk, address: address, bodySize: bodySize, connections: connections, seconds: seconds,
+                wrkThreads: wrkThreads)
         }
         return try await runBuiltIn(address: address, bodySize: bodySize, connections: connections, seconds: seconds)
     }
 
     private static func runWrk(
-        _ wrk: String, address: HTTPServer.Address, bodySize: Int, connections: Int, seconds: Int
+        _ wrk: String, address: HTTPServer.Address, bodySize: Int, connections: Int, seconds: Int, wrkThreads: Int
     ) async throws -> LoadResult {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edge-sync-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -101,7 +108,8 @@ enum HTTPBenchmark: BenchmarkScenario {
         wrk.headers["Content-Type"] = "application/octet-stream"
         """.write(to: script, atomically: true, encoding: .utf8)
         let arguments = [
-            "-t1", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script.path, "http://\(address)/ingest",
+            "-t\(wrkThreads)", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script.path,
+            "http://\(address)/ingest",
         ]
         let output = try await runProcess(wrk, arguments)
         guard let rate = number(after: "Requests/sec:", in: output),
@@ -110,7 +118,7 @@ enum HTTPBenchmark: BenchmarkScenario {
         if output.contains("Non-2xx") || output.contains("Socket errors") {
             FileHandle.standardError.write(Data("wrk reported errors:\n\(output)\n".utf8))
         }
-        return LoadResult(requestsPerSecond: rate, p50: p50, p99: p99, generator: "wrk -t1")
+        return LoadResult(requestsPerSecond: rate, p50: p50, p99: p99, generator: "wrk -t\(wrkThreads)")
     }
 
     private static func number(after label: String, in text: String) -> Double? {

@@ -99,6 +99,22 @@ struct HTTPRequestParserTests {
         #expect(head.framing == .none)
     }
 
+    @Test(
+        "path and query from each target form",
+        arguments: [
+            ("/a/b?x=1&y", "/a/b", "x=1&y"),
+            ("/plain", "/plain", nil),
+            ("/q?", "/q", ""),
+            ("http://host:8080/v1/batches?since=3", "/v1/batches", "since=3"),
+            ("http://host", "/", nil),
+            ("*", "*", nil),
+        ] as [(String, String, String?)])
+    func pathAndQuery(target: String, path: String, query: String?) {
+        let head = HTTPRequestHead(method: "GET", target: target)
+        #expect(head.path == path)
+        #expect(head.query == query)
+    }
+
     @Test func chunkedTrailersAreReported() throws {
         let outcome = parse(
             "POST / HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nDigest: sha-256=abc\r\n\r\n"
