@@ -139,26 +139,14 @@ public struct BatchDecoder: Sendable {
             }
             try ValueColumn.decode(from: &reader, into: UnsafeMutableBufferPointer(rebasing: values[range]), what: "\(what) values")
         }
-        if layout == .perRow {
-            return [Reading](unsafeUninitializedCapacity: count) { buffer, initialized in
-                var cursor = starts
-                for index in 0..<count {
-                    let series = Int(order[index])
-                    let slot = cursor[series]
-                    cursor[series] = slot + 1
-                    (buffer.baseAddress! + index).initialize(
-                        to: Reading(series: series, timestamp: rowTimestamps[Int(rows[index])], value: values[slot]))
-                }
-                initialized = count
-            }
-        }
         return [Reading](unsafeUninitializedCapacity: count) { buffer, initialized in
             var cursor = starts
             for index in 0..<count {
                 let series = Int(order[index])
                 let slot = cursor[series]
                 cursor[series] = slot + 1
-                (buffer.baseAddress! + index).initialize(to: Reading(series: series, timestamp: timestamps[slot], value: values[slot]))
+                let timestamp = layout == .perRow ? rowTimestamps[Int(rows[index])] : timestamps[slot]
+                (buffer.baseAddress! + index).initialize(to: Reading(series: series, timestamp: timestamp, value: values[slot]))
             }
             initialized = count
         }
