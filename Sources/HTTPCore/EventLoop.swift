@@ -567,6 +567,11 @@ final class EventLoop {
             for connection in Array(connections.values) { closeConnection(connection) }
             return
         }
+        if isListenerPaused && listenerFD >= 0 {
+            // Descriptors may have been freed elsewhere in the process: try accepting again.
+            isListenerPaused = false
+            register(listenerFD, token: Self.listenerToken, events: Epoll.input, operation: Epoll.modify)
+        }
         for connection in Array(connections.values) where connections[connection.id] != nil {
             if connection.pendingOutbound > 0 && now - connection.lastWriteProgress > idleTimeout {
                 closeConnection(connection)  // the client stopped reading
