@@ -80,7 +80,7 @@ enum Exchange {
             }
             do {
                 try await produce(
-                    HTTPResponseBodyWriter(connection: connection, isChunked: isChunked, discardsBody: false))
+                    HTTPResponseBodyWriter(connection: connection, isChunked: isChunked))
                 let last: [UInt8] = isChunked ? Array("0\r\n\r\n".utf8) : []
                 connection.post(.write(connection.id, last, ending: ending, ack: nil))
             } catch {
