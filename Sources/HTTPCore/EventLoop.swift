@@ -25,7 +25,10 @@ final class EventLoop {
     private var listenerFD: Int32
     private var isListenerPaused = false
     private var connections: [UInt64: Connection] = [:]
-    private var nextID: UInt64 = 16
+    /// Connection ids are unique across loops: loop `i` of `n` hands out 16 + i, 16 + i + n, ...
+    private var nextID: UInt64
+    private let idStride: UInt64
+    private let maxConnections: Int
     private var now: UInt64
     private var nextSweep: UInt64 = 0
     private let sweepInterval: UInt64
@@ -41,7 +44,7 @@ final class EventLoop {
 
     init(
         configuration: HTTPServer.Configuration, responder: any HTTPResponder, listenerFD: Int32,
-        mailbox: LoopMailbox
+        mailbox: LoopMailbox, index: Int = 0, count: Int = 1
     ) throws {
         let epollFD = try Epoll.create()
         self.configuration = configuration
@@ -49,6 +52,9 @@ final class EventLoop {
         self.listenerFD = listenerFD
         self.mailbox = mailbox
         self.epollFD = epollFD
+        self.nextID = 16 + UInt64(index)
+        self.idStride = UInt64(count)
+        self.maxConnections = (configuration.maxConnections + count - 1) / count
         self.executor = configuration.runsHandlersOnEventLoop ? LoopExecutor(mailbox: mailbox) : nil
         self.now = monotonicNanoseconds()
         headerTimeout = configuration.headerReadTimeout.nanoseconds
@@ -126,13 +132,13 @@ final class EventLoop {
                 }
                 return
             }
-            if connections.count >= configuration.maxConnections {
+            if connections.count >= maxConnections {
                 refuse(fd)
                 continue
             }
             let connection = Connection(
                 id: nextID, fd: fd, peer: peer, limits: configuration.limits, now: now)
-            nextID += 1
+            nextID += idStride
             connections[connection.id] = connection
             connection.registeredEvents = Epoll.input
             register(fd, token: connection.id, events: Epoll.input, operation: Epoll.add)
@@ -560,6 +566,11 @@ final class EventLoop {
         if let deadline = shutdownDeadline, now >= deadline {
             for connection in Array(connections.values) { closeConnection(connection) }
             return
+        }
+        if isListenerPaused && listenerFD >= 0 {
+            // Descriptors may have been freed elsewhere in the process: try accepting again.
+            isListenerPaused = false
+            register(listenerFD, token: Self.listenerToken, events: Epoll.input, operation: Epoll.modify)
         }
         for connection in Array(connections.values) where connections[connection.id] != nil {
             if connection.pendingOutbound > 0 && now - connection.lastWriteProgress > idleTimeout {

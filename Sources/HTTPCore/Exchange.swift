@@ -39,26 +39,29 @@ enum Exchange {
     /// The bytes the loop sends itself for a request that failed before reaching a handler.
     static func errorResponseBytes(for error: HTTPError) -> [UInt8] {
         let body = Array((error.detail + "\n").utf8)
-        var headers = plainText
-        headers.add("Content-Length", String(body.count))
-        headers.add("Connection", "close")
-        return encodeHead(status: error.status, headers: headers) + body
+        return encodeHead(status: error.status, headers: plainText, framing: .length(body.count), connection: "close")
+            + body
     }
 
     private static func send(
         _ response: HTTPResponse, for head: HTTPRequestHead, connection: ConnectionHandle, isDraining: Bool
     ) async {
         var headers = response.headers
-        let options = headers.listElements(for: "connection")
-        for name in ["Content-Length", "Transfer-Encoding", "Connection"] { headers.remove(name) }
-        var keepAlive = head.isKeepAlive && !isDraining && !options.contains("close")
+        let asksToClose = headers.listElements(for: "connection").contains("close")
+        // Framing is the server's: drop what a handler set (checking first avoids copying the fields).
+        for name in ["Content-Length", "Transfer-Encoding", "Connection"] where headers.contains(name) {
+            headers.remove(name)
+        }
+        var keepAlive = head.isKeepAlive && !isDraining && !asksToClose
         let omitsBody = head.method == "HEAD" || response.status.forbidsBody
 
         switch response.body {
         case .bytes(let bytes):
-            if !response.status.forbidsBody { headers.add("Content-Length", String(bytes.count)) }
-            addConnectionHeader(&headers, keepAlive: keepAlive, version: head.version)
-            var out = encodeHead(status: response.status, headers: headers)
+            var out = encodeHead(
+                status: response.status, headers: headers,
+                framing: response.status.forbidsBody ? .none : .length(bytes.count),
+                connection: connectionValue(keepAlive: keepAlive, version: head.version),
+                reserving: omitsBody ? 0 : bytes.count)
             if !omitsBody { out += bytes }
             connection.post(.write(connection.id, out, ending: keepAlive ? .keepAlive : .close, ack: nil))
 
@@ -66,22 +69,18 @@ enum Exchange {
             // HTTP/1.0 has no chunked coding: the body ends when the connection does.
             let isChunked = head.version.minor >= 1 && !omitsBody
             if !isChunked && !omitsBody { keepAlive = false }
-            if isChunked { headers.add("Transfer-Encoding", "chunked") }
-            addConnectionHeader(&headers, keepAlive: keepAlive, version: head.version)
             let ending: LoopMessage.Ending = keepAlive ? .keepAlive : .close
-            connection.post(
-                .write(
-                    connection.id, encodeHead(status: response.status, headers: headers),
-                    ending: nil, ack: nil))
+            let encoded = encodeHead(
+                status: response.status, headers: headers, framing: isChunked ? .chunked : .none,
+                connection: connectionValue(keepAlive: keepAlive, version: head.version))
+            connection.post(.write(connection.id, encoded, ending: nil, ack: nil))
             if omitsBody {
                 connection.post(.write(connection.id, [], ending: ending, ack: nil))
                 return
             }
             do {
                 try await produce(
-                    HTTPResponseBodyWriter(
-                        connection: connection, isChunked: isChunked,
-                        discardsBody: false))
+                    HTTPResponseBodyWriter(connection: connection, isChunked: isChunked))
                 let last: [UInt8] = isChunked ? Array("0\r\n\r\n".utf8) : []
                 connection.post(.write(connection.id, last, ending: ending, ack: nil))
             } catch {
@@ -93,24 +92,48 @@ enum Exchange {
         }
     }
 
-    private static func addConnectionHeader(_ headers: inout HTTPHeaders, keepAlive: Bool, version: HTTPVersion) {
-        if !keepAlive {
-            headers.add("Connection", "close")
-        } else if version.minor == 0 {
-            headers.add("Connection", "keep-alive")
-        }
+    /// The `Connection` header value to send, if any: `close` when closing, `keep-alive` when an
+    /// HTTP/1.0 client asked to keep the connection (1.1 keeps it by default).
+    private static func connectionValue(keepAlive: Bool, version: HTTPVersion) -> String? {
+        if !keepAlive { return "close" }
+        return version.minor == 0 ? "keep-alive" : nil
     }
 
-    static func encodeHead(status: HTTPStatus, headers: HTTPHeaders) -> [UInt8] {
-        var text = "HTTP/1.1 \(status.code) \(status.reason)\r\nDate: \(HTTPDate.now())\r\n"
+    enum Framing {
+        case none
+        case length(Int)
+        case chunked
+    }
+
+    /// Status line and header section as bytes, with the server's `Date`, framing and `Connection`.
+    static func encodeHead(
+        status: HTTPStatus, headers: HTTPHeaders, framing: Framing = .none, connection: String? = nil,
+        reserving extra: Int = 0
+    ) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(128 + headers.count * 48 + extra)
+        func append(_ text: String) { out.append(contentsOf: text.utf8) }
+        append("HTTP/1.1 ")
+        append(String(status.code))
+        append(" ")
+        append(status.reason)
+        append("\r\nDate: ")
+        append(HTTPDate.now())
+        append("\r\n")
         for field in headers {
-            text += field.name
-            text += ": "
-            text += field.value
-            text += "\r\n"
+            append(field.name)
+            append(": ")
+            append(field.value)
+            append("\r\n")
         }
-        text += "\r\n"
-        return Array(text.utf8)
+        switch framing {
+        case .none: break
+        case .length(let length): append("Content-Length: \(length)\r\n")
+        case .chunked: append("Transfer-Encoding: chunked\r\n")
+        }
+        if let connection { append("Connection: \(connection)\r\n") }
+        append("\r\n")
+        return out
     }
 
     /// A header a handler set that would corrupt the response (response splitting), if any.

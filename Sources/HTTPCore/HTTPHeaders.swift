@@ -59,9 +59,16 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
     /// This is how list-valued fields such as `Connection` and `Transfer-Encoding` are read: several
     /// fields of one name are the same as one field with the values joined by commas (RFC 9110 §5.3).
     func listElements(for name: String) -> [String] {
+        var values: [String] = []
+        for field in fields where HTTPHeaders.namesMatch(field.name, name) { values.append(field.value) }
+        return HTTPHeaders.listElements(of: values)
+    }
+
+    /// The elements of list-valued field values, trimmed and lowercased, empty ones dropped.
+    static func listElements(of values: [String]) -> [String] {
         var elements: [String] = []
-        for field in fields where HTTPHeaders.namesMatch(field.name, name) {
-            for element in field.value.split(separator: ",") {
+        for value in values {
+            for element in value.split(separator: ",") {
                 let trimmed = element.trimmingOptionalWhitespace()
                 if !trimmed.isEmpty { elements.append(trimmed.lowercased()) }
             }

@@ -403,14 +403,30 @@ public struct HTTPRequestParser: Sendable {
         let headers = partial.headers
         let isHTTP11 = partial.version.minor >= 1
 
-        let hostCount = headers.values(for: "host").count
+        // One pass over the fields for the few that decide framing; the arrays stay unallocated
+        // when a field is absent, which is the common case for all but Content-Length.
+        var hostCount = 0
+        var transferEncodingValues: [String] = []
+        var lengthValues: [String] = []
+        var expectValues: [String] = []
+        var connectionValues: [String] = []
+        for field in headers {
+            switch field.name.utf8.count {
+            case 4 where HTTPHeaders.namesMatch(field.name, "host"): hostCount += 1
+            case 6 where HTTPHeaders.namesMatch(field.name, "expect"): expectValues.append(field.value)
+            case 10 where HTTPHeaders.namesMatch(field.name, "connection"): connectionValues.append(field.value)
+            case 14 where HTTPHeaders.namesMatch(field.name, "content-length"): lengthValues.append(field.value)
+            case 17 where HTTPHeaders.namesMatch(field.name, "transfer-encoding"):
+                transferEncodingValues.append(field.value)
+            default: break
+            }
+        }
         if isHTTP11 && hostCount != 1 || hostCount > 1 {
             throw HTTPError.malformed(hostCount == 0 ? "missing Host header" : "more than one Host header")
         }
 
-        let codings = headers.listElements(for: "transfer-encoding")
-        let hasTransferEncoding = headers.contains("transfer-encoding")
-        let lengthValues = headers.values(for: "content-length")
+        let hasTransferEncoding = !transferEncodingValues.isEmpty
+        let codings = HTTPHeaders.listElements(of: transferEncodingValues)
         var framing = HTTPRequestHead.BodyFraming.none
         if hasTransferEncoding {
             guard isHTTP11 else { throw HTTPError.malformed("Transfer-Encoding in an HTTP/1.0 request") }
@@ -434,16 +450,15 @@ public struct HTTPRequestParser: Sendable {
         }
 
         var expectsContinue = false
-        if let expectation = headers["expect"] {
-            let all = headers.values(for: "expect")
-            guard all.count == 1, expectation.lowercased() == "100-continue" else {
-                throw HTTPError.unsupportedExpectation(all.joined(separator: ", "))
+        if let expectation = expectValues.first {
+            guard expectValues.count == 1, expectation.lowercased() == "100-continue" else {
+                throw HTTPError.unsupportedExpectation(expectValues.joined(separator: ", "))
             }
             // RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
             expectsContinue = isHTTP11 && framing != .none
         }
 
-        let options = headers.listElements(for: "connection")
+        let options = HTTPHeaders.listElements(of: connectionValues)
         let isKeepAlive =
             if options.contains("close") { false } else if isHTTP11 { true } else { options.contains("keep-alive") }
 

@@ -48,13 +48,12 @@ public struct HTTPResponse: Sendable {
 public struct HTTPResponseBodyWriter: Sendable {
     let connection: ConnectionHandle
     let isChunked: Bool
-    let discardsBody: Bool
 
     /// Sends `bytes` as the next part of the body.
     ///
     /// - Throws: `HTTPError` when the connection has closed; stop writing then.
     public func write(_ bytes: [UInt8]) async throws {
-        guard !bytes.isEmpty, !discardsBody else { return }
+        guard !bytes.isEmpty else { return }
         var framed = bytes
         if isChunked {
             framed = Array(String(bytes.count, radix: 16).utf8) + [0x0D, 0x0A]

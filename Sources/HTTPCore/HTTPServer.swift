@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Synchronization
 
 /// An HTTP/1.1 server: one epoll event loop thread for all sockets, handlers on Swift concurrency.
@@ -51,13 +52,17 @@ public final class HTTPServer: Sendable {
         /// requests. Only for handlers that never block a thread and compute briefly: a blocking call
         /// (SQLite, file I/O, a lock held long) in a handler stalls every connection of the server.
         public var runsHandlersOnEventLoop: Bool
+        /// Event-loop threads, each with its own listening socket on the port (`SO_REUSEPORT`) and its
+        /// own share of `maxConnections`. One is enough for most services; more help on machines
+        /// with cores to spare.
+        public var eventLoopCount: Int
 
         public init(
             host: String = "127.0.0.1", port: Int = 8080, limits: HTTPRequestParser.Limits = .init(),
             headerReadTimeout: Duration = .seconds(10), bodyReadTimeout: Duration = .seconds(30),
             bodyMinimumBytesPerSecond: Int = 1024, idleTimeout: Duration = .seconds(60),
             maxConnections: Int = 10_000, shutdownGrace: Duration = .seconds(10), listenBacklog: Int32 = 1024,
-            runsHandlersOnEventLoop: Bool = false
+            runsHandlersOnEventLoop: Bool = false, eventLoopCount: Int = 1
         ) {
             self.host = host
             self.port = port
@@ -70,12 +75,13 @@ public final class HTTPServer: Sendable {
             self.shutdownGrace = shutdownGrace
             self.listenBacklog = listenBacklog
             self.runsHandlersOnEventLoop = runsHandlersOnEventLoop
+            self.eventLoopCount = eventLoopCount
         }
     }
 
     private enum Phase {
         case idle(shutdownRequested: Bool)
-        case running(LoopMailbox, Address)
+        case running([LoopMailbox], Address)
         case stopped(SocketError?)
     }
 
@@ -129,16 +135,36 @@ public final class HTTPServer: Sendable {
             return false
         }
         guard isFirstRun else { throw HTTPError(.internalServerError, "HTTPServer.run() called twice") }
-        let listener: (fd: Int32, address: Address)
-        let mailbox: LoopMailbox
-        let loop: EventLoop
+        let loopCount = max(1, configuration.eventLoopCount)
+        var listeners: [Int32] = []
+        var mailboxes: [LoopMailbox] = []
+        var handOvers: [LoopHandOver] = []
+        let address: Address
         do {
-            listener = try Socket.listen(
-                host: configuration.host, port: configuration.port, backlog: configuration.listenBacklog)
-            mailbox = try LoopMailbox()
-            loop = try EventLoop(
-                configuration: configuration, responder: responder, listenerFD: listener.fd, mailbox: mailbox)
+            // Several loops each get their own listening socket on the same port (SO_REUSEPORT), and
+            // the kernel spreads new connections across them.
+            let first = try Socket.listen(
+                host: configuration.host, port: configuration.port, backlog: configuration.listenBacklog,
+                reusePort: loopCount > 1)
+            listeners.append(first.fd)
+            address = first.address
+            for _ in 1..<loopCount {
+                let next = try Socket.listen(
+                    host: configuration.host, port: address.port, backlog: configuration.listenBacklog,
+                    reusePort: true)
+                listeners.append(next.fd)
+            }
+            for (index, listener) in listeners.enumerated() {
+                let mailbox = try LoopMailbox()
+                let loop = try EventLoop(
+                    configuration: configuration, responder: responder, listenerFD: listener, mailbox: mailbox,
+                    index: index, count: loopCount)
+                mailboxes.append(mailbox)
+                handOvers.append(LoopHandOver(loop))
+            }
         } catch {
+            // No loop has run, so none has closed its listener.
+            for listener in listeners { close(listener) }
             let waiters = state.withLock { state in
                 state.phase = .stopped(error as? SocketError)
                 defer { state.addressWaiters = [] }
@@ -150,22 +176,27 @@ public final class HTTPServer: Sendable {
         let (waiters, shutdownRequested) = state.withLock { state in
             var requested = false
             if case .idle(let flag) = state.phase { requested = flag }
-            state.phase = .running(mailbox, listener.address)
+            state.phase = .running(mailboxes, address)
             defer { state.addressWaiters = [] }
             return (state.addressWaiters, requested)
         }
-        waiters.forEach { $0.resume(returning: listener.address) }
+        waiters.forEach { $0.resume(returning: address) }
         if shutdownRequested { shutdown() }
 
-        let handOver = LoopHandOver(loop)
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                let thread = Thread {
-                    handOver.take().run()
-                    done.resume()
+            await withTaskGroup(of: Void.self) { group in
+                for (index, handOver) in handOvers.enumerated() {
+                    group.addTask {
+                        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                            let thread = Thread {
+                                handOver.take().run()
+                                done.resume()
+                            }
+                            thread.name = "http-event-loop-\(index)"
+                            thread.start()
+                        }
+                    }
                 }
-                thread.name = "http-event-loop"
-                thread.start()
             }
         } onCancel: {
             shutdown()
@@ -177,18 +208,18 @@ public final class HTTPServer: Sendable {
     /// `grace` (default: the configured `shutdownGrace`) to finish. `run()` returns when done.
     public func shutdown(grace: Duration? = nil) {
         let deadline = monotonicNanoseconds() + (grace ?? configuration.shutdownGrace).nanoseconds
-        let mailbox: LoopMailbox? = state.withLock { state in
+        let mailboxes: [LoopMailbox] = state.withLock { state in
             switch state.phase {
             case .idle:
                 state.phase = .idle(shutdownRequested: true)
-                return nil
-            case .running(let mailbox, _):
-                return mailbox
+                return []
+            case .running(let mailboxes, _):
+                return mailboxes
             case .stopped:
-                return nil
+                return []
             }
         }
-        mailbox?.post(.shutdown(deadline: deadline))
+        for mailbox in mailboxes { mailbox.post(.shutdown(deadline: deadline)) }
     }
 }
 

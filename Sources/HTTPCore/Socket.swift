@@ -3,7 +3,9 @@ import Glibc
 /// Thin wrappers over the POSIX socket calls the loop needs; every failure keeps its errno.
 enum Socket {
     /// Creates a non-blocking listening socket bound to `host:port` (numeric IPv4 or IPv6, or a name).
-    static func listen(host: String, port: Int, backlog: Int32) throws -> (fd: Int32, address: HTTPServer.Address) {
+    static func listen(host: String, port: Int, backlog: Int32, reusePort: Bool = false) throws -> (
+        fd: Int32, address: HTTPServer.Address
+    ) {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -23,6 +25,9 @@ enum Socket {
         guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
         var on: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        if reusePort {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
         if info.ai_family == AF_INET6 {
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<Int32>.size))
         }

@@ -40,6 +40,9 @@ enum HTTPBenchmark: BenchmarkScenario {
         configuration.maxConnections = idleCount + 1000
         configuration.limits.maxBodyBytes = 1 << 20
         configuration.runsHandlersOnEventLoop = options.arguments.contains("--handlers-on-loop")
+        if let flag = options.arguments.firstIndex(of: "--loops"), flag + 1 < options.arguments.count {
+            configuration.eventLoopCount = Int(options.arguments[flag + 1]) ?? 1
+        }
         let server = HTTPServer(configuration: configuration, responder: responder)
         let serving = Task { try await server.run() }
         let address = try await server.localAddress

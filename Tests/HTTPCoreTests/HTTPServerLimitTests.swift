@@ -108,6 +108,79 @@ struct HTTPServerLimitTests {
         }
     }
 
+    @Test func streamingWriterWaitsForASlowReader() async throws {
+        let written = Atomic<Int>(0)
+        let total = 16 << 20
+        let streamer = HTTPClosureResponder { _, _ in
+            HTTPResponse { writer in
+                let piece = [UInt8](repeating: 0x62, count: 64 * 1024)
+                for _ in 0..<(total / piece.count) {
+                    try await writer.write(piece)
+                    written.add(piece.count, ordering: .relaxed)
+                }
+            }
+        }
+        try await withServer(responder: streamer) { _, address in
+            let client = try await RawClient.connect(address, receiveBufferSize: 64 * 1024)
+            try await client.send("GET /all HTTP/1.1\r\nHost: t\r\n\r\n")
+            // Wait (bounded) until the writer stops making progress while nobody reads.
+            var last = -1
+            var stableRounds = 0
+            let deadline = ContinuousClock.now + .seconds(5)
+            while stableRounds < 10 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                let now = written.load(ordering: .relaxed)
+                stableRounds = now == last && now > 0 ? stableRounds + 1 : 0
+                last = now
+            }
+            // Socket buffers (4 MiB send maximum here) plus the 256 KiB high-water mark, not 16 MiB.
+            #expect(last > 0)
+            #expect(last < 8 << 20, "writer ran ahead to \(last) bytes")
+            let response = try await client.readResponse()
+            #expect(response.body.count == total)
+        }
+    }
+
+    @Test func uploadIsHeldBackWhileTheHandlerDoesNotRead() async throws {
+        let gate = GateForShutdown()
+        let lateReader = HTTPClosureResponder { request, _ in
+            gate.arrived()
+            await gate.wait()
+            var total = 0
+            for try await chunk in request.body { total += chunk.count }
+            return HTTPResponse(text: "\(total)")
+        }
+        let total = 16 << 20
+        try await withServer(responder: lateReader) { _, address in
+            let sent = Atomic<Int>(0)
+            let client = try await RawClient.connect(address)
+            try await client.send("PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\n\r\n")
+            await gate.waitUntilArrived()
+            let uploading = Task {
+                let piece = [UInt8](repeating: 0x75, count: 64 * 1024)
+                for _ in 0..<(total / piece.count) {
+                    try await client.send(piece)
+                    sent.add(piece.count, ordering: .relaxed)
+                }
+            }
+            // Wait (bounded) until the upload stops making progress while the handler is not reading.
+            var last = -1
+            var stableRounds = 0
+            let deadline = ContinuousClock.now + .seconds(5)
+            while stableRounds < 10 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                let now = sent.load(ordering: .relaxed)
+                stableRounds = now == last && now > 0 ? stableRounds + 1 : 0
+                last = now
+            }
+            // Socket buffers plus the 256 KiB body buffer, not the whole 16 MiB.
+            #expect(last < 8 << 20, "server read ahead to \(last) bytes")
+            gate.open()
+            try await uploading.value
+            #expect(try await client.readResponse().text == "\(total)")
+        }
+    }
+
     @Test func connectionsBeyondTheLimitAreRefusedWith503() async throws {
         var configuration = HTTPServer.Configuration(port: 0)
         configuration.maxConnections = 2

@@ -311,6 +311,25 @@ struct HTTPServerTests {
         }
     }
 
+    @Test func severalEventLoopsShareThePort() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.eventLoopCount = 3
+        try await withServer(configuration, responder: echo) { _, address in
+            var connectionIDs: Set<String> = []
+            for index in 0..<24 {
+                let client = try await RawClient.connect(address)
+                try await client.send("POST /\(index) HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+                let response = try await client.readResponse()
+                #expect(response.text == "/\(index) 2")
+                connectionIDs.insert(response.headers["x-connection"] ?? "")
+            }
+            #expect(connectionIDs.count == 24, "connection ids are unique across loops")
+            // The kernel spreads connections by hash; with 24 of them more than one loop is used.
+            let loopsUsed = Set(connectionIDs.compactMap { UInt64($0) }.map { ($0 - 16) % 3 })
+            #expect(loopsUsed.count > 1)
+        }
+    }
+
     @Test func bindsIPv6Loopback() async throws {
         let configuration = HTTPServer.Configuration(host: "::1", port: 0)
         try await withServer(configuration, responder: echo) { _, address in

@@ -64,7 +64,7 @@ final class RawClient: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
 
-    init(_ address: HTTPServer.Address, readTimeoutSeconds: Int = 5) throws {
+    init(_ address: HTTPServer.Address, readTimeoutSeconds: Int = 5, receiveBufferSize: Int32? = nil) throws {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
@@ -76,6 +76,10 @@ final class RawClient: @unchecked Sendable {
         fd = socket(info.ai_family, Int32(SOCK_STREAM.rawValue), 0)
         var timeout = timeval(tv_sec: readTimeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var size = receiveBufferSize {
+            // Set before connecting, and it turns off autotuning: a fixed, small window.
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         guard Glibc.connect(fd, info.ai_addr, info.ai_addrlen) == 0 else {
             // No close here: a class whose init throws after storing every property is deinitialised,
             // and a second close could hit a descriptor another test has just opened.
@@ -85,8 +89,12 @@ final class RawClient: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    static func connect(_ address: HTTPServer.Address, readTimeoutSeconds: Int = 5) async throws -> RawClient {
-        try await offPool { try RawClient(address, readTimeoutSeconds: readTimeoutSeconds) }
+    static func connect(
+        _ address: HTTPServer.Address, readTimeoutSeconds: Int = 5, receiveBufferSize: Int32? = nil
+    ) async throws -> RawClient {
+        try await offPool {
+            try RawClient(address, readTimeoutSeconds: readTimeoutSeconds, receiveBufferSize: receiveBufferSize)
+        }
     }
 
     func send(_ text: String) async throws { try await send(Array(text.utf8)) }
