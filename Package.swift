@@ -15,12 +15,20 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
 
         // The wire contract shared by the edge agent and the collector.
         .target(name: "EdgeSyncCodec", dependencies: ["CZlib"]),
 
         // HTTP/1.1 server core on POSIX sockets; knows nothing about sensors.
         .target(name: "HTTPCore"),
+
+        // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
+        .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
@@ -36,7 +44,8 @@ let package = Package(
             dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "CZlib"],
             exclude: ["Golden"]
         ),
-        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
+        .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]
 )

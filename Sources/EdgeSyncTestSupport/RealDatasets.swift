@@ -33,7 +33,9 @@ public struct RealDataset: Sendable {
 
     public static func load(_ file: URL) throws -> RealDataset {
         guard let data = FileManager.default.contents(atPath: file.path) else {
-            throw Gzip.Failure(description: "dataset \(file.path) is missing; the real datasets live in shared/data beside the checkout")
+            throw Gzip.Failure(
+                description:
+                    "dataset \(file.path) is missing; the real datasets live in shared/data beside the checkout")
         }
         let text = String(decoding: try Gzip.decompress([UInt8](data)), as: UTF8.self)
         let name = file.lastPathComponent.replacingOccurrences(of: ".csv.gz", with: "")
@@ -78,20 +80,26 @@ public struct RealDataset: Sendable {
 
     /// Cuts the readings into batches of `batchSize`, with consecutive sequence numbers, keeping in
     /// each batch only the series keys its readings use.
-    public func batches(of batchSize: Int, device: String = "gateway-1", stream: UInt64 = 0x5EED_0000_0000_0001) -> [Batch] {
+    public func batches(of batchSize: Int, device: String = "gateway-1", stream: UInt64 = 0x5EED_0000_0000_0001)
+        -> [Batch]
+    {
         stride(from: 0, to: readings.count, by: batchSize).map { start in
             let slice = readings[start..<min(start + batchSize, readings.count)]
             var remap = [Int: Int]()
             var keys: [String] = []
             let local = slice.map { reading -> Reading in
-                let index = remap[reading.series] ?? {
-                    keys.append(seriesKeys[reading.series])
-                    remap[reading.series] = keys.count - 1
-                    return keys.count - 1
-                }()
+                let index =
+                    remap[reading.series]
+                    ?? {
+                        keys.append(seriesKeys[reading.series])
+                        remap[reading.series] = keys.count - 1
+                        return keys.count - 1
+                    }()
                 return Reading(series: index, timestamp: reading.timestamp, value: reading.value)
             }
-            return Batch(device: device, stream: stream, firstSequence: UInt64(start) + 1, seriesKeys: keys, readings: local, sentAt: 1_700_000_000_000_000_000)
+            return Batch(
+                device: device, stream: stream, firstSequence: UInt64(start) + 1, seriesKeys: keys, readings: local,
+                sentAt: 1_700_000_000_000_000_000)
         }
     }
 }
@@ -127,7 +135,9 @@ enum Timestamps {
         let parts = text.split(separator: " ")
         guard parts.count == 3, let days = Int64(parts[0]) else { return nil }
         let clock = parts[2].split(separator: ":")
-        guard clock.count == 3, let hours = Int64(clock[0]), let minutes = Int64(clock[1]), let seconds = Int64(clock[2]) else {
+        guard clock.count == 3, let hours = Int64(clock[0]), let minutes = Int64(clock[1]),
+            let seconds = Int64(clock[2])
+        else {
             return nil
         }
         return offsetOrigin + (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * nanosecondsPerSecond

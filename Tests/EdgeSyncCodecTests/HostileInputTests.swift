@@ -1,5 +1,6 @@
 import CZlib
 import EdgeSyncCodec
+import EdgeSyncTestSupport
 import Testing
 
 /// The decoder trusts nothing: every malformed frame must give a typed error, never a trap, a hang

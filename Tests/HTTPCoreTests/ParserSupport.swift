@@ -1,17 +1,6 @@
-@testable import HTTPCore
+import EdgeSyncTestSupport
 
-/// A deterministic random source so that "random splits" are the same on every run.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+@testable import HTTPCore
 
 /// One parsed request, with its body pieces joined so that outcomes compare across chunkings.
 struct ParsedRequest: Equatable {
@@ -52,7 +41,7 @@ enum Chunking: Sendable, CustomStringConvertible {
         case .bytewise:
             return bytes.map { [$0] }
         case .random(let seed):
-            var generator = SplitMix64(seed: seed)
+            var generator = SeededRandom(seed: seed)
             var pieces: [[UInt8]] = []
             var index = 0
             while index < bytes.count {
