@@ -27,6 +27,9 @@ let package = Package(
         // HTTP/1.1 server core on POSIX sockets; knows nothing about sensors.
         .target(name: "HTTPCore"),
 
+        // What the edge agent and the collector say to each other besides the codec frame.
+        .target(name: "EdgeSyncProtocol"),
+
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
@@ -45,6 +48,7 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
+        .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]

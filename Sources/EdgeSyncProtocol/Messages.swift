@@ -1,0 +1,77 @@
+/// The HTTP surface shared by the edge agent and the collector; `Docs/protocol.md` describes it.
+package enum ProtocolPath {
+    /// `POST`: one codec frame (`FrameHeader.mediaType`) per request, `Authorization: Bearer <token>`.
+    package static let batches = "/v1/batches"
+    /// `POST`: a `DroppedRangesReport` as JSON, `Authorization: Bearer <token>`.
+    package static let droppedRanges = "/v1/dropped"
+}
+
+/// The collector's 200 answer to `POST /v1/batches`, sent only after the batch is committed.
+///
+/// `acknowledged` names every range of the batch that is now durably stored (new or duplicate), so
+/// the edge deletes exactly those from its spool.
+package struct BatchAcknowledgement: Codable, Hashable, Sendable {
+    package var device: String
+    /// The stream id as a decimal string: JSON numbers above 2^53 lose precision in many parsers.
+    package var stream: StreamID
+    package var accepted: Int
+    package var duplicates: Int
+    package var acknowledged: [SequenceRange]
+
+    package init(device: String, stream: UInt64, accepted: Int, duplicates: Int, acknowledged: [SequenceRange]) {
+        self.device = device
+        self.stream = StreamID(stream)
+        self.accepted = accepted
+        self.duplicates = duplicates
+        self.acknowledged = acknowledged
+    }
+}
+
+/// Ranges the edge removed from its spool without delivering them (drop-oldest policy), reported
+/// so the collector's completeness view can tell "dropped at the edge" from "not received yet".
+package struct DroppedRangesReport: Codable, Hashable, Sendable {
+    package var device: String
+    package var stream: StreamID
+    package var dropped: [SequenceRange]
+
+    package init(device: String, stream: UInt64, dropped: [SequenceRange]) {
+        self.device = device
+        self.stream = StreamID(stream)
+        self.dropped = dropped
+    }
+}
+
+/// The body of every error response: a stable machine-readable `error` code and a human `message`.
+package struct ErrorBody: Codable, Hashable, Sendable {
+    package var error: String
+    package var message: String
+
+    package init(error: String, message: String) {
+        self.error = error
+        self.message = message
+    }
+}
+
+/// A 64-bit stream id, written in JSON as a decimal string so no client rounds it.
+package struct StreamID: Hashable, Sendable, Codable, CustomStringConvertible {
+    package var value: UInt64
+
+    package init(_ value: UInt64) { self.value = value }
+
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let value = UInt64(text) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "stream id \"\(text)\" is not a decimal 64-bit unsigned integer")
+        }
+        self.value = value
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(String(value))
+    }
+
+    package var description: String { String(value) }
+}
