@@ -16,6 +16,11 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
             name: "CSQLite",
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
@@ -39,6 +44,12 @@ let package = Package(
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
 
+        // The edge agent: spool, uploader, inputs.
+        .target(
+            name: "EdgeAgent",
+            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "CCurl"]
+        ),
+
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
@@ -51,6 +62,10 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
+        .testTarget(
+            name: "EdgeAgentTests",
+            dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncTestSupport", "HTTPCore"]
+        ),
         .testTarget(name: "EdgeSyncCommandLineTests", dependencies: ["EdgeSyncCommandLine"]),
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),

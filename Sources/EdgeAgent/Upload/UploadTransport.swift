@@ -1,0 +1,45 @@
+import EdgeSyncProtocol
+
+/// One HTTP POST the uploader wants delivered.
+package struct UploadRequest: Sendable {
+    /// Path below the collector's base URL (`/v1/batches`).
+    package var path: String
+    package var contentType: String
+    package var body: [UInt8]
+
+    package init(path: String, contentType: String, body: [UInt8]) {
+        self.path = path
+        self.contentType = contentType
+        self.body = body
+    }
+}
+
+/// A raw HTTP answer, before the uploader interprets it.
+package struct UploadResponse: Sendable, Equatable {
+    package var status: Int
+    /// The `Retry-After` header in seconds (delta-seconds form), if present and valid.
+    package var retryAfter: Duration?
+    /// The body, truncated to a small limit: acknowledgements and error messages are short.
+    package var body: [UInt8]
+
+    package init(status: Int, retryAfter: Duration? = nil, body: [UInt8] = []) {
+        self.status = status
+        self.retryAfter = retryAfter
+        self.body = body
+    }
+}
+
+/// Sends requests to the collector. Implementations never throw: every failure to get an HTTP
+/// answer becomes `UploadTransportError`, which the retry policy treats like a 5xx.
+package protocol UploadTransport: Sendable {
+    func send(_ request: UploadRequest) async -> Result<UploadResponse, UploadTransportError>
+}
+
+/// Why no HTTP answer arrived (connection refused, reset, timeout, TLS verification failure).
+package struct UploadTransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var message: String
+
+    package init(_ message: String) { self.message = message }
+
+    package var description: String { message }
+}
