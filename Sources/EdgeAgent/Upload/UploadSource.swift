@@ -1,0 +1,61 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+
+/// Where the uploader takes readings from and reports back to: the spool, or a fake in tests.
+package protocol UploadSource: Sendable {
+    /// The device and stream every batch from this source belongs to.
+    var identity: (device: String, stream: UInt64) { get async throws }
+
+    /// The highest sequence number appended so far (0 when nothing ever was).
+    func lastSequence() async throws -> UInt64
+
+    /// Resumes once a reading with a sequence number above `sequence` exists (at once if one does),
+    /// or when the calling task is cancelled.
+    func waitForReadings(after sequence: UInt64) async
+
+    /// The oldest queued readings with sequence numbers in `range`, at most `maximumReadings`, as a
+    /// batch covering one contiguous run; nil when nothing in `range` is queued. Acknowledged and
+    /// quarantined readings are never returned.
+    func batch(in range: SequenceRange, maximumReadings: Int) async throws -> Batch?
+
+    /// Deletes exactly these ranges: the collector has stored them.
+    func acknowledge(_ ranges: [SequenceRange]) async throws
+
+    /// Moves `range` aside (kept on disk, counted, never handed out again).
+    func quarantine(_ range: SequenceRange, reason: String) async throws
+
+    /// Ranges removed by the drop-oldest policy that the collector has not been told about yet.
+    func unreportedDroppedRanges() async throws -> [SequenceRange]
+
+    func markDroppedRangesReported(_ ranges: [SequenceRange]) async throws
+}
+
+extension Batch {
+    /// The readings of `range` (which must lie within `sequences`) as a batch of their own, with
+    /// only the series keys they use.
+    func slice(_ range: SequenceRange) -> Batch {
+        let start = Int(range.first - firstSequence)
+        let end = Int(range.last - firstSequence) + 1
+        var keyIndex: [Int: Int] = [:]
+        var keys: [String] = []
+        var readings: [Reading] = []
+        readings.reserveCapacity(end - start)
+        for reading in self.readings[start..<end] {
+            let index: Int
+            if let known = keyIndex[reading.series] {
+                index = known
+            } else {
+                index = keys.count
+                keyIndex[reading.series] = index
+                keys.append(seriesKeys[reading.series])
+            }
+            readings.append(Reading(series: index, timestamp: reading.timestamp, value: reading.value))
+        }
+        return Batch(
+            device: device, stream: stream, firstSequence: range.first, seriesKeys: keys, readings: readings,
+            sentAt: sentAt)
+    }
+
+    /// The batch's sequence numbers as an inclusive range; nil for an empty batch.
+    var sequenceRange: SequenceRange? { SequenceRange(sequences) }
+}

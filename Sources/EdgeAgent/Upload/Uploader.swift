@@ -1,0 +1,413 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import Foundation
+
+/// Moves readings from an `UploadSource` (the spool) to the collector, exactly once in effect:
+/// every queued reading is sent until acknowledged, and only acknowledged ranges are deleted.
+///
+/// Batches are cut by count (`maximumBatchReadings`), bytes (`maximumBatchBytes`, checked on the
+/// encoded frame) and age (`linger`: a partial batch leaves after waiting this long for company).
+/// Up to `retry.maximumInFlight` batches are in flight while the collector keeps up; the window
+/// drops to one whenever it struggles (see `UploadRetryPolicy`). When the queue holds a backlog of
+/// more than `liveThreshold` readings, the newest readings go out on a live lane beside the
+/// backlog, so fresh data is not stuck behind a week of replay.
+package actor Uploader {
+    package struct Configuration: Sendable {
+        package var maximumBatchReadings = 10_000
+        /// Frames larger than this are split before sending.
+        package var maximumBatchBytes = 1 << 20
+        /// How long a partial batch waits for more readings when the queue is caught up.
+        package var linger = Duration.milliseconds(250)
+        /// Backlog size (readings) from which the live lane sends the newest readings first.
+        package var liveThreshold = 50_000
+        /// While a backlog drains, every `liveEvery`-th batch is a live one (when fresh readings exist):
+        /// fresh data waits for at most that many backlog batches, however slow the link.
+        package var liveEvery = 8
+        package var retry = UploadRetryPolicy.Configuration()
+        package var encoding = EncodingOptions()
+
+        package init() {}
+    }
+
+    /// Whether `run` returns when the queue is empty (`edge-agent drain`) or keeps waiting.
+    package enum Mode: Sendable {
+        case continuous
+        case untilEmpty
+    }
+
+    private let configuration: Configuration
+    private let source: any UploadSource
+    private let transport: any UploadTransport
+    private let clock: any Clock<Duration>
+    private let wallClock: @Sendable () -> Int64
+    private var random: ErasedRandomNumberGenerator
+    private var policy: UploadRetryPolicy
+
+    /// Ranges handed to a delivery that has not finished: never handed out twice.
+    private var claimed = SequenceRangeSet()
+    /// The backlog lane's position: everything below it is claimed, acknowledged or quarantined.
+    private var cursor: UInt64 = 1
+    /// The highest sequence number the live lane has handed out.
+    private var liveMark: UInt64 = 0
+    private var dispatchesSinceLive = 0
+    private var inFlight = 0
+    private var slotWaiters: [CheckedContinuation<Void, Never>] = []
+    private var isReportingDroppedRanges = false
+    private var progress: (@Sendable (UploadStatistics) -> Void)?
+    package private(set) var statistics = UploadStatistics()
+
+    /// - Parameters:
+    ///   - clock: paces retries and batching; tests pass a clock that does not really wait.
+    ///   - wallClock: nanoseconds since the Unix epoch, stamped into each batch as `sentAt`.
+    package init(
+        configuration: Configuration = Configuration(),
+        source: any UploadSource,
+        transport: any UploadTransport,
+        clock: any Clock<Duration> = ContinuousClock(),
+        wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) },
+        random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()
+    ) {
+        precondition(configuration.maximumBatchReadings >= 1, "a batch holds at least one reading")
+        self.configuration = configuration
+        self.source = source
+        self.transport = transport
+        self.clock = clock
+        self.wallClock = wallClock
+        self.random = ErasedRandomNumberGenerator(random)
+        self.policy = UploadRetryPolicy(configuration: configuration.retry)
+    }
+
+    /// Called after every acknowledged batch with the statistics so far (progress bars, metrics).
+    package func onProgress(_ report: @escaping @Sendable (UploadStatistics) -> Void) {
+        progress = report
+    }
+
+    /// Uploads until cancelled (graceful stop: no new batch starts, attempts under way finish),
+    /// until the collector refuses the device, or, in `.untilEmpty` mode, until nothing is queued.
+    @discardableResult
+    package func run(_ mode: Mode) async throws -> UploadStatistics {
+        let (device, stream) = try await source.identity
+        await withTaskGroup(of: Void.self) { deliveries in
+            var lingered = false
+            while !Task.isCancelled, statistics.haltReason == nil {
+                await waitForSlot()
+                if Task.isCancelled || statistics.haltReason != nil { break }
+                let last: UInt64
+                do {
+                    last = try await source.lastSequence()
+                } catch {
+                    statistics.lastError = "reading the spool: \(error)"
+                    try? await clock.sleep(for: policy.backoffCeiling(afterFailures: 3))
+                    continue
+                }
+                let choice: Choice
+                do {
+                    choice = try await nextBatch(last: last, mayHold: mode == .continuous && !lingered)
+                } catch {
+                    statistics.lastError = "reading the spool: \(error)"
+                    try? await clock.sleep(for: policy.backoffCeiling(afterFailures: 3))
+                    continue
+                }
+                switch choice {
+                case .send(let batch, let range):
+                    lingered = false
+                    claimed.insert(range)
+                    inFlight += 1
+                    deliveries.addTask { await self.deliver(batch, device: device, stream: stream) }
+                    continue
+                case .hold:
+                    // A partial batch: give it `linger` to gather company before sending.
+                    try? await clock.sleep(for: configuration.linger)
+                    lingered = true
+                    continue
+                case .nothing:
+                    break
+                }
+                switch mode {
+                case .untilEmpty:
+                    if inFlight == 0 { return }
+                    await waitForCompletion()
+                case .continuous:
+                    await source.waitForReadings(after: last)
+                    lingered = false
+                }
+            }
+            await deliveries.waitForAll()
+        }
+        // A cancelled run also waits for the deliveries above; report what stopped it.
+        return statistics
+    }
+
+    // MARK: Choosing the next batch
+
+    /// The first sequence number at or after the cursor that is not claimed.
+    private func pendingStart(last: UInt64) -> UInt64 {
+        guard cursor <= last else { return cursor }
+        return claimed.missing(from: SequenceRange(cursor, last)).first?.first ?? last + 1
+    }
+
+    private enum Choice {
+        case send(Batch, SequenceRange)
+        /// Readings are pending but too few for a full batch, and they have not waited `linger` yet.
+        case hold
+        case nothing
+    }
+
+    private func nextBatch(last: UInt64, mayHold: Bool) async throws -> Choice {
+        while true {
+            let start = pendingStart(last: last)
+            guard start <= last else {
+                // Everything up to `last` is delivered or being delivered.
+                cursor = max(cursor, start)
+                return .nothing
+            }
+            let pending = last - start + 1
+            if pending > UInt64(configuration.liveThreshold), let live = try await liveBatch(last: last, start: start) {
+                return live
+            }
+            // Right after start-up the queue is old data: send at once. Later, a trickle of fresh
+            // readings waits `linger` so requests are not one reading each.
+            if mayHold, pending < UInt64(configuration.maximumBatchReadings),
+                statistics.batchesAcknowledged > 0 || inFlight > 0
+            {
+                return .hold
+            }
+            let upper = nextClaimedStart(after: start).map { min($0 - 1, last) } ?? last
+            let end = min(upper, start + UInt64(configuration.maximumBatchReadings) - 1)
+            let range = SequenceRange(start, end)
+            if let batch = try await source.batch(in: range, maximumReadings: configuration.maximumBatchReadings),
+                let fetched = batch.sequenceRange
+            {
+                if start == cursor { cursor = fetched.last + 1 }
+                return .send(batch, fetched)
+            }
+            // Nothing queued in this range any more (acknowledged or quarantined meanwhile).
+            if start >= cursor { cursor = end + 1 }
+        }
+    }
+
+    private func liveBatch(last: UInt64, start: UInt64) async throws -> Choice? {
+        guard dispatchesSinceLive >= configuration.liveEvery - 1 else {
+            dispatchesSinceLive += 1
+            return nil
+        }
+        let size = UInt64(configuration.maximumBatchReadings)
+        let first = max(liveMark + 1, start, last >= size ? last - size + 1 : 1)
+        guard first <= last else { return nil }
+        let range = SequenceRange(first, last)
+        guard claimed.missing(from: range) == [range] else { return nil }
+        guard let batch = try await source.batch(in: range, maximumReadings: configuration.maximumBatchReadings),
+            let fetched = batch.sequenceRange
+        else {
+            return nil
+        }
+        liveMark = last
+        dispatchesSinceLive = 0
+        return .send(batch, fetched)
+    }
+
+    private func nextClaimedStart(after sequence: UInt64) -> UInt64? {
+        claimed.ranges.first { $0.first > sequence }?.first
+    }
+
+    // MARK: Delivering one batch
+
+    private func deliver(_ batch: Batch, device: String, stream: UInt64) async {
+        defer {
+            inFlight -= 1
+            wakeWaiters()
+        }
+        var pending = [batch]
+        while let current = pending.popLast() {
+            guard let range = current.sequenceRange else { continue }
+            let next = await attempt(current, range: range, device: device, stream: stream)
+            switch next {
+            case .done:
+                claimed.remove(range)
+            case .again(let parts):
+                pending.append(contentsOf: parts.reversed())
+            case .stop:
+                return
+            }
+        }
+    }
+
+    private enum AttemptResult {
+        case done
+        /// Deliver these parts next (split halves, or the remainder after a partial acknowledgement).
+        case again([Batch])
+        /// Leave the batch claimed and stop (halted, or cancelled while waiting to retry).
+        case stop
+    }
+
+    private func attempt(_ batch: Batch, range: SequenceRange, device: String, stream: UInt64) async -> AttemptResult {
+        while true {
+            var stamped = batch
+            stamped.sentAt = wallClock()
+            let frame: [UInt8]
+            do {
+                frame = try BatchEncoder(options: configuration.encoding).encode(stamped)
+            } catch {
+                return await quarantine(range, reason: "cannot encode: \(error)")
+            }
+            if frame.count > configuration.maximumBatchBytes, range.count > 1 {
+                statistics.splits += 1
+                return .again(halves(of: batch, range: range))
+            }
+            statistics.bytesSent += Int64(frame.count)
+            let response = await transport.send(
+                UploadRequest(path: ProtocolPath.batches, contentType: FrameHeader.mediaType, body: frame))
+            let outcome = Self.outcome(of: response)
+            let decision = policy.decide(outcome, for: range, device: device, stream: stream, using: &random)
+            switch decision {
+            case .acknowledge(let ranges):
+                do {
+                    try await source.acknowledge(ranges)
+                } catch {
+                    // Not deleted: the readings stay queued and go out again after a restart; the
+                    // collector drops them as duplicates.
+                    statistics.lastError = "deleting acknowledged readings: \(error)"
+                    return .stop
+                }
+                record(acknowledged: ranges, outcome: outcome, frameBytes: frame.count)
+                let acknowledged = SequenceRangeSet(ranges)
+                let rest = acknowledged.missing(from: range)
+                if rest.isEmpty { return .done }
+                // The collector confirmed only part: resend the rest after a pause.
+                statistics.lastError = "collector acknowledged \(acknowledged) of \(range)"
+                try? await clock.sleep(for: policy.backoffCeiling(afterFailures: 1))
+                for part in acknowledged.ranges { claimed.remove(part) }
+                return .again(rest.map { batch.slice($0) })
+            case .retry(let wait, let reason):
+                let key: String =
+                    switch outcome {
+                    case .status(let code, _, _): String(code)
+                    default: "transport"
+                    }
+                statistics.retries[key, default: 0] += 1
+                statistics.lastError = reason
+                do {
+                    try await clock.sleep(for: wait)
+                } catch {
+                    return .stop
+                }
+                if Task.isCancelled { return .stop }
+            case .split:
+                statistics.splits += 1
+                return .again(halves(of: batch, range: range))
+            case .quarantine(let reason):
+                return await quarantine(range, reason: reason)
+            case .halt(let reason):
+                statistics.haltReason = reason
+                statistics.lastError = reason
+                wakeWaiters()
+                return .stop
+            }
+        }
+    }
+
+    private func halves(of batch: Batch, range: SequenceRange) -> [Batch] {
+        let middle = range.first + range.count / 2
+        return [batch.slice(SequenceRange(range.first, middle - 1)), batch.slice(SequenceRange(middle, range.last))]
+    }
+
+    private func quarantine(_ range: SequenceRange, reason: String) async -> AttemptResult {
+        do {
+            try await source.quarantine(range, reason: reason)
+        } catch {
+            statistics.lastError = "quarantining \(range): \(error)"
+            return .stop
+        }
+        statistics.readingsQuarantined += Int64(range.count)
+        statistics.lastError = "quarantined \(range): \(reason)"
+        return .done
+    }
+
+    private func record(acknowledged ranges: [SequenceRange], outcome: UploadOutcome, frameBytes: Int) {
+        let count = ranges.reduce(Int64(0)) { $0 + Int64($1.count) }
+        statistics.readingsAcknowledged += count
+        if case .acknowledged(let ack) = outcome { statistics.readingsDuplicate += Int64(ack.duplicates) }
+        statistics.batchesAcknowledged += 1
+        statistics.bytesAcknowledged += Int64(frameBytes)
+        progress?(statistics)
+        if !isReportingDroppedRanges {
+            isReportingDroppedRanges = true
+            Task { await self.reportDroppedRanges() }
+        }
+    }
+
+    /// Tells the collector about ranges the drop-oldest policy removed; retried after the next
+    /// acknowledged batch if it fails.
+    private func reportDroppedRanges() async {
+        defer { isReportingDroppedRanges = false }
+        guard let ranges = try? await source.unreportedDroppedRanges(), !ranges.isEmpty,
+            let (device, stream) = try? await source.identity
+        else { return }
+        let report = DroppedRangesReport(device: device, stream: stream, dropped: ranges)
+        guard let body = try? JSONEncoder().encode(report) else { return }
+        let response = await transport.send(
+            UploadRequest(path: ProtocolPath.droppedRanges, contentType: "application/json", body: Array(body)))
+        guard case .success(let answer) = response, (200..<300).contains(answer.status) else {
+            statistics.lastError = "reporting dropped ranges: \(Self.describe(response))"
+            return
+        }
+        try? await source.markDroppedRangesReported(ranges)
+        statistics.droppedRangesReported += Int64(ranges.count)
+    }
+
+    // MARK: Flow control
+
+    private func waitForSlot() async {
+        while inFlight >= policy.window, statistics.haltReason == nil {
+            await waitForCompletion()
+        }
+    }
+
+    private func waitForCompletion() async {
+        await withCheckedContinuation { slotWaiters.append($0) }
+    }
+
+    private func wakeWaiters() {
+        let waiters = slotWaiters
+        slotWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Interpreting answers
+
+    static func outcome(of response: Result<UploadResponse, UploadTransportError>) -> UploadOutcome {
+        switch response {
+        case .failure(let error):
+            return .transportFailure(error.message)
+        case .success(let answer):
+            if (200..<300).contains(answer.status),
+                let ack = try? JSONDecoder().decode(BatchAcknowledgement.self, from: Data(answer.body))
+            {
+                return .acknowledged(ack)
+            }
+            return .status(code: answer.status, retryAfter: answer.retryAfter, message: errorMessage(answer.body))
+        }
+    }
+
+    /// The collector's `ErrorBody.message`, or the start of whatever the body holds.
+    static func errorMessage(_ body: [UInt8]) -> String {
+        if let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(body)) { return error.message }
+        return String(decoding: body.prefix(200), as: UTF8.self)
+    }
+
+    private static func describe(_ response: Result<UploadResponse, UploadTransportError>) -> String {
+        switch response {
+        case .failure(let error): error.message
+        case .success(let answer): "HTTP \(answer.status): \(errorMessage(answer.body))"
+        }
+    }
+}
+
+/// Lets the actor keep an injected generator of any type and still pass it `inout` to generic code.
+private struct ErasedRandomNumberGenerator: RandomNumberGenerator, Sendable {
+    private var base: any RandomNumberGenerator & Sendable
+
+    init(_ base: any RandomNumberGenerator & Sendable) { self.base = base }
+
+    mutating func next() -> UInt64 { base.next() }
+}

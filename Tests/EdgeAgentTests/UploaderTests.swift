@@ -1,0 +1,170 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import EdgeSyncTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+@testable import EdgeAgent
+
+@Suite struct UploaderTests {
+    func makeUploader(
+        source: MemorySource,
+        collector: MemoryCollector,
+        clock: ImmediateClock = ImmediateClock(),
+        configure: (inout Uploader.Configuration) -> Void = { _ in }
+    ) -> Uploader {
+        var configuration = Uploader.Configuration()
+        configuration.maximumBatchReadings = 1000
+        configure(&configuration)
+        return Uploader(
+            configuration: configuration, source: source, transport: collector, clock: clock,
+            wallClock: { 1_700_000_000_000_000_000 }, random: SeededRandom(seed: 3))
+    }
+
+    /// Every reading the source held is stored exactly once, with its key and value.
+    func expectExactlyOnce(_ collector: MemoryCollector, expected: Int, source: MemorySource) {
+        let state = collector.state.withLock { $0 }
+        #expect(state.received.ranges == (expected > 0 ? [SequenceRange(1, UInt64(expected))] : []))
+        #expect(state.stored.count == expected)
+        for sequence in [UInt64(1), UInt64(expected / 2), UInt64(expected)] where sequence > 0 {
+            #expect(state.stored[sequence]?.value == Double(sequence % 1000) / 10)
+            #expect(state.storedKeys[sequence] == "sensor\(sequence % 3).value")
+        }
+        #expect(source.queuedCount == 0)
+    }
+
+    @Test func drainsABacklogInFullBatchesWithSeveralInFlight() async throws {
+        let source = MemorySource(readings: 25_500)
+        let collector = MemoryCollector()
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 25_500, source: source)
+        #expect(statistics.readingsAcknowledged == 25_500)
+        #expect(statistics.batchesAcknowledged == 26)
+        #expect(statistics.readingsDuplicate == 0)
+        #expect(collector.state.withLock { $0.maximumConcurrent } > 1)
+        #expect(collector.state.withLock { $0.maximumConcurrent } <= 4)
+    }
+
+    @Test(arguments: [1, 2, 3, 4] as [UInt64])
+    func everyFaultStillEndsExactlyOnce(seed: UInt64) async throws {
+        let source = MemorySource(readings: 12_345)
+        let random = Mutex(SeededRandom(seed: seed))
+        let collector = MemoryCollector { _, _ in
+            let roll = random.withLock { Int.random(in: 0..<10, using: &$0) }
+            switch roll {
+            case 0: return .respond(.success(UploadResponse(status: 500)))
+            case 1: return .respond(.success(UploadResponse(status: 503, retryAfter: .seconds(2))))
+            case 2: return .respond(.failure(UploadTransportError("connection reset")))
+            case 3: return .loseAcknowledgement
+            case 4: return .respond(.success(UploadResponse(status: 200, body: Array("not json".utf8))))
+            default: return nil
+            }
+        }
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 12_345, source: source)
+        #expect(statistics.retries.values.reduce(0, +) > 0)
+        // Resent batches after a lost acknowledgement are duplicates, never stored twice; the edge
+        // hears of those whose acknowledgement arrived.
+        #expect(statistics.readingsDuplicate <= Int64(collector.state.withLock { $0.duplicates }))
+    }
+
+    /// The collector throttles from the first request on: until it accepts one, only that one batch
+    /// is ever in flight, and every wait is at least its Retry-After.
+    @Test func throttlingNeverAddsConcurrencyAndHonoursRetryAfter() async throws {
+        let source = MemorySource(readings: 20_000)
+        let clock = ImmediateClock()
+        let collector = MemoryCollector { request, _ in
+            request <= 8 ? .respond(.success(UploadResponse(status: 429, retryAfter: .seconds(30)))) : nil
+        }
+        try await makeUploader(source: source, collector: collector, clock: clock).run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 20_000, source: source)
+        #expect(collector.state.withLock { $0.newBatchesDuringThrottle } == 0)
+        #expect(collector.state.withLock { Set($0.sentRanges.prefix(9)) } == [SequenceRange(1, 1000)])
+        #expect(clock.sleeps.filter { $0 >= .seconds(30) }.count == 8)
+    }
+
+    @Test func a413SplitsUntilBatchesFit() async throws {
+        let source = MemorySource(readings: 5000)
+        let collector = MemoryCollector(maximumReadingsPerBatch: 300)
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 5000, source: source)
+        #expect(statistics.splits >= 5)
+    }
+
+    @Test func a400QuarantinesThatBatchAndTheQueueMovesOn() async throws {
+        let source = MemorySource(readings: 3000)
+        let collector = MemoryCollector { _, range in
+            range.contains(1500)
+                ? .respond(
+                    .success(
+                        UploadResponse(
+                            status: 400, body: Array(#"{"error":"malformed","message":"checksum mismatch"}"#.utf8))))
+                : nil
+        }
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        let quarantined = source.state.withLock { $0.quarantined }
+        #expect(quarantined.count == 1)
+        #expect(quarantined.first?.0 == SequenceRange(1001, 2000))
+        #expect(quarantined.first?.1.contains("checksum mismatch") == true)
+        #expect(statistics.readingsQuarantined == 1000)
+        #expect(collector.state.withLock { $0.stored.count } == 2000)
+        #expect(source.queuedCount == 0)
+    }
+
+    @Test(arguments: [401, 403])
+    func anAuthFailureHaltsAndKeepsEveryReading(status: Int) async throws {
+        let source = MemorySource(readings: 4000)
+        let collector = MemoryCollector { _, _ in .respond(.success(UploadResponse(status: status))) }
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        #expect(statistics.haltReason?.contains("HTTP \(status)") == true)
+        #expect(source.queuedCount == 4000)
+        #expect(source.state.withLock { $0.acknowledgeCalls } == 0)
+        // Only the first window's worth of requests went out before the halt.
+        #expect(collector.state.withLock { $0.requests } <= 4)
+    }
+
+    @Test func theLiveLaneSendsFreshReadingsBeforeTheBacklogEnds() async throws {
+        let source = MemorySource(readings: 200_000)
+        let collector = MemoryCollector()
+        try await makeUploader(source: source, collector: collector) {
+            $0.liveThreshold = 50_000
+            $0.liveEvery = 4
+        }.run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 200_000, source: source)
+        let sent = collector.state.withLock { $0.sentRanges }
+        let newest = sent.firstIndex { $0.contains(200_000) }
+        #expect(newest != nil && newest! < 8, "the newest reading went out in batch \(newest ?? -1) of \(sent.count)")
+    }
+
+    @Test func droppedRangesAreReportedOnce() async throws {
+        let source = MemorySource(readings: 10)
+        source.state.withLock { $0.dropped = [SequenceRange(1, 99)] }
+        let collector = MemoryCollector()
+        let uploader = makeUploader(source: source, collector: collector)
+        try await uploader.run(.untilEmpty)
+        // The report goes out after the first acknowledgement, on its own task.
+        while await uploader.statistics.droppedRangesReported == 0 { await Task.yield() }
+        let reports = collector.state.withLock { $0.droppedReports }
+        #expect(reports == [DroppedRangesReport(device: "gw-1", stream: 0xFEED, dropped: [SequenceRange(1, 99)])])
+        #expect(try await source.unreportedDroppedRanges().isEmpty)
+    }
+
+    @Test func cancellationStopsBetweenBatchesAndKeepsTheRest() async throws {
+        let source = MemorySource(readings: 50_000)
+        let gate = AsyncStream.makeStream(of: Void.self)
+        let collector = MemoryCollector { request, _ in
+            if request == 3 { gate.continuation.yield() }
+            return nil
+        }
+        let uploader = makeUploader(source: source, collector: collector)
+        let run = Task { try await uploader.run(.continuous) }
+        for await _ in gate.stream { break }
+        run.cancel()
+        let statistics = try await run.value
+        let stored = collector.state.withLock { $0.stored.count }
+        #expect(Int64(stored) == statistics.readingsAcknowledged)
+        #expect(source.queuedCount == 50_000 - stored)
+        #expect(source.queuedCount > 0)
+    }
+}
