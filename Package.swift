@@ -53,7 +53,7 @@ let package = Package(
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib"]
+            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "EdgeAgent", "CZlib"]
         ),
 
         .testTarget(
