@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
         .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
+        .executable(name: "edge-agent", targets: ["edge-agent"]),
     ],
     targets: [
         // System libraries from Debian, each behind a tiny shim.
@@ -33,13 +34,17 @@ let package = Package(
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
+        // The edge agent: the durable spool, the importer, and (later) inputs and the uploader.
+        .target(name: "EdgeAgent", dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite"]),
+        .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol"]),
+
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
 
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib"]
+            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "EdgeSyncSQLite"]
         ),
 
         .testTarget(
@@ -49,6 +54,10 @@ let package = Package(
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
+        .testTarget(
+            name: "EdgeAgentTests",
+            dependencies: ["EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "edge-agent"]
+        ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]
