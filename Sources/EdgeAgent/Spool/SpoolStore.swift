@@ -54,7 +54,9 @@ final class SpoolStore {
         }
         let tables = try database.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
         try tables.step()
-        if tables.int64(at: 0) == 0 {
+        let tableCount = tables.int64(at: 0)
+        tables.reset()
+        if tableCount == 0 {
             try create()
         } else {
             try load()
@@ -110,6 +112,7 @@ final class SpoolStore {
         let names = try database.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         var found = Set<String>()
         while try names.step() { found.insert(names.text(at: 0) ?? "") }
+        names.reset()
         guard found.isSuperset(of: ["meta", "chunks", "dropped"]) else {
             throw SpoolError(.damaged, "the file is an SQLite database but not a spool (tables: \(found.sorted()))")
         }
@@ -130,8 +133,10 @@ final class SpoolStore {
         // next_seq must lie past every stored chunk; a lower value would reuse sequence numbers.
         let last = try database.prepare("SELECT max(last_seq) FROM chunks")
         try last.step()
-        if !last.isNull(at: 0), UInt64(bitPattern: last.int64(at: 0)) >= UInt64(next) {
-            throw SpoolError(.damaged, "next_seq \(next) is not past the stored chunks (last \(last.int64(at: 0)))")
+        let lastStored = last.isNull(at: 0) ? nil : last.int64(at: 0)
+        last.reset()
+        if let lastStored, lastStored >= next {
+            throw SpoolError(.damaged, "next_seq \(next) is not past the stored chunks (last \(lastStored))")
         }
         self.device = device
         self.stream = UInt64(bitPattern: stream)
@@ -140,7 +145,11 @@ final class SpoolStore {
 
     /// Turns the byte cap into page and WAL limits: the WAL gets a quarter, checkpointed at half of that.
     private func applyLimits() throws {
-        guard let maxBytes = configuration.maxBytes else { return }
+        guard let maxBytes = configuration.maxBytes else {
+            // Without a cap the WAL is still not allowed to keep the size of its largest burst.
+            try database.execute("PRAGMA journal_size_limit = \(16 << 20)")
+            return
+        }
         let pageSize = try database.pragmaInteger("page_size") ?? 4096
         let walBudget = maxBytes / 4
         let checkpointPages = max(8, walBudget / 2 / (pageSize + 24))
@@ -568,7 +577,7 @@ final class SpoolStore {
     private func reclaimFreePages() throws {
         let free = try database.pragmaInteger("freelist_count") ?? 0
         let pages = try database.pragmaInteger("page_count") ?? 0
-        guard free >= 256, free * 4 >= pages else { return }
+        guard free >= 64, free * 4 >= pages else { return }
         try database.execute("PRAGMA incremental_vacuum")
         try database.checkpoint(.truncate)
     }
