@@ -39,7 +39,7 @@ let package = Package(
 
         // The edge agent: the durable spool, the importer, and (later) inputs and the uploader.
         .target(name: "EdgeAgent", dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite"]),
-        .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol"]),
+        .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
 
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),

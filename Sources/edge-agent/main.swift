@@ -1,2 +1,5 @@
+import EdgeSyncCommandLine
 import Foundation
-print("edge-agent")
+
+let status = await EdgeAgentCommand.main(arguments: Array(CommandLine.arguments.dropFirst()))
+exit(status.rawValue)

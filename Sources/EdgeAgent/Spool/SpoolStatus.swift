@@ -45,6 +45,26 @@ package struct SpoolStatus: Sendable, Hashable, Codable {
         case maxBytes = "max_bytes"
         case whenFull = "when_full"
     }
+
+    /// Writes every key, `null` included, so readers of `status --json` always see the same keys.
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(device, forKey: .device)
+        try container.encode(stream, forKey: .stream)
+        try container.encode(nextSequence, forKey: .nextSequence)
+        try container.encode(queuedReadings, forKey: .queuedReadings)
+        try container.encode(queuedBytes, forKey: .queuedBytes)
+        try container.encode(queuedChunks, forKey: .queuedChunks)
+        try container.encode(spoolFileBytes, forKey: .spoolFileBytes)
+        try container.encode(oldestTimestamp, forKey: .oldestTimestamp)
+        try container.encode(droppedReadings, forKey: .droppedReadings)
+        try container.encode(unreportedDroppedRanges, forKey: .unreportedDroppedRanges)
+        try container.encode(quarantinedReadings, forKey: .quarantinedReadings)
+        try container.encode(quarantinedBytes, forKey: .quarantinedBytes)
+        try container.encode(fsync, forKey: .fsync)
+        try container.encode(maxBytes, forKey: .maxBytes)
+        try container.encode(whenFull, forKey: .whenFull)
+    }
 }
 
 /// One stretch of readings handed to the uploader: a codec batch with contiguous sequence numbers.

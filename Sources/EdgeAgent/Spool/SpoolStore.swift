@@ -42,11 +42,13 @@ final class SpoolStore {
     /// Opens the spool tables on `database`, creating them when the file is new.
     /// - Throws: `SpoolError` `.damaged` when the file fails `quick_check` or is not a spool,
     ///   `.deviceMismatch` when it belongs to another device.
-    init(database: SQLiteDatabase, configuration: Spool.Configuration, checksIntegrity: Bool = true) throws {
+    /// - Parameter isInspecting: open an existing spool only to read it: any device, no limits or
+    ///   policies written, no integrity check (for `status`).
+    init(database: SQLiteDatabase, configuration: Spool.Configuration, isInspecting: Bool = false) throws {
         self.database = database
         self.configuration = configuration
         self.transactionReadings = configuration.maxChunkReadings * 4
-        if checksIntegrity {
+        if !isInspecting {
             let problems = try database.quickCheckProblems()
             guard problems.isEmpty else {
                 throw SpoolError(.damaged, "quick_check: " + problems.prefix(3).joined(separator: "; "))
@@ -57,11 +59,25 @@ final class SpoolStore {
         let tableCount = tables.int64(at: 0)
         tables.reset()
         if tableCount == 0 {
+            guard !isInspecting else { throw SpoolError(.notFound, "\(database.path) holds no spool") }
             try create()
         } else {
-            try load()
+            try load(anyDevice: isInspecting)
         }
+        guard !isInspecting else { return }
         try applyLimits()
+        // Recorded so `edge-agent status` (another process) can show the policies in force.
+        try database.transaction(.immediate) { _ throws in
+            let upsert = try database.statement("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
+            for (key, value) in [
+                ("fsync", configuration.fsync.rawValue), ("when_full", configuration.whenFull.rawValue),
+                ("max_bytes", configuration.maxBytes.map(String.init) ?? ""),
+            ] {
+                try upsert.bind(key, at: 1)
+                try upsert.bind(value, at: 2)
+                try upsert.run()
+            }
+        }
     }
 
     private func create() throws {
@@ -108,7 +124,7 @@ final class SpoolStore {
         self.nextSequence = 1
     }
 
-    private func load() throws {
+    private func load(anyDevice: Bool) throws {
         let names = try database.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         var found = Set<String>()
         while try names.step() { found.insert(names.text(at: 0) ?? "") }
@@ -124,7 +140,7 @@ final class SpoolStore {
         else {
             throw SpoolError(.damaged, "the spool's meta table is incomplete")
         }
-        guard device == configuration.device else {
+        guard anyDevice || device == configuration.device else {
             throw SpoolError(
                 .deviceMismatch,
                 "the spool was created for device \"\(device)\", not \"\(configuration.device)\"; "
@@ -607,7 +623,9 @@ final class SpoolStore {
             spoolFileBytes: SQLiteDatabase.fileSizes(ofDatabaseAt: database.path).total,
             oldestTimestamp: totals.isNull(at: 3) ? nil : totals.int64(at: 3),
             droppedReadings: try metaInteger("dropped_readings") ?? 0, unreportedDroppedRanges: unreported.int64(at: 0),
-            quarantinedReadings: totals.int64(at: 4), quarantinedBytes: totals.int64(at: 5), fsync: configuration.fsync,
-            maxBytes: configuration.maxBytes, whenFull: configuration.whenFull)
+            quarantinedReadings: totals.int64(at: 4), quarantinedBytes: totals.int64(at: 5),
+            fsync: try metaText("fsync").flatMap(FsyncPolicy.init(rawValue:)) ?? configuration.fsync,
+            maxBytes: try metaText("max_bytes").flatMap { Int64($0) },
+            whenFull: try metaText("when_full").flatMap(FullPolicy.init(rawValue:)) ?? configuration.whenFull)
     }
 }
