@@ -233,8 +233,9 @@ struct Cursor {
         case "f", "F", "false", "False", "FALSE": return 0
         default: break
         }
-        if text.hasSuffix("i") { return Int64(text.dropLast()).map(Double.init) }
-        if text.hasSuffix("u") { return UInt64(text.dropLast()).map(Double.init) }
+        if text.hasSuffix("i") { return Int64(text.dropLast()).map { Double($0) } }
+        // Spelled out: `map(Double.init)` would pick `Double(bitPattern:)` for a UInt64.
+        if text.hasSuffix("u") { return UInt64(text.dropLast()).map { Double($0) } }
         return decimal(text)
     }
 
