@@ -71,8 +71,10 @@ enum EdgeAgentCommand {
 enum SpoolOptions {
     static let dataDirectory = ArgumentParser.Option.value("--data-dir", "DIR", help: "folder holding spool.sqlite")
     static let device = ArgumentParser.Option.value("--device", "ID", help: "this gateway's device id")
-    static let fsync = ArgumentParser.Option.value("--fsync", "full|normal|off", help: "when a write counts as durable (default full)")
-    static let maxBytes = ArgumentParser.Option.value("--max-bytes", "N", help: "cap on the spool's size on disk, WAL included")
+    static let fsync = ArgumentParser.Option.value(
+        "--fsync", "full|normal|off", help: "when a write counts as durable (default full)")
+    static let maxBytes = ArgumentParser.Option.value(
+        "--max-bytes", "N", help: "cap on the spool's size on disk, WAL included")
     static let whenFull = ArgumentParser.Option.value(
         "--when-full", "reject|drop-oldest", help: "what a full spool does (default reject)")
 

@@ -45,7 +45,9 @@ enum ImportCommand: Subcommand {
         do {
             let result = try await importer.run(fileDescriptor: descriptor)
             progress.finish()
-            print("imported \(name): \(result.summary) into \(configuration.databasePath) (device \(spool.device), stream \(spool.stream))")
+            print(
+                "imported \(name): \(result.summary) into \(configuration.databasePath) (device \(spool.device), stream \(spool.stream))"
+            )
             return .success
         } catch {
             progress.finish()

@@ -23,8 +23,12 @@ enum SpoolTortureCommand: Subcommand {
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
         let configuration = try SpoolOptions.configuration(arguments)
-        let run = try arguments.value("--run", as: "a number 0...255", { Int64($0).flatMap { (0...255).contains($0) ? $0 : nil } }) ?? 0
-        let producers = try arguments.value("--producers", as: "a number 1...64", { Int($0).flatMap { (1...64).contains($0) ? $0 : nil } }) ?? 4
+        let run =
+            try arguments.value(
+                "--run", as: "a number 0...255", { Int64($0).flatMap { (0...255).contains($0) ? $0 : nil } }) ?? 0
+        let producers =
+            try arguments.value(
+                "--producers", as: "a number 1...64", { Int($0).flatMap { (1...64).contains($0) ? $0 : nil } }) ?? 4
         let spool = try await Spool.open(configuration)
         writeLine("ready\n")
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -36,9 +40,12 @@ enum SpoolTortureCommand: Subcommand {
                         let count = Int.random(in: 1...300, using: &random)
                         let base = run << 40 | Int64(producer) << 32
                         let readings = (0..<Int64(count)).map { offset in
-                            Reading(series: Int(offset % 3), timestamp: base | (counter + offset), value: Double(counter + offset))
+                            Reading(
+                                series: Int(offset % 3), timestamp: base | (counter + offset),
+                                value: Double(counter + offset))
                         }
-                        let range = try await spool.append(seriesKeys: ["a", "b", "c"].map { "torture,p=\(producer) \($0)" }, readings: readings)
+                        let range = try await spool.append(
+                            seriesKeys: ["a", "b", "c"].map { "torture,p=\(producer) \($0)" }, readings: readings)
                         writeLine("ack \(range.first) \(range.last) \(run) \(producer) \(counter)\n")
                         counter += Int64(count)
                     }

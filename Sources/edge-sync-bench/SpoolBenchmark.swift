@@ -21,13 +21,16 @@ enum SpoolBenchmark: BenchmarkScenario {
     }
 
     static func run(_ options: BenchmarkOptions) async throws {
-        let datasets = try RealDataset.fileNames.map { try RealDataset.load(options.dataDirectory.appendingPathComponent($0)) }
+        let datasets = try RealDataset.fileNames.map {
+            try RealDataset.load(options.dataDirectory.appendingPathComponent($0))
+        }
         let writes = datasets.flatMap { dataset in
             dataset.batches(of: writeSize).map { Write(keys: $0.seriesKeys, readings: $0.readings) }
         }
         let total = intOption(options, "--readings") ?? 3_000_000
         let producerCounts = intOption(options, "--producers").map { [$0] } ?? [1, 16, 64, 256]
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("edge-sync-bench-spool-\(getpid())").path
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("edge-sync-bench-spool-\(getpid())")
+            .path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         print("spool: \(total) real readings per run in writes of \(writeSize), fsync full, files under \(scratch)\n")
 
@@ -36,10 +39,12 @@ enum SpoolBenchmark: BenchmarkScenario {
         var bestChunkRate = 0.0
         for producers in producerCounts {
             let directory = scratch + "/chunks-\(producers)"
-            let result = try await measureSpool(writes: writes, total: total, producers: producers, directory: directory)
+            let result = try await measureSpool(
+                writes: writes, total: total, producers: producers, directory: directory)
             bestChunkRate = max(bestChunkRate, result.rate)
             table.append(
-                "spool (encoded chunks)", "\(producers)", grouped(result.rate), format(result.p50, 2), format(result.p99, 2),
+                "spool (encoded chunks)", "\(producers)", grouped(result.rate), format(result.p50, 2),
+                format(result.p99, 2),
                 format(result.bytesPerReading, 2), "\(result.commits)")
             try? FileManager.default.removeItem(atPath: directory)
         }
@@ -48,23 +53,31 @@ enum SpoolBenchmark: BenchmarkScenario {
             "row per reading (baseline)", "1 writer, 10,000-row transactions", grouped(baseline.rate), "-", "-",
             format(baseline.bytesPerReading, 2), "\(baseline.commits)")
         print(table.render())
-        print("\nspool / row baseline: \(format(bestChunkRate / baseline.rate, 1))× (target ≥ 2×, ≥ 1,000,000 readings/s)\n")
+        print(
+            "\nspool / row baseline: \(format(bestChunkRate / baseline.rate, 1))× (target ≥ 2×, ≥ 1,000,000 readings/s)\n"
+        )
 
-        let paced = try await measurePaced(writes: writes, readingsPerSecond: 100_000, seconds: 5, directory: scratch + "/paced")
-        var pacedTable = TextTable("offered load", "producers", "achieved readings/s", "ack p50 ms", "ack p99 ms", "ack max ms")
+        let paced = try await measurePaced(
+            writes: writes, readingsPerSecond: 100_000, seconds: 5, directory: scratch + "/paced")
+        var pacedTable = TextTable(
+            "offered load", "producers", "achieved readings/s", "ack p50 ms", "ack p99 ms", "ack max ms")
         pacedTable.append(
-            "100,000 readings/s", "10 × 100 readings every 10 ms", grouped(paced.rate), format(paced.p50, 2), format(paced.p99, 2),
+            "100,000 readings/s", "10 × 100 readings every 10 ms", grouped(paced.rate), format(paced.p50, 2),
+            format(paced.p99, 2),
             format(paced.max, 2))
         print(pacedTable.render())
         print("\n(target: p99 ≤ 5 ms)\n")
 
         let importReadings = intOption(options, "--import-readings") ?? 10_000_000
         if let agent = edgeAgentBinary() {
-            let imported = try importRSS(agent: agent, datasets: datasets, readings: importReadings, directory: scratch + "/import")
-            var importTable = TextTable("edge-agent import", "readings", "seconds", "readings/s", "peak RSS MB", "bytes/reading on disk")
+            let imported = try importRSS(
+                agent: agent, datasets: datasets, readings: importReadings, directory: scratch + "/import")
+            var importTable = TextTable(
+                "edge-agent import", "readings", "seconds", "readings/s", "peak RSS MB", "bytes/reading on disk")
             importTable.append(
                 "line protocol on stdin", grouped(Double(importReadings)), format(imported.seconds, 1),
-                grouped(Double(importReadings) / imported.seconds), format(imported.peakMegabytes, 1), format(imported.bytesPerReading, 2))
+                grouped(Double(importReadings) / imported.seconds), format(imported.peakMegabytes, 1),
+                format(imported.bytesPerReading, 2))
             print(importTable.render())
             print("\n(target: peak RSS ≤ 64 MB)")
         } else {
@@ -84,7 +97,8 @@ enum SpoolBenchmark: BenchmarkScenario {
         var commits: Int
     }
 
-    static func measureSpool(writes: [Write], total: Int, producers: Int, directory: String) async throws -> SpoolResult {
+    static func measureSpool(writes: [Write], total: Int, producers: Int, directory: String) async throws -> SpoolResult
+    {
         let spool = try await Spool.open(Spool.Configuration(dataDirectory: directory, device: "bench-gateway"))
         let perProducer = max(1, total / writeSize / producers)
         let start = ContinuousClock.now
@@ -112,7 +126,8 @@ enum SpoolBenchmark: BenchmarkScenario {
             bytesPerReading: Double(status.spoolFileBytes) / readings, commits: Int(status.queuedChunks))
     }
 
-    static func measurePaced(writes: [Write], readingsPerSecond: Int, seconds duration: Int, directory: String) async throws
+    static func measurePaced(writes: [Write], readingsPerSecond: Int, seconds duration: Int, directory: String)
+        async throws
         -> SpoolResult
     {
         let spool = try await Spool.open(Spool.Configuration(dataDirectory: directory, device: "bench-gateway"))
@@ -190,7 +205,8 @@ enum SpoolBenchmark: BenchmarkScenario {
         }
         let elapsed = seconds(ContinuousClock.now - start)
         let bytes = SQLiteDatabase.fileSizes(ofDatabaseAt: path).total
-        return SpoolResult(rate: Double(seq) / elapsed, p50: 0, p99: 0, bytesPerReading: Double(bytes) / Double(seq), commits: commits)
+        return SpoolResult(
+            rate: Double(seq) / elapsed, p50: 0, p99: 0, bytesPerReading: Double(bytes) / Double(seq), commits: commits)
     }
 
     /// Runs `edge-agent import -` with `readings` lines of real data on stdin and reads its peak RSS.
@@ -240,7 +256,9 @@ enum SpoolBenchmark: BenchmarkScenario {
     }
 
     static func edgeAgentBinary() -> String? {
-        let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edge-agent").path
+        let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "edge-agent"
+        ).path
         return FileManager.default.isExecutableFile(atPath: path) ? path : nil
     }
 

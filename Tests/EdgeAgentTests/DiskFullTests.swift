@@ -20,8 +20,11 @@ import Testing
         try withTemporaryDirectory { directory in
             // Incompressible values: ~9 bytes a reading, so 400,000 readings cannot fit in 2 MiB.
             var random = SeededRandom(seed: 99)
-            let big = (1...400_000).map { "m,s=\($0 % 7) v=\(Double(bitPattern: random.next() & 0x3FEF_FFFF_FFFF_FFFF)) \($0)" }
-            try (big.joined(separator: "\n") + "\n").write(toFile: directory + "/big.lp", atomically: false, encoding: .utf8)
+            let big = (1...400_000).map {
+                "m,s=\($0 % 7) v=\(Double(bitPattern: random.next() & 0x3FEF_FFFF_FFFF_FFFF)) \($0)"
+            }
+            try (big.joined(separator: "\n") + "\n").write(
+                toFile: directory + "/big.lp", atomically: false, encoding: .utf8)
             try "m,s=x v=1 1\nm,s=x v=2 2\n".write(toFile: directory + "/small.lp", atomically: false, encoding: .utf8)
             let mount = directory + "/mnt"
             try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
@@ -45,7 +48,9 @@ import Testing
                 return
             }
             let firstError = (try? String(contentsOfFile: directory + "/first.err", encoding: .utf8)) ?? ""
-            #expect(result.stdout.contains("first=75"), "import on a full disk must exit 75: \(result.stdout) \(firstError)")
+            #expect(
+                result.stdout.contains("first=75"), "import on a full disk must exit 75: \(result.stdout) \(firstError)"
+            )
             #expect(firstError.contains("disk holding the spool is full"), "\(firstError)")
             // Parse "imported durably: lines 1-N (R readings, ...)" and compare with the spool's own count.
             let durable = try #require(

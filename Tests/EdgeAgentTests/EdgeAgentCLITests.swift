@@ -11,16 +11,19 @@ import Testing
         let binary = try edgeAgentBinary()
         try withTemporaryDirectory { directory in
             let input = "cpu,host=a usage=1.5,idle=3i 1000\n# comment\nmem,host=b used=7 2000\n"
-            let imported = try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data(input.utf8))
+            let imported = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data(input.utf8))
             #expect(imported.status == 0, "\(imported.stderr)")
             #expect(imported.stdout.contains("lines 1-3 (3 readings, seq 1-3)"))
             #expect(imported.stderr.isEmpty, "no progress bar when stderr is not a terminal")
 
             let status = try runProcess(binary, ["status", "--data-dir", directory, "--json"])
             #expect(status.status == 0)
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
             for key in [
-                "device", "stream", "next_seq", "queued_readings", "queued_bytes", "spool_file_bytes", "oldest_timestamp",
+                "device", "stream", "next_seq", "queued_readings", "queued_bytes", "spool_file_bytes",
+                "oldest_timestamp",
                 "dropped_readings", "fsync", "quarantined_readings", "max_bytes", "when_full",
             ] {
                 #expect(object[key] != nil, "missing key \(key)")
@@ -42,11 +45,13 @@ import Testing
             var lines = (1...25_000).map { "m,s=a v=\($0) \($0)" }
             lines.insert("m,s=a v=oops 1", at: 23_456)
             let input = Data((lines.joined(separator: "\n") + "\n").utf8)
-            let result = try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input)
+            let result = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input)
             #expect(result.status == 65)
             #expect(
                 result.stderr.contains(
-                    "line 23457, column 9: field \"v\": expected a number, found \"oops\"; imported durably: lines 1-23456 (23456 readings, seq 1-23456); nothing from line 23457 on was imported"),
+                    "line 23457, column 9: field \"v\": expected a number, found \"oops\"; imported durably: lines 1-23456 (23456 readings, seq 1-23456); nothing from line 23457 on was imported"
+                ),
                 "\(result.stderr)")
             let spool = try await Spool.open(spoolConfiguration(directory, device: "gw"))
             let stored = try await storedReadings(spool)
@@ -58,8 +63,14 @@ import Testing
     @Test(arguments: [
         (["import", "--data-dir", "/nonexistent-x", "-"], "--device: is required"),
         (["import", "--device", "d", "-"], "--data-dir: is required"),
-        (["import", "--data-dir", "d", "--device", "d", "--fsync", "sometimes", "-"], "--fsync: expected full, normal or off"),
-        (["import", "--data-dir", "d", "--device", "d", "--max-bytes", "12", "-"], "--max-bytes: expected a byte count"),
+        (
+            ["import", "--data-dir", "d", "--device", "d", "--fsync", "sometimes", "-"],
+            "--fsync: expected full, normal or off"
+        ),
+        (
+            ["import", "--data-dir", "d", "--device", "d", "--max-bytes", "12", "-"],
+            "--max-bytes: expected a byte count"
+        ),
         (["import", "--data-dir", "d", "--device", "d", "--format", "xml", "-"], "--format: expected lp or csv"),
         (["import", "--data-dir", "d", "--device", "d", "--colour", "-"], "--colour: unknown option"),
         (["status"], "--data-dir: is required"),
@@ -83,21 +94,27 @@ import Testing
         let binary = try edgeAgentBinary()
         try withTemporaryDirectory { directory in
             let input = Data((1...5000).map { "m v=\($0).5 \($0)" }.joined(separator: "\n").utf8)
-            #expect(try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input).status == 0)
+            #expect(
+                try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input).status
+                    == 0)
             let sound = try runProcess(binary, ["spool", "check", "--data-dir", directory])
             #expect(sound.status == 0)
             #expect(sound.stdout.contains("result: ok") && sound.stdout.contains("stored readings: 5000"))
 
             try checkpointAndClose(directory)
-            let size = try #require(try FileManager.default.attributesOfItem(atPath: Spool.databasePath(in: directory))[.size] as? Int)
+            let size = try #require(
+                try FileManager.default.attributesOfItem(atPath: Spool.databasePath(in: directory))[.size] as? Int)
             try writeGarbage(into: Spool.databasePath(in: directory), at: 4096, count: size - 4096)
             let damaged = try runProcess(binary, ["check-spool", Spool.databasePath(in: directory)])
             #expect(damaged.status == 65)
             #expect(damaged.stdout.contains("result: DAMAGED"), "\(damaged.stdout)")
             // The agent itself moves it aside and starts afresh, loudly.
-            let again = try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data("m v=1 1\n".utf8))
+            let again = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data("m v=1 1\n".utf8))
             #expect(again.status == 0)
-            #expect(again.stderr.contains("ERROR: spool file \(Spool.databasePath(in: directory)) is damaged"), "\(again.stderr)")
+            #expect(
+                again.stderr.contains("ERROR: spool file \(Spool.databasePath(in: directory)) is damaged"),
+                "\(again.stderr)")
             #expect(again.stdout.contains("seq 1-1"))
         }
     }
@@ -105,10 +122,13 @@ import Testing
     @Test func csvImportUsesTheHeaderAsSeriesKeys() async throws {
         try await withTemporaryDirectory { directory in
             let file = directory + "/in.csv"
-            try "time,temp,hum\n2024-01-01T00:00:00Z,20.5,40\n2024-01-01T00:01:00Z,,41\n".write(toFile: file, atomically: true, encoding: .utf8)
-            let result = try runProcess(try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
+            try "time,temp,hum\n2024-01-01T00:00:00Z,20.5,40\n2024-01-01T00:01:00Z,,41\n".write(
+                toFile: file, atomically: true, encoding: .utf8)
+            let result = try runProcess(
+                try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
             #expect(result.status == 0, "\(result.stderr)")
-            let stored = try await storedReadings(try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
+            let stored = try await storedReadings(
+                try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
             #expect(stored.map(\.key) == ["temp", "hum", "hum"])
             #expect(stored.map(\.value) == [20.5, 40, 41])
             #expect(stored.last?.timestamp == 1_704_067_260_000_000_000)
@@ -126,22 +146,30 @@ import Testing
                     let name = dataset.seriesKeys[reading.series]
                     let field = String(name.dropFirst(dataset.name.count + 1))
                     // `value.description` is the shortest text that reads back as the same double.
-                    text += "\(dataset.name) \(field.replacingOccurrences(of: " ", with: "\\ "))=\(reading.value) \(reading.timestamp)\n"
+                    text +=
+                        "\(dataset.name) \(field.replacingOccurrences(of: " ", with: "\\ "))=\(reading.value) \(reading.timestamp)\n"
                     expected.append(
-                        (LineProtocolSeriesKey.make(measurement: dataset.name, tags: [], field: field), reading.timestamp, reading.value))
+                        (
+                            LineProtocolSeriesKey.make(measurement: dataset.name, tags: [], field: field),
+                            reading.timestamp, reading.value
+                        ))
                 }
             }
             let file = directory + "/all.lp"
             try text.write(toFile: file, atomically: false, encoding: .utf8)
-            let result = try runProcess(try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
+            let result = try runProcess(
+                try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stdout.contains("(\(expected.count) readings, seq 1-\(expected.count))"))
-            let stored = try await storedReadings(try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
+            let stored = try await storedReadings(
+                try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
             #expect(stored.count == expected.count)
             let mismatches = zip(stored, expected).filter {
                 $0.key != $1.key || $0.timestamp != $1.timestamp || $0.value.bitPattern != $1.value.bitPattern
             }
-            #expect(mismatches.isEmpty, "\(mismatches.count) readings differ, first \(String(describing: mismatches.first))")
+            #expect(
+                mismatches.isEmpty, "\(mismatches.count) readings differ, first \(String(describing: mismatches.first))"
+            )
             #expect(stored.map(\.seq) == Array(1...UInt64(expected.count)))
         }
     }

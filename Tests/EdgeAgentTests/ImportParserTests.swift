@@ -13,10 +13,14 @@ import Testing
         let readings = try parse("weather,site=b01,floor=2 temp=21.5,hum=40i,ok=t,count=7u 1700000000000000000")
         #expect(
             readings == [
-                IncomingReading(seriesKey: "weather,floor=2,site=b01 temp", timestamp: 1_700_000_000_000_000_000, value: 21.5),
-                IncomingReading(seriesKey: "weather,floor=2,site=b01 hum", timestamp: 1_700_000_000_000_000_000, value: 40),
-                IncomingReading(seriesKey: "weather,floor=2,site=b01 ok", timestamp: 1_700_000_000_000_000_000, value: 1),
-                IncomingReading(seriesKey: "weather,floor=2,site=b01 count", timestamp: 1_700_000_000_000_000_000, value: 7),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 temp", timestamp: 1_700_000_000_000_000_000, value: 21.5),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 hum", timestamp: 1_700_000_000_000_000_000, value: 40),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 ok", timestamp: 1_700_000_000_000_000_000, value: 1),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 count", timestamp: 1_700_000_000_000_000_000, value: 7),
             ])
     }
 
@@ -150,7 +154,8 @@ import Testing
         thread.start()
         defer { close(pipe[0]) }
         var out: [String] = []
-        try await LineReader(fileDescriptor: pipe[0], maximumLineBytes: maximum, chunkBytes: chunk).forEachLine { line, number in
+        try await LineReader(fileDescriptor: pipe[0], maximumLineBytes: maximum, chunkBytes: chunk).forEachLine {
+            line, number in
             out.append("\(number):" + String(decoding: line, as: UTF8.self))
         }
         return out
@@ -159,7 +164,8 @@ import Testing
     @Test(arguments: [1, 2, 3, 7, 64])
     func linesAreTheSameWhateverTheReadSize(chunk: Int) async throws {
         let text = "a\nbb\r\n\nlast-without-newline"
-        #expect(try await lines(of: Array(text.utf8), chunk: chunk) == ["1:a", "2:bb\r", "3:", "4:last-without-newline"])
+        #expect(
+            try await lines(of: Array(text.utf8), chunk: chunk) == ["1:a", "2:bb\r", "3:", "4:last-without-newline"])
     }
 
     @Test func anOversizedLineIsAnErrorWithItsNumber() async throws {

@@ -49,13 +49,17 @@ import Testing
                 for offset in 0..<Int64(ack.range.count) {
                     let index = Int(ack.range.first) - 1 + Int(offset)
                     let id = ack.run << 40 | ack.producer << 32 | (ack.counter + offset)
-                    if index >= stored.count || stored[index].timestamp != id || stored[index].value != Double(ack.counter + offset) {
+                    if index >= stored.count || stored[index].timestamp != id
+                        || stored[index].value != Double(ack.counter + offset)
+                    {
                         missing += 1
                     }
                 }
             }
             #expect(missing == 0, "\(missing) acknowledged readings are missing or wrong")
-            print("spool crash test: \(Self.kills) kills, \(acknowledged.count) acknowledged writes, \(stored.count) readings stored")
+            print(
+                "spool crash test: \(Self.kills) kills, \(acknowledged.count) acknowledged writes, \(stored.count) readings stored"
+            )
         }
     }
 
@@ -78,7 +82,8 @@ import Testing
                 let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
                 buffer.removeSubrange(buffer.startIndex...newline)
                 let fields = line.split(separator: " ")
-                guard fields.count == 6, fields[0] == "ack", let first = UInt64(fields[1]), let last = UInt64(fields[2]),
+                guard fields.count == 6, fields[0] == "ack", let first = UInt64(fields[1]),
+                    let last = UInt64(fields[2]),
                     let run = Int64(fields[3]), let producer = Int64(fields[4]), let counter = Int64(fields[5])
                 else { continue }
                 acknowledgements.append(

@@ -8,9 +8,12 @@ import Foundation
 func makeReadings(_ count: Int, seed: UInt64, series: Int = 3, incompressible: Bool = false) -> [IncomingReading] {
     var random = SeededRandom(seed: seed)
     return (0..<count).map { index in
-        let value = incompressible ? Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF) : Double(seed) * 1e6 + Double(index)
+        let value =
+            incompressible
+            ? Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF) : Double(seed) * 1e6 + Double(index)
         return IncomingReading(
-            seriesKey: "sensor,site=s\(index % series) value", timestamp: 1_700_000_000_000_000_000 + Int64(index) * 1_000_000_000,
+            seriesKey: "sensor,site=s\(index % series) value",
+            timestamp: 1_700_000_000_000_000_000 + Int64(index) * 1_000_000_000,
             value: value)
     }
 }
@@ -26,7 +29,11 @@ func storedReadings(_ spool: Spool) async throws -> [(seq: UInt64, key: String, 
     var out: [(UInt64, String, Int64, Double)] = []
     for (batch, _) in try await spool.allStoredBatches() {
         for (offset, reading) in batch.readings.enumerated() {
-            out.append((batch.firstSequence + UInt64(offset), batch.seriesKeys[reading.series], reading.timestamp, reading.value))
+            out.append(
+                (
+                    batch.firstSequence + UInt64(offset), batch.seriesKeys[reading.series], reading.timestamp,
+                    reading.value
+                ))
         }
     }
     return out

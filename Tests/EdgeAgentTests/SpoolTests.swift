@@ -56,7 +56,10 @@ import Testing
             for (producer, range) in ranges {
                 let expected = makeReadings(100, seed: producer)
                 let got = stored[Int(range.first - 1)...Int(range.last - 1)]
-                #expect(zip(got, expected).allSatisfy { $0.key == $1.seriesKey && $0.timestamp == $1.timestamp && $0.value == $1.value })
+                #expect(
+                    zip(got, expected).allSatisfy {
+                        $0.key == $1.seriesKey && $0.timestamp == $1.timestamp && $0.value == $1.value
+                    })
             }
         }
     }
@@ -85,7 +88,9 @@ import Testing
             let stored = try await storedReadings(reopened)
             #expect(stored.map(\.seq) == Array(1...10) + Array(21...94) + Array(121...200))
             let all = makeReadings(100, seed: 1) + makeReadings(100, seed: 2)
-            #expect(stored.allSatisfy { all[Int($0.seq - 1)].value == $0.value && all[Int($0.seq - 1)].seriesKey == $0.key })
+            #expect(
+                stored.allSatisfy { all[Int($0.seq - 1)].value == $0.value && all[Int($0.seq - 1)].seriesKey == $0.key }
+            )
             try await reopened.acknowledge([SequenceRange(1, 200)])
             let status = try await reopened.status()
             #expect(status.queuedReadings == 0 && status.queuedBytes == 0 && status.oldestTimestamp == nil)
@@ -196,13 +201,16 @@ import Testing
     @Test func garbageInsideTheTablesIsDetectedAndMovedAside() async throws {
         try await withTemporaryDirectory { directory in
             let spool = try await Spool.open(spoolConfiguration(directory))
-            for seed in UInt64(0)..<20 { _ = try await spool.append(makeReadings(2000, seed: seed, incompressible: true)) }
+            for seed in UInt64(0)..<20 {
+                _ = try await spool.append(makeReadings(2000, seed: seed, incompressible: true))
+            }
             let stream = spool.stream
             try checkpointAndClose(directory)
             // Page 2 onwards holds the tables' b-tree pages; scribble over a stretch of them.
             var random = SeededRandom(seed: 7)
             for page in [2, 3, 4, 5, 6, 8, 12] {
-                try writeGarbage(into: Spool.databasePath(in: directory), at: page * 4096 - 4096 + 8, count: 2000, random: &random)
+                try writeGarbage(
+                    into: Spool.databasePath(in: directory), at: page * 4096 - 4096 + 8, count: 2000, random: &random)
             }
             let fresh = try await Spool.open(spoolConfiguration(directory))
             #expect(fresh.movedAsideFile != nil)
@@ -227,12 +235,16 @@ import Testing
     @Test func anotherDevicesSpoolIsRefused() async throws {
         try await withTemporaryDirectory { directory in
             _ = try await Spool.open(spoolConfiguration(directory, device: "a"))
-            await #expect(throws: SpoolError.self) { _ = try await Spool.open(spoolConfiguration(directory, device: "b")) }
+            await #expect(throws: SpoolError.self) {
+                _ = try await Spool.open(spoolConfiguration(directory, device: "b"))
+            }
         }
     }
 
-    @Test(arguments: [[], [IncomingReading(seriesKey: "", timestamp: 0, value: 1)],
-        [IncomingReading(seriesKey: String(repeating: "k", count: 1025), timestamp: 0, value: 1)]])
+    @Test(arguments: [
+        [], [IncomingReading(seriesKey: "", timestamp: 0, value: 1)],
+        [IncomingReading(seriesKey: String(repeating: "k", count: 1025), timestamp: 0, value: 1)],
+    ])
     func invalidWritesAreRefusedWithoutUsingSequenceNumbers(_ readings: [IncomingReading]) async throws {
         try await withTemporaryDirectory { directory in
             let spool = try await Spool.open(spoolConfiguration(directory))

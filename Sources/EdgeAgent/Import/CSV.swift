@@ -40,12 +40,14 @@ package struct CSVParser: Sendable {
         guard let timestamp = RFC3339.nanoseconds(cells[timeColumn]) else {
             throw InputError(
                 line: lineNumber,
-                "column \"\(header[timeColumn])\": expected integer nanoseconds or an RFC 3339 time, found \"\(cells[timeColumn].prefix(80))\"")
+                "column \"\(header[timeColumn])\": expected integer nanoseconds or an RFC 3339 time, found \"\(cells[timeColumn].prefix(80))\""
+            )
         }
         var parsed: [IncomingReading] = []
         for (column, cell) in cells.enumerated() where column != timeColumn && !cell.isEmpty {
             guard let value = Cursor.decimal(cell) else {
-                throw InputError(line: lineNumber, "column \"\(header[column])\": expected a number, found \"\(cell.prefix(80))\"")
+                throw InputError(
+                    line: lineNumber, "column \"\(header[column])\": expected a number, found \"\(cell.prefix(80))\"")
             }
             parsed.append(IncomingReading(seriesKey: header[column], timestamp: timestamp, value: value))
         }
@@ -55,14 +57,18 @@ package struct CSVParser: Sendable {
     private mutating func readHeader(_ cells: [String], lineNumber: Int) throws(InputError) {
         let timeColumns = cells.indices.filter { ["time", "timestamp"].contains(cells[$0].lowercased()) }
         guard timeColumns.count == 1 else {
-            throw InputError(line: lineNumber, "the header needs exactly one column named \"time\" or \"timestamp\", found \(timeColumns.count)")
+            throw InputError(
+                line: lineNumber,
+                "the header needs exactly one column named \"time\" or \"timestamp\", found \(timeColumns.count)")
         }
         var seen = Set<String>()
         for (column, name) in cells.enumerated() where column != timeColumns[0] {
             guard !name.isEmpty, name.utf8.count <= DecodingLimits.default.maximumSeriesKeyBytes else {
                 throw InputError(line: lineNumber, "header column \(column + 1): a series name must be 1...1024 bytes")
             }
-            guard seen.insert(name).inserted else { throw InputError(line: lineNumber, "header column \"\(name)\" appears twice") }
+            guard seen.insert(name).inserted else {
+                throw InputError(line: lineNumber, "header column \"\(name)\" appears twice")
+            }
         }
         header = cells
         timeColumn = timeColumns[0]

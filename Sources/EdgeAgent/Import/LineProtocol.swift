@@ -48,7 +48,9 @@ package struct LineProtocolParser: Sendable {
         var fields: [(key: String, value: Double)] = []
         while true {
             let key = try cursor.component(stoppingAt: [.equals, .comma, .space], what: "field key")
-            guard cursor.peek == .equals else { throw cursor.error("field \"\(key)\": expected '=' after the field key") }
+            guard cursor.peek == .equals else {
+                throw cursor.error("field \"\(key)\": expected '=' after the field key")
+            }
             cursor.advance()
             let value = try cursor.fieldValue(key: key)
             if fields.contains(where: { $0.key == key }) { throw cursor.error("field \"\(key)\" appears twice") }
@@ -65,7 +67,8 @@ package struct LineProtocolParser: Sendable {
             let start = cursor.column
             let text = cursor.takeWhile { $0 != .space }
             guard let parsed = Int64(text) else {
-                throw InputError(line: lineNumber, column: start, "timestamp: expected integer nanoseconds, found \"\(text)\"")
+                throw InputError(
+                    line: lineNumber, column: start, "timestamp: expected integer nanoseconds, found \"\(text)\"")
             }
             timestamp = parsed
             guard cursor.isAtEnd else { throw cursor.error("unexpected text after the timestamp") }
@@ -79,7 +82,8 @@ package struct LineProtocolParser: Sendable {
             guard key.utf8.count <= DecodingLimits.default.maximumSeriesKeyBytes else {
                 throw InputError(
                     line: lineNumber,
-                    "series key for field \"\(field.key)\" is \(key.utf8.count) bytes; at most \(DecodingLimits.default.maximumSeriesKeyBytes)")
+                    "series key for field \"\(field.key)\" is \(key.utf8.count) bytes; at most \(DecodingLimits.default.maximumSeriesKeyBytes)"
+                )
             }
             parsed.append(IncomingReading(seriesKey: key, timestamp: timestamp, value: field.value))
         }
@@ -218,10 +222,13 @@ struct Cursor {
 
     mutating func fieldValue(key: String) throws(InputError) -> Double {
         let start = column
-        if peek == .quote { throw error("field \"\(key)\": string values are not supported (the spool stores numbers)") }
+        if peek == .quote {
+            throw error("field \"\(key)\": string values are not supported (the spool stores numbers)")
+        }
         let text = takeWhile { $0 != .comma && $0 != .space }
         guard let value = Self.number(text) else {
-            throw InputError(line: lineNumber, column: start, "field \"\(key)\": expected a number, found \"\(text.prefix(80))\"")
+            throw InputError(
+                line: lineNumber, column: start, "field \"\(key)\": expected a number, found \"\(text.prefix(80))\"")
         }
         return value
     }
@@ -242,7 +249,8 @@ struct Cursor {
     /// A finite decimal number (`-1.5`, `2e-3`); no hex, NaN or infinity spellings.
     static func decimal<S: StringProtocol>(_ text: S) -> Double? {
         guard !text.isEmpty,
-            text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 }),
+            text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 }
+            ),
             let value = Double(text), value.isFinite
         else { return nil }
         return value

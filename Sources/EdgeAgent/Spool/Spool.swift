@@ -37,7 +37,9 @@ package final class Spool: Sendable {
         var isFlushScheduled = false
     }
 
-    private init(configuration: Configuration, connection: SQLiteConnectionQueue, store: SpoolStore, movedAsideFile: String?) {
+    private init(
+        configuration: Configuration, connection: SQLiteConnectionQueue, store: SpoolStore, movedAsideFile: String?
+    ) {
         self.configuration = configuration
         self.connection = connection
         self.store = StoreBox(store)
@@ -70,7 +72,8 @@ package final class Spool: Sendable {
     package static func openBlocking(_ configuration: Configuration) throws(SpoolError) -> Spool {
         try validate(configuration)
         do {
-            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         } catch {
             throw SpoolError(.storage, "cannot create data directory \(configuration.dataDirectory): \(error)")
         }
@@ -85,7 +88,8 @@ package final class Spool: Sendable {
                     try FileManager.default.moveItem(atPath: path + companion, toPath: aside + companion)
                 }
             } catch {
-                throw SpoolError(.damaged, "spool file \(path) is damaged (\(error)) and could not be moved aside: \(error)")
+                throw SpoolError(
+                    .damaged, "spool file \(path) is damaged (\(error)) and could not be moved aside: \(error)")
             }
             configuration.onDamagedFile(
                 "ERROR: spool file \(path) is damaged: \(error). It was moved aside to \(aside); "
@@ -99,7 +103,8 @@ package final class Spool: Sendable {
         options.synchronous = configuration.fsync.synchronous
         let connection: SQLiteConnectionQueue
         do {
-            connection = try SQLiteConnectionQueue(path: configuration.databasePath, configuration: options, label: "edge-agent.spool")
+            connection = try SQLiteConnectionQueue(
+                path: configuration.databasePath, configuration: options, label: "edge-agent.spool")
         } catch {
             throw SpoolError.storage(error, while: "opening spool \(configuration.databasePath)")
         }
@@ -107,7 +112,8 @@ package final class Spool: Sendable {
             let store = try connection.runBlocking { database in
                 try SpoolStore(database: database, configuration: configuration)
             }
-            return Spool(configuration: configuration, connection: connection, store: store, movedAsideFile: movedAsideFile)
+            return Spool(
+                configuration: configuration, connection: connection, store: store, movedAsideFile: movedAsideFile)
         } catch {
             throw SpoolError.wrap(error, while: "opening spool \(configuration.databasePath)")
         }
@@ -116,10 +122,13 @@ package final class Spool: Sendable {
     private static func validate(_ configuration: Configuration) throws(SpoolError) {
         let device = configuration.device
         guard !device.isEmpty, device.utf8.count <= DecodingLimits.default.maximumDeviceBytes else {
-            throw SpoolError(.invalidInput, "device id must be 1...\(DecodingLimits.default.maximumDeviceBytes) bytes, got \(device.utf8.count)")
+            throw SpoolError(
+                .invalidInput,
+                "device id must be 1...\(DecodingLimits.default.maximumDeviceBytes) bytes, got \(device.utf8.count)")
         }
         if let maxBytes = configuration.maxBytes, maxBytes < Configuration.minimumMaxBytes {
-            throw SpoolError(.invalidInput, "max_bytes \(maxBytes) is below the minimum of \(Configuration.minimumMaxBytes)")
+            throw SpoolError(
+                .invalidInput, "max_bytes \(maxBytes) is below the minimum of \(Configuration.minimumMaxBytes)")
         }
         guard (1...DecodingLimits.default.maximumReadings).contains(configuration.maxChunkReadings) else {
             throw SpoolError(.invalidInput, "max chunk readings must be 1...\(DecodingLimits.default.maximumReadings)")
@@ -194,11 +203,15 @@ package final class Spool: Sendable {
     private static func validate(seriesKeys: [String], readings: [Reading]) throws(SpoolError) {
         guard !readings.isEmpty else { throw SpoolError(.invalidInput, "an append needs at least one reading") }
         guard readings.count <= DecodingLimits.default.maximumReadings else {
-            throw SpoolError(.invalidInput, "\(readings.count) readings in one append; at most \(DecodingLimits.default.maximumReadings)")
+            throw SpoolError(
+                .invalidInput,
+                "\(readings.count) readings in one append; at most \(DecodingLimits.default.maximumReadings)")
         }
         let limit = DecodingLimits.default.maximumSeriesKeyBytes
         for key in seriesKeys where key.isEmpty || key.utf8.count > limit {
-            throw SpoolError(.invalidInput, "series key must be 1...\(limit) bytes of UTF-8, got \(key.utf8.count): \"\(key.prefix(80))\"")
+            throw SpoolError(
+                .invalidInput,
+                "series key must be 1...\(limit) bytes of UTF-8, got \(key.utf8.count): \"\(key.prefix(80))\"")
         }
         guard Set(seriesKeys).count == seriesKeys.count else {
             throw SpoolError(.invalidInput, "a series key appears twice in one append")
@@ -259,7 +272,8 @@ package final class Spool: Sendable {
         }
     }
 
-    private func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (SpoolStore) throws -> T) async throws(SpoolError)
+    private func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (SpoolStore) throws -> T)
+        async throws(SpoolError)
         -> T
     {
         let store = self.store

@@ -16,7 +16,9 @@ package struct SpoolCheckReport: Sendable {
 
     package var text: String {
         var lines = ["spool file: \(path)"]
-        lines.append("file bytes: \(fileSizes.total) (database \(fileSizes.database), wal \(fileSizes.wal), shm \(fileSizes.sharedMemory))")
+        lines.append(
+            "file bytes: \(fileSizes.total) (database \(fileSizes.database), wal \(fileSizes.wal), shm \(fileSizes.sharedMemory))"
+        )
         if let status {
             lines.append("device: \(status.device)")
             lines.append("stream: \(status.stream)")
@@ -47,7 +49,8 @@ extension Spool {
             options.createsFile = false
             let database = try SQLiteDatabase(path: path, configuration: options)
             let store = try SpoolStore(
-                database: database, configuration: Configuration(dataDirectory: dataDirectory, device: ""), isInspecting: true)
+                database: database, configuration: Configuration(dataDirectory: dataDirectory, device: ""),
+                isInspecting: true)
             return try store.status()
         } catch {
             throw SpoolError.wrap(error, while: "reading spool \(path)")
@@ -74,7 +77,8 @@ extension Spool {
         }
         let store: SpoolStore
         do {
-            store = try SpoolStore(database: database, configuration: Configuration(dataDirectory: "", device: ""), isInspecting: true)
+            store = try SpoolStore(
+                database: database, configuration: Configuration(dataDirectory: "", device: ""), isInspecting: true)
             report.status = try store.status()
         } catch {
             report.problems.append("not readable as a spool: \(error)")
@@ -98,7 +102,8 @@ extension Spool {
                 case .success(let batch):
                     report.storedReadings += Int64(batch.readings.count)
                     if batch.firstSequence != row.first || UInt64(batch.readings.count) != row.last - row.first + 1 {
-                        report.problems.append("\(span) holds seq \(batch.firstSequence) + \(batch.readings.count) readings")
+                        report.problems.append(
+                            "\(span) holds seq \(batch.firstSequence) + \(batch.readings.count) readings")
                     }
                     if batch.stream != store.stream || batch.device != store.device {
                         report.problems.append("\(span) belongs to device \(batch.device) stream \(batch.stream)")

@@ -261,7 +261,8 @@ final class SpoolStore {
                             "the spool is full (cap \(configuration.maxBytes ?? 0) bytes, policy reject); retry later",
                             underlying: error)
                     }
-                    throw SpoolError(.diskFull, "the disk holding the spool is full; retry when space returns", underlying: error)
+                    throw SpoolError(
+                        .diskFull, "the disk holding the spool is full; retry when space returns", underlying: error)
                 }
                 attempts += 1
                 let freed = try dropOldest(bytes: Int64(readingCount) * 10 + 16 * 1024)
@@ -286,7 +287,8 @@ final class SpoolStore {
         var readings: [Reading] = []
         readings.reserveCapacity(min(configuration.maxChunkReadings, writes.reduce(0) { $0 + $1.readings.count }))
         func emit() throws {
-            try insertChunk(Batch(device: device, stream: stream, firstSequence: next, seriesKeys: keys, readings: readings))
+            try insertChunk(
+                Batch(device: device, stream: stream, firstSequence: next, seriesKeys: keys, readings: readings))
             next += UInt64(readings.count)
             keys.removeAll(keepingCapacity: true)
             keyIndex.removeAll(keepingCapacity: true)
@@ -344,7 +346,8 @@ final class SpoolStore {
     private func dropOldest(bytes: Int64) throws -> Int64 {
         try withRelaxedLimit {
             try database.transaction(.immediate) { _ throws in
-                let select = try database.statement("SELECT first_seq, last_seq, readings, bytes FROM chunks ORDER BY first_seq LIMIT 256")
+                let select = try database.statement(
+                    "SELECT first_seq, last_seq, readings, bytes FROM chunks ORDER BY first_seq LIMIT 256")
                 var victims: [(first: Int64, last: Int64, readings: Int64, bytes: Int64)] = []
                 var freed: Int64 = 0
                 while freed < bytes, try select.step() {
@@ -368,7 +371,8 @@ final class SpoolStore {
     }
 
     private func recordDropped(_ range: SequenceRange) throws {
-        let last = try database.statement("SELECT first_seq, last_seq FROM dropped WHERE reported = 0 ORDER BY first_seq DESC LIMIT 1")
+        let last = try database.statement(
+            "SELECT first_seq, last_seq FROM dropped WHERE reported = 0 ORDER BY first_seq DESC LIMIT 1")
         if try last.step(), UInt64(bitPattern: last.int64(at: 1)) &+ 1 == range.first {
             let first = last.int64(at: 0)
             last.reset()
@@ -379,14 +383,16 @@ final class SpoolStore {
             return
         }
         last.reset()
-        let insert = try database.statement("INSERT OR REPLACE INTO dropped(first_seq, last_seq, reported) VALUES (?1, ?2, 0)")
+        let insert = try database.statement(
+            "INSERT OR REPLACE INTO dropped(first_seq, last_seq, reported) VALUES (?1, ?2, 0)")
         try insert.bind(Int64(range.first), at: 1)
         try insert.bind(Int64(range.last), at: 2)
         try insert.run()
     }
 
     func unreportedDroppedRanges() throws -> [SequenceRange] {
-        let statement = try database.statement("SELECT first_seq, last_seq FROM dropped WHERE reported = 0 ORDER BY first_seq")
+        let statement = try database.statement(
+            "SELECT first_seq, last_seq FROM dropped WHERE reported = 0 ORDER BY first_seq")
         defer { statement.reset() }
         var ranges: [SequenceRange] = []
         while try statement.step() {
@@ -429,11 +435,15 @@ final class SpoolStore {
             try mark.bind(damaged.first, at: 1)
             try mark.bind(damaged.reason, at: 2)
             try mark.run()
-            FileHandle.standardError.write(Data("edge-agent: spool: quarantined a damaged chunk at seq \(damaged.first): \(damaged.reason)\n".utf8))
+            FileHandle.standardError.write(
+                Data("edge-agent: spool: quarantined a damaged chunk at seq \(damaged.first): \(damaged.reason)\n".utf8)
+            )
         }
     }
 
-    private func collectBatch(from: UInt64, maxReadings: Int, damaged: inout (first: Int64, reason: String)?) throws -> SpoolBatch? {
+    private func collectBatch(from: UInt64, maxReadings: Int, damaged: inout (first: Int64, reason: String)?) throws
+        -> SpoolBatch?
+    {
         let statement = try database.statement(
             """
             SELECT first_seq, last_seq, payload FROM chunks
@@ -492,11 +502,15 @@ final class SpoolStore {
 
     /// Every stored reading in sequence order, quarantined ones included; for checks and tests.
     func forEachChunk(_ body: (ChunkRow, Result<Batch, CodecError>) throws -> Void) throws {
-        let statement = try database.prepare("SELECT first_seq, last_seq, quarantine, payload FROM chunks ORDER BY first_seq")
+        let statement = try database.prepare(
+            "SELECT first_seq, last_seq, quarantine, payload FROM chunks ORDER BY first_seq")
         while try statement.step() {
             let row = ChunkRow(
-                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)), quarantine: statement.text(at: 2))
-            let decoded = statement.withBlob(at: 3) { bytes in Result { () throws(CodecError) in try decoder.decode(bytes) } }
+                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)),
+                quarantine: statement.text(at: 2))
+            let decoded = statement.withBlob(at: 3) { bytes in
+                Result { () throws(CodecError) in try decoder.decode(bytes) }
+            }
             try body(row, decoded)
         }
     }
@@ -532,7 +546,8 @@ final class SpoolStore {
         var rows: [ChunkRow] = []
         while try statement.step() {
             let row = ChunkRow(
-                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)), quarantine: statement.text(at: 2))
+                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)),
+                quarantine: statement.text(at: 2))
             if row.last >= range.first { rows.append(row) }
         }
         return rows
@@ -585,7 +600,9 @@ final class SpoolStore {
             }
             return Reading(series: map[reading.series], timestamp: reading.timestamp, value: reading.value)
         }
-        return Batch(device: batch.device, stream: batch.stream, firstSequence: range.first, seriesKeys: keys, readings: readings)
+        return Batch(
+            device: batch.device, stream: batch.stream, firstSequence: range.first, seriesKeys: keys, readings: readings
+        )
     }
 
     /// Returns free pages to the file system once they are a large share of the file, so the spool
