@@ -26,6 +26,11 @@ package final class Spool: Sendable {
     private let connection: SQLiteConnectionQueue
     private let store: StoreBox
     private let pending = Mutex(PendingQueue())
+    /// A second connection that only checkpoints, so commits never wait for one (WAL mode lets a
+    /// checkpoint run beside the writer). `nil` if it could not be opened: the writer's own
+    /// autocheckpoint then does the work.
+    private let checkpointer: SQLiteConnectionQueue?
+    private let isCheckpointing = Atomic<Bool>(false)
 
     private struct Waiter {
         var write: PendingWrite
@@ -46,6 +51,11 @@ package final class Spool: Sendable {
         self.device = store.device
         self.stream = store.stream
         self.movedAsideFile = movedAsideFile
+        var options = SQLiteDatabase.Configuration()
+        options.synchronous = configuration.fsync.synchronous
+        options.createsFile = false
+        self.checkpointer = try? SQLiteConnectionQueue(
+            path: configuration.databasePath, configuration: options, label: "edge-agent.spool.checkpoint")
     }
 
     // MARK: Opening
@@ -197,6 +207,22 @@ package final class Spool: Sendable {
         let results = store.value.commit(waiters.map(\.write))
         for (waiter, result) in zip(waiters, results) {
             waiter.continuation.resume(returning: result)
+        }
+        checkpointIfLarge()
+    }
+
+    /// Starts a passive checkpoint on the second connection when the WAL has grown past the
+    /// threshold and none is running. Runs on the writer's queue.
+    private func checkpointIfLarge() {
+        guard let checkpointer,
+            SQLiteDatabase.fileSizes(ofDatabaseAt: configuration.databasePath).wal
+                > store.value.backgroundCheckpointBytes,
+            isCheckpointing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        checkpointer.submit { [self] database in
+            // A failure (disk full, busy) leaves the frames in the WAL for the next attempt.
+            _ = try? database.checkpoint(.passive)
+            isCheckpointing.store(false, ordering: .releasing)
         }
     }
 

@@ -38,6 +38,9 @@ final class SpoolStore {
     private var pageLimits: (normal: Int64, relaxed: Int64)?
     /// Readings one group-commit transaction may hold, so that the WAL stays inside its share of the cap.
     private(set) var transactionReadings: Int
+    /// WAL size at which the spool asks its second connection for a background checkpoint, so that
+    /// checkpoints (and their fsyncs of the main file) stay off the commit path.
+    private(set) var backgroundCheckpointBytes: Int64 = 1 << 20
 
     /// Opens the spool tables on `database`, creating them when the file is new.
     /// - Throws: `SpoolError` `.damaged` when the file fails `quick_check` or is not a spool,
@@ -162,7 +165,9 @@ final class SpoolStore {
     /// Turns the byte cap into page and WAL limits: the WAL gets a quarter, checkpointed at half of that.
     private func applyLimits() throws {
         guard let maxBytes = configuration.maxBytes else {
-            // Without a cap the WAL is still not allowed to keep the size of its largest burst.
+            // Checkpoints run in the background at 1 MiB; the writer's own autocheckpoint (16 MiB) is only
+            // a safety net. The WAL is not allowed to keep the size of its largest burst.
+            try database.execute("PRAGMA wal_autocheckpoint = 4096")
             try database.execute("PRAGMA journal_size_limit = \(16 << 20)")
             return
         }
@@ -171,6 +176,7 @@ final class SpoolStore {
         let checkpointPages = max(8, walBudget / 2 / (pageSize + 24))
         try database.execute("PRAGMA wal_autocheckpoint = \(checkpointPages)")
         try database.execute("PRAGMA journal_size_limit = \(walBudget / 2)")
+        backgroundCheckpointBytes = walBudget / 4
         // Room for the -shm index (32 KiB) and slack.
         let relaxed = (maxBytes - walBudget - 64 * 1024) / pageSize
         let normal = max(relaxed - 8, 1)
