@@ -35,7 +35,9 @@ enum SpoolBenchmark: BenchmarkScenario {
         print("spool: \(total) real readings per run in writes of \(writeSize), fsync full, files under \(scratch)\n")
 
         var table = TextTable(
-            "store", "producers", "readings/s", "ack p50 ms", "ack p99 ms", "bytes/reading on disk", "commits")
+            "store", "producers", "readings/s", "ack p50 ms", "ack p99 ms", "bytes/reading on disk",
+            "after checkpoint B/reading",
+            "payload B/reading", "chunks")
         var bestChunkRate = 0.0
         for producers in producerCounts {
             let directory = scratch + "/chunks-\(producers)"
@@ -45,13 +47,15 @@ enum SpoolBenchmark: BenchmarkScenario {
             table.append(
                 "spool (encoded chunks)", "\(producers)", grouped(result.rate), format(result.p50, 2),
                 format(result.p99, 2),
-                format(result.bytesPerReading, 2), "\(result.commits)")
+                format(result.bytesPerReading, 2), format(result.checkpointedPerReading, 2),
+                format(result.payloadPerReading, 2), "\(result.commits)")
             try? FileManager.default.removeItem(atPath: directory)
         }
         let baseline = try measureRows(writes: writes, total: total, directory: scratch + "/rows")
         table.append(
             "row per reading (baseline)", "1 writer, 10,000-row transactions", grouped(baseline.rate), "-", "-",
-            format(baseline.bytesPerReading, 2), "\(baseline.commits)")
+            format(baseline.bytesPerReading, 2), format(baseline.checkpointedPerReading, 2), "-",
+            "\(baseline.commits) commits")
         print(table.render())
         print(
             "\nspool / row baseline: \(format(bestChunkRate / baseline.rate, 1))× (target ≥ 2×, ≥ 1,000,000 readings/s)\n"
@@ -101,6 +105,8 @@ enum SpoolBenchmark: BenchmarkScenario {
         var p99: Double
         var max: Double = 0
         var bytesPerReading: Double
+        var payloadPerReading: Double = 0
+        var checkpointedPerReading: Double = 0
         var commits: Int
     }
 
@@ -128,9 +134,13 @@ enum SpoolBenchmark: BenchmarkScenario {
         let elapsed = seconds(ContinuousClock.now - start)
         let status = try await spool.status()
         let readings = Double(latencies.count * writeSize)
+        try await spool.checkpoint()
+        let checkpointed = try await spool.status().spoolFileBytes
         return SpoolResult(
             rate: readings / elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99),
-            bytesPerReading: Double(status.spoolFileBytes) / readings, commits: Int(status.queuedChunks))
+            bytesPerReading: Double(status.spoolFileBytes) / readings,
+            payloadPerReading: Double(status.queuedBytes) / readings,
+            checkpointedPerReading: Double(checkpointed) / readings, commits: Int(status.queuedChunks))
     }
 
     static func measurePaced(writes: [Write], readingsPerSecond: Int, seconds duration: Int, directory: String)
@@ -211,8 +221,11 @@ enum SpoolBenchmark: BenchmarkScenario {
         }
         let elapsed = seconds(ContinuousClock.now - start)
         let bytes = SQLiteDatabase.fileSizes(ofDatabaseAt: path).total
+        try database.checkpoint(.truncate)
+        let checkpointed = SQLiteDatabase.fileSizes(ofDatabaseAt: path).total
         return SpoolResult(
-            rate: Double(seq) / elapsed, p50: 0, p99: 0, bytesPerReading: Double(bytes) / Double(seq), commits: commits)
+            rate: Double(seq) / elapsed, p50: 0, p99: 0, bytesPerReading: Double(bytes) / Double(seq),
+            checkpointedPerReading: Double(checkpointed) / Double(seq), commits: commits)
     }
 
     /// Runs `edge-agent import -` with `readings` lines of real data on stdin and reads its peak RSS.

@@ -271,3 +271,44 @@ func checkpointAndClose(_ directory: String) throws {
     let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
     try database.checkpoint(.truncate)
 }
+
+@Suite struct SpoolCompactionTests {
+    @Test func smallCommitsAreMergedWithoutChangingWhatIsHandedOut() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            var expected: [IncomingReading] = []
+            for seed in UInt64(0)..<40 {
+                let readings = makeReadings(10, seed: seed)
+                expected += readings
+                _ = try await spool.append(readings)
+            }
+            let status = try await spool.status()
+            // 40 one-write commits: the first 32 became one chunk.
+            #expect(status.queuedChunks == 1 + 8)
+            #expect(status.queuedReadings == 400)
+            let stored = try await storedReadings(spool)
+            #expect(stored.map(\.seq) == Array(1...400))
+            #expect(
+                zip(stored, expected).allSatisfy {
+                    $0.key == $1.seriesKey && $0.timestamp == $1.timestamp && $0.value == $1.value
+                })
+            // Ranges handed out before the merge can still be acknowledged exactly.
+            try await spool.acknowledge([SequenceRange(5, 14), SequenceRange(300, 320)])
+            #expect(try await spool.batches(from: 1, maxReadings: 1000)?.range == SequenceRange(1, 4))
+            #expect(try await spool.batches(from: 5, maxReadings: 1000)?.range == SequenceRange(15, 299))
+            #expect(try await spool.status().queuedReadings == 400 - 10 - 21)
+        }
+    }
+
+    @Test func acknowledgingPartOfARunBeforeItIsMergedSkipsTheMerge() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            for seed in UInt64(0)..<31 { _ = try await spool.append(makeReadings(10, seed: seed)) }
+            try await spool.acknowledge([SequenceRange(1, 10)])
+            _ = try await spool.append(makeReadings(10, seed: 31))
+            let stored = try await storedReadings(spool)
+            #expect(stored.map(\.seq) == Array(11...320))
+            #expect(try await spool.status().queuedChunks == 31)
+        }
+    }
+}

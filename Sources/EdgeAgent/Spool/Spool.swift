@@ -208,6 +208,7 @@ package final class Spool: Sendable {
         for (waiter, result) in zip(waiters, results) {
             waiter.continuation.resume(returning: result)
         }
+        store.value.compactIfDue()
         checkpointIfLarge()
     }
 
@@ -281,6 +282,21 @@ package final class Spool: Sendable {
     /// Records that the collector has durably received the report of these dropped ranges.
     package func markDroppedRangesReported(_ ranges: [SequenceRange]) async throws(SpoolError) {
         try await run("marking dropped ranges reported") { store in try store.markDroppedRangesReported(ranges) }
+    }
+
+    /// Copies the WAL into the main file and truncates it to zero bytes: for a clean shutdown, and
+    /// before measuring the file. Fails quietly-safe (SQLITE_BUSY) while another reader is active.
+    package func checkpoint() async throws(SpoolError) {
+        guard let checkpointer else {
+            try await run("checkpointing the spool") { store in try store.checkpointAndTruncate() }
+            return
+        }
+        // On the checkpoint connection's queue, so it never races a background checkpoint.
+        do {
+            try await checkpointer.run { database in _ = try database.checkpoint(.truncate) }
+        } catch {
+            throw SpoolError.wrap(error, while: "checkpointing the spool")
+        }
     }
 
     /// Counters and identity for `edge-agent status`.

@@ -31,6 +31,13 @@ final class SpoolStore {
     private(set) var device: String = ""
     private(set) var stream: UInt64 = 0
     private(set) var nextSequence: UInt64 = 1
+    /// The small chunks written most recently, adjacent and in order: candidates to merge, because a
+    /// slow trickle of small group commits would otherwise pay a frame header and a key table each.
+    private var smallChunks: [SequenceRange] = []
+    /// A chunk below this many readings is "small".
+    static let smallChunkReadings = 2_000
+    /// How many small chunks are merged at a time.
+    static let compactionRun = 32
     private let encoder = BatchEncoder()
     private let decoder = BatchDecoder()
     /// `max_page_count` for ordinary writes and the higher one used while deleting, so that dropping
@@ -165,10 +172,11 @@ final class SpoolStore {
     /// Turns the byte cap into page and WAL limits: the WAL gets a quarter, checkpointed at half of that.
     private func applyLimits() throws {
         guard let maxBytes = configuration.maxBytes else {
-            // Checkpoints run in the background at 1 MiB; the writer's own autocheckpoint (16 MiB) is only
-            // a safety net. The WAL is not allowed to keep the size of its largest burst.
-            try database.execute("PRAGMA wal_autocheckpoint = 4096")
-            try database.execute("PRAGMA journal_size_limit = \(16 << 20)")
+            // Checkpoints run in the background from 1 MiB. Under a steady stream of commits they never
+            // quite catch up, so the WAL could not restart; at 4 MiB the writer's own autocheckpoint
+            // finishes the (by then small) remainder, and the next commit reuses the WAL from its start.
+            try database.execute("PRAGMA wal_autocheckpoint = 1024")
+            try database.execute("PRAGMA journal_size_limit = \(4 << 20)")
             return
         }
         let pageSize = try database.pragmaInteger("page_size") ?? 4096
@@ -246,9 +254,19 @@ final class SpoolStore {
         var attempts = 0
         while true {
             do {
-                let next = try database.transaction(.immediate) { _ throws in try insertChunks(writes) }
+                var inserted: [SequenceRange] = []
+                let next = try database.transaction(.immediate) { _ throws in
+                    try insertChunks(writes, inserted: &inserted)
+                }
                 let first = nextSequence
                 nextSequence = next
+                for chunk in inserted {
+                    if chunk.count < UInt64(Self.smallChunkReadings) {
+                        smallChunks.append(chunk)
+                    } else {
+                        smallChunks.removeAll()
+                    }
+                }
                 var ranges: [SequenceRange] = []
                 var cursor = first
                 for write in writes {
@@ -286,7 +304,7 @@ final class SpoolStore {
     }
 
     /// Inserts the writes as chunks of at most `maxChunkReadings`; returns the next free sequence number.
-    private func insertChunks(_ writes: [PendingWrite]) throws -> UInt64 {
+    private func insertChunks(_ writes: [PendingWrite], inserted: inout [SequenceRange]) throws -> UInt64 {
         var next = nextSequence
         var keys: [String] = []
         var keyIndex: [String: Int] = [:]
@@ -295,6 +313,7 @@ final class SpoolStore {
         func emit() throws {
             try insertChunk(
                 Batch(device: device, stream: stream, firstSequence: next, seriesKeys: keys, readings: readings))
+            inserted.append(SequenceRange(next, next + UInt64(readings.count) - 1))
             next += UInt64(readings.count)
             keys.removeAll(keepingCapacity: true)
             keyIndex.removeAll(keepingCapacity: true)
@@ -343,6 +362,70 @@ final class SpoolStore {
         if let quarantine { try statement.bind(quarantine, at: 6) } else { try statement.bindNull(at: 6) }
         try statement.bind(bytes: payload, at: 7)
         try statement.run()
+    }
+
+    // MARK: Compaction
+
+    /// Merges the last `compactionRun` small chunks into one when there are that many, re-encoding
+    /// them together (fewer headers and key tables, longer runs for delta and decimal encoding).
+    /// Best effort: if any of them was acknowledged, split or quarantined meanwhile, or the spool is
+    /// full, nothing changes. Sequence ranges stay the same, so batches in flight stay valid.
+    func compactIfDue() {
+        guard smallChunks.count >= Self.compactionRun else { return }
+        let run = smallChunks
+        smallChunks.removeAll()
+        guard let first = run.first?.first, let last = run.last?.last,
+            last - first + 1 <= UInt64(configuration.maxChunkReadings)
+        else { return }
+        do {
+            try database.transaction(.immediate) { _ throws in
+                let load = try database.statement(
+                    "SELECT first_seq, last_seq, payload FROM chunks WHERE first_seq >= ?1 AND first_seq <= ?2 AND quarantine IS NULL ORDER BY first_seq"
+                )
+                try load.bind(Int64(first), at: 1)
+                try load.bind(Int64(last), at: 2)
+                var batches: [Batch] = []
+                var expected = first
+                while try load.step() {
+                    guard UInt64(load.int64(at: 0)) == expected else { break }
+                    expected = UInt64(load.int64(at: 1)) + 1
+                    batches.append(try load.withBlob(at: 2) { bytes throws(CodecError) in try decoder.decode(bytes) })
+                }
+                load.reset()
+                guard expected == last + 1, batches.count == run.count else { throw CompactionSkipped() }
+                var keys: [String] = []
+                var keyIndex: [String: Int] = [:]
+                var readings: [Reading] = []
+                readings.reserveCapacity(Int(last - first + 1))
+                for batch in batches {
+                    let map = batch.seriesKeys.map { key -> Int in
+                        if let known = keyIndex[key] { return known }
+                        keys.append(key)
+                        keyIndex[key] = keys.count - 1
+                        return keys.count - 1
+                    }
+                    for reading in batch.readings {
+                        readings.append(
+                            Reading(series: map[reading.series], timestamp: reading.timestamp, value: reading.value))
+                    }
+                }
+                let delete = try database.statement("DELETE FROM chunks WHERE first_seq >= ?1 AND first_seq <= ?2")
+                try delete.bind(Int64(first), at: 1)
+                try delete.bind(Int64(last), at: 2)
+                try delete.run()
+                try insertChunk(
+                    Batch(device: device, stream: stream, firstSequence: first, seriesKeys: keys, readings: readings))
+            }
+        } catch {
+            // Skipped or failed: the small chunks stay as they are, which is still correct.
+        }
+    }
+
+    private struct CompactionSkipped: Error {}
+
+    /// Copies the WAL into the database file and truncates it (clean shutdown, benchmarks).
+    func checkpointAndTruncate() throws {
+        try database.checkpoint(.truncate)
     }
 
     // MARK: Dropping
