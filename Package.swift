@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
         .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
+        .executable(name: "edge-agent", targets: ["edge-agent"]),
     ],
     targets: [
         // System libraries from Debian, each behind a tiny shim.
@@ -44,16 +45,17 @@ let package = Package(
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
 
-        // The edge agent: spool, uploader, inputs.
+        // The edge agent: the durable spool, the importer, the uploader (and later the inputs).
         .target(
             name: "EdgeAgent",
             dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "CCurl"]
         ),
+        .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
 
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "EdgeAgent", "CZlib"]
+            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "EdgeSyncSQLite"]
         ),
 
         .testTarget(
@@ -62,12 +64,12 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
-        .testTarget(
-            name: "EdgeAgentTests",
-            dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncTestSupport", "HTTPCore"]
-        ),
         .testTarget(name: "EdgeSyncCommandLineTests", dependencies: ["EdgeSyncCommandLine"]),
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
+        .testTarget(
+            name: "EdgeAgentTests",
+            dependencies: ["EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore", "edge-agent"]
+        ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]

@@ -29,6 +29,12 @@ package final class SQLiteConnectionQueue: @unchecked Sendable {
         }
     }
 
+    /// Queues `body` to run with the connection and returns at once; for callers that deliver their
+    /// own results (group commit resumes many waiting tasks from one block).
+    package func submit(_ body: @escaping @Sendable (SQLiteDatabase) -> Void) {
+        queue.async { body(self.database) }
+    }
+
     /// Runs `body` with the connection, blocking the calling thread; for command-line tools and
     /// set-up code that is not running on the cooperative pool.
     package func runBlocking<T>(_ body: (SQLiteDatabase) throws -> T) rethrows -> T {

@@ -174,6 +174,18 @@ package final class SQLiteDatabase {
         return problems
     }
 
+    /// The problems `PRAGMA quick_check` finds, at most `limit`: the structural checks of
+    /// `integrity_check` without index cross-checks, fast enough to run at every open.
+    package func quickCheckProblems(limit: Int = 20) throws(SQLiteError) -> [String] {
+        let statement = try prepare("PRAGMA quick_check(\(limit))")
+        var problems: [String] = []
+        while try statement.step() {
+            let line = statement.text(at: 0) ?? ""
+            if line != "ok" { problems.append(line) }
+        }
+        return problems
+    }
+
     package enum CheckpointMode: Int32, Sendable {
         case passive = 0  // SQLITE_CHECKPOINT_PASSIVE
         case full = 1  // SQLITE_CHECKPOINT_FULL

@@ -1,0 +1,156 @@
+import EdgeSyncProtocol
+import Foundation
+
+/// The input formats `edge-agent import` reads.
+package enum ImportFormat: String, Sendable, CaseIterable {
+    /// InfluxDB line protocol (`LineProtocolParser`).
+    case lineProtocol = "lp"
+    /// Wide CSV with a time column (`CSVParser`).
+    case csv
+}
+
+/// What an import made durable: always a prefix of the input, whole lines only.
+package struct ImportResult: Sendable, Hashable {
+    /// Lines 1...`durableLines` of the input are fully in the spool (blank and comment lines included).
+    package var durableLines = 0
+    package var readings: Int64 = 0
+    /// The sequence numbers the imported readings got (contiguous unless another producer wrote at
+    /// the same time); `nil` when nothing was imported.
+    package var sequences: SequenceRange?
+
+    mutating func add(_ range: SequenceRange, lastLine: Int) {
+        durableLines = lastLine
+        readings += Int64(range.count)
+        sequences = SequenceRange(sequences?.first ?? range.first, range.last)
+    }
+
+    /// `lines 1-13 (1,200 readings, seq 1-1200)`.
+    package var summary: String {
+        guard let sequences else { return "no readings (lines 1-\(durableLines) held none)" }
+        return "lines 1-\(durableLines) (\(readings) readings, seq \(sequences.first)-\(sequences.last))"
+    }
+}
+
+/// An import that stopped: why, and exactly what was made durable before it stopped.
+package struct ImportFailure: Error, CustomStringConvertible, Sendable {
+    package enum Reason: Sendable {
+        case badLine(InputError)
+        case spool(SpoolError)
+        case read(String)
+    }
+
+    package var reason: Reason
+    package var imported: ImportResult
+
+    package var description: String {
+        let cause: String
+        let from: Int
+        switch reason {
+        case .badLine(let error):
+            cause = error.description
+            from = error.line
+        case .spool(let error):
+            cause = "the spool refused a write: \(error)"
+            from = imported.durableLines + 1
+        case .read(let message):
+            cause = message
+            from = imported.durableLines + 1
+        }
+        return "\(cause); imported durably: \(imported.summary); nothing from line \(from) on was imported"
+    }
+}
+
+/// Reads line protocol or CSV from a file descriptor into a spool, in blocks that are each one
+/// atomic append, with at most one block in flight while the next is parsed.
+///
+/// On a bad line, everything before it is appended (and durable) and nothing from it on; the
+/// failure says exactly which lines and sequence numbers made it.
+package struct Importer: Sendable {
+    package var spool: Spool
+    package var format: ImportFormat
+    /// Readings per append (a whole line never straddles two appends).
+    package var blockReadings = 10_000
+    /// Called with the number of readings each time a block becomes durable.
+    package var onDurable: @Sendable (Int64) -> Void = { _ in }
+
+    package init(spool: Spool, format: ImportFormat) {
+        self.spool = spool
+        self.format = format
+    }
+
+    package func run(fileDescriptor: Int32) async throws(ImportFailure) -> ImportResult {
+        var result = ImportResult()
+        var block: [IncomingReading] = []
+        block.reserveCapacity(blockReadings + 64)
+        var blockLastLine = 0
+        var inFlight: (task: Task<SequenceRange, any Error>, lastLine: Int)?
+        let lineProtocol = LineProtocolParser()
+        var csv = CSVParser()
+        let reader = LineReader(fileDescriptor: fileDescriptor, maximumLineBytes: LineProtocolParser.maximumLineBytes)
+        let spool = self.spool
+        let onDurable = self.onDurable
+
+        func settle() async throws(ImportFailure) {
+            guard let current = inFlight else { return }
+            inFlight = nil
+            do {
+                let range = try await current.task.value
+                result.add(range, lastLine: current.lastLine)
+                onDurable(Int64(range.count))
+            } catch {
+                throw ImportFailure(reason: .spool(SpoolError.wrap(error, while: "importing")), imported: result)
+            }
+        }
+        func appendNow(_ readings: [IncomingReading], lastLine: Int) async throws(ImportFailure) {
+            guard !readings.isEmpty else {
+                result.durableLines = lastLine
+                return
+            }
+            do {
+                let range = try await spool.append(readings)
+                result.add(range, lastLine: lastLine)
+                onDurable(Int64(range.count))
+            } catch {
+                throw ImportFailure(reason: .spool(error), imported: result)
+            }
+        }
+
+        do {
+            try await reader.forEachLine { line, number in
+                switch format {
+                case .lineProtocol:
+                    try lineProtocol.parse(line, lineNumber: number, defaultTimestamp: Self.now(), into: &block)
+                case .csv:
+                    try csv.parse(line, lineNumber: number, into: &block)
+                }
+                blockLastLine = number
+                if block.count >= blockReadings {
+                    try await settle()
+                    let readings = block
+                    inFlight = (Task { try await spool.append(readings) }, number)
+                    block.removeAll(keepingCapacity: true)
+                }
+            }
+        } catch let error as ImportFailure {
+            throw error
+        } catch let error as InputError {
+            try await settle()
+            try await appendNow(block, lastLine: error.line - 1)
+            result.durableLines = error.line - 1
+            throw ImportFailure(reason: .badLine(error), imported: result)
+        } catch {
+            try await settle()
+            try await appendNow(block, lastLine: blockLastLine)
+            throw ImportFailure(reason: .read("\(error)"), imported: result)
+        }
+        try await settle()
+        try await appendNow(block, lastLine: blockLastLine)
+        return result
+    }
+
+    private static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+}

@@ -1,0 +1,62 @@
+import EdgeSyncSQLite
+
+/// When a spool counts a write as durable; maps onto SQLite's `synchronous` setting in WAL mode.
+package enum FsyncPolicy: String, Sendable, CaseIterable, Codable {
+    /// Every acknowledged write is fsynced before `append` returns: it survives a power cut.
+    case full
+    /// Acknowledged writes survive a crash of the agent; a power cut can lose the last ones.
+    case normal
+    /// Unsafe: nothing is fsynced, so a power cut can lose acknowledged writes or damage the file.
+    case off
+
+    var synchronous: SQLiteDatabase.Configuration.Synchronous {
+        switch self {
+        case .full: .full
+        case .normal: .normal
+        case .off: .off
+        }
+    }
+}
+
+/// What a spool does when a write would take it past its size cap.
+package enum FullPolicy: String, Sendable, CaseIterable, Codable {
+    /// The write fails with a retryable ``SpoolError`` (`isRetryable`); nothing stored is touched.
+    case reject
+    /// The oldest unacknowledged chunks are removed to make room and recorded as dropped ranges.
+    case dropOldest = "drop-oldest"
+}
+
+extension Spool {
+    /// How a spool is opened. Defaults are the safe ones: fsync `full`, no size cap, reject when full.
+    package struct Configuration: Sendable {
+        /// The folder holding `spool.sqlite` (created when missing).
+        package var dataDirectory: String
+        /// The configured device id; it is stored at creation and must match on every later open.
+        package var device: String
+        package var fsync: FsyncPolicy = .full
+        /// Cap on everything the spool takes on disk (database, `-wal` and `-shm` files); `nil` is no cap.
+        /// At least ``minimumMaxBytes``.
+        package var maxBytes: Int64?
+        package var whenFull: FullPolicy = .reject
+        /// Largest number of readings one stored chunk (and one group-commit transaction) holds.
+        package var maxChunkReadings: Int = 65_536
+        /// Called with a loud message when a damaged spool file is moved aside at open.
+        package var onDamagedFile: @Sendable (String) -> Void = { _ in }
+
+        /// The smallest cap that leaves room for SQLite's own pages and a write-ahead log.
+        package static let minimumMaxBytes: Int64 = 256 * 1024
+
+        package init(dataDirectory: String, device: String) {
+            self.dataDirectory = dataDirectory
+            self.device = device
+        }
+
+        /// `dataDirectory/spool.sqlite`.
+        package var databasePath: String { Spool.databasePath(in: dataDirectory) }
+    }
+
+    /// The spool database inside a data directory.
+    package static func databasePath(in dataDirectory: String) -> String {
+        (dataDirectory.hasSuffix("/") ? dataDirectory : dataDirectory + "/") + "spool.sqlite"
+    }
+}

@@ -1,0 +1,76 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+
+/// What `edge-agent status` shows about a spool. JSON keys are the snake_case names documented in
+/// `Docs/edge-agent.md`.
+package struct SpoolStatus: Sendable, Hashable, Codable {
+    package var device: String
+    /// The random 64-bit stream id drawn when the spool file was created.
+    package var stream: UInt64
+    /// The sequence number the next reading will get.
+    package var nextSequence: UInt64
+    /// Readings stored and not yet acknowledged, excluding quarantined ones.
+    package var queuedReadings: Int64
+    /// Encoded payload bytes of those readings.
+    package var queuedBytes: Int64
+    /// Stored chunks waiting to be sent.
+    package var queuedChunks: Int64
+    /// Everything the spool takes on disk: database, `-wal` and `-shm`.
+    package var spoolFileBytes: Int64
+    /// Timestamp (ns since the epoch) of the oldest queued reading; `nil` when nothing is queued.
+    package var oldestTimestamp: Int64?
+    /// Readings removed by the `drop-oldest` policy since the spool was created.
+    package var droppedReadings: Int64
+    /// Dropped ranges not yet reported to the collector.
+    package var unreportedDroppedRanges: Int64
+    /// Readings the collector refused permanently (400/415); kept on disk, never sent again.
+    package var quarantinedReadings: Int64
+    package var quarantinedBytes: Int64
+    package var fsync: FsyncPolicy
+    package var maxBytes: Int64?
+    package var whenFull: FullPolicy
+
+    enum CodingKeys: String, CodingKey {
+        case device, stream, fsync
+        case nextSequence = "next_seq"
+        case queuedReadings = "queued_readings"
+        case queuedBytes = "queued_bytes"
+        case queuedChunks = "queued_chunks"
+        case spoolFileBytes = "spool_file_bytes"
+        case oldestTimestamp = "oldest_timestamp"
+        case droppedReadings = "dropped_readings"
+        case unreportedDroppedRanges = "unreported_dropped_ranges"
+        case quarantinedReadings = "quarantined_readings"
+        case quarantinedBytes = "quarantined_bytes"
+        case maxBytes = "max_bytes"
+        case whenFull = "when_full"
+    }
+
+    /// Writes every key, `null` included, so readers of `status --json` always see the same keys.
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(device, forKey: .device)
+        try container.encode(stream, forKey: .stream)
+        try container.encode(nextSequence, forKey: .nextSequence)
+        try container.encode(queuedReadings, forKey: .queuedReadings)
+        try container.encode(queuedBytes, forKey: .queuedBytes)
+        try container.encode(queuedChunks, forKey: .queuedChunks)
+        try container.encode(spoolFileBytes, forKey: .spoolFileBytes)
+        try container.encode(oldestTimestamp, forKey: .oldestTimestamp)
+        try container.encode(droppedReadings, forKey: .droppedReadings)
+        try container.encode(unreportedDroppedRanges, forKey: .unreportedDroppedRanges)
+        try container.encode(quarantinedReadings, forKey: .quarantinedReadings)
+        try container.encode(quarantinedBytes, forKey: .quarantinedBytes)
+        try container.encode(fsync, forKey: .fsync)
+        try container.encode(maxBytes, forKey: .maxBytes)
+        try container.encode(whenFull, forKey: .whenFull)
+    }
+}
+
+/// One stretch of readings handed to the uploader: a codec batch with contiguous sequence numbers.
+package struct SpoolBatch: Sendable, Hashable {
+    /// The readings, with the spool's device and stream and `sentAt` 0 (the uploader sets it).
+    package var batch: Batch
+    /// The sequence numbers the batch covers; acknowledge exactly these (or parts of them).
+    package var range: SequenceRange
+}

@@ -1,0 +1,62 @@
+import EdgeAgent
+import EdgeSyncCommandLine
+import Foundation
+
+/// `edge-agent import`: line protocol or CSV into the spool; exit 0 only when all of it is durable.
+enum ImportCommand: Subcommand {
+    static let names = [["import"]]
+    static let summary = "enqueue readings from an InfluxDB line protocol or CSV file (or - for stdin)"
+    static let usage = "--data-dir DIR --device ID [--format lp|csv] FILE|-"
+    static let arguments = ArgumentParser(
+        options: SpoolOptions.all + [
+            .value("--format", "lp|csv", help: "input format (default: csv for *.csv files, else lp)")
+        ],
+        positionals: ["FILE"])
+
+    static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
+        let configuration = try SpoolOptions.configuration(arguments)
+        let input = try arguments.positional(0, name: "FILE")
+        let format =
+            try arguments.value("--format", as: "lp or csv", ImportFormat.init(rawValue:))
+            ?? (input.lowercased().hasSuffix(".csv") ? .csv : .lineProtocol)
+        let descriptor: Int32
+        if input == "-" {
+            descriptor = STDIN_FILENO
+        } else {
+            descriptor = open(input, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else {
+                StandardError.print("edge-agent import: cannot open \(input): \(String(cString: strerror(errno)))")
+                return .failure
+            }
+        }
+        defer { if descriptor != STDIN_FILENO { close(descriptor) } }
+
+        let spool: Spool
+        do {
+            spool = try await Spool.open(configuration)
+        } catch {
+            StandardError.print("edge-agent import: \(error)")
+            return error.exitCode
+        }
+        let progress = ProgressReporter(unit: "readings")
+        var importer = Importer(spool: spool, format: format)
+        importer.onDurable = { progress.advance(by: $0) }
+        let name = input == "-" ? "stdin" : input
+        do {
+            let result = try await importer.run(fileDescriptor: descriptor)
+            progress.finish()
+            print(
+                "imported \(name): \(result.summary) into \(configuration.databasePath) (device \(spool.device), stream \(spool.stream))"
+            )
+            return .success
+        } catch {
+            progress.finish()
+            StandardError.print("edge-agent import: \(name): \(error)")
+            switch error.reason {
+            case .badLine: return .dataError
+            case .spool(let spoolError): return spoolError.exitCode
+            case .read: return .ioError
+            }
+        }
+    }
+}

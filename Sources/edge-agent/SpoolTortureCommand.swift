@@ -1,0 +1,72 @@
+import EdgeAgent
+import EdgeSyncCodec
+import EdgeSyncCommandLine
+import Foundation
+import Synchronization
+
+/// `edge-agent spool-torture` (hidden, for the crash tests): producers append forever and print every
+/// acknowledged range as `ack FIRST LAST RUN PRODUCER COUNTER` on stdout, one write per line, so a
+/// parent that kills the process knows exactly what was acknowledged.
+///
+/// Reading `i` of a write has timestamp `RUN << 40 | PRODUCER << 32 | COUNTER + i` and value
+/// `COUNTER + i`, so every reading can be traced back to the line that acknowledged it.
+enum SpoolTortureCommand: Subcommand {
+    static let names = [["spool-torture"]]
+    static let summary = "test helper: append forever, printing each acknowledged range"
+    static let isHidden = true
+    static let usage = "--data-dir DIR --device ID --run N [--producers N]"
+    static let arguments = ArgumentParser(
+        options: SpoolOptions.all + [
+            .value("--run", "N", help: "run number, part of every timestamp"),
+            .value("--producers", "N", help: "concurrent producers (default 4)"),
+        ])
+
+    static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
+        let configuration = try SpoolOptions.configuration(arguments)
+        let run =
+            try arguments.value(
+                "--run", as: "a number 0...255", { Int64($0).flatMap { (0...255).contains($0) ? $0 : nil } }) ?? 0
+        let producers =
+            try arguments.value(
+                "--producers", as: "a number 1...64", { Int($0).flatMap { (1...64).contains($0) ? $0 : nil } }) ?? 4
+        let spool = try await Spool.open(configuration)
+        writeLine("ready\n")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for producer in 0..<producers {
+                group.addTask {
+                    var random = SystemRandomNumberGenerator()
+                    var counter: Int64 = 0
+                    while true {
+                        let count = Int.random(in: 1...300, using: &random)
+                        let base = run << 40 | Int64(producer) << 32
+                        let readings = (0..<Int64(count)).map { offset in
+                            Reading(
+                                series: Int(offset % 3), timestamp: base | (counter + offset),
+                                value: Double(counter + offset))
+                        }
+                        let range = try await spool.append(
+                            seriesKeys: ["a", "b", "c"].map { "torture,p=\(producer) \($0)" }, readings: readings)
+                        writeLine("ack \(range.first) \(range.last) \(run) \(producer) \(counter)\n")
+                        counter += Int64(count)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return .success
+    }
+
+    /// One `write(2)` per line, so lines from concurrent producers never interleave.
+    static func writeLine(_ line: String) {
+        var line = line
+        line.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count, let base = bytes.baseAddress {
+                let written = write(STDOUT_FILENO, base + offset, bytes.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import EdgeAgent
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import EdgeSyncTestSupport
+import Foundation
+import Testing
+
+/// End-to-end tests of the real `edge-agent` binary: stdout, stderr and exit status.
+@Suite struct EdgeAgentCLITests {
+    @Test func importThenStatusJSONShowsTheDocumentedKeys() throws {
+        let binary = try edgeAgentBinary()
+        try withTemporaryDirectory { directory in
+            let input = "cpu,host=a usage=1.5,idle=3i 1000\n# comment\nmem,host=b used=7 2000\n"
+            let imported = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data(input.utf8))
+            #expect(imported.status == 0, "\(imported.stderr)")
+            #expect(imported.stdout.contains("lines 1-3 (3 readings, seq 1-3)"))
+            #expect(imported.stderr.isEmpty, "no progress bar when stderr is not a terminal")
+
+            let status = try runProcess(binary, ["status", "--data-dir", directory, "--json"])
+            #expect(status.status == 0)
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+            for key in [
+                "device", "stream", "next_seq", "queued_readings", "queued_bytes", "spool_file_bytes",
+                "oldest_timestamp",
+                "dropped_readings", "fsync", "quarantined_readings", "max_bytes", "when_full",
+            ] {
+                #expect(object[key] != nil, "missing key \(key)")
+            }
+            #expect(object["device"] as? String == "gw")
+            #expect(object["next_seq"] as? Int == 4)
+            #expect(object["queued_readings"] as? Int == 3)
+            #expect(object["oldest_timestamp"] as? Int == 1000)
+            #expect(object["fsync"] as? String == "full")
+
+            let text = try runProcess(binary, ["status", "--data-dir", directory])
+            #expect(text.stdout.contains("queued_readings           3"))
+        }
+    }
+
+    @Test func aBadLineStopsTheImportAndSaysExactlyWhatWasImported() async throws {
+        let binary = try edgeAgentBinary()
+        try await withTemporaryDirectory { directory in
+            var lines = (1...25_000).map { "m,s=a v=\($0) \($0)" }
+            lines.insert("m,s=a v=oops 1", at: 23_456)
+            let input = Data((lines.joined(separator: "\n") + "\n").utf8)
+            let result = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input)
+            #expect(result.status == 65)
+            #expect(
+                result.stderr.contains(
+                    "line 23457, column 9: field \"v\": expected a number, found \"oops\"; imported durably: lines 1-23456 (23456 readings, seq 1-23456); nothing from line 23457 on was imported"
+                ),
+                "\(result.stderr)")
+            let spool = try await Spool.open(spoolConfiguration(directory, device: "gw"))
+            let stored = try await storedReadings(spool)
+            #expect(stored.count == 23_456)
+            #expect(stored.map(\.value) == (1...23_456).map(Double.init))
+        }
+    }
+
+    @Test(arguments: [
+        (["import", "--data-dir", "/nonexistent-x", "-"], "--device: is required"),
+        (["import", "--device", "d", "-"], "--data-dir: is required"),
+        (
+            ["import", "--data-dir", "d", "--device", "d", "--fsync", "sometimes", "-"],
+            "--fsync: expected full, normal or off"
+        ),
+        (
+            ["import", "--data-dir", "d", "--device", "d", "--max-bytes", "12", "-"],
+            "--max-bytes: expected a byte count"
+        ),
+        (["import", "--data-dir", "d", "--device", "d", "--format", "xml", "-"], "--format: expected lp or csv"),
+        (["import", "--data-dir", "d", "--device", "d", "--colour", "-"], "--colour: unknown option"),
+        (["status"], "--data-dir: is required"),
+        (["frobnicate"], "unknown command \"frobnicate\""),
+    ])
+    func badUsageExits64NamingTheFlag(arguments: [String], message: String) throws {
+        let result = try runProcess(try edgeAgentBinary(), arguments)
+        #expect(result.status == 64)
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
+    @Test func statusOfAMissingSpoolFails() throws {
+        try withTemporaryDirectory { directory in
+            let result = try runProcess(try edgeAgentBinary(), ["status", "--data-dir", directory])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("no spool in \(directory)"))
+        }
+    }
+
+    @Test func spoolCheckReportsASoundAndADamagedFile() throws {
+        let binary = try edgeAgentBinary()
+        try withTemporaryDirectory { directory in
+            let input = Data((1...5000).map { "m v=\($0).5 \($0)" }.joined(separator: "\n").utf8)
+            #expect(
+                try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input).status
+                    == 0)
+            let sound = try runProcess(binary, ["spool", "check", "--data-dir", directory])
+            #expect(sound.status == 0)
+            #expect(sound.stdout.contains("result: ok") && sound.stdout.contains("stored readings: 5000"))
+
+            try checkpointAndClose(directory)
+            let size = try #require(
+                try FileManager.default.attributesOfItem(atPath: Spool.databasePath(in: directory))[.size] as? Int)
+            try writeGarbage(into: Spool.databasePath(in: directory), at: 4096, count: size - 4096)
+            let damaged = try runProcess(binary, ["check-spool", Spool.databasePath(in: directory)])
+            #expect(damaged.status == 65)
+            #expect(damaged.stdout.contains("result: DAMAGED"), "\(damaged.stdout)")
+            // The agent itself moves it aside and starts afresh, loudly.
+            let again = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data("m v=1 1\n".utf8))
+            #expect(again.status == 0)
+            #expect(
+                again.stderr.contains("ERROR: spool file \(Spool.databasePath(in: directory)) is damaged"),
+                "\(again.stderr)")
+            #expect(again.stdout.contains("seq 1-1"))
+        }
+    }
+
+    @Test func csvImportUsesTheHeaderAsSeriesKeys() async throws {
+        try await withTemporaryDirectory { directory in
+            let file = directory + "/in.csv"
+            try "time,temp,hum\n2024-01-01T00:00:00Z,20.5,40\n2024-01-01T00:01:00Z,,41\n".write(
+                toFile: file, atomically: true, encoding: .utf8)
+            let result = try runProcess(
+                try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
+            #expect(result.status == 0, "\(result.stderr)")
+            let stored = try await storedReadings(
+                try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
+            #expect(stored.map(\.key) == ["temp", "hum", "hum"])
+            #expect(stored.map(\.value) == [20.5, 40, 41])
+            #expect(stored.last?.timestamp == 1_704_067_260_000_000_000)
+        }
+    }
+
+    /// The real datasets, written as line protocol, imported through the binary, read back exactly.
+    @Test func realDatasetsImportWithExactCountsAndValues() async throws {
+        let datasets = try RealDataset.loadAll()
+        try await withTemporaryDirectory { directory in
+            var expected: [(key: String, timestamp: Int64, value: Double)] = []
+            var text = ""
+            for dataset in datasets {
+                for reading in dataset.readings {
+                    let name = dataset.seriesKeys[reading.series]
+                    let field = String(name.dropFirst(dataset.name.count + 1))
+                    // `value.description` is the shortest text that reads back as the same double.
+                    text +=
+                        "\(dataset.name) \(field.replacingOccurrences(of: " ", with: "\\ "))=\(reading.value) \(reading.timestamp)\n"
+                    expected.append(
+                        (
+                            LineProtocolSeriesKey.make(measurement: dataset.name, tags: [], field: field),
+                            reading.timestamp, reading.value
+                        ))
+                }
+            }
+            let file = directory + "/all.lp"
+            try text.write(toFile: file, atomically: false, encoding: .utf8)
+            let result = try runProcess(
+                try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("(\(expected.count) readings, seq 1-\(expected.count))"))
+            let stored = try await storedReadings(
+                try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
+            #expect(stored.count == expected.count)
+            let mismatches = zip(stored, expected).filter {
+                $0.key != $1.key || $0.timestamp != $1.timestamp || $0.value.bitPattern != $1.value.bitPattern
+            }
+            #expect(
+                mismatches.isEmpty, "\(mismatches.count) readings differ, first \(String(describing: mismatches.first))"
+            )
+            #expect(stored.map(\.seq) == Array(1...UInt64(expected.count)))
+        }
+    }
+}

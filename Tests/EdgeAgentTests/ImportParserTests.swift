@@ -1,0 +1,177 @@
+import EdgeAgent
+import Foundation
+import Testing
+
+@Suite struct LineProtocolParserTests {
+    func parse(_ text: String, line: Int = 1) throws(InputError) -> [IncomingReading] {
+        var readings: [IncomingReading] = []
+        try LineProtocolParser().parse(ArraySlice(text.utf8), lineNumber: line, defaultTimestamp: 42, into: &readings)
+        return readings
+    }
+
+    @Test func fieldsBecomeOneReadingEachWithSortedTagsInTheKey() throws {
+        let readings = try parse("weather,site=b01,floor=2 temp=21.5,hum=40i,ok=t,count=7u 1700000000000000000")
+        #expect(
+            readings == [
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 temp", timestamp: 1_700_000_000_000_000_000, value: 21.5),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 hum", timestamp: 1_700_000_000_000_000_000, value: 40),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 ok", timestamp: 1_700_000_000_000_000_000, value: 1),
+                IncomingReading(
+                    seriesKey: "weather,floor=2,site=b01 count", timestamp: 1_700_000_000_000_000_000, value: 7),
+            ])
+    }
+
+    @Test func missingTimestampUsesTheDefaultAndCommentsAndBlankLinesAreSkipped() throws {
+        #expect(try parse("m v=1")[0].timestamp == 42)
+        #expect(try parse("# a comment").isEmpty)
+        #expect(try parse("   \r").isEmpty)
+        #expect(try parse("m v=-1.5e3 -5\r")[0] == IncomingReading(seriesKey: "m v", timestamp: -5, value: -1500))
+    }
+
+    @Test func escapesRoundTripThroughTheSeriesKey() throws {
+        let readings = try parse(#"my\ meas\,x,tag\=k=a\ b\\c field\ one=1 5"#)
+        let key = try #require(readings.first?.seriesKey)
+        let parts = try #require(LineProtocolSeriesKey.parse(key))
+        #expect(parts.measurement == "my meas,x")
+        #expect(parts.tags.map { [$0.0, $0.1] } == [["tag=k", #"a b\c"#]])
+        #expect(parts.field == "field one")
+        #expect(LineProtocolSeriesKey.make(measurement: parts.measurement, tags: parts.tags, field: parts.field) == key)
+    }
+
+    @Test(arguments: [
+        ("m,a=1,b=2 f", "m", [["a", "1"], ["b", "2"]], "f"),
+        ("m f", "m", [], "f"),
+        (#"a\=b,c\,d=e\ f g\\h"#, "a=b", [["c,d", "e f"]], #"g\h"#),
+    ])
+    func seriesKeysParseBack(key: String, measurement: String, tags: [[String]], field: String) throws {
+        let parts = try #require(LineProtocolSeriesKey.parse(key))
+        #expect(parts.measurement == measurement && parts.field == field)
+        #expect(parts.tags.map { [$0.0, $0.1] } == tags)
+    }
+
+    @Test(arguments: ["m", "m,a=1", "m a=1 b", "m,a b c", "m,a= b=1"])
+    func keysThatNoMakeCouldProduceAreRefused(_ key: String) {
+        if key == "m" || key == "m,a=1" { #expect(LineProtocolSeriesKey.parse(key) == nil) }
+    }
+
+    @Test(arguments: [
+        ("m", "expected a space and fields"),
+        ("m ", "expected a space and fields"),
+        ("m  ,", "field key is empty"),
+        (",a=1 v=1", "measurement is empty"),
+        ("m,a v=1", "expected '=' after the tag key"),
+        ("m,=1 v=1", "tag key is empty"),
+        ("m,a= v=1", "value of tag \"a\" is empty"),
+        ("m v", "expected '=' after the field key"),
+        ("m v=", "expected a number, found \"\""),
+        ("m v=abc", "field \"v\": expected a number, found \"abc\""),
+        ("m v=NaN", "expected a number"),
+        ("m v=inf", "expected a number"),
+        ("m v=0x10", "expected a number"),
+        ("m v=12x", "expected a number"),
+        ("m v=99999999999999999999i", "expected a number"),
+        ("m v=\"text\"", "string values are not supported"),
+        ("m v=1,v=2", "field \"v\" appears twice"),
+        ("m v=1 12a", "timestamp: expected integer nanoseconds"),
+        ("m v=1 1 2", "unexpected text after the timestamp"),
+        ("m v=1 99999999999999999999", "timestamp"),
+        ("m v=1,", "field key is empty"),
+    ])
+    func malformedLinesNameTheProblemAndTheLine(line: String, message: String) {
+        #expect {
+            _ = try parse(line, line: 7)
+        } throws: { error in
+            let error = error as? InputError
+            return error?.line == 7 && error?.description.contains(message) == true
+        }
+    }
+
+    @Test func invalidUTF8IsRefused() {
+        var readings: [IncomingReading] = []
+        let bytes: [UInt8] = Array("m,a=".utf8) + [0xC3, 0x28] + Array(" v=1".utf8)
+        #expect(throws: InputError(line: 3, "the line is not valid UTF-8")) {
+            try LineProtocolParser().parse(bytes[...], lineNumber: 3, defaultTimestamp: 0, into: &readings)
+        }
+        #expect(readings.isEmpty)
+    }
+
+    @Test func anOversizedSeriesKeyIsRefused() {
+        #expect(throws: InputError.self) { _ = try parse("m,t=\(String(repeating: "x", count: 1100)) v=1 1") }
+    }
+}
+
+@Suite struct CSVParserTests {
+    func parse(_ lines: [String]) throws(InputError) -> [IncomingReading] {
+        var parser = CSVParser()
+        var readings: [IncomingReading] = []
+        for (index, line) in lines.enumerated() {
+            try parser.parse(ArraySlice(line.utf8), lineNumber: index + 1, into: &readings)
+        }
+        return readings
+    }
+
+    @Test func wideRowsBecomeReadingsAndEmptyCellsAreAbsent() throws {
+        let readings = try parse(["temp, time ,hum", "21.5,1000,", " ,2024-05-01T12:00:00.25+02:00,40", "", "# note"])
+        #expect(
+            readings == [
+                IncomingReading(seriesKey: "temp", timestamp: 1000, value: 21.5),
+                IncomingReading(seriesKey: "hum", timestamp: 1_714_557_600_250_000_000, value: 40),
+            ])
+    }
+
+    @Test(arguments: [
+        (["a,b", "1,2"], 1, "exactly one column named"),
+        (["time,a,a"], 1, "appears twice"),
+        (["time,"], 1, "series name must be"),
+        (["time,a", "1,2,3"], 2, "expected 2 cells"),
+        (["time,a", "yesterday,2"], 2, "column \"time\": expected integer nanoseconds or an RFC 3339 time"),
+        (["time,a", "1,x"], 2, "column \"a\": expected a number, found \"x\""),
+        (["time,a", "1,\"2\""], 2, "quoted cells are not supported"),
+        (["time,a", "2024-13-01T00:00:00Z,1"], 2, "RFC 3339"),
+        (["time,a", "2024-01-01T00:00:00+0200,1"], 2, "RFC 3339"),
+    ])
+    func badInputNamesLineAndColumn(lines: [String], line: Int, message: String) {
+        #expect {
+            _ = try parse(lines)
+        } throws: { error in
+            (error as? InputError)?.line == line && (error as? InputError)?.description.contains(message) == true
+        }
+    }
+}
+
+@Suite struct LineReaderTests {
+    func lines(of bytes: [UInt8], chunk: Int, maximum: Int = 100) async throws -> [String] {
+        var pipe: [Int32] = [0, 0]
+        #expect(Foundation.pipe(&pipe) == 0)
+        let writer = pipe[1]
+        let thread = Thread {
+            bytes.withUnsafeBytes { _ = write(writer, $0.baseAddress, $0.count) }
+            close(writer)
+        }
+        thread.start()
+        defer { close(pipe[0]) }
+        var out: [String] = []
+        try await LineReader(fileDescriptor: pipe[0], maximumLineBytes: maximum, chunkBytes: chunk).forEachLine {
+            line, number in
+            out.append("\(number):" + String(decoding: line, as: UTF8.self))
+        }
+        return out
+    }
+
+    @Test(arguments: [1, 2, 3, 7, 64])
+    func linesAreTheSameWhateverTheReadSize(chunk: Int) async throws {
+        let text = "a\nbb\r\n\nlast-without-newline"
+        #expect(
+            try await lines(of: Array(text.utf8), chunk: chunk) == ["1:a", "2:bb\r", "3:", "4:last-without-newline"])
+    }
+
+    @Test func anOversizedLineIsAnErrorWithItsNumber() async throws {
+        let text = "ok\n" + String(repeating: "x", count: 500) + "\nnext\n"
+        await #expect(throws: InputError(line: 2, "the line is longer than 100 bytes")) {
+            _ = try await lines(of: Array(text.utf8), chunk: 16)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// The built `edge-agent` binary, beside the test bundle in SwiftPM's build folder.
+func edgeAgentBinary() throws -> URL {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("edge-agent"),
+        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("edge-agent"),
+        Bundle.main.bundleURL.appendingPathComponent("edge-agent"),
+    ]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw ProcessFailure(description: "edge-agent binary not found beside the tests (build with --build-tests)")
+    }
+    return found
+}
+
+struct ProcessFailure: Error, CustomStringConvertible { var description: String }
+
+struct ProcessOutput {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs `executable` with `arguments`, feeding `input` on stdin, and collects everything it writes.
+func runProcess(_ executable: URL, _ arguments: [String], input: Data = Data()) throws -> ProcessOutput {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let stdin = Pipe()
+    let stdout = Pipe()
+    let stderr = Pipe()
+    process.standardInput = stdin
+    process.standardOutput = stdout
+    process.standardError = stderr
+    try process.run()
+    // Feed and drain on other threads so a full pipe can never stall both sides.
+    let feeder = Thread {
+        stdin.fileHandleForWriting.write(input)
+        try? stdin.fileHandleForWriting.close()
+    }
+    feeder.start()
+    let errorData = Locked(Data())
+    let errorDone = DispatchSemaphore(value: 0)
+    let errorReader = Thread {
+        errorData.set(stderr.fileHandleForReading.readDataToEndOfFile())
+        errorDone.signal()
+    }
+    errorReader.start()
+    let outData = stdout.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    errorDone.wait()
+    return ProcessOutput(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errorData.value, as: UTF8.self))
+}
+
+/// A value handed from one thread to another once.
+final class Locked<T>: @unchecked Sendable {
+    // Guarded by `lock`.
+    private var stored: T
+    private let lock = NSLock()
+    init(_ value: T) { stored = value }
+    func set(_ value: T) {
+        lock.withLock { stored = value }
+    }
+    var value: T { lock.withLock { stored } }
+}
