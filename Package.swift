@@ -48,7 +48,7 @@ let package = Package(
         // The edge agent: the durable spool, the importer, the uploader (and later the inputs).
         .target(
             name: "EdgeAgent",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "CCurl"]
+            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "CCurl"]
         ),
         .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
 

@@ -13,4 +13,7 @@ package enum ExitCode: Int32, Sendable {
     case ioError = 74
     /// A temporary failure worth retrying later (disk full under the reject policy, peer throttling).
     case temporaryFailure = 75
+    /// Permission denied: the collector refused this device's token (401/403). Restarting will not
+    /// help until the token is fixed, so service managers should not restart on it.
+    case noPermission = 77
 }

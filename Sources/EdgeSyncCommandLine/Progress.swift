@@ -123,6 +123,12 @@ package final class ProgressReporter: Sendable {
         if let line { write("\r\u{1B}[2K" + line) }
     }
 
+    /// Sets the work done to `done` (for sources that report totals, not increments).
+    package func update(done: Int64) {
+        let current = state.withLock { $0.done }
+        if done > current { advance(by: done - current) }
+    }
+
     /// Draws the final state and ends the line, so whatever is printed next starts cleanly.
     package func finish() {
         let now = ContinuousClock.now

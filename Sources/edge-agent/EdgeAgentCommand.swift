@@ -21,7 +21,8 @@ extension Subcommand {
 /// Picks the subcommand from the first words, parses its flags and turns failures into exit codes.
 enum EdgeAgentCommand {
     static let subcommands: [any Subcommand.Type] = [
-        ImportCommand.self, StatusCommand.self, SpoolCheckCommand.self, SpoolTortureCommand.self,
+        RunCommand.self, DrainCommand.self, ImportCommand.self, StatusCommand.self, SpoolCheckCommand.self,
+        SpoolTortureCommand.self,
     ]
 
     static func main(arguments: [String]) async -> ExitCode {

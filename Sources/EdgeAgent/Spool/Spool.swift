@@ -26,6 +26,8 @@ package final class Spool: Sendable {
     private let connection: SQLiteConnectionQueue
     private let store: StoreBox
     private let pending = Mutex(PendingQueue())
+    /// Wakes uploaders waiting for readings after each commit in this process.
+    let appendSignal = AppendSignal()
     /// A second connection that only checkpoints, so commits never wait for one (WAL mode lets a
     /// checkpoint run beside the writer). `nil` if it could not be opened: the writer's own
     /// autocheckpoint then does the work.
@@ -208,6 +210,7 @@ package final class Spool: Sendable {
         for (waiter, result) in zip(waiters, results) {
             waiter.continuation.resume(returning: result)
         }
+        appendSignal.signal()
         store.value.compactIfDue()
         checkpointIfLarge()
     }
@@ -314,7 +317,7 @@ package final class Spool: Sendable {
         }
     }
 
-    private func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (SpoolStore) throws -> T)
+    func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (SpoolStore) throws -> T)
         async throws(SpoolError)
         -> T
     {

@@ -1,3 +1,5 @@
+import EdgeSyncProtocol
+
 /// What the uploader has done since it started; shown by `edge-agent status`, `drain` and `/metrics`.
 package struct UploadStatistics: Sendable, Equatable {
     /// Readings the collector acknowledged (new and duplicate).
@@ -29,4 +31,16 @@ package struct UploadStatistics: Sendable, Equatable {
     /// Compressed size over original size, the original counted as 16 bytes per reading (an Int64
     /// timestamp and a Float64 value, the least any uncompressed format needs).
     package var compressionRatio: Double { bytesPerReading / 16 }
+}
+
+/// Something the uploader did, for logs and progress displays.
+package enum UploadEvent: Sendable {
+    /// A batch was acknowledged; the statistics include it.
+    case acknowledged(UploadStatistics)
+    /// An attempt failed and the batch goes out again after `after`.
+    case retrying(SequenceRange, after: Duration, reason: String)
+    /// The collector will never take this range; it stays on disk, out of the queue.
+    case quarantined(SequenceRange, reason: String)
+    /// The collector refused the device; uploading stopped.
+    case halted(reason: String)
 }

@@ -53,7 +53,7 @@ package actor Uploader {
     private var inFlight = 0
     private var slotWaiters: [CheckedContinuation<Void, Never>] = []
     private var isReportingDroppedRanges = false
-    private var progress: (@Sendable (UploadStatistics) -> Void)?
+    private var eventHandler: (@Sendable (UploadEvent) -> Void)?
     package private(set) var statistics = UploadStatistics()
 
     /// - Parameters:
@@ -77,9 +77,9 @@ package actor Uploader {
         self.policy = UploadRetryPolicy(configuration: configuration.retry)
     }
 
-    /// Called after every acknowledged batch with the statistics so far (progress bars, metrics).
-    package func onProgress(_ report: @escaping @Sendable (UploadStatistics) -> Void) {
-        progress = report
+    /// Receives every acknowledgement, retry, quarantine and halt as it happens (logs, progress).
+    package func onEvent(_ handler: @escaping @Sendable (UploadEvent) -> Void) {
+        eventHandler = handler
     }
 
     /// Uploads until cancelled (graceful stop: no new batch starts, attempts under way finish),
@@ -286,6 +286,7 @@ package actor Uploader {
                     }
                 statistics.retries[key, default: 0] += 1
                 statistics.lastError = reason
+                eventHandler?(.retrying(range, after: wait, reason: reason))
                 do {
                     try await clock.sleep(for: wait)
                 } catch {
@@ -300,6 +301,7 @@ package actor Uploader {
             case .halt(let reason):
                 statistics.haltReason = reason
                 statistics.lastError = reason
+                eventHandler?(.halted(reason: reason))
                 wakeWaiters()
                 return .stop
             }
@@ -320,6 +322,7 @@ package actor Uploader {
         }
         statistics.readingsQuarantined += Int64(range.count)
         statistics.lastError = "quarantined \(range): \(reason)"
+        eventHandler?(.quarantined(range, reason: reason))
         return .done
     }
 
@@ -329,7 +332,7 @@ package actor Uploader {
         if case .acknowledged(let ack) = outcome { statistics.readingsDuplicate += Int64(ack.duplicates) }
         statistics.batchesAcknowledged += 1
         statistics.bytesAcknowledged += Int64(frameBytes)
-        progress?(statistics)
+        eventHandler?(.acknowledged(statistics))
         if !isReportingDroppedRanges {
             isReportingDroppedRanges = true
             Task { await self.reportDroppedRanges() }

@@ -1,0 +1,153 @@
+import EdgeSyncCommandLine
+import Foundation
+
+/// Everything `edge-agent run` and `drain` need, from a JSON file (`--config`) overridden by flags,
+/// with the token from `--token`, `--token-file` or the `EDGE_AGENT_TOKEN` environment variable.
+///
+/// Every key is documented in `Docs/configuration.md`; an unknown key or a bad value is a
+/// `UsageError` naming it (exit 64).
+package struct AgentConfiguration: Sendable {
+    package var spool: Spool.Configuration
+    package var transport: CurlTransport.Configuration
+    package var upload = Uploader.Configuration()
+
+    /// The flags `run` and `drain` accept besides the spool's.
+    package static let options: [ArgumentParser.Option] = [
+        .value("--config", "FILE", help: "JSON configuration file (keys in Docs/configuration.md)"),
+        .value("--data-dir", "DIR", help: "folder holding spool.sqlite"),
+        .value("--device", "ID", help: "this gateway's device id"),
+        .value("--collector", "URL", help: "collector base URL, http://host:port or https://host:port"),
+        .value("--token", "TOKEN", help: "device token (prefer --token-file or EDGE_AGENT_TOKEN: flags show in ps)"),
+        .value("--token-file", "FILE", help: "file holding the device token"),
+        .value("--ca-file", "FILE", help: "PEM file of the CAs to trust for https (default: the system's)"),
+        .value("--fsync", "full|normal|off", help: "when a write counts as durable (default full)"),
+        .value("--max-bytes", "N", help: "cap on the spool's size on disk, WAL included"),
+        .value("--when-full", "reject|drop-oldest", help: "what a full spool does (default reject)"),
+        .value("--max-send-rate", "BYTES/S", help: "cap on upload bandwidth (default unlimited)"),
+    ]
+
+    /// Reads the configuration file named by `--config` (if any), then applies the flags.
+    package init(arguments: ParsedArguments, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(UsageError)
+    {
+        let file = try arguments.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
+        try self.init(file: file, arguments: arguments, environment: environment)
+    }
+
+    package init(file: ConfigurationFile?, arguments: ParsedArguments, environment: [String: String]) throws(UsageError)
+    {
+        func required(_ flag: String, _ key: String) throws(UsageError) -> String {
+            // Read the key even when the flag wins, so the file's key counts as known.
+            let fromFile = try file?.string(key)
+            if let value = arguments.value(flag) ?? fromFile, !value.isEmpty { return value }
+            throw UsageError("is required (flag \(flag) or configuration key \"\(key)\")", setting: flag)
+        }
+        let dataDirectory = try required("--data-dir", "data_dir")
+        let device = try required("--device", "device")
+        guard device.utf8.count <= 256 else { throw UsageError("must be 1...256 bytes", setting: "--device") }
+        let collector = try required("--collector", "collector.url")
+        guard Self.isHTTPURL(collector) else {
+            throw UsageError("expected an http:// or https:// URL, found \"\(collector)\"", setting: "--collector")
+        }
+
+        let token: String
+        let tokenFileFromFile = try file?.string("collector.token_file")
+        if let flag = arguments.value("--token") {
+            token = flag
+        } else if let path = arguments.value("--token-file") ?? tokenFileFromFile {
+            token = try Self.readToken(path)
+        } else if let variable = environment["EDGE_AGENT_TOKEN"], !variable.isEmpty {
+            token = variable
+        } else {
+            throw UsageError(
+                "no device token: give --token-file FILE, the EDGE_AGENT_TOKEN environment variable, or --token",
+                setting: "--token")
+        }
+        guard !token.isEmpty, token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw UsageError("the device token must be printable ASCII without spaces", setting: "--token")
+        }
+
+        spool = Spool.Configuration(dataDirectory: dataDirectory, device: device)
+        transport = CurlTransport.Configuration(baseURL: collector, token: token)
+
+        if let file {
+            spool.fsync = try file.string("spool.fsync", as: "full, normal or off", FsyncPolicy.init) ?? spool.fsync
+            spool.maxBytes = try file.integer("spool.max_bytes", in: Spool.Configuration.minimumMaxBytes...Int64.max)
+            spool.whenFull =
+                try file.string("spool.when_full", as: "reject or drop-oldest", FullPolicy.init) ?? spool.whenFull
+            transport.caFile = try file.string("collector.ca_file")
+            if let seconds = try file.number("collector.connect_timeout_seconds", in: 0.1...3600) {
+                transport.connectTimeout = .milliseconds(Int64(seconds * 1000))
+            }
+            if let seconds = try file.number("collector.request_timeout_seconds", in: 1...86400) {
+                transport.requestTimeout = .milliseconds(Int64(seconds * 1000))
+            }
+            if let rate = try file.integer("upload.max_send_bytes_per_second", in: 1024...Int64.max) {
+                transport.maximumSendBytesPerSecond = Int(rate)
+            }
+            if let count = try file.integer("upload.batch_readings", in: 1...1_000_000) {
+                upload.maximumBatchReadings = Int(count)
+            }
+            if let bytes = try file.integer("upload.batch_bytes", in: 1024...(64 << 20)) {
+                upload.maximumBatchBytes = Int(bytes)
+            }
+            if let milliseconds = try file.integer("upload.linger_ms", in: 0...600_000) {
+                upload.linger = .milliseconds(milliseconds)
+            }
+            if let count = try file.integer("upload.max_in_flight", in: 1...64) {
+                upload.retry.maximumInFlight = Int(count)
+            }
+            if let milliseconds = try file.integer("upload.backoff_initial_ms", in: 1...3_600_000) {
+                upload.retry.initialBackoff = .milliseconds(milliseconds)
+            }
+            if let seconds = try file.integer("upload.backoff_max_seconds", in: 1...86400) {
+                upload.retry.maximumBackoff = .seconds(seconds)
+            }
+            if let count = try file.integer("upload.live_threshold_readings", in: 1...Int64.max) {
+                upload.liveThreshold = Int(count)
+            }
+            guard upload.retry.maximumBackoff >= upload.retry.initialBackoff else {
+                throw UsageError(
+                    "must not be below upload.backoff_initial_ms", setting: "\(file.source): upload.backoff_max_seconds"
+                )
+            }
+            try file.rejectUnknownKeys()
+        }
+
+        // Flags override the file.
+        if let fsync = try arguments.value("--fsync", as: "full, normal or off", FsyncPolicy.init) {
+            spool.fsync = fsync
+        }
+        if let whenFull = try arguments.value("--when-full", as: "reject or drop-oldest", FullPolicy.init) {
+            spool.whenFull = whenFull
+        }
+        let minimum = Spool.Configuration.minimumMaxBytes
+        if let maxBytes = try arguments.value(
+            "--max-bytes", as: "a byte count of at least \(minimum)", { Int64($0).flatMap { $0 >= minimum ? $0 : nil } }
+        ) {
+            spool.maxBytes = maxBytes
+        }
+        if let caFile = arguments.value("--ca-file") { transport.caFile = caFile }
+        if let rate = try arguments.value(
+            "--max-send-rate", as: "bytes per second, at least 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } })
+        {
+            transport.maximumSendBytesPerSecond = rate
+        }
+        if let caFile = transport.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw UsageError("cannot read \(caFile)", setting: "--ca-file")
+        }
+    }
+
+    private static func isHTTPURL(_ text: String) -> Bool {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty
+        else { return false }
+        return scheme == "http" || scheme == "https"
+    }
+
+    private static func readToken(_ path: String) throws(UsageError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UsageError("cannot read the token file \(path)", setting: "--token-file")
+        }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -1,0 +1,167 @@
+import EdgeAgent
+import EdgeSyncCommandLine
+import Foundation
+
+/// `edge-agent run`: uploads the spool continuously until SIGTERM or SIGINT.
+enum RunCommand: Subcommand {
+    static let names = [["run"]]
+    static let summary = "upload the spool to the collector continuously, until SIGTERM"
+    static let usage = "--data-dir DIR --device ID --collector URL [--token-file FILE] [--config FILE]"
+    static let arguments = ArgumentParser(options: AgentConfiguration.options)
+
+    static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
+        var configuration = try AgentConfiguration(arguments: arguments)
+        configuration.spool.onDamagedFile = { StandardError.print("edge-agent run: \($0)") }
+        let spool: Spool
+        do {
+            spool = try await Spool.open(configuration.spool)
+        } catch {
+            StandardError.print("edge-agent run: \(error)")
+            return error.exitCode
+        }
+        let uploader = Uploader(
+            configuration: configuration.upload, source: spool,
+            transport: CurlTransport(configuration: configuration.transport))
+        await uploader.onEvent(UploadLog.write)
+        UploadLog.info(
+            "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")
+        let statistics = try await runUntilSignal { try await uploader.run(.continuous) }
+        UploadLog.info("event=stopped \(UploadLog.fields(statistics))")
+        if let reason = statistics.haltReason {
+            StandardError.print(
+                "edge-agent run: the collector refused device \(spool.device) (\(reason)); uploading stopped and every reading stays in the spool. Fix the token and restart."
+            )
+            return .noPermission
+        }
+        return .success
+    }
+}
+
+/// `edge-agent drain`: uploads everything queued and exits 0 when the spool is empty.
+enum DrainCommand: Subcommand {
+    static let names = [["drain"]]
+    static let summary = "upload everything queued, then exit 0 when the spool is empty"
+    static let usage = "--data-dir DIR --collector URL [--token-file FILE | --token TOKEN] [--config FILE]"
+    static let arguments = ArgumentParser(options: AgentConfiguration.options)
+
+    static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
+        // The spool knows its device: --device is optional here.
+        var parsed = arguments
+        if parsed.value("--device") == nil, parsed.value("--config") == nil, let directory = parsed.value("--data-dir")
+        {
+            if let status = try? Spool.inspect(dataDirectory: directory) { parsed.values["--device"] = [status.device] }
+        }
+        var configuration = try AgentConfiguration(arguments: parsed)
+        configuration.spool.onDamagedFile = { StandardError.print("edge-agent drain: \($0)") }
+        guard FileManager.default.fileExists(atPath: configuration.spool.databasePath) else {
+            StandardError.print("edge-agent drain: no spool in \(configuration.spool.dataDirectory) (nothing to drain)")
+            return .failure
+        }
+        let spool: Spool
+        let before: SpoolStatus
+        do {
+            spool = try await Spool.open(configuration.spool)
+            before = try await spool.status()
+        } catch {
+            StandardError.print("edge-agent drain: \(error)")
+            return error.exitCode
+        }
+        let uploader = Uploader(
+            configuration: configuration.upload, source: spool,
+            transport: CurlTransport(configuration: configuration.transport))
+        let progress = ProgressReporter(unit: "readings", total: before.queuedReadings)
+        let interactive = isatty(STDERR_FILENO) == 1
+        await uploader.onEvent { event in
+            if case .acknowledged(let statistics) = event {
+                progress.update(done: statistics.readingsAcknowledged)
+            } else if !interactive {
+                UploadLog.write(event)
+            }
+        }
+        let start = ContinuousClock.now
+        let statistics = try await runUntilSignal { try await uploader.run(.untilEmpty) }
+        progress.finish()
+        let elapsed = ContinuousClock.now - start
+        let after = try? await spool.status()
+        print(Self.summary(statistics, elapsed: elapsed, remaining: after?.queuedReadings))
+        if let reason = statistics.haltReason {
+            StandardError.print("edge-agent drain: the collector refused device \(spool.device): \(reason)")
+            return .noPermission
+        }
+        guard let after, after.queuedReadings == 0 else {
+            StandardError.print(
+                "edge-agent drain: stopped with \(after?.queuedReadings ?? -1) readings still queued"
+                    + (statistics.lastError.map { " (last error: \($0))" } ?? ""))
+            return .temporaryFailure
+        }
+        if statistics.readingsQuarantined > 0 {
+            StandardError.print(
+                "edge-agent drain: \(statistics.readingsQuarantined) readings were quarantined (kept in the spool, see edge-agent status)"
+            )
+        }
+        return .success
+    }
+
+    static func summary(_ statistics: UploadStatistics, elapsed: Duration, remaining: Int64?) -> String {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = seconds > 0 ? Double(statistics.readingsAcknowledged) / seconds : 0
+        return [
+            "drained \(statistics.readingsAcknowledged) readings in \(String(format: "%.1f", seconds)) s"
+                + " (\(ProgressLine.compact(rate)) readings/s)",
+            "bytes on the wire: \(statistics.bytesSent) (\(String(format: "%.3f", statistics.bytesPerReading)) per reading,"
+                + " compression ratio \(String(format: "%.3f", statistics.compressionRatio)) of 16-byte readings)",
+            "duplicates at the collector: \(statistics.readingsDuplicate); quarantined: \(statistics.readingsQuarantined);"
+                + " retries: \(statistics.retries.values.reduce(0, +)); still queued: \(remaining.map(String.init) ?? "unknown")",
+        ].joined(separator: "\n")
+    }
+}
+
+/// Runs `body` until it finishes or SIGTERM/SIGINT arrives, which cancels it: the uploader then
+/// stops between batches and `body` returns what it did.
+func runUntilSignal<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let signals = TerminationSignals.stream()
+    let work = Task { try await body() }
+    let watcher = Task {
+        for await number in signals {
+            UploadLog.info("event=shutdown signal=\(number)")
+            work.cancel()
+            break
+        }
+    }
+    defer { watcher.cancel() }
+    return try await work.value
+}
+
+/// One `key=value` line per uploader event on standard error.
+enum UploadLog {
+    static func info(_ fields: String) {
+        StandardError.print("level=info \(fields)")
+    }
+
+    @Sendable static func write(_ event: UploadEvent) {
+        switch event {
+        case .acknowledged:
+            break  // too frequent for a log; `status` and /metrics carry the counts
+        case .retrying(let range, let wait, let reason):
+            StandardError.print(
+                "level=warn event=retry range=\(range) wait_ms=\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000) reason=\(quoted(reason))"
+            )
+        case .quarantined(let range, let reason):
+            StandardError.print("level=error event=quarantined range=\(range) reason=\(quoted(reason))")
+        case .halted(let reason):
+            StandardError.print("level=error event=halted reason=\(quoted(reason))")
+        }
+    }
+
+    static func fields(_ statistics: UploadStatistics) -> String {
+        "acknowledged=\(statistics.readingsAcknowledged) duplicates=\(statistics.readingsDuplicate)"
+            + " bytes_sent=\(statistics.bytesSent) quarantined=\(statistics.readingsQuarantined)"
+            + " retries=\(statistics.retries.values.reduce(0, +))"
+    }
+
+    static func quoted(_ text: String) -> String {
+        "\""
+            + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: " ") + "\""
+    }
+}
