@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
         .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
+        .executable(name: "cloud-collector", targets: ["cloud-collector"]),
     ],
     targets: [
         // System libraries from Debian, each behind a tiny shim.
@@ -33,13 +34,23 @@ let package = Package(
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
+        // The cloud collector: authenticated ingest, dedup by sequence ranges, central storage.
+        .target(
+            name: "CloudCollector",
+            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore"]
+        ),
+        .executableTarget(name: "cloud-collector", dependencies: ["CloudCollector"]),
+
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
 
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib"]
+            dependencies: [
+                "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "CloudCollector", "EdgeSyncSQLite",
+                "EdgeSyncProtocol",
+            ]
         ),
 
         .testTarget(
@@ -49,6 +60,13 @@ let package = Package(
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
+        .testTarget(
+            name: "CloudCollectorTests",
+            dependencies: [
+                "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite",
+                "cloud-collector",
+            ]
+        ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]
