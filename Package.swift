@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(
             name: "CloudCollectorTests",
             dependencies: [
-                "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite",
+                "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
                 "cloud-collector",
             ]
         ),
