@@ -96,6 +96,9 @@ package final class IngestWriter: Sendable {
         }
     }
 
+    /// Readings waiting in the queue (not those in the transaction in progress); for metrics.
+    package var queuedReadings: Int { state.withLock { $0.pendingReadings } }
+
     /// Records a dropped-ranges report through the same writer.
     package func recordDropped(_ report: DroppedRangesReport, device: String) async throws {
         let box = self.box

@@ -31,6 +31,11 @@ package struct StoreCommit: Sendable {
     package var outcomes: [StoreOutcome]
     /// The committed received ranges of every stream the transaction touched.
     package var committedRanges: [StreamKey: SequenceRangeSet]
+
+    package init(outcomes: [StoreOutcome], committedRanges: [StreamKey: SequenceRangeSet]) {
+        self.outcomes = outcomes
+        self.committedRanges = committedRanges
+    }
 }
 
 /// Central storage for readings: embedded SQLite now, PostgreSQL later with the same schema shape.
