@@ -31,6 +31,9 @@ let package = Package(
         // What the edge agent and the collector say to each other besides the codec frame.
         .target(name: "EdgeSyncProtocol"),
 
+        // Argument parsing, configuration files, progress and signals for both executables.
+        .target(name: "EdgeSyncCommandLine"),
+
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
@@ -59,6 +62,7 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
+        .testTarget(name: "EdgeSyncCommandLineTests", dependencies: ["EdgeSyncCommandLine"]),
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
         .testTarget(
             name: "CloudCollectorTests",
