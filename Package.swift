@@ -42,7 +42,10 @@ let package = Package(
             name: "CloudCollector",
             dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore"]
         ),
-        .executableTarget(name: "cloud-collector", dependencies: ["CloudCollector"]),
+        .executableTarget(
+            name: "cloud-collector",
+            dependencies: ["CloudCollector", "EdgeSyncCommandLine", "EdgeSyncSQLite"]
+        ),
 
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),

@@ -1,9 +1,24 @@
-import CloudCollector
-import Dispatch
-import EdgeSyncSQLite
+import EdgeSyncCommandLine
 import Foundation
 
-// A thin dispatcher; everything it does lives in CloudCollector so tests can reach it.
+// `cloud-collector serve | token add|list|revoke`: a dispatcher over CloudCollector.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let status = await CollectorCommand.run(arguments)
-exit(status)
+let status: ExitCode
+do {
+    switch arguments.first {
+    case "serve": status = try await ServeCommand.run(Array(arguments.dropFirst()))
+    case "token": status = try TokenCommand.run(Array(arguments.dropFirst()))
+    case "--help", "-h", "help":
+        print(usage, terminator: "")
+        status = .success
+    case let other?: throw UsageError("unknown command \"\(other)\"")
+    case nil: throw UsageError("missing command")
+    }
+} catch let error as UsageError {
+    standardError("cloud-collector: \(error)\n\(usage)")
+    status = .usage
+} catch {
+    standardError("cloud-collector: \(error)\n")
+    status = .failure
+}
+exit(status.rawValue)
