@@ -29,6 +29,11 @@ package final class SQLiteConnectionQueue: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` with the connection on the queue without waiting for it (fire and forget).
+    package func submit(_ body: @escaping @Sendable (SQLiteDatabase) -> Void) {
+        queue.async { body(self.database) }
+    }
+
     /// Runs `body` with the connection, blocking the calling thread; for command-line tools and
     /// set-up code that is not running on the cooperative pool.
     package func runBlocking<T>(_ body: (SQLiteDatabase) throws -> T) rethrows -> T {

@@ -19,7 +19,11 @@ enum IngestBenchmark: BenchmarkScenario {
         var batchesPerGateway = 60
         var batchSize = 10_000
         var synchronousModes: [SQLiteDatabase.Configuration.Synchronous] = [.normal, .full]
+        var storage = SQLiteReadingStore.Configuration()
+        var skipsHTTP = false
     }
+
+    nonisolated(unsafe) static var storage = SQLiteReadingStore.Configuration()
 
     static func run(_ benchmarkOptions: BenchmarkOptions) async throws {
         var options = Options()
@@ -35,6 +39,18 @@ enum IngestBenchmark: BenchmarkScenario {
                 SQLiteDatabase.Configuration.Synchronous(rawValue: $0.uppercased())
             }
         }
+
+        if let flag = arguments.firstIndex(of: "--page-size"), flag + 1 < arguments.count, let value = Int(arguments[flag + 1]) {
+            options.storage.pageSize = value
+        }
+        if let flag = arguments.firstIndex(of: "--checkpoint-pages"), flag + 1 < arguments.count,
+            let value = Int(arguments[flag + 1])
+        {
+            options.storage.walAutocheckpointPages = value
+        }
+        options.skipsHTTP = arguments.contains("--store-only")
+        options.storage.checkpointsInBackground = !arguments.contains("--inline-checkpoints")
+        storage = options.storage
 
         let datasets: [RealDataset]
         do {
@@ -78,10 +94,15 @@ enum IngestBenchmark: BenchmarkScenario {
             let direct = try withTemporaryDirectory(prefix: "ingest-bench") { directory in
                 try storeDirect(workloads, path: directory + "/direct.sqlite", synchronous: mode)
             }
+            let ratio = { (rate: Double) in String(format: "%.1f×", rate / baseline) }
+            if options.skipsHTTP {
+                table.append("INSERT OR IGNORE (device, stream, seq), no HTTP", mode.rawValue, rate(baseline), "-", "-", "-", "1.0×")
+                table.append("collector store, no HTTP", mode.rawValue, rate(direct), "-", "-", "-", ratio(direct))
+                continue
+            }
             let (fresh, duplicate) = try await withTemporaryDirectory(prefix: "ingest-bench") { directory in
                 try await overHTTP(frames, readings: totalReadings, directory: directory, synchronous: mode)
             }
-            let ratio = { (rate: Double) in String(format: "%.1f×", rate / baseline) }
             table.append("INSERT OR IGNORE (device, stream, seq), no HTTP", mode.rawValue, rate(baseline), "-", "-", "-", "1.0×")
             table.append("collector store, no HTTP", mode.rawValue, rate(direct), "-", "-", "-", ratio(direct))
             table.append(
@@ -147,7 +168,7 @@ enum IngestBenchmark: BenchmarkScenario {
     static func storeDirect(_ workloads: [[Batch]], path: String, synchronous: SQLiteDatabase.Configuration.Synchronous)
         throws -> Double
     {
-        var configuration = SQLiteReadingStore.Configuration()
+        var configuration = storage
         configuration.synchronous = synchronous
         let store = try SQLiteReadingStore(path: path, configuration: configuration)
         let start = ContinuousClock.now
@@ -166,6 +187,7 @@ enum IngestBenchmark: BenchmarkScenario {
     ) async throws -> (LoadResult, LoadResult) {
         var configuration = CollectorService.Configuration(dataDirectory: directory)
         configuration.port = 0
+        configuration.storage = storage
         configuration.storage.synchronous = synchronous
         let service = try CollectorService(configuration: configuration)
         let database = try SQLiteDatabase(path: configuration.databasePath)
