@@ -91,8 +91,9 @@ package final class BlockingHTTPClient {
     private func write(_ bytes: [UInt8]) throws {
         var offset = 0
         try bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             while offset < raw.count {
-                let sent = Glibc.send(descriptor, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                let sent = Glibc.send(descriptor, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
                 if sent < 0 {
                     if errno == EINTR { continue }
                     throw Failure("send: errno \(errno)")
@@ -152,7 +153,10 @@ package final class BlockingHTTPClient {
                 if line.isEmpty { break }
                 guard let colon = line.firstIndex(of: ":") else { throw Failure("bad header: \(line)") }
                 headers.append(
-                    (String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+                    (
+                        String(line[..<colon]),
+                        String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                    ))
             }
             if status >= 200 { break }
             statusLine = try readLine()  // 100 Continue and other interim responses

@@ -46,10 +46,13 @@ enum ServeCommand {
         }
         if let file {
             let positive: ClosedRange<Int64> = 1...Int64(Int32.max)
-            if let mode = try file.string("synchronous", as: "\"normal\" or \"full\"", { text in
-                SQLiteDatabase.Configuration.Synchronous(rawValue: text.uppercased())
-                    .flatMap { $0 == .off ? nil : $0 }
-            }) {
+            if let mode = try file.string(
+                "synchronous", as: "\"normal\" or \"full\"",
+                { text in
+                    SQLiteDatabase.Configuration.Synchronous(rawValue: text.uppercased())
+                        .flatMap { $0 == .off ? nil : $0 }
+                })
+            {
                 configuration.storage.synchronous = mode
             }
             if let v = try file.integer("queue.max_readings", in: positive) {

@@ -27,7 +27,9 @@ enum TokenCommand {
         case "list":
             let formatter = ISO8601DateFormatter()
             for entry in try TokenStore.list(in: database) {
-                print("\(entry.device)\t\(formatter.string(from: Date(timeIntervalSince1970: TimeInterval(entry.createdAt))))")
+                print(
+                    "\(entry.device)\t\(formatter.string(from: Date(timeIntervalSince1970: TimeInterval(entry.createdAt))))"
+                )
             }
         case "revoke":
             let device = try parsed.positional(0, name: "DEVICE")

@@ -12,7 +12,8 @@ import Synchronization
 /// `INSERT OR IGNORE` into a table keyed by (device, stream, seq).
 enum IngestBenchmark: BenchmarkScenario {
     static let name = "ingest"
-    static let summary = "collector: 16 gateways posting 10,000-reading batches (readings/s, p99), duplicates, INSERT OR IGNORE baseline"
+    static let summary =
+        "collector: 16 gateways posting 10,000-reading batches (readings/s, p99), duplicates, INSERT OR IGNORE baseline"
 
     struct Options {
         var gateways = 16
@@ -28,10 +29,14 @@ enum IngestBenchmark: BenchmarkScenario {
     static func run(_ benchmarkOptions: BenchmarkOptions) async throws {
         var options = Options()
         let arguments = benchmarkOptions.arguments
-        if let flag = arguments.firstIndex(of: "--batches"), flag + 1 < arguments.count, let value = Int(arguments[flag + 1]) {
+        if let flag = arguments.firstIndex(of: "--batches"), flag + 1 < arguments.count,
+            let value = Int(arguments[flag + 1])
+        {
             options.batchesPerGateway = value
         }
-        if let flag = arguments.firstIndex(of: "--gateways"), flag + 1 < arguments.count, let value = Int(arguments[flag + 1]) {
+        if let flag = arguments.firstIndex(of: "--gateways"), flag + 1 < arguments.count,
+            let value = Int(arguments[flag + 1])
+        {
             options.gateways = value
         }
         if let flag = arguments.firstIndex(of: "--sync"), flag + 1 < arguments.count {
@@ -40,7 +45,9 @@ enum IngestBenchmark: BenchmarkScenario {
             }
         }
 
-        if let flag = arguments.firstIndex(of: "--page-size"), flag + 1 < arguments.count, let value = Int(arguments[flag + 1]) {
+        if let flag = arguments.firstIndex(of: "--page-size"), flag + 1 < arguments.count,
+            let value = Int(arguments[flag + 1])
+        {
             options.storage.pageSize = value
         }
         if let flag = arguments.firstIndex(of: "--checkpoint-pages"), flag + 1 < arguments.count,
@@ -60,8 +67,12 @@ enum IngestBenchmark: BenchmarkScenario {
         }
         // Templates: every dataset cut into batches of `batchSize`; each gateway cycles through them,
         // shifting timestamps each round so rows differ.
-        let templates = datasets.flatMap { $0.batches(of: options.batchSize) }.filter { $0.readings.count == options.batchSize }
-        guard !templates.isEmpty else { throw BenchmarkError("no full batch of \(options.batchSize) readings in the data") }
+        let templates = datasets.flatMap { $0.batches(of: options.batchSize) }.filter {
+            $0.readings.count == options.batchSize
+        }
+        guard !templates.isEmpty else {
+            throw BenchmarkError("no full batch of \(options.batchSize) readings in the data")
+        }
         var workloads: [[Batch]] = []
         for gateway in 0..<options.gateways {
             var batches: [Batch] = []
@@ -96,14 +107,17 @@ enum IngestBenchmark: BenchmarkScenario {
             }
             let ratio = { (rate: Double) in String(format: "%.1f×", rate / baseline) }
             if options.skipsHTTP {
-                table.append("INSERT OR IGNORE (device, stream, seq), no HTTP", mode.rawValue, rate(baseline), "-", "-", "-", "1.0×")
+                table.append(
+                    "INSERT OR IGNORE (device, stream, seq), no HTTP", mode.rawValue, rate(baseline), "-", "-", "-",
+                    "1.0×")
                 table.append("collector store, no HTTP", mode.rawValue, rate(direct), "-", "-", "-", ratio(direct))
                 continue
             }
             let (fresh, duplicate) = try await withTemporaryDirectory(prefix: "ingest-bench") { directory in
                 try await overHTTP(frames, readings: totalReadings, directory: directory, synchronous: mode)
             }
-            table.append("INSERT OR IGNORE (device, stream, seq), no HTTP", mode.rawValue, rate(baseline), "-", "-", "-", "1.0×")
+            table.append(
+                "INSERT OR IGNORE (device, stream, seq), no HTTP", mode.rawValue, rate(baseline), "-", "-", "-", "1.0×")
             table.append("collector store, no HTTP", mode.rawValue, rate(direct), "-", "-", "-", ratio(direct))
             table.append(
                 "collector, 16 gateways over HTTP: new", mode.rawValue, rate(fresh.readingsPerSecond),
@@ -146,7 +160,8 @@ enum IngestBenchmark: BenchmarkScenario {
                 let batch = batches[round]
                 try database.transaction(.immediate) { db in
                     let insert = try db.statement(
-                        "INSERT OR IGNORE INTO readings (device, stream, seq, series_key, timestamp, value) VALUES (?, ?, ?, ?, ?, ?)")
+                        "INSERT OR IGNORE INTO readings (device, stream, seq, series_key, timestamp, value) VALUES (?, ?, ?, ?, ?, ?)"
+                    )
                     for (index, reading) in batch.readings.enumerated() {
                         try insert.bind(batch.device, at: 1)
                         try insert.bind(Int64(bitPattern: batch.stream), at: 2)
@@ -224,7 +239,9 @@ enum IngestBenchmark: BenchmarkScenario {
                                 let sent = ContinuousClock.now
                                 let response = try client.post(
                                     ProtocolPath.batches, body: frame,
-                                    headers: [("Authorization", "Bearer \(token)"), ("Content-Type", FrameHeader.mediaType)])
+                                    headers: [
+                                        ("Authorization", "Bearer \(token)"), ("Content-Type", FrameHeader.mediaType),
+                                    ])
                                 if response.status == 503 { continue }  // backpressure: retry at once
                                 guard response.status == 200 else {
                                     throw BenchmarkError("status \(response.status): \(response.text)")

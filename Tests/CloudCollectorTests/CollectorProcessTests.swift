@@ -152,12 +152,15 @@ struct CollectorProcessTests {
             #expect(try await first.waitForExit() == 0)
 
             let second = try await CollectorProcess.start(dataDirectory: directory)
-            let secondAcks = try await send(Array(frames[15...]) + Array(frames[0..<5]), port: second.port, token: token)
+            let secondAcks = try await send(
+                Array(frames[15...]) + Array(frames[0..<5]), port: second.port, token: token)
             second.signal(SIGTERM)
             #expect(try await second.waitForExit() == 0)
 
             #expect(firstAcks.allSatisfy { $0.accepted == 1000 })
-            #expect(secondAcks.map(\.accepted) == Array(repeating: 0, count: 10) + Array(repeating: 1000, count: 15) + Array(repeating: 0, count: 5))
+            #expect(
+                secondAcks.map(\.accepted) == Array(repeating: 0, count: 10) + Array(repeating: 1000, count: 15)
+                    + Array(repeating: 0, count: 5))
             let path = (directory as NSString).appendingPathComponent(CollectorSchema.databaseFileName)
             #expect(try Fixtures.storedReadings(databasePath: path) == Fixtures.expected(batches))
         }
@@ -183,12 +186,14 @@ struct CollectorProcessTests {
                         try await onDedicatedThread {
                             let client = BlockingHTTPClient(port: port)
                             for frame in mine {
-                                guard let response = try? client.post(
-                                    ProtocolPath.batches, body: frame,
-                                    headers: [("Authorization", "Bearer \(token)")])
+                                guard
+                                    let response = try? client.post(
+                                        ProtocolPath.batches, body: frame,
+                                        headers: [("Authorization", "Bearer \(token)")])
                                 else { return }  // the collector is gone
                                 guard response.status == 200,
-                                    let ack = try? JSONDecoder().decode(BatchAcknowledgement.self, from: Data(response.body))
+                                    let ack = try? JSONDecoder().decode(
+                                        BatchAcknowledgement.self, from: Data(response.body))
                                 else { continue }
                                 let total = shared.acknowledged.withLock { list in
                                     list += ack.acknowledged

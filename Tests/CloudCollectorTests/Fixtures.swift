@@ -125,7 +125,9 @@ enum Fixtures {
         var output = [UInt8](repeating: 0, count: Int(compressBound(uLong(input.count))))
         var length = uLongf(output.count)
         let rc = output.withUnsafeMutableBufferPointer { out in
-            input.withUnsafeBufferPointer { inp in compress2(out.baseAddress, &length, inp.baseAddress, uLong(inp.count), 9) }
+            input.withUnsafeBufferPointer { inp in
+                compress2(out.baseAddress, &length, inp.baseAddress, uLong(inp.count), 9)
+            }
         }
         precondition(rc == Z_OK, "compress2 failed")
         return Array(output.prefix(Int(length)))

@@ -20,8 +20,10 @@ struct IngestHTTPTests {
             #expect(first.header("content-type") == "application/json")
             let ack = try JSONDecoder().decode(BatchAcknowledgement.self, from: Data(first.body))
             #expect(
-                ack == BatchAcknowledgement(device: "gateway-1", stream: batch.stream, accepted: 1000, duplicates: 0,
-                    acknowledged: [SequenceRange(1, 1000)]))
+                ack
+                    == BatchAcknowledgement(
+                        device: "gateway-1", stream: batch.stream, accepted: 1000, duplicates: 0,
+                        acknowledged: [SequenceRange(1, 1000)]))
             #expect(first.text.contains("\"stream\":\"\(batch.stream)\""))
 
             let overlapping = try encoder.encode(Fixtures.batch(first: 501, count: 1000))
@@ -43,7 +45,8 @@ struct IngestHTTPTests {
         try await RunningCollector.with { collector, tokens in
             let frame = try encoder.encode(Fixtures.batch(device: "gateway-1", first: 1, count: 10))
             let missing = try await collector.post(ProtocolPath.batches, body: frame, token: nil)
-            let wrong = try await collector.post(ProtocolPath.batches, body: frame, token: "est_" + String(repeating: "0", count: 64))
+            let wrong = try await collector.post(
+                ProtocolPath.batches, body: frame, token: "est_" + String(repeating: "0", count: 64))
             let otherDevice = try await collector.post(ProtocolPath.batches, body: frame, token: tokens["gateway-2"])
             let basic = try await onDedicatedThread { [port = collector.port] in
                 try BlockingHTTPClient(port: port).post(
@@ -74,9 +77,10 @@ struct IngestHTTPTests {
             var futureVersion = valid
             futureVersion[4] = 99
             // A header declaring a 4 GiB payload: refused from the first 14 bytes.
-            let declaredBomb = Array(Fixtures.frame(payload: [1, 2, 3]).prefix(14)).enumerated().map { index, byte in
-                (10...13).contains(index) ? 0xFF : byte
-            } + [UInt8](repeating: 0, count: 64)
+            let declaredBomb =
+                Array(Fixtures.frame(payload: [1, 2, 3]).prefix(14)).enumerated().map { index, byte in
+                    (10...13).contains(index) ? 0xFF : byte
+                } + [UInt8](repeating: 0, count: 64)
             // 50 MiB of zeros deflate to about 50 KiB: refused by the declared size...
             let zeros = [UInt8](repeating: 0, count: 50 << 20)
             let inflatesHuge = Fixtures.frame(payload: zeros, storedPayload: Fixtures.deflate(zeros), deflated: true)
@@ -139,11 +143,15 @@ struct IngestHTTPTests {
         try await RunningCollector.with { collector, tokens in
             let report = DroppedRangesReport(device: "gateway-1", stream: 42, dropped: [SequenceRange(1, 99)])
             let body = Array(try JSONEncoder().encode(report))
-            let ok = try await collector.post(ProtocolPath.droppedRanges, body: body, token: tokens["gateway-1"], contentType: "application/json")
+            let ok = try await collector.post(
+                ProtocolPath.droppedRanges, body: body, token: tokens["gateway-1"], contentType: "application/json")
             #expect(ok.status == 200)
-            let forbidden = try await collector.post(ProtocolPath.droppedRanges, body: body, token: tokens["gateway-2"], contentType: "application/json")
+            let forbidden = try await collector.post(
+                ProtocolPath.droppedRanges, body: body, token: tokens["gateway-2"], contentType: "application/json")
             #expect(forbidden.status == 403)
-            let malformed = try await collector.post(ProtocolPath.droppedRanges, body: Array("[1,".utf8), token: tokens["gateway-1"], contentType: "application/json")
+            let malformed = try await collector.post(
+                ProtocolPath.droppedRanges, body: Array("[1,".utf8), token: tokens["gateway-1"],
+                contentType: "application/json")
             #expect(malformed.status == 400)
 
             let (health, missing, wrongMethod) = try await onDedicatedThread { [port = collector.port] in

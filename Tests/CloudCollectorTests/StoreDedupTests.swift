@@ -24,7 +24,10 @@ struct StoreDedupTests {
             #expect(first.outcomes == [StoreOutcome(accepted: 500, duplicates: 0)])
             #expect(second.outcomes == [StoreOutcome(accepted: 0, duplicates: 500)])
             #expect(try Fixtures.storedReadings(databasePath: path) == Fixtures.expected([batch]))
-            #expect(try store.receivedRanges(of: StreamKey(device: batch.device, stream: batch.stream)).ranges == [SequenceRange(1, 500)])
+            #expect(
+                try store.receivedRanges(of: StreamKey(device: batch.device, stream: batch.stream)).ranges == [
+                    SequenceRange(1, 500)
+                ])
         }
     }
 
@@ -93,12 +96,15 @@ struct StoreDedupTests {
 
     @Test func valuesKeepTheirExactBits() throws {
         let awkward: [Double] = [
-            -0.0, 0.0, .nan, -Double.nan, Double(bitPattern: 0x7FF0_0000_0000_0001), Double(bitPattern: 0xFFF8_DEAD_BEEF_0042),
+            -0.0, 0.0, .nan, -Double.nan, Double(bitPattern: 0x7FF0_0000_0000_0001),
+            Double(bitPattern: 0xFFF8_DEAD_BEEF_0042),
             .infinity, -.infinity, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .greatestFiniteMagnitude, 1.5,
             Double(bitPattern: 0x7FF4_0000_0000_0000),
         ]
         try withStore { store, path in
-            let readings = awkward.enumerated().map { Reading(series: 0, timestamp: Int64($0.offset), value: $0.element) }
+            let readings = awkward.enumerated().map {
+                Reading(series: 0, timestamp: Int64($0.offset), value: $0.element)
+            }
             let batch = Batch(device: "g", stream: 9, firstSequence: 1, seriesKeys: ["x"], readings: readings)
             // Through the codec first, as the collector receives it.
             let decoded = try BatchDecoder().decode(try BatchEncoder().encode(batch))
@@ -110,12 +116,14 @@ struct StoreDedupTests {
 
     @Test func droppedRangesAreRecorded() throws {
         try withStore { store, path in
-            let report = DroppedRangesReport(device: "g", stream: 7, dropped: [SequenceRange(1, 10), SequenceRange(20, 30)])
+            let report = DroppedRangesReport(
+                device: "g", stream: 7, dropped: [SequenceRange(1, 10), SequenceRange(20, 30)])
             try store.recordDropped(report, device: "g", receivedAt: 5)
             try store.recordDropped(report, device: "g", receivedAt: 6)  // a re-sent report adds nothing
             let database = try SQLiteDatabase(path: path)
             let select = try database.prepare(
-                "SELECT first_seq, last_seq FROM dropped_ranges JOIN streams USING (stream_ref) WHERE device = 'g' AND stream = '7' ORDER BY first_seq")
+                "SELECT first_seq, last_seq FROM dropped_ranges JOIN streams USING (stream_ref) WHERE device = 'g' AND stream = '7' ORDER BY first_seq"
+            )
             var ranges: [[Int64]] = []
             while try select.step() { ranges.append([select.int64(at: 0), select.int64(at: 1)]) }
             #expect(ranges == [[1, 10], [20, 30]])

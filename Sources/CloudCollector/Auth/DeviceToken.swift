@@ -16,7 +16,9 @@ package struct DeviceToken: Sendable, Hashable, CustomStringConvertible {
         bytes.reserveCapacity(32)
         for _ in 0..<4 {
             let word = generator.next()
-            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+            for shift in stride(from: 0, to: 64, by: 8) {
+                bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
+            }
         }
         return DeviceToken(text: prefix + hexString(bytes))
     }

@@ -72,15 +72,18 @@ package final class IngestEndpoint: Sendable {
         }
         guard batch.device == device else {
             throw CollectorError(
-                .forbidden, "wrong_device", "the token belongs to device \"\(device)\", the batch to \"\(batch.device)\"")
+                .forbidden, "wrong_device",
+                "the token belongs to device \"\(device)\", the batch to \"\(batch.device)\"")
         }
-        guard batch.readings.isEmpty
-            || (batch.firstSequence >= 1
-                && batch.firstSequence - 1 + UInt64(batch.readings.count) <= StorageLimits.maximumSequence)
+        guard
+            batch.readings.isEmpty
+                || (batch.firstSequence >= 1
+                    && batch.firstSequence - 1 + UInt64(batch.readings.count) <= StorageLimits.maximumSequence)
         else {
             throw CollectorError(
                 .badRequest, "sequence_out_of_range",
-                "sequence numbers must lie in 1...\(StorageLimits.maximumSequence); batch starts at \(batch.firstSequence)")
+                "sequence numbers must lie in 1...\(StorageLimits.maximumSequence); batch starts at \(batch.firstSequence)"
+            )
         }
         let outcome = try await writer.submit(batch)
         var acknowledged: [SequenceRange] = []
@@ -102,7 +105,8 @@ package final class IngestEndpoint: Sendable {
         }
         guard report.device == device else {
             throw CollectorError(
-                .forbidden, "wrong_device", "the token belongs to device \"\(device)\", the report to \"\(report.device)\"")
+                .forbidden, "wrong_device",
+                "the token belongs to device \"\(device)\", the report to \"\(report.device)\"")
         }
         for range in report.dropped where range.first < 1 || range.last > StorageLimits.maximumSequence {
             throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^40-1")

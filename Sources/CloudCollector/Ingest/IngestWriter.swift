@@ -105,7 +105,8 @@ package final class IngestWriter: Sendable {
         let receivedAt = now()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             queue.async {
-                continuation.resume(with: Result { try box.store.recordDropped(report, device: device, receivedAt: receivedAt) })
+                continuation.resume(
+                    with: Result { try box.store.recordDropped(report, device: device, receivedAt: receivedAt) })
             }
         }
     }
@@ -129,7 +130,8 @@ package final class IngestWriter: Sendable {
                 var readings = 0
                 var taken = 0
                 for pending in state.pending {
-                    if taken > 0, readings + pending.batch.readings.count > configuration.maximumReadingsPerTransaction {
+                    if taken > 0, readings + pending.batch.readings.count > configuration.maximumReadingsPerTransaction
+                    {
                         break
                     }
                     readings += pending.batch.readings.count

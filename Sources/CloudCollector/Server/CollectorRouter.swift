@@ -26,8 +26,10 @@ package struct CollectorRouter: HTTPResponder {
             return CollectorError(.notFound, "not_found", "no endpoint \(request.path)").response
         }
         guard let handler = methods[request.method] ?? (request.method == "HEAD" ? methods["GET"] : nil) else {
-            var response = CollectorError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
-                .response
+            var response = CollectorError(
+                .methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here"
+            )
+            .response
             response.headers.add("Allow", methods.keys.sorted().joined(separator: ", "))
             return response
         }
@@ -50,8 +52,10 @@ package struct CollectorRouter: HTTPResponder {
             // The HTTP core's own errors (body too large, timeouts) keep their status.
             return CollectorError(error.status, "http_error", error.responseMessage ?? "\(error.status)").response
         } catch let error as SQLiteError where error.isBusy {
-            return CollectorError(.serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1)
-                .response
+            return CollectorError(
+                .serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1
+            )
+            .response
         } catch {
             log("\(request.method) \(request.path) from \(context.remoteAddress): \(error)")
             return CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1)

@@ -53,7 +53,8 @@ package final class CollectorService: Sendable {
         extraRoutes(&router)
 
         var server = HTTPServer.Configuration(host: configuration.host, port: configuration.port)
-        server.limits.maxBodyBytes = max(configuration.ingest.limits.maximumFrameBytes, configuration.ingest.maximumReportBytes)
+        server.limits.maxBodyBytes = max(
+            configuration.ingest.limits.maximumFrameBytes, configuration.ingest.maximumReportBytes)
         server.eventLoopCount = configuration.eventLoops
         server.maxConnections = configuration.maximumConnections
         server.shutdownGrace = configuration.shutdownGrace

@@ -69,7 +69,8 @@ package final class SQLiteReadingStore: ReadingStore {
                 let found = select.int64(at: 0)
                 guard found == CollectorSchema.version else {
                     throw CollectorStorageError(
-                        "\(database.path): collector schema version \(found), this collector needs \(CollectorSchema.version)")
+                        "\(database.path): collector schema version \(found), this collector needs \(CollectorSchema.version)"
+                    )
                 }
             } else {
                 let insert = try db.prepare("INSERT INTO collector_schema (version) VALUES (?)")
@@ -85,7 +86,8 @@ package final class SQLiteReadingStore: ReadingStore {
         var newStreams: [StreamKey: Int64] = [:]
         var newSeries: [String: [String: Int64]] = [:]
         // Ranges of each stream touched in this transaction: (version read at its start, ranges now).
-        var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] = [:]
+        var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] =
+            [:]
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
@@ -97,7 +99,8 @@ package final class SQLiteReadingStore: ReadingStore {
                 }
                 let last = batch.firstSequence + UInt64(batch.readings.count) - 1
                 guard batch.firstSequence >= 1, last <= StorageLimits.maximumSequence else {
-                    throw CollectorStorageError("sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^40-1")
+                    throw CollectorStorageError(
+                        "sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^40-1")
                 }
                 let key = StreamKey(device: batch.device, stream: batch.stream)
                 let reference = try streamReference(for: key, in: db, new: &newStreams)
@@ -149,7 +152,8 @@ package final class SQLiteReadingStore: ReadingStore {
             let key = StreamKey(device: device, stream: report.stream.value)
             let reference = try streamReference(for: key, in: db, new: &newStreams)
             let insert = try db.statement(
-                "INSERT OR IGNORE INTO dropped_ranges (stream_ref, first_seq, last_seq, reported_at) VALUES (?, ?, ?, ?)")
+                "INSERT OR IGNORE INTO dropped_ranges (stream_ref, first_seq, last_seq, reported_at) VALUES (?, ?, ?, ?)"
+            )
             for range in report.dropped {
                 guard range.first >= 1, range.last <= StorageLimits.maximumSequence else {
                     throw CollectorStorageError("dropped range \(range) is outside 1...2^40-1")
@@ -220,7 +224,8 @@ package final class SQLiteReadingStore: ReadingStore {
         let current = version.int64(at: 0)
         version.reset()
         if let cached = rangeCache.ranges(of: reference, atVersion: current) { return (current, cached) }
-        let select = try db.statement("SELECT first_seq, last_seq FROM received_ranges WHERE stream_ref = ? ORDER BY first_seq")
+        let select = try db.statement(
+            "SELECT first_seq, last_seq FROM received_ranges WHERE stream_ref = ? ORDER BY first_seq")
         try select.bind(reference, at: 1)
         var ranges: [SequenceRange] = []
         while try select.step() {
@@ -292,7 +297,8 @@ package final class SQLiteReadingStore: ReadingStore {
             while end - index >= rows {
                 var parameter: Int32 = 1
                 for offset in index..<index + rows {
-                    try bind(readings[offset], id: base + Int64(batch.firstSequence) + Int64(offset), ids, many, &parameter)
+                    try bind(
+                        readings[offset], id: base + Int64(batch.firstSequence) + Int64(offset), ids, many, &parameter)
                 }
                 try many.step()
                 many.reset()
