@@ -54,11 +54,11 @@ final class CollectorProcess: Sendable {
     }
 
     /// Starts the server and returns once it logs its listening address.
-    static func start(dataDirectory: String) async throws -> CollectorProcess {
+    static func start(dataDirectory: String, extraArguments: [String] = []) async throws -> CollectorProcess {
         let (process, port) = try await onDedicatedThread { () throws -> (ProcessBox, Int) in
             let process = Process()
             process.executableURL = CollectorBinary.url
-            process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory]
+            process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory] + extraArguments
             let err = Pipe()
             process.standardError = err
             process.standardOutput = FileHandle.nullDevice
@@ -253,6 +253,21 @@ struct CollectorProcessTests {
             #expect(revoke.status == 0)
             let again = try await CollectorBinary.run(["token", "revoke", "--data-dir", directory, Self.device])
             #expect(again.status == 1)
+        }
+    }
+}
+
+/// The example configuration shipped in `cloud/` is accepted by the real binary (with the data
+/// directory overridden by the flag).
+struct ExampleConfigurationTests {
+    @Test func exampleConfigurationStartsTheCollector() async throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("cloud/collector.example.json")
+        try await withTemporaryDirectory(prefix: "collector-example") { directory in
+            let server = try await CollectorProcess.start(
+                dataDirectory: directory, extraArguments: ["--config", example.path])
+            server.signal(SIGTERM)
+            #expect(try await server.waitForExit() == 0)
         }
     }
 }
