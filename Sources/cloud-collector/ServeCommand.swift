@@ -34,7 +34,9 @@ enum ServeCommand {
 
     static func settings(_ parsed: ParsedArguments) throws -> CollectorService.Configuration {
         let file = try parsed.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
-        guard let directory = try parsed.value("--data-dir") ?? file?.string("data_dir"), !directory.isEmpty else {
+        // Read the file's value even when the flag wins, so the key counts as known.
+        let fileDirectory = try file?.string("data_dir")
+        guard let directory = parsed.value("--data-dir") ?? fileDirectory, !directory.isEmpty else {
             throw UsageError("is required", setting: "--data-dir")
         }
         var configuration = CollectorService.Configuration(dataDirectory: directory)
