@@ -83,7 +83,10 @@ enum Fixtures {
     }
 
     /// A frame with a valid header and checksum around an arbitrary payload.
-    static func frame(payload: [UInt8], storedPayload: [UInt8]? = nil, version: UInt8 = 1, deflated: Bool = false)
+    static func frame(
+        payload: [UInt8], storedPayload: [UInt8]? = nil, version: UInt8 = FrameHeader.currentVersion,
+        deflated: Bool = false
+    )
         -> [UInt8]
     {
         let stored = storedPayload ?? payload

@@ -88,7 +88,7 @@ struct IngestHTTPTests {
             var lyingHeader = inflatesHuge
             lyingHeader.replaceSubrange(10..<14, with: Fixtures.littleEndian(4096))
             lyingHeader = Fixtures.resealed(lyingHeader)
-            // A valid frame whose payload declares 2^40 readings.
+            // A valid frame whose payload declares 2^40 readings (payload fields as in wire-format.md).
             var payload = Fixtures.varint(9) + Array("gateway-1".utf8)
             payload += [UInt8](repeating: 1, count: 8)  // stream
             payload += Fixtures.varint(1) + Fixtures.varint(0)  // first sequence, sent at
@@ -135,6 +135,17 @@ struct IngestHTTPTests {
             #expect(frame.count > 4096)
             let response = try await collector.post(ProtocolPath.batches, body: frame, token: tokens["gateway-1"])
             #expect(response.status == 413)
+            #expect(try Fixtures.readingCount(databasePath: collector.databasePath) == 0)
+        }
+    }
+
+    @Test func saturatedIngestAnswers503WithRetryAfter() async throws {
+        try await RunningCollector.with(configure: { $0.ingest.maximumConcurrentRequests = 0 }) { collector, tokens in
+            let frame = try encoder.encode(Fixtures.batch(first: 1, count: 10))
+            let response = try await collector.post(ProtocolPath.batches, body: frame, token: tokens["gateway-1"])
+            #expect(response.status == 503)
+            #expect(response.header("retry-after") == "1")
+            #expect(try JSONDecoder().decode(ErrorBody.self, from: Data(response.body)).error == "busy")
             #expect(try Fixtures.readingCount(databasePath: collector.databasePath) == 0)
         }
     }

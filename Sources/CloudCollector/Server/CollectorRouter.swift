@@ -57,7 +57,9 @@ package struct CollectorRouter: HTTPResponder {
             )
             .response
         } catch {
-            log("\(request.method) \(request.path) from \(context.remoteAddress): \(error)")
+            log(
+                "level=error event=request_failed method=\(request.method) path=\(request.path)"
+                    + " remote=\(context.remoteAddress) error=\"\(error)\"")
             return CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1)
                 .response
         }

@@ -34,14 +34,15 @@ package final class CollectorService: Sendable {
     package init(
         configuration: Configuration,
         log: @escaping @Sendable (String) -> Void = { message in
-            FileHandle.standardError.write(Data("cloud-collector: \(message)\n".utf8))
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
         },
         extraRoutes: (inout CollectorRouter) -> Void = { _ in }
     ) throws {
         self.configuration = configuration
         try FileManager.default.createDirectory(
             atPath: configuration.dataDirectory, withIntermediateDirectories: true)
-        let store = try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage)
+        let store = try SQLiteReadingStore(
+            path: configuration.databasePath, configuration: configuration.storage, log: log)
         writer = IngestWriter(store: store, configuration: configuration.writer)
         let authenticator = try DeviceAuthenticator(
             databasePath: configuration.databasePath, readerCount: configuration.readerConnections)

@@ -38,7 +38,11 @@ package final class SQLiteReadingStore: ReadingStore {
     /// Rows per multi-row INSERT: fewer statement executions, same bytes.
     private static let rowsPerInsert = 64
 
-    package init(path: String, configuration: Configuration = Configuration()) throws {
+    /// - Parameter log: receives structured lines about background trouble (a failed checkpoint).
+    package init(
+        path: String, configuration: Configuration = Configuration(),
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws {
         var options = SQLiteDatabase.Configuration()
         options.synchronous = configuration.synchronous
         options.walAutocheckpointPages = configuration.walAutocheckpointPages
@@ -49,7 +53,8 @@ package final class SQLiteReadingStore: ReadingStore {
         try Self.createSchema(database)
         if configuration.checkpointsInBackground {
             let checkpointer = try WALCheckpointer(
-                databasePath: path, configuration: configuration.backgroundCheckpoint, onError: { _ in })
+                databasePath: path, configuration: configuration.backgroundCheckpoint,
+                onError: { error in log("level=warning event=checkpoint_failed error=\"\(error)\"") })
             self.checkpointer = checkpointer
             database.onWALCommit { [unowned self] frames in
                 self.walFrames = frames
