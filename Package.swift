@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
         .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
         .executable(name: "edge-agent", targets: ["edge-agent"]),
+        .executable(name: "cloud-collector", targets: ["cloud-collector"]),
     ],
     targets: [
         // System libraries from Debian, each behind a tiny shim.
@@ -42,6 +43,16 @@ let package = Package(
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
+        // The cloud collector: authenticated ingest, dedup by sequence ranges, central storage.
+        .target(
+            name: "CloudCollector",
+            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore"]
+        ),
+        .executableTarget(
+            name: "cloud-collector",
+            dependencies: ["CloudCollector", "EdgeSyncCommandLine", "EdgeSyncSQLite"]
+        ),
+
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
 
@@ -55,7 +66,10 @@ let package = Package(
         // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
         .executableTarget(
             name: "edge-sync-bench",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "EdgeSyncSQLite"]
+            dependencies: [
+                "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
+                "EdgeSyncSQLite", "EdgeSyncProtocol",
+            ]
         ),
 
         .testTarget(
@@ -69,6 +83,13 @@ let package = Package(
         .testTarget(
             name: "EdgeAgentTests",
             dependencies: ["EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore", "edge-agent"]
+        ),
+        .testTarget(
+            name: "CloudCollectorTests",
+            dependencies: [
+                "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
+                "cloud-collector",
+            ]
         ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],

@@ -28,6 +28,8 @@ package final class SQLiteDatabase {
         package var busyTimeout = Duration.seconds(5)
         /// `PRAGMA wal_autocheckpoint` in pages; `nil` leaves SQLite's default (1000).
         package var walAutocheckpointPages: Int?
+        /// `PRAGMA page_size` for a new database (set before WAL, ignored for an existing file).
+        package var pageSize: Int?
 
         package init() {}
     }
@@ -35,6 +37,7 @@ package final class SQLiteDatabase {
     let handle: OpaquePointer
     package let path: String
     private var statements: [String: SQLiteStatement] = [:]
+    private var walHook: WALHookBox?
 
     /// Opens (or creates) the database at `path` and applies `configuration`.
     package init(path: String, configuration: Configuration = Configuration()) throws(SQLiteError) {
@@ -60,6 +63,9 @@ package final class SQLiteDatabase {
             + configuration.busyTimeout.components.attoseconds / 1_000_000_000_000_000
         sqlite3_busy_timeout(connection, Int32(clamping: milliseconds))
 
+        if let pageSize = configuration.pageSize, !configuration.isReadOnly {
+            try execute("PRAGMA page_size = \(pageSize)")
+        }
         if configuration.usesWAL && !configuration.isReadOnly {
             let mode = try pragmaText("journal_mode = WAL")
             guard mode?.lowercased() == "wal" else {
@@ -77,6 +83,7 @@ package final class SQLiteDatabase {
     }
 
     deinit {
+        if walHook != nil { sqlite3_wal_hook(handle, nil, nil) }
         statements.removeAll()
         sqlite3_close_v2(handle)
     }
@@ -204,12 +211,34 @@ package final class SQLiteDatabase {
         return (Int(logFrames), Int(checkpointed))
     }
 
+    /// Calls `body` with the number of frames in the WAL after each commit of this connection.
+    ///
+    /// Installing a hook turns off SQLite's automatic checkpoints on this connection (they use the
+    /// same hook): the owner checkpoints, for example from another connection on another thread.
+    package func onWALCommit(_ body: @escaping (Int) -> Void) {
+        let box = WALHookBox(body)
+        walHook = box
+        sqlite3_wal_hook(
+            handle,
+            { context, _, _, frames in
+                guard let context else { return SQLITE_OK }
+                Unmanaged<WALHookBox>.fromOpaque(context).takeUnretainedValue().body(Int(frames))
+                return SQLITE_OK
+            }, Unmanaged.passUnretained(box).toOpaque())
+    }
+
     func error(_ rc: Int32, context: String?) -> SQLiteError {
         let extended = sqlite3_extended_errcode(handle)
         // sqlite3_extended_errcode reflects the last failing API call; prefer it when it agrees.
         let code = (extended & 0xff) == (rc & 0xff) ? extended : rc
         return SQLiteError(extendedCode: code, message: String(cString: sqlite3_errmsg(handle)), context: context)
     }
+}
+
+/// Keeps a WAL hook's closure alive for as long as the connection holds it.
+private final class WALHookBox {
+    let body: (Int) -> Void
+    init(_ body: @escaping (Int) -> Void) { self.body = body }
 }
 
 @available(*, unavailable, message: "a connection belongs to one owner; use SQLiteConnectionQueue to share it")

@@ -4,6 +4,7 @@ import Foundation
 let scenarios: [any BenchmarkScenario.Type] = [
     CodecBenchmark.self,
     HTTPBenchmark.self,
+    IngestBenchmark.self,
     SpoolBenchmark.self,
     TransportBenchmark.self,
 ]

@@ -1,0 +1,48 @@
+import EdgeSyncSQLite
+import Synchronization
+
+/// Resolves `Authorization: Bearer <token>` to the device the token belongs to, on read-only
+/// connections of the central database so authentication never waits for the writer.
+package final class DeviceAuthenticator: Sendable {
+    private let readers: [SQLiteConnectionQueue]
+    private let nextReader = Atomic<Int>(0)
+
+    /// Opens `readerCount` read-only connections to the database at `path` (which must exist).
+    package init(databasePath path: String, readerCount: Int = 2) throws {
+        var configuration = SQLiteDatabase.Configuration()
+        configuration.isReadOnly = true
+        readers = try (0..<max(1, readerCount)).map { index in
+            try SQLiteConnectionQueue(path: path, configuration: configuration, label: "cloud-collector.auth.\(index)")
+        }
+    }
+
+    /// The device of the request's bearer token.
+    ///
+    /// - Throws: `CollectorError` 401 when the header is missing, malformed or names no stored token.
+    package func device(forAuthorization header: String?) async throws -> String {
+        guard let header else {
+            throw CollectorError(.unauthorized, "unauthorized", "missing Authorization: Bearer <token>")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw CollectorError(.unauthorized, "unauthorized", "Authorization must be \"Bearer <token>\"")
+        }
+        let token = DeviceToken(text: String(parts[1]).trimmingSpaces())
+        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
+        let reader = readers[abs(index % readers.count)]
+        let device = try await reader.run { db in try TokenStore.device(for: token, in: db) }
+        guard let device else {
+            throw CollectorError(.unauthorized, "unauthorized", "unknown or revoked token")
+        }
+        return device
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var text = Substring(self)
+        while text.first == " " || text.first == "\t" { text.removeFirst() }
+        while text.last == " " || text.last == "\t" { text.removeLast() }
+        return String(text)
+    }
+}

@@ -1,0 +1,162 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import Foundation
+import HTTPCore
+import Synchronization
+
+/// `POST /v1/batches` and `POST /v1/dropped`: authenticate, read and check the frame, decode it,
+/// hand it to the writer, and acknowledge after commit.
+package final class IngestEndpoint: Sendable {
+    package struct Configuration: Sendable {
+        /// Limits for frames from the network; a frame over them gets 413 (the edge splits it).
+        package var limits: DecodingLimits = {
+            var limits = DecodingLimits()
+            limits.maximumFrameBytes = 8 << 20
+            limits.maximumPayloadBytes = 32 << 20
+            limits.maximumReadings = 500_000
+            return limits
+        }()
+        /// Requests being read and decoded at once; more get 503, so decoded batches cannot pile up.
+        package var maximumConcurrentRequests = 32
+        /// Largest dropped-ranges report, in bytes.
+        package var maximumReportBytes = 1 << 20
+
+        package init() {}
+    }
+
+    private let configuration: Configuration
+    private let authenticator: DeviceAuthenticator
+    private let writer: IngestWriter
+    private let inFlight = Atomic<Int>(0)
+
+    package init(configuration: Configuration, authenticator: DeviceAuthenticator, writer: IngestWriter) {
+        self.configuration = configuration
+        self.authenticator = authenticator
+        self.writer = writer
+    }
+
+    package func register(in router: inout CollectorRouter) {
+        router.add("POST", ProtocolPath.batches) { request, _ in try await self.postBatch(request) }
+        router.add("POST", ProtocolPath.droppedRanges) { request, _ in try await self.postDropped(request) }
+    }
+
+    package func postBatch(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
+        if let contentType = request.headers["content-type"] {
+            let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingSpaces().lowercased() }
+            guard mediaType == FrameHeader.mediaType else {
+                throw CollectorError(
+                    .unsupportedMediaType, "unsupported_media_type",
+                    "Content-Type must be \(FrameHeader.mediaType), not \(contentType)")
+            }
+        }
+        if let length = request.headers["content-length"].flatMap({ Int($0) }),
+            length > configuration.limits.maximumFrameBytes
+        {
+            throw CollectorError(
+                .contentTooLarge, "too_large",
+                "body of \(length) bytes exceeds the limit of \(configuration.limits.maximumFrameBytes) bytes")
+        }
+        guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < configuration.maximumConcurrentRequests else {
+            inFlight.wrappingSubtract(1, ordering: .relaxed)
+            throw CollectorError(.serviceUnavailable, "busy", "too many batches in flight", retryAfterSeconds: 1)
+        }
+        defer { inFlight.wrappingSubtract(1, ordering: .relaxed) }
+
+        let frame = try await readFrame(request.body)
+        let batch: Batch
+        do {
+            batch = try BatchDecoder(limits: configuration.limits).decode(frame)
+        } catch {
+            throw Self.collectorError(for: error)
+        }
+        guard batch.device == device else {
+            throw CollectorError(
+                .forbidden, "wrong_device",
+                "the token belongs to device \"\(device)\", the batch to \"\(batch.device)\"")
+        }
+        guard
+            batch.readings.isEmpty
+                || (batch.firstSequence >= 1
+                    && batch.firstSequence - 1 + UInt64(batch.readings.count) <= StorageLimits.maximumSequence)
+        else {
+            throw CollectorError(
+                .badRequest, "sequence_out_of_range",
+                "sequence numbers must lie in 1...\(StorageLimits.maximumSequence); batch starts at \(batch.firstSequence)"
+            )
+        }
+        let outcome = try await writer.submit(batch)
+        var acknowledged: [SequenceRange] = []
+        if let range = SequenceRange(batch.sequences) { acknowledged.append(range) }
+        let body = BatchAcknowledgement(
+            device: batch.device, stream: batch.stream, accepted: outcome.accepted, duplicates: outcome.duplicates,
+            acknowledged: acknowledged)
+        return try Self.json(body)
+    }
+
+    package func postDropped(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
+        let bytes = try await request.body.collect(upTo: configuration.maximumReportBytes)
+        let report: DroppedRangesReport
+        do {
+            report = try JSONDecoder().decode(DroppedRangesReport.self, from: Data(bytes))
+        } catch {
+            throw CollectorError(.badRequest, "malformed_report", "not a dropped-ranges report: \(error)")
+        }
+        guard report.device == device else {
+            throw CollectorError(
+                .forbidden, "wrong_device",
+                "the token belongs to device \"\(device)\", the report to \"\(report.device)\"")
+        }
+        for range in report.dropped where range.first < 1 || range.last > StorageLimits.maximumSequence {
+            throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^40-1")
+        }
+        try await writer.recordDropped(report, device: device)
+        return try Self.json(report)
+    }
+
+    /// Reads exactly one frame's bytes: the header first, so a frame over the limits is refused
+    /// from its declared sizes before its body is read.
+    private func readFrame(_ body: HTTPRequestBody) async throws -> [UInt8] {
+        var frame: [UInt8] = []
+        var expected: Int?
+        for try await chunk in body {
+            frame += chunk
+            if expected == nil, frame.count >= FrameHeader.byteCount {
+                let header: FrameHeader
+                do {
+                    header = try frame.withUnsafeBytes { raw in
+                        try Result { () throws(CodecError) in try FrameHeader.parse(raw, limits: configuration.limits) }
+                            .get()
+                    }
+                } catch {
+                    throw Self.collectorError(for: error)
+                }
+                expected = header.frameBytes
+                frame.reserveCapacity(header.frameBytes)
+            }
+            // More than the frame declares: stop reading, the decoder names the trailing bytes.
+            if let expected, frame.count > expected { break }
+        }
+        return frame
+    }
+
+    static func collectorError(for error: any Error) -> CollectorError {
+        guard let error = error as? CodecError else {
+            return CollectorError(.badRequest, "malformed", "\(error)")
+        }
+        let code = error.code.description.replacingOccurrences(of: " ", with: "_")
+        switch error.code {
+        case .limitExceeded: return CollectorError(.contentTooLarge, "too_large", error.description)
+        case .unsupportedVersion, .unsupportedFlags:
+            return CollectorError(.unsupportedMediaType, code, error.description)
+        default: return CollectorError(.badRequest, code, error.description)
+        }
+    }
+
+    static func json(_ value: some Encodable) throws -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "application/json")
+        return HTTPResponse(status: .ok, headers: headers, bytes: Array(try JSONEncoder().encode(value)))
+    }
+}

@@ -1,0 +1,83 @@
+import EdgeSyncSQLite
+import Foundation
+import HTTPCore
+
+/// The running collector: the central database in a data directory, one writer, read-only
+/// connections for authentication, and the HTTP server with its routes.
+package final class CollectorService: Sendable {
+    package struct Configuration: Sendable {
+        package var host = "127.0.0.1"
+        package var port = 8080
+        package var dataDirectory: String
+        package var storage = SQLiteReadingStore.Configuration()
+        package var writer = IngestWriter.Configuration()
+        package var ingest = IngestEndpoint.Configuration()
+        package var readerConnections = 2
+        package var eventLoops = 1
+        package var maximumConnections = 10_000
+        package var shutdownGrace = Duration.seconds(10)
+
+        package init(dataDirectory: String) {
+            self.dataDirectory = dataDirectory
+        }
+
+        package var databasePath: String {
+            (dataDirectory as NSString).appendingPathComponent(CollectorSchema.databaseFileName)
+        }
+    }
+
+    package let configuration: Configuration
+    package let writer: IngestWriter
+    private let server: HTTPServer
+
+    /// Opens (creating when needed) the database and prepares the server; nothing listens yet.
+    package init(
+        configuration: Configuration,
+        log: @escaping @Sendable (String) -> Void = { message in
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
+        },
+        extraRoutes: (inout CollectorRouter) -> Void = { _ in }
+    ) throws {
+        self.configuration = configuration
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        let store = try SQLiteReadingStore(
+            path: configuration.databasePath, configuration: configuration.storage, log: log)
+        writer = IngestWriter(store: store, configuration: configuration.writer)
+        let authenticator = try DeviceAuthenticator(
+            databasePath: configuration.databasePath, readerCount: configuration.readerConnections)
+
+        var router = CollectorRouter(log: log)
+        IngestEndpoint(configuration: configuration.ingest, authenticator: authenticator, writer: writer)
+            .register(in: &router)
+        router.add("GET", "/healthz") { _, _ in HTTPResponse(text: "ok\n") }
+        extraRoutes(&router)
+
+        var server = HTTPServer.Configuration(host: configuration.host, port: configuration.port)
+        server.limits.maxBodyBytes = max(
+            configuration.ingest.limits.maximumFrameBytes, configuration.ingest.maximumReportBytes)
+        server.eventLoopCount = configuration.eventLoops
+        server.maxConnections = configuration.maximumConnections
+        server.shutdownGrace = configuration.shutdownGrace
+        self.server = HTTPServer(configuration: server, responder: router)
+    }
+
+    /// Serves until `shutdown()` or cancellation; in-flight batches finish and commit first.
+    package func run() async throws {
+        do {
+            try await server.run()
+        } catch {
+            await writer.close()
+            throw error
+        }
+        await writer.close()
+    }
+
+    package var localAddress: HTTPServer.Address {
+        get async throws { try await server.localAddress }
+    }
+
+    package func shutdown() {
+        server.shutdown(grace: configuration.shutdownGrace)
+    }
+}

@@ -1,0 +1,79 @@
+/// The collector's SQLite schema. Tables and the view are meant to be read by standard tools
+/// (`sqlite3`, pandas, Grafana); `Docs/protocol.md` and decision 0004 describe them.
+package enum CollectorSchema {
+    package static let version: Int64 = 1
+
+    /// The database file inside a data directory.
+    package static let databaseFileName = "collector.sqlite"
+
+    package static let statements = """
+        CREATE TABLE IF NOT EXISTS collector_schema (version INTEGER NOT NULL);
+
+        -- Device tokens: only the SHA-256 of each token is kept.
+        CREATE TABLE IF NOT EXISTS device_tokens (
+            device TEXT PRIMARY KEY,
+            token_hash BLOB NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL
+        );
+
+        -- One row per (device, stream). `stream` is the 64-bit id as a decimal string; `version`
+        -- increases with every commit that changes the stream's received ranges, so a collector can
+        -- tell whether its cached ranges are current.
+        CREATE TABLE IF NOT EXISTS streams (
+            stream_ref INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0,
+            last_seen INTEGER,
+            UNIQUE (device, stream)
+        );
+
+        -- The sequence numbers each stream has delivered, as disjoint inclusive ranges.
+        CREATE TABLE IF NOT EXISTS received_ranges (
+            stream_ref INTEGER NOT NULL,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            PRIMARY KEY (stream_ref, first_seq)
+        ) WITHOUT ROWID;
+
+        -- Ranges the edge dropped by policy (spool full, drop-oldest), as reported by the device.
+        CREATE TABLE IF NOT EXISTS dropped_ranges (
+            stream_ref INTEGER NOT NULL,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            reported_at INTEGER NOT NULL,
+            PRIMARY KEY (stream_ref, first_seq, last_seq)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE IF NOT EXISTS series (
+            series_id INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            series_key TEXT NOT NULL,
+            UNIQUE (device, series_key)
+        );
+
+        -- reading_id = stream_ref * 2^40 + seq: rows of a stream are contiguous and append in order.
+        -- `value` is NULL for NaN and +0 for -0.0 (what a SQLite REAL can hold); for those two cases
+        -- `value_bits` holds the exact IEEE 754 bits as a signed 64-bit integer.
+        CREATE TABLE IF NOT EXISTS readings (
+            reading_id INTEGER PRIMARY KEY,
+            series_id INTEGER NOT NULL,
+            timestamp INTEGER NOT NULL,
+            value REAL,
+            value_bits INTEGER
+        );
+
+        -- The documented way to read central data: one row per reading.
+        CREATE VIEW IF NOT EXISTS readings_view AS
+        SELECT streams.device AS device,
+               series.series_key AS series_key,
+               readings.timestamp AS timestamp,
+               readings.value AS value,
+               streams.stream AS stream,
+               readings.reading_id & 1099511627775 AS seq,
+               readings.value_bits AS value_bits
+        FROM readings
+        JOIN streams ON streams.stream_ref = readings.reading_id >> 40
+        JOIN series ON series.series_id = readings.series_id;
+        """
+}

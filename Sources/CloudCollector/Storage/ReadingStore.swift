@@ -1,0 +1,68 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+
+/// One stream's identity: the device that owns it and the 64-bit id its spool drew.
+package struct StreamKey: Hashable, Sendable, CustomStringConvertible {
+    package var device: String
+    package var stream: UInt64
+
+    package init(device: String, stream: UInt64) {
+        self.device = device
+        self.stream = stream
+    }
+
+    package var description: String { "\(device)/\(stream)" }
+}
+
+/// What storing one batch did: how many readings were new, how many were already stored.
+package struct StoreOutcome: Hashable, Sendable {
+    package var accepted: Int
+    package var duplicates: Int
+
+    package init(accepted: Int, duplicates: Int) {
+        self.accepted = accepted
+        self.duplicates = duplicates
+    }
+}
+
+/// The result of one committed transaction.
+package struct StoreCommit: Sendable {
+    /// One outcome per batch, in the order they were given.
+    package var outcomes: [StoreOutcome]
+    /// The committed received ranges of every stream the transaction touched.
+    package var committedRanges: [StreamKey: SequenceRangeSet]
+
+    package init(outcomes: [StoreOutcome], committedRanges: [StreamKey: SequenceRangeSet]) {
+        self.outcomes = outcomes
+        self.committedRanges = committedRanges
+    }
+}
+
+/// Central storage for readings: embedded SQLite now, PostgreSQL later with the same schema shape.
+///
+/// A store is owned by exactly one writer (it is not `Sendable`) and is used from one thread at a
+/// time. Every method that changes data does so in one transaction that either commits as a whole
+/// or leaves nothing behind, and it must hold even when other processes write the same database:
+/// cached state is checked against the database inside the transaction.
+package protocol ReadingStore: AnyObject {
+    /// Stores the readings of `batches` that are not yet stored and extends each stream's received
+    /// ranges, all in one transaction. Batches of one stream are applied in order, so a group may
+    /// hold overlapping batches.
+    func store(_ batches: [Batch], receivedAt: Int64) throws -> StoreCommit
+
+    /// Records ranges a device dropped at the edge by policy.
+    func recordDropped(_ report: DroppedRangesReport, device: String, receivedAt: Int64) throws
+
+    /// The committed received ranges of a stream (empty for an unknown stream).
+    func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet
+}
+
+/// Sequence numbers the collector can store: readings are keyed by (stream_ref, seq) packed into
+/// one 64-bit integer (see `Docs/decisions/0004-collector-storage-layout.md`), which leaves 40 bits
+/// for seq.
+package enum StorageLimits {
+    package static let sequenceBits: Int64 = 40
+    package static let maximumSequence: UInt64 = (1 << 40) - 1
+    /// stream_ref takes the remaining 23 bits of a positive Int64.
+    package static let maximumStreamReference: Int64 = (1 << 23) - 1
+}

@@ -1,0 +1,356 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import EdgeSyncSQLite
+
+/// The embedded store: one SQLite database in the data directory, written by one connection.
+package final class SQLiteReadingStore: ReadingStore {
+    package struct Configuration: Sendable {
+        /// `NORMAL` by default: in WAL mode a commit survives a collector crash but the last
+        /// commits can be lost on a power cut (decision 0004). `FULL` fsyncs every commit.
+        package var synchronous = SQLiteDatabase.Configuration.Synchronous.normal
+        /// Page cache of the writer connection, in KiB.
+        package var cacheKiB = 64 * 1024
+        /// WAL pages before an automatic checkpoint, when checkpoints run on the writer.
+        package var walAutocheckpointPages = 10_000
+        /// Checkpoint from a second connection on its own thread (`WALCheckpointer`) instead of
+        /// inside the writer's commits.
+        package var checkpointsInBackground = true
+        package var backgroundCheckpoint = WALCheckpointer.Configuration()
+        /// WAL pages at which the writer checkpoints itself (RESTART) even with background
+        /// checkpoints, so the log stays bounded under sustained load (1 GiB of 4 KiB pages).
+        package var walHardLimitPages = 262_144
+        /// Page size of a new database (`nil`: SQLite's 4096, which measured fastest for appends).
+        package var pageSize: Int? = nil
+
+        package init() {}
+    }
+
+    private let database: SQLiteDatabase
+    private let configuration: Configuration
+    private let checkpointer: WALCheckpointer?
+    private var walFrames = 0
+    private var rangeCache = ReceivedRangeCache()
+    /// Committed stream references; a reference never changes once committed.
+    private var streamReferences: [StreamKey: Int64] = [:]
+    /// Committed series ids per device and key.
+    private var seriesIDs: [String: [String: Int64]] = [:]
+
+    /// Rows per multi-row INSERT: fewer statement executions, same bytes.
+    private static let rowsPerInsert = 64
+
+    /// - Parameter log: receives structured lines about background trouble (a failed checkpoint).
+    package init(
+        path: String, configuration: Configuration = Configuration(),
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws {
+        var options = SQLiteDatabase.Configuration()
+        options.synchronous = configuration.synchronous
+        options.walAutocheckpointPages = configuration.walAutocheckpointPages
+        options.pageSize = configuration.pageSize
+        database = try SQLiteDatabase(path: path, configuration: options)
+        self.configuration = configuration
+        try database.execute("PRAGMA cache_size = -\(configuration.cacheKiB)")
+        try Self.createSchema(database)
+        if configuration.checkpointsInBackground {
+            let checkpointer = try WALCheckpointer(
+                databasePath: path, configuration: configuration.backgroundCheckpoint,
+                onError: { error in log("level=warning event=checkpoint_failed error=\"\(error)\"") })
+            self.checkpointer = checkpointer
+            database.onWALCommit { [unowned self] frames in
+                self.walFrames = frames
+                checkpointer.walGrew(to: frames)
+            }
+        } else {
+            checkpointer = nil
+        }
+    }
+
+    /// Creates the tables and the view when missing, and refuses a database of another schema version.
+    package static func createSchema(_ database: SQLiteDatabase) throws {
+        try database.transaction(.immediate) { db in
+            try db.execute(CollectorSchema.statements)
+            let select = try db.prepare("SELECT version FROM collector_schema")
+            if try select.step() {
+                let found = select.int64(at: 0)
+                guard found == CollectorSchema.version else {
+                    throw CollectorStorageError(
+                        "\(database.path): collector schema version \(found), this collector needs \(CollectorSchema.version)"
+                    )
+                }
+            } else {
+                let insert = try db.prepare("INSERT INTO collector_schema (version) VALUES (?)")
+                try insert.bind(CollectorSchema.version, at: 1)
+                try insert.run()
+            }
+        }
+    }
+
+    // MARK: ReadingStore
+
+    package func store(_ batches: [Batch], receivedAt: Int64) throws -> StoreCommit {
+        var newStreams: [StreamKey: Int64] = [:]
+        var newSeries: [String: [String: Int64]] = [:]
+        // Ranges of each stream touched in this transaction: (version read at its start, ranges now).
+        var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] =
+            [:]
+        var outcomes: [StoreOutcome] = []
+        outcomes.reserveCapacity(batches.count)
+
+        try database.transaction(.immediate) { db in
+            for batch in batches {
+                guard !batch.readings.isEmpty else {
+                    outcomes.append(StoreOutcome(accepted: 0, duplicates: 0))
+                    continue
+                }
+                let last = batch.firstSequence + UInt64(batch.readings.count) - 1
+                guard batch.firstSequence >= 1, last <= StorageLimits.maximumSequence else {
+                    throw CollectorStorageError(
+                        "sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^40-1")
+                }
+                let key = StreamKey(device: batch.device, stream: batch.stream)
+                let reference = try streamReference(for: key, in: db, new: &newStreams)
+                if working[reference] == nil {
+                    let (version, ranges) = try loadRanges(reference, in: db)
+                    working[reference] = (key, version, ranges, ranges)
+                }
+                guard var state = working[reference] else { continue }
+                let decision = DedupDecision.apply(SequenceRange(batch.firstSequence, last), to: &state.ranges)
+                working[reference] = state
+                outcomes.append(StoreOutcome(accepted: decision.accepted, duplicates: decision.duplicates))
+                guard decision.accepted > 0 else { continue }
+
+                var ids: [Int64] = []
+                ids.reserveCapacity(batch.seriesKeys.count)
+                for seriesKey in batch.seriesKeys {
+                    ids.append(try seriesID(device: batch.device, key: seriesKey, in: db, new: &newSeries))
+                }
+                for range in decision.newRanges {
+                    try insertReadings(batch, range: range, seriesIDs: ids, streamReference: reference, in: db)
+                }
+            }
+            for (reference, state) in working where state.ranges != state.original {
+                try writeRanges(reference, from: state.original, to: state.ranges, receivedAt: receivedAt, in: db)
+            }
+        }
+
+        if walFrames >= configuration.walHardLimitPages {
+            // The background checkpointer never caught up: stop and let the log restart.
+            walFrames = 0
+            try? database.checkpoint(.restart)
+        }
+
+        // Committed: only now may the caches learn what this transaction created.
+        for (key, reference) in newStreams { streamReferences[key] = reference }
+        for (device, keys) in newSeries { seriesIDs[device, default: [:]].merge(keys) { _, new in new } }
+        var committed: [StreamKey: SequenceRangeSet] = [:]
+        for (reference, state) in working {
+            let version = state.ranges != state.original ? state.version + 1 : state.version
+            rangeCache.update(reference, version: version, ranges: state.ranges)
+            committed[state.key] = state.ranges
+        }
+        return StoreCommit(outcomes: outcomes, committedRanges: committed)
+    }
+
+    package func recordDropped(_ report: DroppedRangesReport, device: String, receivedAt: Int64) throws {
+        var newStreams: [StreamKey: Int64] = [:]
+        try database.transaction(.immediate) { db in
+            let key = StreamKey(device: device, stream: report.stream.value)
+            let reference = try streamReference(for: key, in: db, new: &newStreams)
+            let insert = try db.statement(
+                "INSERT OR IGNORE INTO dropped_ranges (stream_ref, first_seq, last_seq, reported_at) VALUES (?, ?, ?, ?)"
+            )
+            for range in report.dropped {
+                guard range.first >= 1, range.last <= StorageLimits.maximumSequence else {
+                    throw CollectorStorageError("dropped range \(range) is outside 1...2^40-1")
+                }
+                try insert.bind(reference, at: 1)
+                try insert.bind(Int64(range.first), at: 2)
+                try insert.bind(Int64(range.last), at: 3)
+                try insert.bind(receivedAt, at: 4)
+                try insert.run()
+            }
+        }
+        for (key, reference) in newStreams { streamReferences[key] = reference }
+    }
+
+    package func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet {
+        try Self.receivedRanges(of: stream, in: database)
+    }
+
+    /// Reads a stream's received ranges with any connection (the writer's or a reader's).
+    package static func receivedRanges(of stream: StreamKey, in database: SQLiteDatabase) throws -> SequenceRangeSet {
+        let select = try database.statement(
+            """
+            SELECT first_seq, last_seq FROM received_ranges JOIN streams USING (stream_ref)
+            WHERE streams.device = ? AND streams.stream = ? ORDER BY first_seq
+            """)
+        try select.bind(stream.device, at: 1)
+        try select.bind(String(stream.stream), at: 2)
+        var ranges: [SequenceRange] = []
+        while try select.step() {
+            let first = select.int64(at: 0)
+            let last = select.int64(at: 1)
+            guard first >= 1, first <= last else {
+                throw CollectorStorageError("received_ranges holds an invalid range [\(first), \(last)] for \(stream)")
+            }
+            ranges.append(SequenceRange(UInt64(first), UInt64(last)))
+        }
+        return SequenceRangeSet(ranges)
+    }
+
+    // MARK: Pieces of the write transaction
+
+    private func streamReference(for key: StreamKey, in db: SQLiteDatabase, new: inout [StreamKey: Int64]) throws
+        -> Int64
+    {
+        if let known = streamReferences[key] ?? new[key] { return known }
+        let insert = try db.statement("INSERT INTO streams (device, stream) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        try insert.bind(key.device, at: 1)
+        try insert.bind(String(key.stream), at: 2)
+        try insert.run()
+        let select = try db.statement("SELECT stream_ref FROM streams WHERE device = ? AND stream = ?")
+        try select.bind(key.device, at: 1)
+        try select.bind(String(key.stream), at: 2)
+        guard try select.step() else { throw CollectorStorageError("stream \(key) vanished while being created") }
+        let reference = select.int64(at: 0)
+        select.reset()
+        guard reference >= 0, reference <= StorageLimits.maximumStreamReference else {
+            throw CollectorStorageError("more than \(StorageLimits.maximumStreamReference) streams")
+        }
+        new[key] = reference
+        return reference
+    }
+
+    /// The stream's version and received ranges as committed, from the cache when still current.
+    private func loadRanges(_ reference: Int64, in db: SQLiteDatabase) throws -> (Int64, SequenceRangeSet) {
+        let version = try db.statement("SELECT version FROM streams WHERE stream_ref = ?")
+        try version.bind(reference, at: 1)
+        guard try version.step() else { throw CollectorStorageError("stream_ref \(reference) has no streams row") }
+        let current = version.int64(at: 0)
+        version.reset()
+        if let cached = rangeCache.ranges(of: reference, atVersion: current) { return (current, cached) }
+        let select = try db.statement(
+            "SELECT first_seq, last_seq FROM received_ranges WHERE stream_ref = ? ORDER BY first_seq")
+        try select.bind(reference, at: 1)
+        var ranges: [SequenceRange] = []
+        while try select.step() {
+            let first = select.int64(at: 0)
+            let last = select.int64(at: 1)
+            guard first >= 1, first <= last else {
+                throw CollectorStorageError("received_ranges holds an invalid range [\(first), \(last)]")
+            }
+            ranges.append(SequenceRange(UInt64(first), UInt64(last)))
+        }
+        return (current, SequenceRangeSet(ranges))
+    }
+
+    private func writeRanges(
+        _ reference: Int64, from original: SequenceRangeSet, to updated: SequenceRangeSet, receivedAt: Int64,
+        in db: SQLiteDatabase
+    ) throws {
+        let before = Set(original.ranges)
+        let after = Set(updated.ranges)
+        let delete = try db.statement("DELETE FROM received_ranges WHERE stream_ref = ? AND first_seq = ?")
+        for range in before.subtracting(after) {
+            try delete.bind(reference, at: 1)
+            try delete.bind(Int64(range.first), at: 2)
+            try delete.run()
+        }
+        let insert = try db.statement(
+            "INSERT OR REPLACE INTO received_ranges (stream_ref, first_seq, last_seq) VALUES (?, ?, ?)")
+        for range in after.subtracting(before) {
+            try insert.bind(reference, at: 1)
+            try insert.bind(Int64(range.first), at: 2)
+            try insert.bind(Int64(range.last), at: 3)
+            try insert.run()
+        }
+        let bump = try db.statement("UPDATE streams SET version = version + 1, last_seen = ? WHERE stream_ref = ?")
+        try bump.bind(receivedAt, at: 1)
+        try bump.bind(reference, at: 2)
+        try bump.run()
+    }
+
+    private func seriesID(device: String, key: String, in db: SQLiteDatabase, new: inout [String: [String: Int64]])
+        throws -> Int64
+    {
+        if let known = seriesIDs[device]?[key] ?? new[device]?[key] { return known }
+        let insert = try db.statement("INSERT INTO series (device, series_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        try insert.bind(device, at: 1)
+        try insert.bind(key, at: 2)
+        try insert.run()
+        let select = try db.statement("SELECT series_id FROM series WHERE device = ? AND series_key = ?")
+        try select.bind(device, at: 1)
+        try select.bind(key, at: 2)
+        guard try select.step() else { throw CollectorStorageError("series \(key) vanished while being created") }
+        let id = select.int64(at: 0)
+        select.reset()
+        new[device, default: [:]][key] = id
+        return id
+    }
+
+    private func insertReadings(
+        _ batch: Batch, range: SequenceRange, seriesIDs ids: [Int64], streamReference: Int64, in db: SQLiteDatabase
+    ) throws {
+        let base = streamReference << StorageLimits.sequenceBits
+        let start = Int(range.first - batch.firstSequence)
+        let end = start + Int(range.count)
+        let rows = Self.rowsPerInsert
+        let many = try db.statement(Self.insertSQL(rows: rows))
+        let one = try db.statement(Self.insertSQL(rows: 1))
+        var index = start
+        try batch.readings.withUnsafeBufferPointer { readings in
+            while end - index >= rows {
+                var parameter: Int32 = 1
+                for offset in index..<index + rows {
+                    try bind(
+                        readings[offset], id: base + Int64(batch.firstSequence) + Int64(offset), ids, many, &parameter)
+                }
+                try many.step()
+                many.reset()
+                index += rows
+            }
+            while index < end {
+                var parameter: Int32 = 1
+                try bind(readings[index], id: base + Int64(batch.firstSequence) + Int64(index), ids, one, &parameter)
+                try one.step()
+                one.reset()
+                index += 1
+            }
+        }
+    }
+
+    @inline(__always)
+    private func bind(
+        _ reading: Reading, id: Int64, _ ids: [Int64], _ statement: SQLiteStatement, _ parameter: inout Int32
+    ) throws {
+        guard reading.series >= 0, reading.series < ids.count else {
+            throw CollectorStorageError("reading refers to series \(reading.series) of \(ids.count)")
+        }
+        try statement.bind(id, at: parameter)
+        try statement.bind(ids[reading.series], at: parameter + 1)
+        try statement.bind(reading.timestamp, at: parameter + 2)
+        let value = reading.value
+        if value.isNaN {
+            try statement.bindNull(at: parameter + 3)
+            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 4)
+        } else if value == 0 && value.sign == .minus {
+            try statement.bind(0.0, at: parameter + 3)
+            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 4)
+        } else {
+            try statement.bind(value, at: parameter + 3)
+            try statement.bindNull(at: parameter + 4)
+        }
+        parameter += 5
+    }
+
+    private static func insertSQL(rows: Int) -> String {
+        "INSERT INTO readings (reading_id, series_id, timestamp, value, value_bits) VALUES "
+            + Array(repeating: "(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+}
+
+/// Storage failed in a way that is not SQLite's own error (a broken invariant, a limit).
+package struct CollectorStorageError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
+}

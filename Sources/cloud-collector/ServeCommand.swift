@@ -1,0 +1,105 @@
+import CloudCollector
+import EdgeSyncCommandLine
+import EdgeSyncSQLite
+import Foundation
+
+/// `serve`: settings from an optional JSON config file, then flags (flags win); every bad setting
+/// is a `UsageError` naming it (exit 64).
+enum ServeCommand {
+    static let parser = ArgumentParser(options: [
+        .value("--listen", "HOST:PORT", help: "address to listen on (default 127.0.0.1:8080; IPv6 as [::1]:PORT)"),
+        .value("--data-dir", "DIR", help: "directory holding collector.sqlite"),
+        .value("--config", "FILE", help: "JSON configuration file (keys in Docs/protocol.md)"),
+    ])
+
+    static func run(_ arguments: [String]) async throws -> ExitCode {
+        let configuration = try settings(parser.parse(arguments))
+        let service = try CollectorService(configuration: configuration)
+        let signals = TerminationSignals.stream()
+        async let serving: Void = service.run()
+        let address = try await service.localAddress
+        standardError("level=info event=listening address=\(address) data_dir=\(configuration.dataDirectory)\n")
+        let watcher = Task {
+            for await number in signals {
+                standardError("level=info event=shutdown signal=\(number)\n")
+                service.shutdown()
+                break
+            }
+        }
+        try await serving
+        watcher.cancel()
+        standardError("level=info event=stopped\n")
+        return .success
+    }
+
+    static func settings(_ parsed: ParsedArguments) throws -> CollectorService.Configuration {
+        let file = try parsed.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
+        // Read the file's value even when the flag wins, so the key counts as known.
+        let fileDirectory = try file?.string("data_dir")
+        guard let directory = parsed.value("--data-dir") ?? fileDirectory, !directory.isEmpty else {
+            throw UsageError("is required", setting: "--data-dir")
+        }
+        var configuration = CollectorService.Configuration(dataDirectory: directory)
+        if let listen = try file?.string("listen", as: "HOST:PORT", parseListen) {
+            (configuration.host, configuration.port) = listen
+        }
+        if let listen = try parsed.value("--listen", as: "HOST:PORT", parseListen) {
+            (configuration.host, configuration.port) = listen
+        }
+        if let file {
+            let positive: ClosedRange<Int64> = 1...Int64(Int32.max)
+            if let mode = try file.string(
+                "synchronous", as: "\"normal\" or \"full\"",
+                { text in
+                    SQLiteDatabase.Configuration.Synchronous(rawValue: text.uppercased())
+                        .flatMap { $0 == .off ? nil : $0 }
+                })
+            {
+                configuration.storage.synchronous = mode
+            }
+            if let v = try file.integer("queue.max_readings", in: positive) {
+                configuration.writer.maximumQueuedReadings = Int(v)
+            }
+            if let v = try file.integer("queue.max_readings_per_transaction", in: positive) {
+                configuration.writer.maximumReadingsPerTransaction = Int(v)
+            }
+            if let v = try file.integer("limits.max_frame_bytes", in: 64...Int64(Int32.max)) {
+                configuration.ingest.limits.maximumFrameBytes = Int(v)
+            }
+            if let v = try file.integer("limits.max_payload_bytes", in: 64...Int64(Int32.max)) {
+                configuration.ingest.limits.maximumPayloadBytes = Int(v)
+            }
+            if let v = try file.integer("limits.max_batch_readings", in: positive) {
+                configuration.ingest.limits.maximumReadings = Int(v)
+            }
+            if let v = try file.integer("limits.max_concurrent_batches", in: positive) {
+                configuration.ingest.maximumConcurrentRequests = Int(v)
+            }
+            if let v = try file.integer("http.event_loops", in: 1...64) { configuration.eventLoops = Int(v) }
+            if let v = try file.integer("http.max_connections", in: positive) {
+                configuration.maximumConnections = Int(v)
+            }
+            if let v = try file.integer("http.shutdown_grace_seconds", in: 0...3600) {
+                configuration.shutdownGrace = .seconds(v)
+            }
+            if let v = try file.integer("storage.reader_connections", in: 1...64) {
+                configuration.readerConnections = Int(v)
+            }
+            if let v = try file.integer("storage.cache_kib", in: 1024...Int64(Int32.max)) {
+                configuration.storage.cacheKiB = Int(v)
+            }
+            try file.rejectUnknownKeys()
+        }
+        return configuration
+    }
+
+    /// `HOST:PORT`, with IPv6 hosts in brackets.
+    static func parseListen(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+}

@@ -1,0 +1,13 @@
+import Foundation
+
+let usage = """
+    usage: cloud-collector serve --data-dir DIR [--listen HOST:PORT] [--config FILE]
+           cloud-collector token add --data-dir DIR DEVICE     (prints only the new token)
+           cloud-collector token list --data-dir DIR
+           cloud-collector token revoke --data-dir DIR DEVICE
+
+    """
+
+func standardError(_ text: String) {
+    FileHandle.standardError.write(Data(text.utf8))
+}
