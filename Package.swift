@@ -91,6 +91,11 @@ let package = Package(
                 "cloud-collector",
             ]
         ),
+        // Both real binaries on loopback; builds them.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["EdgeAgent", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent", "cloud-collector"]
+        ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]

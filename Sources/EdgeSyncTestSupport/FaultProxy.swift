@@ -39,7 +39,14 @@ package final class FaultProxy: @unchecked Sendable {
     private let upstreamPort: Int
     private let stallDuration: Duration
     private let choose: @Sendable (_ requestNumber: Int) -> Fault
-    private let state = Mutex<(statistics: Statistics, clients: Set<Int32>, isStopped: Bool)>((Statistics(), [], false))
+    private struct State {
+        var statistics = Statistics()
+        var clients: Set<Int32> = []
+        var isStopped = false
+        var requestWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    private let state = Mutex(State())
 
     /// Listens on a free loopback port and forwards to `upstreamPort` on loopback; `choose` picks
     /// the fault for each request (numbered from 1).
@@ -57,6 +64,18 @@ package final class FaultProxy: @unchecked Sendable {
     }
 
     package var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Returns once the proxy has seen at least `count` requests in all.
+    package func waitForRequests(atLeast count: Int) async {
+        await withCheckedContinuation { continuation in
+            let isReady = state.withLock { state -> Bool in
+                if state.statistics.requests >= count { return true }
+                state.requestWaiters.append((count, continuation))
+                return false
+            }
+            if isReady { continuation.resume() }
+        }
+    }
 
     private static func listenOnLoopback() throws -> (Int32, Int) {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -83,10 +102,12 @@ package final class FaultProxy: @unchecked Sendable {
 
     /// Stops accepting and closes every client connection.
     package func stop() {
-        let clients = state.withLock { state -> Set<Int32> in
+        let (clients, waiters) = state.withLock { state in
             state.isStopped = true
-            return state.clients
+            defer { state.requestWaiters.removeAll() }
+            return (state.clients, state.requestWaiters.map(\.continuation))
         }
+        for waiter in waiters { waiter.resume() }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
         for client in clients { shutdown(client, Int32(SHUT_RDWR)) }
@@ -121,12 +142,16 @@ package final class FaultProxy: @unchecked Sendable {
         defer { if upstream >= 0 { close(upstream) } }
         var clientReader = MessageReader(fd: client)
         while let request = clientReader.nextMessage() {
-            let fault = state.withLock { state -> Fault in
+            let (fault, ready) = state.withLock { state in
                 state.statistics.requests += 1
                 let fault = choose(state.statistics.requests)
                 state.statistics.faults[fault, default: 0] += 1
-                return fault
+                let count = state.statistics.requests
+                let ready = state.requestWaiters.filter { $0.count <= count }.map(\.continuation)
+                state.requestWaiters.removeAll { $0.count <= count }
+                return (fault, ready)
             }
+            for waiter in ready { waiter.resume() }
             switch fault {
             case .resetBeforeForwarding:
                 Self.reset(client)

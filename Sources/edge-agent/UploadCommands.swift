@@ -10,6 +10,8 @@ enum RunCommand: Subcommand {
     static let arguments = ArgumentParser(options: AgentConfiguration.options)
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
+        // Catch SIGTERM from the start: a stop during start-up is still a clean stop.
+        let signals = TerminationSignals.stream()
         var configuration = try AgentConfiguration(arguments: arguments)
         configuration.spool.onDamagedFile = { StandardError.print("edge-agent run: \($0)") }
         let spool: Spool
@@ -25,7 +27,7 @@ enum RunCommand: Subcommand {
         await uploader.onEvent(UploadLog.write)
         UploadLog.info(
             "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")
-        let statistics = try await runUntilSignal { try await uploader.run(.continuous) }
+        let statistics = try await runUntilSignal(signals) { try await uploader.run(.continuous) }
         UploadLog.info("event=stopped \(UploadLog.fields(statistics))")
         if let reason = statistics.haltReason {
             StandardError.print(
@@ -45,11 +47,13 @@ enum DrainCommand: Subcommand {
     static let arguments = ArgumentParser(options: AgentConfiguration.options)
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
+        let signals = TerminationSignals.stream()
         // The spool knows its device: --device is optional here.
         var parsed = arguments
-        if parsed.value("--device") == nil, parsed.value("--config") == nil, let directory = parsed.value("--data-dir")
+        if parsed.value("--device") == nil, let directory = parsed.value("--data-dir"),
+            let status = try? Spool.inspect(dataDirectory: directory)
         {
-            if let status = try? Spool.inspect(dataDirectory: directory) { parsed.values["--device"] = [status.device] }
+            parsed.values["--device"] = [status.device]
         }
         var configuration = try AgentConfiguration(arguments: parsed)
         configuration.spool.onDamagedFile = { StandardError.print("edge-agent drain: \($0)") }
@@ -79,7 +83,7 @@ enum DrainCommand: Subcommand {
             }
         }
         let start = ContinuousClock.now
-        let statistics = try await runUntilSignal { try await uploader.run(.untilEmpty) }
+        let statistics = try await runUntilSignal(signals) { try await uploader.run(.untilEmpty) }
         progress.finish()
         let elapsed = ContinuousClock.now - start
         let after = try? await spool.status()
@@ -118,8 +122,10 @@ enum DrainCommand: Subcommand {
 
 /// Runs `body` until it finishes or SIGTERM/SIGINT arrives, which cancels it: the uploader then
 /// stops between batches and `body` returns what it did.
-func runUntilSignal<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let signals = TerminationSignals.stream()
+func runUntilSignal<T: Sendable>(
+    _ signals: AsyncStream<Int32>,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let work = Task { try await body() }
     let watcher = Task {
         for await number in signals {

@@ -1,0 +1,100 @@
+import EdgeAgent
+import EdgeSyncSQLite
+import EdgeSyncTestSupport
+import Foundation
+import Testing
+
+/// One reading as the collector should end up holding it.
+struct ExpectedReading: Hashable {
+    var key: String
+    var timestamp: Int64
+    var valueBits: UInt64
+}
+
+/// A `cloud-collector serve` process on loopback.
+struct CollectorUnderTest {
+    let process: ChildProcess
+    let port: Int
+
+    /// Starts the collector (on `port`, or a free one when 0) and returns once it is listening.
+    static func start(dataDirectory: String, port: Int = 0) async throws -> CollectorUnderTest {
+        let process = try ChildProcess(
+            try ChildProcess.productURL("cloud-collector"),
+            ["serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory])
+        let line = try await process.waitForLine { $0.contains("event=listening") }
+        guard let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
+            let actual = address.split(separator: ":").last.flatMap({ Int($0) })
+        else { throw ChildProcess.Failure("no port in \"\(line)\"") }
+        return CollectorUnderTest(process: process, port: actual)
+    }
+
+    /// Registers `device` in the collector's database and returns its new token.
+    static func addToken(dataDirectory: String, device: String) async throws -> String {
+        let output = try await ChildProcess.run(
+            try ChildProcess.productURL("cloud-collector"), ["token", "add", "--data-dir", dataDirectory, device])
+        guard output.status == 0 else { throw ChildProcess.Failure("token add failed: \(output.stderr)") }
+        return output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Every stored reading of `device`, by sequence number (duplicates would show as a count
+    /// mismatch: the map would hold fewer entries than rows).
+    static func storedReadings(dataDirectory: String, device: String) throws -> (
+        rows: Int, bySequence: [UInt64: ExpectedReading]
+    ) {
+        var configuration = SQLiteDatabase.Configuration()
+        configuration.isReadOnly = true
+        let database = try SQLiteDatabase(path: dataDirectory + "/collector.sqlite", configuration: configuration)
+        let select = try database.prepare(
+            "SELECT series_key, timestamp, value, value_bits, seq FROM readings_view WHERE device = ?1")
+        try select.bind(device, at: 1)
+        var rows = 0
+        var bySequence: [UInt64: ExpectedReading] = [:]
+        while try select.step() {
+            rows += 1
+            let bits = select.isNull(at: 3) ? select.double(at: 2).bitPattern : UInt64(bitPattern: select.int64(at: 3))
+            bySequence[UInt64(select.int64(at: 4))] = ExpectedReading(
+                key: select.text(at: 0) ?? "", timestamp: select.int64(at: 1), valueBits: bits)
+        }
+        return (rows, bySequence)
+    }
+}
+
+/// The real datasets as line protocol (one field per line), and the readings they must become.
+func realDataAsLineProtocol(limit: Int = .max) throws -> (text: String, expected: [ExpectedReading]) {
+    var text = ""
+    var expected: [ExpectedReading] = []
+    for dataset in try RealDataset.loadAll() {
+        for reading in dataset.readings where expected.count < limit {
+            let name = dataset.seriesKeys[reading.series]
+            let field = String(name.dropFirst(dataset.name.count + 1))
+            text +=
+                "\(dataset.name) \(field.replacingOccurrences(of: " ", with: "\\ "))=\(reading.value) \(reading.timestamp)\n"
+            expected.append(
+                ExpectedReading(
+                    key: LineProtocolSeriesKey.make(measurement: dataset.name, tags: [], field: field),
+                    timestamp: reading.timestamp, valueBits: reading.value.bitPattern))
+        }
+    }
+    return (text, expected)
+}
+
+/// Imports `text` into the spool in `dataDirectory` through the real binary.
+func importLineProtocol(_ text: String, dataDirectory: String, device: String, name: String) async throws {
+    let file = dataDirectory + "-\(name).lp"
+    try text.write(toFile: file, atomically: false, encoding: .utf8)
+    let output = try await ChildProcess.run(
+        try ChildProcess.productURL("edge-agent"), ["import", "--data-dir", dataDirectory, "--device", device, file])
+    guard output.status == 0 else { throw ChildProcess.Failure("import failed (\(output.status)): \(output.stderr)") }
+}
+
+/// Checks that the collector holds exactly `expected` for `device`, in sequence order from 1.
+func expectExactly(_ expected: [ExpectedReading], collectorDirectory: String, device: String) throws {
+    let stored = try CollectorUnderTest.storedReadings(dataDirectory: collectorDirectory, device: device)
+    #expect(stored.rows == expected.count, "rows stored")
+    #expect(stored.bySequence.count == expected.count, "distinct sequence numbers stored")
+    var mismatches = 0
+    for (index, reading) in expected.enumerated() where stored.bySequence[UInt64(index + 1)] != reading {
+        mismatches += 1
+    }
+    #expect(mismatches == 0, "\(mismatches) readings missing or different")
+}
