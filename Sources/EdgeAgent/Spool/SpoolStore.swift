@@ -250,15 +250,27 @@ final class SpoolStore {
         return results
     }
 
+    /// Moves `nextSequence` forward to the file's `next_seq` when another process wrote since.
+    private func adoptSequenceOfOtherWriters() throws {
+        guard let stored = try metaInteger("next_seq"), UInt64(stored) > nextSequence else { return }
+        nextSequence = UInt64(stored)
+        // Our list of recent small chunks no longer describes the end of the queue.
+        smallChunks.removeAll()
+    }
+
     private func commitTransaction(_ writes: [PendingWrite], readingCount: Int) throws -> [SequenceRange] {
         var attempts = 0
         while true {
             do {
                 var inserted: [SequenceRange] = []
+                var first = nextSequence
                 let next = try database.transaction(.immediate) { _ throws in
-                    try insertChunks(writes, inserted: &inserted)
+                    // Another process (an import beside the running agent) may have appended since
+                    // our last commit; the write lock taken by BEGIN IMMEDIATE makes this read final.
+                    try adoptSequenceOfOtherWriters()
+                    first = nextSequence
+                    return try insertChunks(writes, inserted: &inserted)
                 }
-                let first = nextSequence
                 nextSequence = next
                 for chunk in inserted {
                     if chunk.count < UInt64(Self.smallChunkReadings) {
