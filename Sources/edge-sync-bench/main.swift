@@ -7,6 +7,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     IngestBenchmark.self,
     SpoolBenchmark.self,
     TransportBenchmark.self,
+    ReplayBenchmark.self,
 ]
 
 @MainActor func usage() -> String {
