@@ -52,12 +52,15 @@ package struct AgentConfiguration: Sendable {
 
         let token: String
         let tokenFileFromFile = try file?.string("collector.token_file")
+        // Most specific first: the flags, then the environment, then the file's token_file.
         if let flag = arguments.value("--token") {
             token = flag
-        } else if let path = arguments.value("--token-file") ?? tokenFileFromFile {
+        } else if let path = arguments.value("--token-file") {
             token = try Self.readToken(path)
         } else if let variable = environment["EDGE_AGENT_TOKEN"], !variable.isEmpty {
             token = variable
+        } else if let path = tokenFileFromFile {
+            token = try Self.readToken(path)
         } else {
             throw UsageError(
                 "no device token: give --token-file FILE, the EDGE_AGENT_TOKEN environment variable, or --token",
