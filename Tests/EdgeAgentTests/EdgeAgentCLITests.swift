@@ -29,6 +29,7 @@ import Testing
                 #expect(object[key] != nil, "missing key \(key)")
             }
             #expect(object["device"] as? String == "gw")
+            #expect((object["stream"] as? String).flatMap { UInt64($0) } != nil)
             #expect(object["next_seq"] as? Int == 4)
             #expect(object["queued_readings"] as? Int == 3)
             #expect(object["oldest_timestamp"] as? Int == 1000)

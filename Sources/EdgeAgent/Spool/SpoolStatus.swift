@@ -3,7 +3,7 @@ import EdgeSyncProtocol
 
 /// What `edge-agent status` shows about a spool. JSON keys are the snake_case names documented in
 /// `Docs/edge-agent.md`.
-package struct SpoolStatus: Sendable, Hashable, Codable {
+package struct SpoolStatus: Sendable, Hashable, Encodable {
     package var device: String
     /// The random 64-bit stream id drawn when the spool file was created.
     package var stream: UInt64
@@ -50,7 +50,8 @@ package struct SpoolStatus: Sendable, Hashable, Codable {
     package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(device, forKey: .device)
-        try container.encode(stream, forKey: .stream)
+        // A decimal string, as everywhere in the protocol, so no JSON reader rounds it.
+        try container.encode(StreamID(stream), forKey: .stream)
         try container.encode(nextSequence, forKey: .nextSequence)
         try container.encode(queuedReadings, forKey: .queuedReadings)
         try container.encode(queuedBytes, forKey: .queuedBytes)
