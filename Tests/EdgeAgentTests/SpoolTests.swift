@@ -312,3 +312,33 @@ func checkpointAndClose(_ directory: String) throws {
         }
     }
 }
+
+@Suite struct SpoolDamageTests {
+    @Test(arguments: [
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value); CREATE TABLE chunks(first_seq INTEGER PRIMARY KEY); CREATE TABLE dropped(x);",
+        "CREATE TABLE something_else(x); INSERT INTO something_else VALUES (1);",
+    ])
+    func anSQLiteFileThatIsNotASpoolIsMovedAside(_ schema: String) async throws {
+        try await withTemporaryDirectory { directory in
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute(schema)
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            #expect(spool.movedAsideFile != nil)
+            #expect(try await spool.append(makeReadings(1, seed: 1)) == SequenceRange(1, 1))
+        }
+    }
+
+    @Test func aDamagedChunkIsReportedThroughTheHook() async throws {
+        try await withTemporaryDirectory { directory in
+            let messages = Mutex<[String]>([])
+            var configuration = spoolConfiguration(directory)
+            configuration.onDamagedFile = { message in messages.withLock { $0.append(message) } }
+            let spool = try await Spool.open(configuration)
+            _ = try await spool.append(makeReadings(100, seed: 1))
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute("UPDATE chunks SET payload = x'00112233' WHERE first_seq = 1")
+            #expect(try await spool.batches(from: 1, maxReadings: 10) == nil)
+            #expect(messages.withLock { $0.count == 1 && $0[0].contains("quarantined the chunk at seq 1") })
+        }
+    }
+}

@@ -142,6 +142,17 @@ final class SpoolStore {
         guard found.isSuperset(of: ["meta", "chunks", "dropped"]) else {
             throw SpoolError(.damaged, "the file is an SQLite database but not a spool (tables: \(found.sorted()))")
         }
+        // The right tables with the wrong columns would fail every later statement: call it damage now.
+        for probe in [
+            "SELECT first_seq, last_seq, readings, oldest_timestamp, bytes, quarantine, payload FROM chunks LIMIT 0",
+            "SELECT first_seq, last_seq, reported FROM dropped LIMIT 0", "SELECT key, value FROM meta LIMIT 0",
+        ] {
+            do {
+                _ = try database.prepare(probe)
+            } catch {
+                throw SpoolError(.damaged, "the spool's tables do not have the expected columns (\(error.message))")
+            }
+        }
         guard let format = try metaInteger("format"), format == Self.formatVersion else {
             throw SpoolError(.damaged, "unknown spool format \(String(describing: try metaInteger("format")))")
         }
@@ -524,9 +535,8 @@ final class SpoolStore {
             try mark.bind(damaged.first, at: 1)
             try mark.bind(damaged.reason, at: 2)
             try mark.run()
-            FileHandle.standardError.write(
-                Data("edge-agent: spool: quarantined a damaged chunk at seq \(damaged.first): \(damaged.reason)\n".utf8)
-            )
+            configuration.onDamagedFile(
+                "ERROR: spool \(database.path): quarantined the chunk at seq \(damaged.first): \(damaged.reason)")
         }
     }
 
