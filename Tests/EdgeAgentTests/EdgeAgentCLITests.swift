@@ -174,4 +174,44 @@ import Testing
             #expect(stored.map(\.seq) == Array(1...UInt64(expected.count)))
         }
     }
+
+    @Test func aFullSpoolUnderRejectExits75AndSaysWhatIsDurable() throws {
+        let binary = try edgeAgentBinary()
+        try withTemporaryDirectory { directory in
+            var random = SeededRandom(seed: 5)
+            let lines = (1...200_000).map { "m v=\(Double(bitPattern: random.next() & 0x3FEF_FFFF_FFFF_FFFF)) \($0)" }
+            let input = Data((lines.joined(separator: "\n") + "\n").utf8)
+            let result = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "--max-bytes", "2097152", "-"],
+                input: input)
+            #expect(result.status == 75, "\(result.stderr)")
+            #expect(result.stderr.contains("the spool is full (cap 2097152 bytes, policy reject)"), "\(result.stderr)")
+            let durable = try #require(
+                result.stderr.firstMatch(of: /imported durably: lines 1-(\d+) \((\d+) readings/).flatMap { Int($0.2) })
+            let status = try runProcess(binary, ["status", "--data-dir", directory, "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            #expect(object?["queued_readings"] as? Int == durable)
+            #expect((object?["spool_file_bytes"] as? Int ?? .max) <= 2_097_152)
+            #expect(object?["max_bytes"] as? Int == 2_097_152)
+        }
+    }
+
+    @Test func anOversizedOrBinaryLineIsRefusedWithItsNumber() throws {
+        let binary = try edgeAgentBinary()
+        try withTemporaryDirectory { directory in
+            let long = "m v=1 1\n" + "m,t=" + String(repeating: "x", count: 70_000) + " v=1 2\n"
+            let result = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data(long.utf8))
+            #expect(result.status == 65)
+            #expect(result.stderr.contains("line 2: the line is longer than 65536 bytes"), "\(result.stderr)")
+            #expect(result.stderr.contains("imported durably: lines 1-1 (1 readings"), "\(result.stderr)")
+
+            var binaryInput = Data("m v=2 3\n".utf8)
+            binaryInput.append(contentsOf: [0xFF, 0xFE, 0x00, 0x20, 0x0A])
+            let garbage = try runProcess(
+                binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: binaryInput)
+            #expect(garbage.status == 65)
+            #expect(garbage.stderr.contains("line 2: the line is not valid UTF-8"), "\(garbage.stderr)")
+        }
+    }
 }

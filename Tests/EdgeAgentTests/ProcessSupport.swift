@@ -35,8 +35,11 @@ func runProcess(_ executable: URL, _ arguments: [String], input: Data = Data()) 
     process.standardError = stderr
     try process.run()
     // Feed and drain on other threads so a full pipe can never stall both sides.
+    // A child that stops reading early (a bad line, a full spool) closes its end: the write then
+    // fails with EPIPE, which must neither kill the test process nor be fatal.
+    signal(SIGPIPE, SIG_IGN)
     let feeder = Thread {
-        stdin.fileHandleForWriting.write(input)
+        try? stdin.fileHandleForWriting.write(contentsOf: input)
         try? stdin.fileHandleForWriting.close()
     }
     feeder.start()
