@@ -65,10 +65,13 @@ import Testing
 
     /// Starts the torture child, reads `after` acknowledgement lines, SIGKILLs it, then collects every
     /// line it managed to write (those were acknowledged too).
-    func runAndKill(_ binary: URL, directory: String, run: Int, after: Int) throws -> [Acknowledgement] {
+    func runAndKill(_ binary: URL, directory: String, run: Int, after: Int, extraArguments: [String] = []) throws
+        -> [Acknowledgement]
+    {
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["spool-torture", "--data-dir", directory, "--device", "torture", "--run", String(run)]
+        process.arguments =
+            ["spool-torture", "--data-dir", directory, "--device", "torture", "--run", String(run)] + extraArguments
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = FileHandle.nullDevice
@@ -103,5 +106,45 @@ import Testing
         process.waitUntilExit()
         #expect(killed, "the torture child exited by itself (status \(process.terminationStatus))")
         return acknowledgements
+    }
+
+    /// The same under a 1 MiB cap with drop-oldest: after every kill, what is stored and what was
+    /// recorded as dropped together cover every sequence number exactly once, and every acknowledged
+    /// reading is either stored unchanged or inside a dropped range.
+    @Test func dropOldestStaysConsistentAcrossSIGKILL() async throws {
+        let binary = try edgeAgentBinary()
+        try await withTemporaryDirectory { directory in
+            var random = SeededRandom(seed: 77)
+            var acknowledged: [Acknowledgement] = []
+            let cap = ["--max-bytes", "1048576", "--when-full", "drop-oldest", "--producers", "2", "--incompressible"]
+            for run in 0..<15 {
+                acknowledged += try runAndKill(
+                    binary, directory: directory, run: run, after: Int.random(in: 50...400, using: &random),
+                    extraArguments: cap)
+                #expect(fileBytes(directory) <= 1 << 20)
+            }
+            let spool = try await Spool.open(spoolConfiguration(directory, device: "torture"))
+            #expect(spool.movedAsideFile == nil)
+            let dropped = SequenceRangeSet(try await spool.unreportedDroppedRanges())
+            #expect(dropped.count > 0, "the cap was never reached; the test did not test dropping")
+            let stored = try await storedReadings(spool)
+            let next = try await spool.status().nextSequence
+            #expect(stored.allSatisfy { !dropped.contains($0.seq) })
+            #expect(UInt64(stored.count) + dropped.count == next - 1)
+            var bySequence: [UInt64: (timestamp: Int64, value: Double)] = [:]
+            for reading in stored { bySequence[reading.seq] = (reading.timestamp, reading.value) }
+            var wrong = 0
+            for ack in acknowledged {
+                for offset in 0..<UInt64(ack.range.count) {
+                    let seq = ack.range.first + offset
+                    if dropped.contains(seq) { continue }
+                    let id = ack.run << 40 | ack.producer << 32 | (ack.counter + Int64(offset))
+                    if bySequence[seq]?.timestamp != id { wrong += 1 }
+                }
+            }
+            #expect(wrong == 0, "\(wrong) acknowledged readings are neither stored nor recorded as dropped")
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            #expect(try database.integrityProblems().isEmpty)
+        }
     }
 }
