@@ -24,7 +24,7 @@ import Testing
             for key in [
                 "device", "stream", "next_seq", "queued_readings", "queued_bytes", "spool_file_bytes",
                 "oldest_timestamp",
-                "dropped_readings", "fsync", "quarantined_readings", "max_bytes", "when_full",
+                "dropped_readings", "fsync", "quarantined_readings", "max_bytes", "when_full", "compression_ratio",
             ] {
                 #expect(object[key] != nil, "missing key \(key)")
             }

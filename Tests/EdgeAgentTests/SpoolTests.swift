@@ -342,3 +342,40 @@ func checkpointAndClose(_ directory: String) throws {
         }
     }
 }
+
+@Suite struct SpoolUploaderPatternTests {
+    /// What the uploader does: several batches in flight, acknowledged out of order, a restart in the
+    /// middle; everything is handed out until acknowledged and nothing twice after its ack.
+    @Test func batchesInFlightAcknowledgedOutOfOrderAcrossARestart() async throws {
+        try await withTemporaryDirectory { directory in
+            var spool = try await Spool.open(spoolConfiguration(directory))
+            for seed in UInt64(0)..<10 { _ = try await spool.append(makeReadings(1000, seed: seed)) }
+            var acknowledged = SequenceRangeSet()
+            var cursor: UInt64 = 1
+            var inFlight: [SpoolBatch] = []
+            for round in 0..<30 {
+                while inFlight.count < 3, let batch = try await spool.batches(from: cursor, maxReadings: 700) {
+                    #expect(batch.batch.readings.count == Int(batch.range.count))
+                    #expect(batch.range.count <= 700)
+                    inFlight.append(batch)
+                    cursor = batch.range.last + 1
+                }
+                guard !inFlight.isEmpty else { break }
+                // The newest is acknowledged first.
+                let done = inFlight.removeLast()
+                try await spool.acknowledge([done.range])
+                _ = acknowledged.insert(done.range)
+                if round == 7 {
+                    // Restart: in-flight batches are lost with the process and handed out again.
+                    spool = try await Spool.open(spoolConfiguration(directory))
+                    inFlight.removeAll()
+                    cursor = 1
+                }
+            }
+            #expect(acknowledged.ranges == [SequenceRange(1, 10_000)])
+            let status = try await spool.status()
+            #expect(status.queuedReadings == 0 && status.nextSequence == 10_001)
+            #expect(try await spool.batches(from: 1, maxReadings: 10) == nil)
+        }
+    }
+}

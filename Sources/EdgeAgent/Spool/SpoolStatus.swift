@@ -28,6 +28,15 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
     package var quarantinedBytes: Int64
     package var fsync: FsyncPolicy
     package var maxBytes: Int64?
+    /// `queued_bytes` over 16 bytes (a raw timestamp and value) per queued reading; `nil` when empty.
+    package var compressionRatio: Double? {
+        queuedReadings > 0 ? Double(queuedBytes) / Double(queuedReadings * 16) : nil
+    }
+
+    /// Seconds from the oldest queued reading's timestamp to `now` (ns since the epoch).
+    package func oldestAgeSeconds(now: Int64) -> Double? {
+        oldestTimestamp.map { Double(now - $0) / 1e9 }
+    }
     package var whenFull: FullPolicy
 
     enum CodingKeys: String, CodingKey {
@@ -44,6 +53,7 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         case quarantinedBytes = "quarantined_bytes"
         case maxBytes = "max_bytes"
         case whenFull = "when_full"
+        case compressionRatio = "compression_ratio"
     }
 
     /// Writes every key, `null` included, so readers of `status --json` always see the same keys.
@@ -65,6 +75,7 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         try container.encode(fsync, forKey: .fsync)
         try container.encode(maxBytes, forKey: .maxBytes)
         try container.encode(whenFull, forKey: .whenFull)
+        try container.encode(compressionRatio, forKey: .compressionRatio)
     }
 }
 
