@@ -379,3 +379,57 @@ func checkpointAndClose(_ directory: String) throws {
         }
     }
 }
+
+@Suite struct SpoolConcurrencyTests {
+    /// Producers and an uploader at once: small writes (so compaction runs), batches acknowledged as
+    /// they come. In the end every sequence number was handed out and acknowledged exactly once.
+    @Test func producersAndAnUploaderTogether() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            let producers = 8
+            let writesEach = 60
+            let total = UInt64(producers * writesEach * 7)
+            async let uploaded: SequenceRangeSet = {
+                var acknowledged = SequenceRangeSet()
+                var cursor: UInt64 = 1
+                while acknowledged.count < total {
+                    guard let batch = try await spool.batches(from: cursor, maxReadings: 50) else {
+                        cursor = 1
+                        await Task.yield()
+                        continue
+                    }
+                    #expect(
+                        acknowledged.insert(batch.range) == [batch.range], "\(batch.range) handed out after its ack")
+                    try await spool.acknowledge([batch.range])
+                    cursor = batch.range.last + 1
+                }
+                return acknowledged
+            }()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for producer in 0..<producers {
+                    group.addTask {
+                        for write in 0..<writesEach {
+                            _ = try await spool.append(makeReadings(7, seed: UInt64(producer * 1000 + write)))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await uploaded.ranges == [SequenceRange(1, total)])
+            let status = try await spool.status()
+            #expect(status.queuedReadings == 0 && status.nextSequence == total + 1)
+        }
+    }
+
+    @Test(arguments: FsyncPolicy.allCases)
+    func theFsyncPolicyInForceIsRecordedForStatus(_ policy: FsyncPolicy) async throws {
+        try await withTemporaryDirectory { directory in
+            var configuration = spoolConfiguration(directory)
+            configuration.fsync = policy
+            let spool = try await Spool.open(configuration)
+            _ = try await spool.append(makeReadings(3, seed: 1))
+            #expect(try await spool.status().fsync == policy)
+            #expect(try Spool.inspect(dataDirectory: directory).fsync == policy)
+        }
+    }
+}
