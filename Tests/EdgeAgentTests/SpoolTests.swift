@@ -433,3 +433,23 @@ func checkpointAndClose(_ directory: String) throws {
         }
     }
 }
+
+@Suite struct SpoolTwoWritersTests {
+    /// Two spools open on one directory (two agents started by mistake): sequence numbers still
+    /// never repeat, because each transaction reads `next_seq` afresh.
+    @Test func twoWritersNeverReuseASequenceNumber() async throws {
+        try await withTemporaryDirectory { directory in
+            let first = try await Spool.open(spoolConfiguration(directory))
+            let second = try await Spool.open(spoolConfiguration(directory))
+            var ranges = SequenceRangeSet()
+            for round in UInt64(0)..<20 {
+                let spool = round % 3 == 0 ? second : first
+                let range = try await spool.append(makeReadings(50, seed: round))
+                #expect(ranges.insert(range) == [range], "\(range) was handed out twice")
+            }
+            #expect(ranges.ranges == [SequenceRange(1, 1000)])
+            #expect(try await first.status().nextSequence == 1001)
+            #expect(try await storedReadings(second).map(\.seq) == Array(1...1000))
+        }
+    }
+}

@@ -269,7 +269,7 @@ final class SpoolStore {
                 let next = try database.transaction(.immediate) { _ throws in
                     try insertChunks(writes, inserted: &inserted)
                 }
-                let first = nextSequence
+                let first = inserted.first?.first ?? nextSequence
                 nextSequence = next
                 for chunk in inserted {
                     if chunk.count < UInt64(Self.smallChunkReadings) {
@@ -316,7 +316,9 @@ final class SpoolStore {
 
     /// Inserts the writes as chunks of at most `maxChunkReadings`; returns the next free sequence number.
     private func insertChunks(_ writes: [PendingWrite], inserted: inout [SequenceRange]) throws -> UInt64 {
-        var next = nextSequence
+        // Read inside the write transaction rather than trusted from memory: if a second writer (another
+        // process on the same data directory) committed meanwhile, sequence numbers still never repeat.
+        var next = max(nextSequence, UInt64(try metaInteger("next_seq") ?? 1))
         var keys: [String] = []
         var keyIndex: [String: Int] = [:]
         var readings: [Reading] = []
@@ -734,7 +736,9 @@ final class SpoolStore {
         defer { unreported.reset() }
         try unreported.step()
         return SpoolStatus(
-            device: device, stream: stream, nextSequence: nextSequence, queuedReadings: totals.int64(at: 0),
+            device: device, stream: stream,
+            nextSequence: max(nextSequence, UInt64(try metaInteger("next_seq") ?? 1)),
+            queuedReadings: totals.int64(at: 0),
             queuedBytes: totals.int64(at: 1), queuedChunks: totals.int64(at: 2),
             spoolFileBytes: SQLiteDatabase.fileSizes(ofDatabaseAt: database.path).total,
             oldestTimestamp: totals.isNull(at: 3) ? nil : totals.int64(at: 3),
