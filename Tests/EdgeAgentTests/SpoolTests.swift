@@ -453,3 +453,27 @@ func checkpointAndClose(_ directory: String) throws {
         }
     }
 }
+
+@Suite struct SpoolHostileRangeTests {
+    @Test func rangesAtTheEdgeOfUInt64DoNotTrap() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            _ = try await spool.append(makeReadings(10, seed: 1))
+            #expect(try await spool.batches(from: .max, maxReadings: 10) == nil)
+            try await spool.quarantine(SequenceRange(UInt64.max - 5, .max), reason: "x")
+            try await spool.markDroppedRangesReported([SequenceRange(0, .max)])
+            try await spool.acknowledge([SequenceRange(5, .max)])
+            #expect(try await spool.batches(from: 0, maxReadings: 100)?.range == SequenceRange(1, 4))
+        }
+    }
+
+    @Test func chunkRowsWithImpossibleRangesCountAsDamage() async throws {
+        try await withTemporaryDirectory { directory in
+            _ = try await Spool.open(spoolConfiguration(directory)).append(makeReadings(10, seed: 1))
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute("UPDATE chunks SET last_seq = -3")
+            let reopened = try await Spool.open(spoolConfiguration(directory))
+            #expect(reopened.movedAsideFile != nil)
+        }
+    }
+}

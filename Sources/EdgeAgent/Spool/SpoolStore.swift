@@ -153,6 +153,16 @@ final class SpoolStore {
                 throw SpoolError(.damaged, "the spool's tables do not have the expected columns (\(error.message))")
             }
         }
+        // Rows that break the chunk invariants would make later arithmetic on them meaningless.
+        let broken = try database.prepare(
+            "SELECT count(*) FROM chunks WHERE first_seq < 1 OR last_seq < first_seq OR readings != last_seq - first_seq + 1"
+        )
+        try broken.step()
+        let brokenRows = broken.int64(at: 0)
+        broken.reset()
+        guard brokenRows == 0 else {
+            throw SpoolError(.damaged, "\(brokenRows) chunk rows have impossible sequence ranges")
+        }
         guard let format = try metaInteger("format"), format == Self.formatVersion else {
             throw SpoolError(.damaged, "unknown spool format \(String(describing: try metaInteger("format")))")
         }
@@ -367,8 +377,8 @@ final class SpoolStore {
             INSERT INTO chunks(first_seq, last_seq, readings, oldest_timestamp, bytes, quarantine, payload)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
-        try statement.bind(Int64(range.first), at: 1)
-        try statement.bind(Int64(range.last), at: 2)
+        try statement.bind(Int64(clamping: range.first), at: 1)
+        try statement.bind(Int64(clamping: range.last), at: 2)
         try statement.bind(batch.readings.count, at: 3)
         try statement.bind(batch.readings.lazy.map(\.timestamp).min() ?? 0, at: 4)
         try statement.bind(payload.count, at: 5)
@@ -395,13 +405,13 @@ final class SpoolStore {
                 let load = try database.statement(
                     "SELECT first_seq, last_seq, payload FROM chunks WHERE first_seq >= ?1 AND first_seq <= ?2 AND quarantine IS NULL ORDER BY first_seq"
                 )
-                try load.bind(Int64(first), at: 1)
-                try load.bind(Int64(last), at: 2)
+                try load.bind(Int64(clamping: first), at: 1)
+                try load.bind(Int64(clamping: last), at: 2)
                 var batches: [Batch] = []
                 var expected = first
                 while try load.step() {
-                    guard UInt64(load.int64(at: 0)) == expected else { break }
-                    expected = UInt64(load.int64(at: 1)) + 1
+                    guard UInt64(clamping: load.int64(at: 0)) == expected else { break }
+                    expected = UInt64(clamping: load.int64(at: 1)) + 1
                     batches.append(try load.withBlob(at: 2) { bytes throws(CodecError) in try decoder.decode(bytes) })
                 }
                 load.reset()
@@ -423,8 +433,8 @@ final class SpoolStore {
                     }
                 }
                 let delete = try database.statement("DELETE FROM chunks WHERE first_seq >= ?1 AND first_seq <= ?2")
-                try delete.bind(Int64(first), at: 1)
-                try delete.bind(Int64(last), at: 2)
+                try delete.bind(Int64(clamping: first), at: 1)
+                try delete.bind(Int64(clamping: last), at: 2)
                 try delete.run()
                 try insertChunk(
                     Batch(device: device, stream: stream, firstSequence: first, seriesKeys: keys, readings: readings))
@@ -480,15 +490,15 @@ final class SpoolStore {
             last.reset()
             let extend = try database.statement("UPDATE dropped SET last_seq = ?2 WHERE first_seq = ?1")
             try extend.bind(first, at: 1)
-            try extend.bind(Int64(range.last), at: 2)
+            try extend.bind(Int64(clamping: range.last), at: 2)
             try extend.run()
             return
         }
         last.reset()
         let insert = try database.statement(
             "INSERT OR REPLACE INTO dropped(first_seq, last_seq, reported) VALUES (?1, ?2, 0)")
-        try insert.bind(Int64(range.first), at: 1)
-        try insert.bind(Int64(range.last), at: 2)
+        try insert.bind(Int64(clamping: range.first), at: 1)
+        try insert.bind(Int64(clamping: range.last), at: 2)
         try insert.run()
     }
 
@@ -498,7 +508,8 @@ final class SpoolStore {
         defer { statement.reset() }
         var ranges: [SequenceRange] = []
         while try statement.step() {
-            ranges.append(SequenceRange(UInt64(statement.int64(at: 0)), UInt64(statement.int64(at: 1))))
+            ranges.append(
+                SequenceRange(UInt64(clamping: statement.int64(at: 0)), UInt64(clamping: statement.int64(at: 1))))
         }
         return ranges
     }
@@ -508,8 +519,8 @@ final class SpoolStore {
             try database.transaction(.immediate) { db throws in
                 let statement = try db.statement("DELETE FROM dropped WHERE first_seq >= ?1 AND last_seq <= ?2")
                 for range in ranges {
-                    try statement.bind(Int64(range.first), at: 1)
-                    try statement.bind(Int64(range.last), at: 2)
+                    try statement.bind(Int64(clamping: range.first), at: 1)
+                    try statement.bind(Int64(clamping: range.last), at: 2)
                     try statement.run()
                 }
             }
@@ -552,7 +563,7 @@ final class SpoolStore {
               AND quarantine IS NULL
             ORDER BY first_seq
             """)
-        try statement.bind(Int64(from), at: 1)
+        try statement.bind(Int64(clamping: from), at: 1)
         defer { statement.reset() }
         var keys: [String] = []
         var keyIndex: [String: Int] = [:]
@@ -560,8 +571,8 @@ final class SpoolStore {
         var first: UInt64 = 0
         var expected: UInt64 = 0
         while readings.count < maxReadings, try statement.step() {
-            let chunkFirst = UInt64(statement.int64(at: 0))
-            let chunkLast = UInt64(statement.int64(at: 1))
+            let chunkFirst = UInt64(clamping: statement.int64(at: 0))
+            let chunkLast = UInt64(clamping: statement.int64(at: 1))
             if chunkLast < from { continue }
             if !readings.isEmpty && chunkFirst != expected { break }
             let decoded: Batch
@@ -607,7 +618,7 @@ final class SpoolStore {
             "SELECT first_seq, last_seq, quarantine, payload FROM chunks ORDER BY first_seq")
         while try statement.step() {
             let row = ChunkRow(
-                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)),
+                first: UInt64(clamping: statement.int64(at: 0)), last: UInt64(clamping: statement.int64(at: 1)),
                 quarantine: statement.text(at: 2))
             let decoded = statement.withBlob(at: 3) { bytes in
                 Result { () throws(CodecError) in try decoder.decode(bytes) }
@@ -641,13 +652,13 @@ final class SpoolStore {
               AND first_seq <= ?2
             ORDER BY first_seq
             """)
-        try statement.bind(Int64(range.first), at: 1)
-        try statement.bind(Int64(range.last), at: 2)
+        try statement.bind(Int64(clamping: range.first), at: 1)
+        try statement.bind(Int64(clamping: range.last), at: 2)
         defer { statement.reset() }
         var rows: [ChunkRow] = []
         while try statement.step() {
             let row = ChunkRow(
-                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)),
+                first: UInt64(clamping: statement.int64(at: 0)), last: UInt64(clamping: statement.int64(at: 1)),
                 quarantine: statement.text(at: 2))
             if row.last >= range.first { rows.append(row) }
         }
@@ -658,7 +669,7 @@ final class SpoolStore {
         if range.first <= chunk.first && chunk.last <= range.last {
             if let reason {
                 let mark = try database.statement("UPDATE chunks SET quarantine = ?2 WHERE first_seq = ?1")
-                try mark.bind(Int64(chunk.first), at: 1)
+                try mark.bind(Int64(clamping: chunk.first), at: 1)
                 try mark.bind(reason, at: 2)
                 try mark.run()
             } else {
@@ -667,7 +678,7 @@ final class SpoolStore {
             return
         }
         let load = try database.statement("SELECT payload FROM chunks WHERE first_seq = ?1")
-        try load.bind(Int64(chunk.first), at: 1)
+        try load.bind(Int64(clamping: chunk.first), at: 1)
         guard try load.step() else { return }
         let decoded = try load.withBlob(at: 0) { bytes throws(CodecError) in try decoder.decode(bytes) }
         load.reset()
@@ -684,7 +695,7 @@ final class SpoolStore {
 
     private func deleteChunk(_ first: UInt64) throws {
         let delete = try database.statement("DELETE FROM chunks WHERE first_seq = ?1")
-        try delete.bind(Int64(first), at: 1)
+        try delete.bind(Int64(clamping: first), at: 1)
         try delete.run()
     }
 
