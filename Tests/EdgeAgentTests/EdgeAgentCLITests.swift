@@ -214,4 +214,40 @@ import Testing
             #expect(garbage.stderr.contains("line 2: the line is not valid UTF-8"), "\(garbage.stderr)")
         }
     }
+
+    /// SIGINT while the import waits on an idle FIFO: it stops at a line boundary, exits 130, and the
+    /// lines it reports are exactly what the spool holds.
+    @Test(arguments: [SIGINT, SIGTERM])
+    func aSignalStopsTheImportAtALineBoundary(_ signal: Int32) async throws {
+        let binary = try edgeAgentBinary()
+        try await withTemporaryDirectory { directory in
+            let fifo = directory + "/input.lp"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let process = Process()
+            process.executableURL = binary
+            process.arguments = ["import", "--data-dir", directory + "/spool", "--device", "gw", fifo]
+            let stderr = Pipe()
+            process.standardError = stderr
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            // Opening the FIFO for writing returns once the import has opened it, after it started
+            // listening for signals: the event this test waits for.
+            let writer = open(fifo, O_WRONLY)
+            #expect(writer >= 0)
+            let lines = (1...3).map { "m v=\($0) \($0)\n" }.joined()
+            _ = lines.withCString { write(writer, $0, strlen($0)) }
+            kill(process.processIdentifier, signal)
+            let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            close(writer)
+            #expect(process.terminationStatus == 128 + signal, "\(message)")
+            #expect(message.contains("interrupted; imported durably:"), "\(message)")
+            // However many of the three lines it got to, the spool holds exactly those.
+            let stored = try await storedReadings(
+                try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw")))
+            let reported = message.firstMatch(of: /\((\d+) readings/).flatMap { Int($0.1) } ?? 0
+            #expect(stored.count == reported)
+            #expect(stored.map(\.value) == (0..<stored.count).map { Double($0 + 1) })
+        }
+    }
 }
