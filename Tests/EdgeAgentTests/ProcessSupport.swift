@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 
+/// Every test that starts child processes, one at a time: they block a thread while they wait for
+/// their child, and children started at the same moment could inherit each other's pipe ends and
+/// then never see end-of-file.
+@Suite(.serialized) enum ChildProcessTests {}
+
 /// The built `edge-agent` binary, beside the test bundle in SwiftPM's build folder.
 func edgeAgentBinary() throws -> URL {
     let candidates = [
