@@ -1,6 +1,7 @@
 import EdgeAgent
 import EdgeSyncCommandLine
 import Foundation
+import Synchronization
 
 /// `edge-agent import`: line protocol or CSV into the spool; exit 0 only when all of it is durable.
 enum ImportCommand: Subcommand {
@@ -19,6 +20,28 @@ enum ImportCommand: Subcommand {
         let format =
             try arguments.value("--format", as: "lp or csv", ImportFormat.init(rawValue:))
             ?? (input.lowercased().hasSuffix(".csv") ? .csv : .lineProtocol)
+        // SIGINT/SIGTERM stop the import at a line boundary with what was read made durable. Plain
+        // signal handlers rather than `TerminationSignals`: dispatch registers signal sources
+        // asynchronously, and a signal in that window would be lost; `sigaction` is in force when it
+        // returns.
+        let interruption = ImportInterruption()
+        interruptWakeDescriptor.store(interruption.wakeWriter, ordering: .releasing)
+        for number in [SIGINT, SIGTERM] {
+            signal(number) { number in
+                receivedSignal.store(number, ordering: .relaxed)
+                var byte: UInt8 = 1
+                _ = write(interruptWakeDescriptor.load(ordering: .acquiring), &byte, 1)
+            }
+        }
+
+        let spool: Spool
+        do {
+            spool = try await Spool.open(configuration)
+        } catch {
+            StandardError.print("edge-agent import: \(error)")
+            return error.exitCode
+        }
+
         let descriptor: Int32
         if input == "-" {
             descriptor = STDIN_FILENO
@@ -31,16 +54,10 @@ enum ImportCommand: Subcommand {
         }
         defer { if descriptor != STDIN_FILENO { close(descriptor) } }
 
-        let spool: Spool
-        do {
-            spool = try await Spool.open(configuration)
-        } catch {
-            StandardError.print("edge-agent import: \(error)")
-            return error.exitCode
-        }
         let progress = ProgressReporter(unit: "readings")
         var importer = Importer(spool: spool, format: format)
         importer.onDurable = { progress.advance(by: $0) }
+        importer.interruption = interruption
         let name = input == "-" ? "stdin" : input
         do {
             let result = try await importer.run(fileDescriptor: descriptor)
@@ -56,7 +73,14 @@ enum ImportCommand: Subcommand {
             case .badLine: return .dataError
             case .spool(let spoolError): return spoolError.exitCode
             case .read: return .ioError
+            case .interrupted:
+                // The shell convention for "stopped by signal N"; everything reported is durable.
+                exit(128 + receivedSignal.load(ordering: .relaxed))
             }
         }
     }
 }
+
+/// Written before the handlers are installed, read inside them (atomics are async-signal-safe).
+private let interruptWakeDescriptor = Atomic<Int32>(-1)
+private let receivedSignal = Atomic<Int32>(0)

@@ -19,6 +19,7 @@ enum SpoolTortureCommand: Subcommand {
         options: SpoolOptions.all + [
             .value("--run", "N", help: "run number, part of every timestamp"),
             .value("--producers", "N", help: "concurrent producers (default 4)"),
+            .flag("--incompressible", help: "random values instead of the counter, to fill a capped spool fast"),
         ])
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
@@ -29,6 +30,7 @@ enum SpoolTortureCommand: Subcommand {
         let producers =
             try arguments.value(
                 "--producers", as: "a number 1...64", { Int($0).flatMap { (1...64).contains($0) ? $0 : nil } }) ?? 4
+        let isIncompressible = arguments.isSet("--incompressible")
         let spool = try await Spool.open(configuration)
         writeLine("ready\n")
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -42,7 +44,9 @@ enum SpoolTortureCommand: Subcommand {
                         let readings = (0..<Int64(count)).map { offset in
                             Reading(
                                 series: Int(offset % 3), timestamp: base | (counter + offset),
-                                value: Double(counter + offset))
+                                value: isIncompressible
+                                    ? Double(bitPattern: random.next() & 0x3FEF_FFFF_FFFF_FFFF)
+                                    : Double(counter + offset))
                         }
                         let range = try await spool.append(
                             seriesKeys: ["a", "b", "c"].map { "torture,p=\(producer) \($0)" }, readings: readings)

@@ -30,7 +30,14 @@ enum StatusCommand: Subcommand {
             ("device", status.device), ("stream", String(status.stream)), ("next_seq", String(status.nextSequence)),
             ("queued_readings", String(status.queuedReadings)), ("queued_bytes", String(status.queuedBytes)),
             ("queued_chunks", String(status.queuedChunks)), ("spool_file_bytes", String(status.spoolFileBytes)),
-            ("oldest_timestamp", status.oldestTimestamp.map { "\($0) (\(Self.format($0)))" } ?? "-"),
+            (
+                "oldest_timestamp",
+                status.oldestTimestamp.map {
+                    let age = status.oldestAgeSeconds(now: Int64(Date().timeIntervalSince1970 * 1e9)) ?? 0
+                    return "\($0) (\(Self.format($0)), \(String(format: "%.0f", age)) s ago)"
+                } ?? "-"
+            ),
+            ("compression_ratio", status.compressionRatio.map { String(format: "%.3f", $0) } ?? "-"),
             ("dropped_readings", String(status.droppedReadings)),
             ("unreported_dropped_ranges", String(status.unreportedDroppedRanges)),
             ("quarantined_readings", String(status.quarantinedReadings)), ("fsync", status.fsync.rawValue),

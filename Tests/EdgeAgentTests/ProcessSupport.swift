@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 
+/// Every test that starts child processes, one at a time: they block a thread while they wait for
+/// their child, and children started at the same moment could inherit each other's pipe ends and
+/// then never see end-of-file.
+@Suite(.serialized) enum ChildProcessTests {}
+
 /// The built `edge-agent` binary, beside the test bundle in SwiftPM's build folder.
 func edgeAgentBinary() throws -> URL {
     let candidates = [
@@ -35,8 +40,11 @@ func runProcess(_ executable: URL, _ arguments: [String], input: Data = Data()) 
     process.standardError = stderr
     try process.run()
     // Feed and drain on other threads so a full pipe can never stall both sides.
+    // A child that stops reading early (a bad line, a full spool) closes its end: the write then
+    // fails with EPIPE, which must neither kill the test process nor be fatal.
+    signal(SIGPIPE, SIG_IGN)
     let feeder = Thread {
-        stdin.fileHandleForWriting.write(input)
+        try? stdin.fileHandleForWriting.write(contentsOf: input)
         try? stdin.fileHandleForWriting.close()
     }
     feeder.start()

@@ -312,3 +312,168 @@ func checkpointAndClose(_ directory: String) throws {
         }
     }
 }
+
+@Suite struct SpoolDamageTests {
+    @Test(arguments: [
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value); CREATE TABLE chunks(first_seq INTEGER PRIMARY KEY); CREATE TABLE dropped(x);",
+        "CREATE TABLE something_else(x); INSERT INTO something_else VALUES (1);",
+    ])
+    func anSQLiteFileThatIsNotASpoolIsMovedAside(_ schema: String) async throws {
+        try await withTemporaryDirectory { directory in
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute(schema)
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            #expect(spool.movedAsideFile != nil)
+            #expect(try await spool.append(makeReadings(1, seed: 1)) == SequenceRange(1, 1))
+        }
+    }
+
+    @Test func aDamagedChunkIsReportedThroughTheHook() async throws {
+        try await withTemporaryDirectory { directory in
+            let messages = Mutex<[String]>([])
+            var configuration = spoolConfiguration(directory)
+            configuration.onDamagedFile = { message in messages.withLock { $0.append(message) } }
+            let spool = try await Spool.open(configuration)
+            _ = try await spool.append(makeReadings(100, seed: 1))
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute("UPDATE chunks SET payload = x'00112233' WHERE first_seq = 1")
+            #expect(try await spool.batches(from: 1, maxReadings: 10) == nil)
+            #expect(messages.withLock { $0.count == 1 && $0[0].contains("quarantined the chunk at seq 1") })
+        }
+    }
+}
+
+@Suite struct SpoolUploaderPatternTests {
+    /// What the uploader does: several batches in flight, acknowledged out of order, a restart in the
+    /// middle; everything is handed out until acknowledged and nothing twice after its ack.
+    @Test func batchesInFlightAcknowledgedOutOfOrderAcrossARestart() async throws {
+        try await withTemporaryDirectory { directory in
+            var spool = try await Spool.open(spoolConfiguration(directory))
+            for seed in UInt64(0)..<10 { _ = try await spool.append(makeReadings(1000, seed: seed)) }
+            var acknowledged = SequenceRangeSet()
+            var cursor: UInt64 = 1
+            var inFlight: [SpoolBatch] = []
+            for round in 0..<30 {
+                while inFlight.count < 3, let batch = try await spool.batches(from: cursor, maxReadings: 700) {
+                    #expect(batch.batch.readings.count == Int(batch.range.count))
+                    #expect(batch.range.count <= 700)
+                    inFlight.append(batch)
+                    cursor = batch.range.last + 1
+                }
+                guard !inFlight.isEmpty else { break }
+                // The newest is acknowledged first.
+                let done = inFlight.removeLast()
+                try await spool.acknowledge([done.range])
+                _ = acknowledged.insert(done.range)
+                if round == 7 {
+                    // Restart: in-flight batches are lost with the process and handed out again.
+                    spool = try await Spool.open(spoolConfiguration(directory))
+                    inFlight.removeAll()
+                    cursor = 1
+                }
+            }
+            #expect(acknowledged.ranges == [SequenceRange(1, 10_000)])
+            let status = try await spool.status()
+            #expect(status.queuedReadings == 0 && status.nextSequence == 10_001)
+            #expect(try await spool.batches(from: 1, maxReadings: 10) == nil)
+        }
+    }
+}
+
+@Suite struct SpoolConcurrencyTests {
+    /// Producers and an uploader at once: small writes (so compaction runs), batches acknowledged as
+    /// they come. In the end every sequence number was handed out and acknowledged exactly once.
+    @Test func producersAndAnUploaderTogether() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            let producers = 8
+            let writesEach = 60
+            let total = UInt64(producers * writesEach * 7)
+            async let uploaded: SequenceRangeSet = {
+                var acknowledged = SequenceRangeSet()
+                var cursor: UInt64 = 1
+                while acknowledged.count < total {
+                    guard let batch = try await spool.batches(from: cursor, maxReadings: 50) else {
+                        cursor = 1
+                        await Task.yield()
+                        continue
+                    }
+                    #expect(
+                        acknowledged.insert(batch.range) == [batch.range], "\(batch.range) handed out after its ack")
+                    try await spool.acknowledge([batch.range])
+                    cursor = batch.range.last + 1
+                }
+                return acknowledged
+            }()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for producer in 0..<producers {
+                    group.addTask {
+                        for write in 0..<writesEach {
+                            _ = try await spool.append(makeReadings(7, seed: UInt64(producer * 1000 + write)))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await uploaded.ranges == [SequenceRange(1, total)])
+            let status = try await spool.status()
+            #expect(status.queuedReadings == 0 && status.nextSequence == total + 1)
+        }
+    }
+
+    @Test(arguments: FsyncPolicy.allCases)
+    func theFsyncPolicyInForceIsRecordedForStatus(_ policy: FsyncPolicy) async throws {
+        try await withTemporaryDirectory { directory in
+            var configuration = spoolConfiguration(directory)
+            configuration.fsync = policy
+            let spool = try await Spool.open(configuration)
+            _ = try await spool.append(makeReadings(3, seed: 1))
+            #expect(try await spool.status().fsync == policy)
+            #expect(try Spool.inspect(dataDirectory: directory).fsync == policy)
+        }
+    }
+}
+
+@Suite struct SpoolTwoWritersTests {
+    /// Two spools open on one directory (two agents started by mistake): sequence numbers still
+    /// never repeat, because each transaction reads `next_seq` afresh.
+    @Test func twoWritersNeverReuseASequenceNumber() async throws {
+        try await withTemporaryDirectory { directory in
+            let first = try await Spool.open(spoolConfiguration(directory))
+            let second = try await Spool.open(spoolConfiguration(directory))
+            var ranges = SequenceRangeSet()
+            for round in UInt64(0)..<20 {
+                let spool = round % 3 == 0 ? second : first
+                let range = try await spool.append(makeReadings(50, seed: round))
+                #expect(ranges.insert(range) == [range], "\(range) was handed out twice")
+            }
+            #expect(ranges.ranges == [SequenceRange(1, 1000)])
+            #expect(try await first.status().nextSequence == 1001)
+            #expect(try await storedReadings(second).map(\.seq) == Array(1...1000))
+        }
+    }
+}
+
+@Suite struct SpoolHostileRangeTests {
+    @Test func rangesAtTheEdgeOfUInt64DoNotTrap() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            _ = try await spool.append(makeReadings(10, seed: 1))
+            #expect(try await spool.batches(from: .max, maxReadings: 10) == nil)
+            try await spool.quarantine(SequenceRange(UInt64.max - 5, .max), reason: "x")
+            try await spool.markDroppedRangesReported([SequenceRange(0, .max)])
+            try await spool.acknowledge([SequenceRange(5, .max)])
+            #expect(try await spool.batches(from: 0, maxReadings: 100)?.range == SequenceRange(1, 4))
+        }
+    }
+
+    @Test func chunkRowsWithImpossibleRangesCountAsDamage() async throws {
+        try await withTemporaryDirectory { directory in
+            _ = try await Spool.open(spoolConfiguration(directory)).append(makeReadings(10, seed: 1))
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute("UPDATE chunks SET last_seq = -3")
+            let reopened = try await Spool.open(spoolConfiguration(directory))
+            #expect(reopened.movedAsideFile != nil)
+        }
+    }
+}

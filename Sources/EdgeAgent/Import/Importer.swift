@@ -37,6 +37,8 @@ package struct ImportFailure: Error, CustomStringConvertible, Sendable {
         case badLine(InputError)
         case spool(SpoolError)
         case read(String)
+        /// Stopped on request (SIGINT, SIGTERM) at a line boundary.
+        case interrupted
     }
 
     package var reason: Reason
@@ -55,6 +57,9 @@ package struct ImportFailure: Error, CustomStringConvertible, Sendable {
         case .read(let message):
             cause = message
             from = imported.durableLines + 1
+        case .interrupted:
+            cause = "interrupted"
+            from = imported.durableLines + 1
         }
         return "\(cause); imported durably: \(imported.summary); nothing from line \(from) on was imported"
     }
@@ -72,6 +77,9 @@ package struct Importer: Sendable {
     package var blockReadings = 10_000
     /// Called with the number of readings each time a block becomes durable.
     package var onDurable: @Sendable (Int64) -> Void = { _ in }
+    /// When set and interrupted, the import stops at the next line boundary with everything read so
+    /// far made durable (`ImportFailure.Reason.interrupted`).
+    package var interruption: ImportInterruption?
 
     package init(spool: Spool, format: ImportFormat) {
         self.spool = spool
@@ -86,7 +94,9 @@ package struct Importer: Sendable {
         var inFlight: (task: Task<SequenceRange, any Error>, lastLine: Int)?
         let lineProtocol = LineProtocolParser()
         var csv = CSVParser()
-        let reader = LineReader(fileDescriptor: fileDescriptor, maximumLineBytes: LineProtocolParser.maximumLineBytes)
+        let reader = LineReader(
+            fileDescriptor: fileDescriptor, maximumLineBytes: LineProtocolParser.maximumLineBytes,
+            interruption: interruption)
         let spool = self.spool
         let onDurable = self.onDurable
 
@@ -133,6 +143,10 @@ package struct Importer: Sendable {
             }
         } catch let error as ImportFailure {
             throw error
+        } catch is ImportInterruption.Interrupted {
+            try await settle()
+            try await appendNow(block, lastLine: blockLastLine)
+            throw ImportFailure(reason: .interrupted, imported: result)
         } catch let error as InputError {
             try await settle()
             try await appendNow(block, lastLine: error.line - 1)

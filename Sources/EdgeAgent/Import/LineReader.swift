@@ -15,8 +15,14 @@ package final class LineReader {
     package let maximumLineBytes: Int
     private let chunkBytes: Int
     private let queue = DispatchQueue(label: "edge-agent.line-reader")
+    private let interruption: ImportInterruption?
 
-    package init(fileDescriptor: Int32, maximumLineBytes: Int, chunkBytes: Int = 1 << 20) {
+    /// - Parameter interruption: when given, a read waiting for input ends with
+    ///   `ImportInterruption.Interrupted` as soon as it is interrupted.
+    package init(
+        fileDescriptor: Int32, maximumLineBytes: Int, chunkBytes: Int = 1 << 20, interruption: ImportInterruption? = nil
+    ) {
+        self.interruption = interruption
         self.fileDescriptor = fileDescriptor
         self.maximumLineBytes = maximumLineBytes
         self.chunkBytes = max(chunkBytes, 1)
@@ -62,9 +68,22 @@ package final class LineReader {
 
     private func readChunk() async throws -> [UInt8] {
         let (descriptor, size) = (fileDescriptor, chunkBytes)
-        let result: Result<[UInt8], ReadError> = await withCheckedContinuation { continuation in
+        let wake = interruption?.wakeDescriptor ?? -1
+        let result: Result<[UInt8], any Error> = await withCheckedContinuation { continuation in
             queue.async {
                 var buffer = [UInt8](repeating: 0, count: size)
+                if wake >= 0 {
+                    // Wait for input or for the wake pipe, whichever comes first.
+                    var descriptors = [
+                        pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
+                        pollfd(fd: wake, events: Int16(POLLIN), revents: 0),
+                    ]
+                    while poll(&descriptors, 2, -1) < 0 && errno == EINTR {}
+                    if descriptors[1].revents != 0 {
+                        continuation.resume(returning: .failure(ImportInterruption.Interrupted()))
+                        return
+                    }
+                }
                 while true {
                     let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, size) }
                     if count >= 0 {

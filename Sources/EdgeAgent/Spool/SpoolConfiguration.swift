@@ -40,7 +40,8 @@ extension Spool {
         package var whenFull: FullPolicy = .reject
         /// Largest number of readings one stored chunk (and one group-commit transaction) holds.
         package var maxChunkReadings: Int = 65_536
-        /// Called with a loud message when a damaged spool file is moved aside at open.
+        /// Called with a loud message when a damaged spool file is moved aside at open, or a stored
+        /// chunk that no longer decodes is quarantined. The library never writes to stderr itself.
         package var onDamagedFile: @Sendable (String) -> Void = { _ in }
 
         /// The smallest cap that leaves room for SQLite's own pages and a write-ahead log.

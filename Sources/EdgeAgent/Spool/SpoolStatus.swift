@@ -3,7 +3,7 @@ import EdgeSyncProtocol
 
 /// What `edge-agent status` shows about a spool. JSON keys are the snake_case names documented in
 /// `Docs/edge-agent.md`.
-package struct SpoolStatus: Sendable, Hashable, Codable {
+package struct SpoolStatus: Sendable, Hashable, Encodable {
     package var device: String
     /// The random 64-bit stream id drawn when the spool file was created.
     package var stream: UInt64
@@ -28,6 +28,15 @@ package struct SpoolStatus: Sendable, Hashable, Codable {
     package var quarantinedBytes: Int64
     package var fsync: FsyncPolicy
     package var maxBytes: Int64?
+    /// `queued_bytes` over 16 bytes (a raw timestamp and value) per queued reading; `nil` when empty.
+    package var compressionRatio: Double? {
+        queuedReadings > 0 ? Double(queuedBytes) / Double(queuedReadings * 16) : nil
+    }
+
+    /// Seconds from the oldest queued reading's timestamp to `now` (ns since the epoch).
+    package func oldestAgeSeconds(now: Int64) -> Double? {
+        oldestTimestamp.map { Double(now - $0) / 1e9 }
+    }
     package var whenFull: FullPolicy
 
     enum CodingKeys: String, CodingKey {
@@ -44,13 +53,15 @@ package struct SpoolStatus: Sendable, Hashable, Codable {
         case quarantinedBytes = "quarantined_bytes"
         case maxBytes = "max_bytes"
         case whenFull = "when_full"
+        case compressionRatio = "compression_ratio"
     }
 
     /// Writes every key, `null` included, so readers of `status --json` always see the same keys.
     package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(device, forKey: .device)
-        try container.encode(stream, forKey: .stream)
+        // A decimal string, as everywhere in the protocol, so no JSON reader rounds it.
+        try container.encode(StreamID(stream), forKey: .stream)
         try container.encode(nextSequence, forKey: .nextSequence)
         try container.encode(queuedReadings, forKey: .queuedReadings)
         try container.encode(queuedBytes, forKey: .queuedBytes)
@@ -64,6 +75,7 @@ package struct SpoolStatus: Sendable, Hashable, Codable {
         try container.encode(fsync, forKey: .fsync)
         try container.encode(maxBytes, forKey: .maxBytes)
         try container.encode(whenFull, forKey: .whenFull)
+        try container.encode(compressionRatio, forKey: .compressionRatio)
     }
 }
 

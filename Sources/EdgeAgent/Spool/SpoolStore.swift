@@ -142,6 +142,27 @@ final class SpoolStore {
         guard found.isSuperset(of: ["meta", "chunks", "dropped"]) else {
             throw SpoolError(.damaged, "the file is an SQLite database but not a spool (tables: \(found.sorted()))")
         }
+        // The right tables with the wrong columns would fail every later statement: call it damage now.
+        for probe in [
+            "SELECT first_seq, last_seq, readings, oldest_timestamp, bytes, quarantine, payload FROM chunks LIMIT 0",
+            "SELECT first_seq, last_seq, reported FROM dropped LIMIT 0", "SELECT key, value FROM meta LIMIT 0",
+        ] {
+            do {
+                _ = try database.prepare(probe)
+            } catch {
+                throw SpoolError(.damaged, "the spool's tables do not have the expected columns (\(error.message))")
+            }
+        }
+        // Rows that break the chunk invariants would make later arithmetic on them meaningless.
+        let broken = try database.prepare(
+            "SELECT count(*) FROM chunks WHERE first_seq < 1 OR last_seq < first_seq OR readings != last_seq - first_seq + 1"
+        )
+        try broken.step()
+        let brokenRows = broken.int64(at: 0)
+        broken.reset()
+        guard brokenRows == 0 else {
+            throw SpoolError(.damaged, "\(brokenRows) chunk rows have impossible sequence ranges")
+        }
         guard let format = try metaInteger("format"), format == Self.formatVersion else {
             throw SpoolError(.damaged, "unknown spool format \(String(describing: try metaInteger("format")))")
         }
@@ -250,27 +271,15 @@ final class SpoolStore {
         return results
     }
 
-    /// Moves `nextSequence` forward to the file's `next_seq` when another process wrote since.
-    private func adoptSequenceOfOtherWriters() throws {
-        guard let stored = try metaInteger("next_seq"), UInt64(stored) > nextSequence else { return }
-        nextSequence = UInt64(stored)
-        // Our list of recent small chunks no longer describes the end of the queue.
-        smallChunks.removeAll()
-    }
-
     private func commitTransaction(_ writes: [PendingWrite], readingCount: Int) throws -> [SequenceRange] {
         var attempts = 0
         while true {
             do {
                 var inserted: [SequenceRange] = []
-                var first = nextSequence
                 let next = try database.transaction(.immediate) { _ throws in
-                    // Another process (an import beside the running agent) may have appended since
-                    // our last commit; the write lock taken by BEGIN IMMEDIATE makes this read final.
-                    try adoptSequenceOfOtherWriters()
-                    first = nextSequence
-                    return try insertChunks(writes, inserted: &inserted)
+                    try insertChunks(writes, inserted: &inserted)
                 }
+                let first = inserted.first?.first ?? nextSequence
                 nextSequence = next
                 for chunk in inserted {
                     if chunk.count < UInt64(Self.smallChunkReadings) {
@@ -317,7 +326,9 @@ final class SpoolStore {
 
     /// Inserts the writes as chunks of at most `maxChunkReadings`; returns the next free sequence number.
     private func insertChunks(_ writes: [PendingWrite], inserted: inout [SequenceRange]) throws -> UInt64 {
-        var next = nextSequence
+        // Read inside the write transaction rather than trusted from memory: if a second writer (another
+        // process on the same data directory) committed meanwhile, sequence numbers still never repeat.
+        var next = max(nextSequence, UInt64(try metaInteger("next_seq") ?? 1))
         var keys: [String] = []
         var keyIndex: [String: Int] = [:]
         var readings: [Reading] = []
@@ -366,8 +377,8 @@ final class SpoolStore {
             INSERT INTO chunks(first_seq, last_seq, readings, oldest_timestamp, bytes, quarantine, payload)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
-        try statement.bind(Int64(range.first), at: 1)
-        try statement.bind(Int64(range.last), at: 2)
+        try statement.bind(Int64(clamping: range.first), at: 1)
+        try statement.bind(Int64(clamping: range.last), at: 2)
         try statement.bind(batch.readings.count, at: 3)
         try statement.bind(batch.readings.lazy.map(\.timestamp).min() ?? 0, at: 4)
         try statement.bind(payload.count, at: 5)
@@ -394,13 +405,13 @@ final class SpoolStore {
                 let load = try database.statement(
                     "SELECT first_seq, last_seq, payload FROM chunks WHERE first_seq >= ?1 AND first_seq <= ?2 AND quarantine IS NULL ORDER BY first_seq"
                 )
-                try load.bind(Int64(first), at: 1)
-                try load.bind(Int64(last), at: 2)
+                try load.bind(Int64(clamping: first), at: 1)
+                try load.bind(Int64(clamping: last), at: 2)
                 var batches: [Batch] = []
                 var expected = first
                 while try load.step() {
-                    guard UInt64(load.int64(at: 0)) == expected else { break }
-                    expected = UInt64(load.int64(at: 1)) + 1
+                    guard UInt64(clamping: load.int64(at: 0)) == expected else { break }
+                    expected = UInt64(clamping: load.int64(at: 1)) + 1
                     batches.append(try load.withBlob(at: 2) { bytes throws(CodecError) in try decoder.decode(bytes) })
                 }
                 load.reset()
@@ -422,8 +433,8 @@ final class SpoolStore {
                     }
                 }
                 let delete = try database.statement("DELETE FROM chunks WHERE first_seq >= ?1 AND first_seq <= ?2")
-                try delete.bind(Int64(first), at: 1)
-                try delete.bind(Int64(last), at: 2)
+                try delete.bind(Int64(clamping: first), at: 1)
+                try delete.bind(Int64(clamping: last), at: 2)
                 try delete.run()
                 try insertChunk(
                     Batch(device: device, stream: stream, firstSequence: first, seriesKeys: keys, readings: readings))
@@ -479,15 +490,15 @@ final class SpoolStore {
             last.reset()
             let extend = try database.statement("UPDATE dropped SET last_seq = ?2 WHERE first_seq = ?1")
             try extend.bind(first, at: 1)
-            try extend.bind(Int64(range.last), at: 2)
+            try extend.bind(Int64(clamping: range.last), at: 2)
             try extend.run()
             return
         }
         last.reset()
         let insert = try database.statement(
             "INSERT OR REPLACE INTO dropped(first_seq, last_seq, reported) VALUES (?1, ?2, 0)")
-        try insert.bind(Int64(range.first), at: 1)
-        try insert.bind(Int64(range.last), at: 2)
+        try insert.bind(Int64(clamping: range.first), at: 1)
+        try insert.bind(Int64(clamping: range.last), at: 2)
         try insert.run()
     }
 
@@ -497,7 +508,8 @@ final class SpoolStore {
         defer { statement.reset() }
         var ranges: [SequenceRange] = []
         while try statement.step() {
-            ranges.append(SequenceRange(UInt64(statement.int64(at: 0)), UInt64(statement.int64(at: 1))))
+            ranges.append(
+                SequenceRange(UInt64(clamping: statement.int64(at: 0)), UInt64(clamping: statement.int64(at: 1))))
         }
         return ranges
     }
@@ -507,8 +519,8 @@ final class SpoolStore {
             try database.transaction(.immediate) { db throws in
                 let statement = try db.statement("DELETE FROM dropped WHERE first_seq >= ?1 AND last_seq <= ?2")
                 for range in ranges {
-                    try statement.bind(Int64(range.first), at: 1)
-                    try statement.bind(Int64(range.last), at: 2)
+                    try statement.bind(Int64(clamping: range.first), at: 1)
+                    try statement.bind(Int64(clamping: range.last), at: 2)
                     try statement.run()
                 }
             }
@@ -536,9 +548,8 @@ final class SpoolStore {
             try mark.bind(damaged.first, at: 1)
             try mark.bind(damaged.reason, at: 2)
             try mark.run()
-            FileHandle.standardError.write(
-                Data("edge-agent: spool: quarantined a damaged chunk at seq \(damaged.first): \(damaged.reason)\n".utf8)
-            )
+            configuration.onDamagedFile(
+                "ERROR: spool \(database.path): quarantined the chunk at seq \(damaged.first): \(damaged.reason)")
         }
     }
 
@@ -552,7 +563,7 @@ final class SpoolStore {
               AND quarantine IS NULL
             ORDER BY first_seq
             """)
-        try statement.bind(Int64(from), at: 1)
+        try statement.bind(Int64(clamping: from), at: 1)
         defer { statement.reset() }
         var keys: [String] = []
         var keyIndex: [String: Int] = [:]
@@ -560,8 +571,8 @@ final class SpoolStore {
         var first: UInt64 = 0
         var expected: UInt64 = 0
         while readings.count < maxReadings, try statement.step() {
-            let chunkFirst = UInt64(statement.int64(at: 0))
-            let chunkLast = UInt64(statement.int64(at: 1))
+            let chunkFirst = UInt64(clamping: statement.int64(at: 0))
+            let chunkLast = UInt64(clamping: statement.int64(at: 1))
             if chunkLast < from { continue }
             if !readings.isEmpty && chunkFirst != expected { break }
             let decoded: Batch
@@ -607,7 +618,7 @@ final class SpoolStore {
             "SELECT first_seq, last_seq, quarantine, payload FROM chunks ORDER BY first_seq")
         while try statement.step() {
             let row = ChunkRow(
-                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)),
+                first: UInt64(clamping: statement.int64(at: 0)), last: UInt64(clamping: statement.int64(at: 1)),
                 quarantine: statement.text(at: 2))
             let decoded = statement.withBlob(at: 3) { bytes in
                 Result { () throws(CodecError) in try decoder.decode(bytes) }
@@ -641,13 +652,13 @@ final class SpoolStore {
               AND first_seq <= ?2
             ORDER BY first_seq
             """)
-        try statement.bind(Int64(range.first), at: 1)
-        try statement.bind(Int64(range.last), at: 2)
+        try statement.bind(Int64(clamping: range.first), at: 1)
+        try statement.bind(Int64(clamping: range.last), at: 2)
         defer { statement.reset() }
         var rows: [ChunkRow] = []
         while try statement.step() {
             let row = ChunkRow(
-                first: UInt64(statement.int64(at: 0)), last: UInt64(statement.int64(at: 1)),
+                first: UInt64(clamping: statement.int64(at: 0)), last: UInt64(clamping: statement.int64(at: 1)),
                 quarantine: statement.text(at: 2))
             if row.last >= range.first { rows.append(row) }
         }
@@ -658,7 +669,7 @@ final class SpoolStore {
         if range.first <= chunk.first && chunk.last <= range.last {
             if let reason {
                 let mark = try database.statement("UPDATE chunks SET quarantine = ?2 WHERE first_seq = ?1")
-                try mark.bind(Int64(chunk.first), at: 1)
+                try mark.bind(Int64(clamping: chunk.first), at: 1)
                 try mark.bind(reason, at: 2)
                 try mark.run()
             } else {
@@ -667,7 +678,7 @@ final class SpoolStore {
             return
         }
         let load = try database.statement("SELECT payload FROM chunks WHERE first_seq = ?1")
-        try load.bind(Int64(chunk.first), at: 1)
+        try load.bind(Int64(clamping: chunk.first), at: 1)
         guard try load.step() else { return }
         let decoded = try load.withBlob(at: 0) { bytes throws(CodecError) in try decoder.decode(bytes) }
         load.reset()
@@ -684,7 +695,7 @@ final class SpoolStore {
 
     private func deleteChunk(_ first: UInt64) throws {
         let delete = try database.statement("DELETE FROM chunks WHERE first_seq = ?1")
-        try delete.bind(Int64(first), at: 1)
+        try delete.bind(Int64(clamping: first), at: 1)
         try delete.run()
     }
 
@@ -736,7 +747,9 @@ final class SpoolStore {
         defer { unreported.reset() }
         try unreported.step()
         return SpoolStatus(
-            device: device, stream: stream, nextSequence: nextSequence, queuedReadings: totals.int64(at: 0),
+            device: device, stream: stream,
+            nextSequence: max(nextSequence, UInt64(try metaInteger("next_seq") ?? 1)),
+            queuedReadings: totals.int64(at: 0),
             queuedBytes: totals.int64(at: 1), queuedChunks: totals.int64(at: 2),
             spoolFileBytes: SQLiteDatabase.fileSizes(ofDatabaseAt: database.path).total,
             oldestTimestamp: totals.isNull(at: 3) ? nil : totals.int64(at: 3),
