@@ -125,7 +125,8 @@ enum IngestBenchmark: BenchmarkScenario {
                 String(format: "%.0f", fresh.batchesPerSecond), milliseconds(fresh.p50), milliseconds(fresh.p99),
                 ratio(fresh.readingsPerSecond))
             table.append(
-                "collector, 16 gateways over HTTP: all duplicates", mode.rawValue, rate(duplicate.readingsPerSecond), "-",
+                "collector, 16 gateways over HTTP: all duplicates", mode.rawValue, rate(duplicate.readingsPerSecond),
+                "-",
                 String(format: "%.0f", duplicate.batchesPerSecond), milliseconds(duplicate.p50),
                 milliseconds(duplicate.p99), "-")
         }

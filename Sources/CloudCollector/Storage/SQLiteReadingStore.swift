@@ -28,6 +28,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private let database: SQLiteDatabase
     private let configuration: Configuration
     private let checkpointer: WALCheckpointer?
+    private let log: @Sendable (String) -> Void
     private var walFrames = 0
     private var rangeCache = ReceivedRangeCache()
     /// Committed stream references; a reference never changes once committed.
@@ -49,6 +50,7 @@ package final class SQLiteReadingStore: ReadingStore {
         options.pageSize = configuration.pageSize
         database = try SQLiteDatabase(path: path, configuration: options)
         self.configuration = configuration
+        self.log = log
         try database.execute("PRAGMA cache_size = -\(configuration.cacheKiB)")
         try Self.createSchema(database)
         if configuration.checkpointsInBackground {
@@ -136,7 +138,11 @@ package final class SQLiteReadingStore: ReadingStore {
         if walFrames >= configuration.walHardLimitPages {
             // The background checkpointer never caught up: stop and let the log restart.
             walFrames = 0
-            try? database.checkpoint(.restart)
+            do {
+                try database.checkpoint(.restart)
+            } catch {
+                log("level=warning event=checkpoint_failed mode=restart error=\"\(error)\"")
+            }
         }
 
         // Committed: only now may the caches learn what this transaction created.
