@@ -215,6 +215,9 @@ enum IngestBenchmark: BenchmarkScenario {
         let serving = Task { try await service.run() }
         let port = try await service.localAddress.port
         let fresh = try await load(frames, tokens: tokens, port: port, readings: readings)
+        let walPath = configuration.databasePath + "-wal"
+        let walBytes = (try? FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int) ?? 0
+        print("after the new readings (\(synchronous.rawValue)): WAL file \(walBytes >> 20) MiB")
         let duplicate = try await load(frames, tokens: tokens, port: port, readings: readings)
         service.shutdown()
         try await serving.value

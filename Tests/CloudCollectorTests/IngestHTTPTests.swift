@@ -41,6 +41,39 @@ struct IngestHTTPTests {
         }
     }
 
+    /// Eight gateways' worth of connections race overlapping batches of one stream (and repeats)
+    /// through the group-committing writer: every reading stored once, every ack consistent.
+    @Test func concurrentOverlappingBatchesAreStoredExactlyOnce() async throws {
+        try await RunningCollector.with { collector, tokens in
+            let batches = (0..<64).map { Fixtures.batch(first: UInt64($0 * 300 + 1), count: 700) }  // overlap 400
+            let frames = try batches.map { try encoder.encode($0) }
+            let token = tokens["gateway-1"] ?? ""
+            let acks = try await withThrowingTaskGroup(of: [BatchAcknowledgement].self) { group in
+                for lane in 0..<8 {
+                    let mine = stride(from: lane, to: frames.count, by: 8).map { frames[$0] } + [frames[lane]]
+                    group.addTask { [port = collector.port] in
+                        try await onDedicatedThread {
+                            let client = BlockingHTTPClient(port: port)
+                            return try mine.map { frame in
+                                let response = try client.post(
+                                    ProtocolPath.batches, body: frame, headers: [("Authorization", "Bearer \(token)")])
+                                return try JSONDecoder().decode(BatchAcknowledgement.self, from: Data(response.body))
+                            }
+                        }
+                    }
+                }
+                var all: [BatchAcknowledgement] = []
+                for try await part in group { all += part }
+                return all
+            }
+            #expect(acks.count == 72)
+            #expect(acks.allSatisfy { $0.accepted + $0.duplicates == 700 })
+            let total = 63 * 300 + 700
+            #expect(acks.reduce(0) { $0 + $1.accepted } == total)
+            #expect(try Fixtures.storedReadings(databasePath: collector.databasePath) == Fixtures.expected(batches))
+        }
+    }
+
     @Test func authenticationFailures() async throws {
         try await RunningCollector.with { collector, tokens in
             let frame = try encoder.encode(Fixtures.batch(device: "gateway-1", first: 1, count: 10))
