@@ -115,9 +115,10 @@ package final class SQLiteReadingStore: ReadingStore {
                     let (version, ranges) = try loadRanges(reference, in: db)
                     working[reference] = (key, version, ranges, ranges)
                 }
-                guard var state = working[reference] else { continue }
-                let decision = DedupDecision.apply(SequenceRange(batch.firstSequence, last), to: &state.ranges)
-                working[reference] = state
+                guard let index = working.index(forKey: reference) else { continue }
+                // In place: a copy out of the dictionary would copy the range array for every batch.
+                let decision = DedupDecision.apply(
+                    SequenceRange(batch.firstSequence, last), to: &working.values[index].ranges)
                 outcomes.append(StoreOutcome(accepted: decision.accepted, duplicates: decision.duplicates))
                 guard decision.accepted > 0 else { continue }
 
