@@ -157,6 +157,28 @@ struct IngestHTTPTests {
         }
     }
 
+    /// About 1 MiB on the wire that inflates to 1 GiB: refused from its declared size, and
+    /// when the header lies (declares 4 KiB), inflating stops at 4 KiB.
+    @Test func gigabyteDecompressionBomb() async throws {
+        let inflated = 1 << 30
+        let deflated = Fixtures.deflatedZeros(count: inflated)
+        #expect(deflated.count < 8 << 20)
+        var frame = Array("ESYB".utf8) + [FrameHeader.currentVersion, 1]
+        frame += Fixtures.littleEndian(UInt32(deflated.count)) + Fixtures.littleEndian(UInt32(inflated))
+        frame += deflated + [0, 0, 0, 0]
+        let honest = Fixtures.resealed(frame)
+        var lying = honest
+        lying.replaceSubrange(10..<14, with: Fixtures.littleEndian(4096))
+        lying = Fixtures.resealed(lying)
+        try await RunningCollector.with { collector, tokens in
+            let refused = try await collector.post(ProtocolPath.batches, body: honest, token: tokens["gateway-1"])
+            #expect(refused.status == 413)
+            let lied = try await collector.post(ProtocolPath.batches, body: lying, token: tokens["gateway-1"])
+            #expect(lied.status == 400)
+            #expect(try Fixtures.readingCount(databasePath: collector.databasePath) == 0)
+        }
+    }
+
     @Test func bodyOverTheFrameLimitIs413() async throws {
         try await RunningCollector.with(configure: { $0.ingest.limits.maximumFrameBytes = 4096 }) { collector, tokens in
             var random = SeededRandom(seed: 5)
