@@ -125,7 +125,8 @@ enum IngestBenchmark: BenchmarkScenario {
                 String(format: "%.0f", fresh.batchesPerSecond), milliseconds(fresh.p50), milliseconds(fresh.p99),
                 ratio(fresh.readingsPerSecond))
             table.append(
-                "collector, 16 gateways over HTTP: all duplicates", mode.rawValue, rate(duplicate.readingsPerSecond), "-",
+                "collector, 16 gateways over HTTP: all duplicates", mode.rawValue, rate(duplicate.readingsPerSecond),
+                "-",
                 String(format: "%.0f", duplicate.batchesPerSecond), milliseconds(duplicate.p50),
                 milliseconds(duplicate.p99), "-")
         }
@@ -214,6 +215,9 @@ enum IngestBenchmark: BenchmarkScenario {
         let serving = Task { try await service.run() }
         let port = try await service.localAddress.port
         let fresh = try await load(frames, tokens: tokens, port: port, readings: readings)
+        let walPath = configuration.databasePath + "-wal"
+        let walBytes = (try? FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int) ?? 0
+        print("after the new readings (\(synchronous.rawValue)): WAL file \(walBytes >> 20) MiB")
         let duplicate = try await load(frames, tokens: tokens, port: port, readings: readings)
         service.shutdown()
         try await serving.value

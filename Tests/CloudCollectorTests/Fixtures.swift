@@ -124,6 +124,39 @@ enum Fixtures {
         return bytes
     }
 
+    /// zlib data that inflates to `count` zero bytes, made in 1 MiB steps without holding them.
+    static func deflatedZeros(count: Int) -> [UInt8] {
+        var stream = z_stream()
+        precondition(czlib_deflate_init(&stream, 9) == Z_OK, "deflateInit failed")
+        defer { deflateEnd(&stream) }
+        let chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var remaining = count
+        while true {
+            let take = min(remaining, chunk.count)
+            remaining -= take
+            let flush = remaining == 0 ? Z_FINISH : Z_NO_FLUSH
+            var result = Z_OK
+            chunk.withUnsafeBufferPointer { input in
+                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
+                stream.avail_in = uInt(take)
+                repeat {
+                    buffer.withUnsafeMutableBufferPointer { out in
+                        stream.next_out = out.baseAddress
+                        stream.avail_out = uInt(out.count)
+                        result = CZlib.deflate(&stream, flush)
+                        output += out[0..<(out.count - Int(stream.avail_out))]
+                    }
+                } while stream.avail_out == 0
+            }
+            if flush == Z_FINISH {
+                precondition(result == Z_STREAM_END, "deflate did not finish")
+                return output
+            }
+        }
+    }
+
     static func deflate(_ input: [UInt8]) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: Int(compressBound(uLong(input.count))))
         var length = uLongf(output.count)

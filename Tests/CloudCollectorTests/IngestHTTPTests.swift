@@ -41,6 +41,39 @@ struct IngestHTTPTests {
         }
     }
 
+    /// Eight gateways' worth of connections race overlapping batches of one stream (and repeats)
+    /// through the group-committing writer: every reading stored once, every ack consistent.
+    @Test func concurrentOverlappingBatchesAreStoredExactlyOnce() async throws {
+        try await RunningCollector.with { collector, tokens in
+            let batches = (0..<64).map { Fixtures.batch(first: UInt64($0 * 300 + 1), count: 700) }  // overlap 400
+            let frames = try batches.map { try encoder.encode($0) }
+            let token = tokens["gateway-1"] ?? ""
+            let acks = try await withThrowingTaskGroup(of: [BatchAcknowledgement].self) { group in
+                for lane in 0..<8 {
+                    let mine = stride(from: lane, to: frames.count, by: 8).map { frames[$0] } + [frames[lane]]
+                    group.addTask { [port = collector.port] in
+                        try await onDedicatedThread {
+                            let client = BlockingHTTPClient(port: port)
+                            return try mine.map { frame in
+                                let response = try client.post(
+                                    ProtocolPath.batches, body: frame, headers: [("Authorization", "Bearer \(token)")])
+                                return try JSONDecoder().decode(BatchAcknowledgement.self, from: Data(response.body))
+                            }
+                        }
+                    }
+                }
+                var all: [BatchAcknowledgement] = []
+                for try await part in group { all += part }
+                return all
+            }
+            #expect(acks.count == 72)
+            #expect(acks.allSatisfy { $0.accepted + $0.duplicates == 700 })
+            let total = 63 * 300 + 700
+            #expect(acks.reduce(0) { $0 + $1.accepted } == total)
+            #expect(try Fixtures.storedReadings(databasePath: collector.databasePath) == Fixtures.expected(batches))
+        }
+    }
+
     @Test func authenticationFailures() async throws {
         try await RunningCollector.with { collector, tokens in
             let frame = try encoder.encode(Fixtures.batch(device: "gateway-1", first: 1, count: 10))
@@ -121,6 +154,28 @@ struct IngestHTTPTests {
             // The collector still works after all that.
             let ok = try await collector.post(ProtocolPath.batches, body: valid, token: tokens["gateway-1"])
             #expect(ok.status == 200)
+        }
+    }
+
+    /// About 1 MiB on the wire that inflates to 1 GiB: refused from its declared size, and
+    /// when the header lies (declares 4 KiB), inflating stops at 4 KiB.
+    @Test func gigabyteDecompressionBomb() async throws {
+        let inflated = 1 << 30
+        let deflated = Fixtures.deflatedZeros(count: inflated)
+        #expect(deflated.count < 8 << 20)
+        var frame = Array("ESYB".utf8) + [FrameHeader.currentVersion, 1]
+        frame += Fixtures.littleEndian(UInt32(deflated.count)) + Fixtures.littleEndian(UInt32(inflated))
+        frame += deflated + [0, 0, 0, 0]
+        let honest = Fixtures.resealed(frame)
+        var lying = honest
+        lying.replaceSubrange(10..<14, with: Fixtures.littleEndian(4096))
+        lying = Fixtures.resealed(lying)
+        try await RunningCollector.with { collector, tokens in
+            let refused = try await collector.post(ProtocolPath.batches, body: honest, token: tokens["gateway-1"])
+            #expect(refused.status == 413)
+            let lied = try await collector.post(ProtocolPath.batches, body: lying, token: tokens["gateway-1"])
+            #expect(lied.status == 400)
+            #expect(try Fixtures.readingCount(databasePath: collector.databasePath) == 0)
         }
     }
 

@@ -2,6 +2,8 @@ import CloudCollector
 import Dispatch
 import EdgeSyncCodec
 import EdgeSyncProtocol
+import EdgeSyncSQLite
+import EdgeSyncTestSupport
 import Synchronization
 import Testing
 
@@ -63,6 +65,70 @@ struct IngestWriterTests {
         #expect(store.groups.map(\.count) == [1, 2])
         await #expect(throws: IngestWriter.IngestRejection.closed) {
             try await writer.submit(Fixtures.batch(first: 5000, count: 1))
+        }
+    }
+}
+
+/// Wraps the real store and holds the first transaction until the test releases it.
+private final class HeldStore: ReadingStore, @unchecked Sendable {
+    // `inner` is used only on the writer's queue; the semaphores are thread-safe.
+    let inner: SQLiteReadingStore
+    let entered = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+
+    init(_ inner: SQLiteReadingStore) { self.inner = inner }
+
+    func store(_ batches: [Batch], receivedAt: Int64) throws -> StoreCommit {
+        entered.signal()
+        release.wait()
+        return try inner.store(batches, receivedAt: receivedAt)
+    }
+    func recordDropped(_ report: DroppedRangesReport, device: String, receivedAt: Int64) throws {
+        try inner.recordDropped(report, device: device, receivedAt: receivedAt)
+    }
+    func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet { try inner.receivedRanges(of: stream) }
+}
+
+/// Holds the `HeldStore` the service made, for the test to reach.
+private final class StoreSlot: @unchecked Sendable {
+    // Written once by the factory during `CollectorService.init`, read by the test afterwards.
+    var store: HeldStore?
+}
+
+struct GracefulShutdownTests {
+    /// A shutdown that begins while a batch is inside its transaction lets it commit and answers 200.
+    @Test func shutdownLetsTheInFlightBatchCommit() async throws {
+        try await withTemporaryDirectory(prefix: "collector-shutdown") { directory in
+            var configuration = CollectorService.Configuration(dataDirectory: directory)
+            configuration.port = 0
+            let slot = StoreSlot()
+            let service = try CollectorService(
+                configuration: configuration, log: { _ in },
+                makeStore: { configuration, log in
+                    let store = HeldStore(try SQLiteReadingStore(path: configuration.databasePath, log: log))
+                    slot.store = store
+                    return store
+                })
+            let held = try #require(slot.store)
+            let token = try TokenStore.add(
+                device: "gateway-1", in: try SQLiteDatabase(path: configuration.databasePath), now: 0)
+            let serving = Task { try await service.run() }
+            let port = try await service.localAddress.port
+            let batch = Fixtures.batch(first: 1, count: 5000)
+            let frame = try BatchEncoder().encode(batch)
+            let response = Task {
+                try await onDedicatedThread {
+                    try BlockingHTTPClient(port: port).post(
+                        ProtocolPath.batches, body: frame, headers: [("Authorization", "Bearer \(token.text)")])
+                }
+            }
+            try await onDedicatedThread { held.entered.wait() }  // the batch is in its transaction
+            service.shutdown()
+            held.release.signal()
+            let answer = try await response.value
+            #expect(answer.status == 200)
+            try await serving.value
+            #expect(try Fixtures.storedReadings(databasePath: configuration.databasePath) == Fixtures.expected([batch]))
         }
     }
 }

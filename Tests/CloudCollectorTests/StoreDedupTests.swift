@@ -62,6 +62,21 @@ struct StoreDedupTests {
         }
     }
 
+    /// Every other reading first (a thousand gaps), then one batch over everything fills them all.
+    @Test func manyGapsCloseIntoOneRange() throws {
+        try withStore { store, path in
+            let odd = (0..<1000).map { Fixtures.batch(first: UInt64(2 * $0 + 1), count: 1) }
+            let commit = try store.store(odd, receivedAt: 0)
+            #expect(commit.outcomes.allSatisfy { $0.accepted == 1 })
+            let key = StreamKey(device: "gateway-1", stream: odd[0].stream)
+            #expect(try store.receivedRanges(of: key).ranges.count == 1000)
+            let all = Fixtures.batch(first: 1, count: 2000)
+            #expect(try store.store([all], receivedAt: 0).outcomes == [StoreOutcome(accepted: 1000, duplicates: 1000)])
+            #expect(try store.receivedRanges(of: key).ranges == [SequenceRange(1, 2000)])
+            #expect(try Fixtures.storedReadings(databasePath: path) == Fixtures.expected([all]))
+        }
+    }
+
     @Test func streamsAndDevicesAreSeparate() throws {
         try withStore { store, path in
             let batches = [

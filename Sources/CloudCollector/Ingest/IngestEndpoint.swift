@@ -109,7 +109,7 @@ package final class IngestEndpoint: Sendable {
                 "the token belongs to device \"\(device)\", the report to \"\(report.device)\"")
         }
         for range in report.dropped where range.first < 1 || range.last > StorageLimits.maximumSequence {
-            throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^40-1")
+            throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^63-1")
         }
         try await writer.recordDropped(report, device: device)
         return try Self.json(report)

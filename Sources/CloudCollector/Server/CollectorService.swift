@@ -26,6 +26,11 @@ package final class CollectorService: Sendable {
         }
     }
 
+    /// Makes the store the writer owns; the default opens `SQLiteReadingStore` in the data directory.
+    /// Another store (PostgreSQL, or a test's wrapper) plugs in here.
+    package typealias StoreFactory =
+        @Sendable (Configuration, @escaping @Sendable (String) -> Void) throws -> any ReadingStore
+
     package let configuration: Configuration
     package let writer: IngestWriter
     private let server: HTTPServer
@@ -36,13 +41,15 @@ package final class CollectorService: Sendable {
         log: @escaping @Sendable (String) -> Void = { message in
             FileHandle.standardError.write(Data("\(message)\n".utf8))
         },
+        makeStore: StoreFactory = { configuration, log in
+            try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage, log: log)
+        },
         extraRoutes: (inout CollectorRouter) -> Void = { _ in }
     ) throws {
         self.configuration = configuration
         try FileManager.default.createDirectory(
             atPath: configuration.dataDirectory, withIntermediateDirectories: true)
-        let store = try SQLiteReadingStore(
-            path: configuration.databasePath, configuration: configuration.storage, log: log)
+        let store = try makeStore(configuration, log)
         writer = IngestWriter(store: store, configuration: configuration.writer)
         let authenticator = try DeviceAuthenticator(
             databasePath: configuration.databasePath, readerCount: configuration.readerConnections)

@@ -52,11 +52,15 @@ package enum CollectorSchema {
             UNIQUE (device, series_key)
         );
 
-        -- reading_id = stream_ref * 2^40 + seq: rows of a stream are contiguous and append in order.
+        -- Rows append in arrival order (reading_id assigned by SQLite), so every insert lands on the
+        -- right edge of the table's B-tree (decision 0004). (stream_ref, seq) is unique by the
+        -- received-ranges protocol, not by an index: dedup never probes this table.
         -- `value` is NULL for NaN and +0 for -0.0 (what a SQLite REAL can hold); for those two cases
         -- `value_bits` holds the exact IEEE 754 bits as a signed 64-bit integer.
         CREATE TABLE IF NOT EXISTS readings (
             reading_id INTEGER PRIMARY KEY,
+            stream_ref INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
             series_id INTEGER NOT NULL,
             timestamp INTEGER NOT NULL,
             value REAL,
@@ -70,10 +74,10 @@ package enum CollectorSchema {
                readings.timestamp AS timestamp,
                readings.value AS value,
                streams.stream AS stream,
-               readings.reading_id & 1099511627775 AS seq,
+               readings.seq AS seq,
                readings.value_bits AS value_bits
         FROM readings
-        JOIN streams ON streams.stream_ref = readings.reading_id >> 40
+        JOIN streams ON streams.stream_ref = readings.stream_ref
         JOIN series ON series.series_id = readings.series_id;
         """
 }

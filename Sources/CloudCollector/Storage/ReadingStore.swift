@@ -57,12 +57,8 @@ package protocol ReadingStore: AnyObject {
     func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet
 }
 
-/// Sequence numbers the collector can store: readings are keyed by (stream_ref, seq) packed into
-/// one 64-bit integer (see `Docs/decisions/0004-collector-storage-layout.md`), which leaves 40 bits
-/// for seq.
+/// Sequence numbers the collector can store: SQL integers are signed 64-bit, so seq ≤ 2^63−1
+/// (the edge starts at 1 and counts up; no real stream comes near).
 package enum StorageLimits {
-    package static let sequenceBits: Int64 = 40
-    package static let maximumSequence: UInt64 = (1 << 40) - 1
-    /// stream_ref takes the remaining 23 bits of a positive Int64.
-    package static let maximumStreamReference: Int64 = (1 << 23) - 1
+    package static let maximumSequence = UInt64(Int64.max)
 }

@@ -28,6 +28,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private let database: SQLiteDatabase
     private let configuration: Configuration
     private let checkpointer: WALCheckpointer?
+    private let log: @Sendable (String) -> Void
     private var walFrames = 0
     private var rangeCache = ReceivedRangeCache()
     /// Committed stream references; a reference never changes once committed.
@@ -49,6 +50,7 @@ package final class SQLiteReadingStore: ReadingStore {
         options.pageSize = configuration.pageSize
         database = try SQLiteDatabase(path: path, configuration: options)
         self.configuration = configuration
+        self.log = log
         try database.execute("PRAGMA cache_size = -\(configuration.cacheKiB)")
         try Self.createSchema(database)
         if configuration.checkpointsInBackground {
@@ -105,7 +107,7 @@ package final class SQLiteReadingStore: ReadingStore {
                 let last = batch.firstSequence + UInt64(batch.readings.count) - 1
                 guard batch.firstSequence >= 1, last <= StorageLimits.maximumSequence else {
                     throw CollectorStorageError(
-                        "sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^40-1")
+                        "sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^63-1")
                 }
                 let key = StreamKey(device: batch.device, stream: batch.stream)
                 let reference = try streamReference(for: key, in: db, new: &newStreams)
@@ -113,9 +115,10 @@ package final class SQLiteReadingStore: ReadingStore {
                     let (version, ranges) = try loadRanges(reference, in: db)
                     working[reference] = (key, version, ranges, ranges)
                 }
-                guard var state = working[reference] else { continue }
-                let decision = DedupDecision.apply(SequenceRange(batch.firstSequence, last), to: &state.ranges)
-                working[reference] = state
+                guard let index = working.index(forKey: reference) else { continue }
+                // In place: a copy out of the dictionary would copy the range array for every batch.
+                let decision = DedupDecision.apply(
+                    SequenceRange(batch.firstSequence, last), to: &working.values[index].ranges)
                 outcomes.append(StoreOutcome(accepted: decision.accepted, duplicates: decision.duplicates))
                 guard decision.accepted > 0 else { continue }
 
@@ -136,7 +139,11 @@ package final class SQLiteReadingStore: ReadingStore {
         if walFrames >= configuration.walHardLimitPages {
             // The background checkpointer never caught up: stop and let the log restart.
             walFrames = 0
-            try? database.checkpoint(.restart)
+            do {
+                try database.checkpoint(.restart)
+            } catch {
+                log("level=warning event=checkpoint_failed mode=restart error=\"\(error)\"")
+            }
         }
 
         // Committed: only now may the caches learn what this transaction created.
@@ -161,7 +168,7 @@ package final class SQLiteReadingStore: ReadingStore {
             )
             for range in report.dropped {
                 guard range.first >= 1, range.last <= StorageLimits.maximumSequence else {
-                    throw CollectorStorageError("dropped range \(range) is outside 1...2^40-1")
+                    throw CollectorStorageError("dropped range \(range) is outside 1...2^63-1")
                 }
                 try insert.bind(reference, at: 1)
                 try insert.bind(Int64(range.first), at: 2)
@@ -214,9 +221,6 @@ package final class SQLiteReadingStore: ReadingStore {
         guard try select.step() else { throw CollectorStorageError("stream \(key) vanished while being created") }
         let reference = select.int64(at: 0)
         select.reset()
-        guard reference >= 0, reference <= StorageLimits.maximumStreamReference else {
-            throw CollectorStorageError("more than \(StorageLimits.maximumStreamReference) streams")
-        }
         new[key] = reference
         return reference
     }
@@ -291,7 +295,6 @@ package final class SQLiteReadingStore: ReadingStore {
     private func insertReadings(
         _ batch: Batch, range: SequenceRange, seriesIDs ids: [Int64], streamReference: Int64, in db: SQLiteDatabase
     ) throws {
-        let base = streamReference << StorageLimits.sequenceBits
         let start = Int(range.first - batch.firstSequence)
         let end = start + Int(range.count)
         let rows = Self.rowsPerInsert
@@ -303,7 +306,8 @@ package final class SQLiteReadingStore: ReadingStore {
                 var parameter: Int32 = 1
                 for offset in index..<index + rows {
                     try bind(
-                        readings[offset], id: base + Int64(batch.firstSequence) + Int64(offset), ids, many, &parameter)
+                        readings[offset], stream: streamReference, seq: Int64(batch.firstSequence) + Int64(offset), ids,
+                        many, &parameter)
                 }
                 try many.step()
                 many.reset()
@@ -311,7 +315,9 @@ package final class SQLiteReadingStore: ReadingStore {
             }
             while index < end {
                 var parameter: Int32 = 1
-                try bind(readings[index], id: base + Int64(batch.firstSequence) + Int64(index), ids, one, &parameter)
+                try bind(
+                    readings[index], stream: streamReference, seq: Int64(batch.firstSequence) + Int64(index), ids, one,
+                    &parameter)
                 try one.step()
                 one.reset()
                 index += 1
@@ -321,31 +327,33 @@ package final class SQLiteReadingStore: ReadingStore {
 
     @inline(__always)
     private func bind(
-        _ reading: Reading, id: Int64, _ ids: [Int64], _ statement: SQLiteStatement, _ parameter: inout Int32
+        _ reading: Reading, stream: Int64, seq: Int64, _ ids: [Int64], _ statement: SQLiteStatement,
+        _ parameter: inout Int32
     ) throws {
         guard reading.series >= 0, reading.series < ids.count else {
             throw CollectorStorageError("reading refers to series \(reading.series) of \(ids.count)")
         }
-        try statement.bind(id, at: parameter)
-        try statement.bind(ids[reading.series], at: parameter + 1)
-        try statement.bind(reading.timestamp, at: parameter + 2)
+        try statement.bind(stream, at: parameter)
+        try statement.bind(seq, at: parameter + 1)
+        try statement.bind(ids[reading.series], at: parameter + 2)
+        try statement.bind(reading.timestamp, at: parameter + 3)
         let value = reading.value
         if value.isNaN {
-            try statement.bindNull(at: parameter + 3)
-            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 4)
-        } else if value == 0 && value.sign == .minus {
-            try statement.bind(0.0, at: parameter + 3)
-            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 4)
-        } else {
-            try statement.bind(value, at: parameter + 3)
             try statement.bindNull(at: parameter + 4)
+            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 5)
+        } else if value == 0 && value.sign == .minus {
+            try statement.bind(0.0, at: parameter + 4)
+            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 5)
+        } else {
+            try statement.bind(value, at: parameter + 4)
+            try statement.bindNull(at: parameter + 5)
         }
-        parameter += 5
+        parameter += 6
     }
 
     private static func insertSQL(rows: Int) -> String {
-        "INSERT INTO readings (reading_id, series_id, timestamp, value, value_bits) VALUES "
-            + Array(repeating: "(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+        "INSERT INTO readings (stream_ref, seq, series_id, timestamp, value, value_bits) VALUES "
+            + Array(repeating: "(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
 }
 
