@@ -15,18 +15,31 @@ enum IntegerColumn {
     static func encode(_ values: UnsafeBufferPointer<Int64>, into writer: inout ByteWriter) {
         let count = values.count
         let order = chooseOrder(values)
-        writer.append(order)
         let seeds = min(Int(order), count)
-        guard count > 0 else { return }
-        // Seeds: x0 for order >= 1, then x1 - x0 for order 2.
-        if seeds >= 1 { writer.appendSignedVarint(values[0]) }
-        if seeds >= 2 { writer.appendSignedVarint(values[1] &- values[0]) }
-
+        guard count > 0 else {
+            writer.append(order)
+            return
+        }
         var residuals = [Int64](repeating: 0, count: count - seeds)
         residuals.withUnsafeMutableBufferPointer { out in
             differences(values, order: order, into: out)
         }
         residuals.withUnsafeBufferPointer { residuals in
+            // Entropy coding pays for its table once a column has a few dozen residuals; the packed
+            // blocks stay for short columns and whenever they come out smaller.
+            var entropyPlan: ResidualHuffman.Plan? = nil
+            if residuals.count >= minimumEntropyCodedResiduals {
+                let plan = ResidualHuffman.plan(residuals)
+                if plan.encodedBytes < packedBytes(residuals) { entropyPlan = plan }
+            }
+            writer.append(order | (entropyPlan == nil ? 0 : entropyCodedFlag))
+            // Seeds: x0 for order >= 1, then x1 - x0 for order 2.
+            if seeds >= 1 { writer.appendSignedVarint(values[0]) }
+            if seeds >= 2 { writer.appendSignedVarint(values[1] &- values[0]) }
+            if let entropyPlan {
+                ResidualHuffman.write(residuals, plan: entropyPlan, into: &writer)
+                return
+            }
             var scratch = [UInt64](repeating: 0, count: blockLength)
             scratch.withUnsafeMutableBufferPointer { scratch in
                 var start = 0
@@ -37,6 +50,24 @@ enum IntegerColumn {
                 }
             }
         }
+    }
+
+    /// Order byte bit 7 (format version 2): the residuals are Huffman-coded, not packed in blocks.
+    static let entropyCodedFlag: UInt8 = 0x80
+    static let minimumEntropyCodedResiduals = 16
+
+    /// The bytes the packed blocks would take, from the same width choice `encodeBlock` makes
+    /// (exceptions at their estimated cost).
+    private static func packedBytes(_ residuals: UnsafeBufferPointer<Int64>) -> Int {
+        var total = 0
+        var start = 0
+        while start < residuals.count {
+            let end = min(start + blockLength, residuals.count)
+            let choice = chooseWidth(UnsafeBufferPointer(rebasing: residuals[start..<end]))
+            total += 1 + ResidualHuffman.varintSize(ZigZag.encode(choice.base)) + (choice.bits + 7) / 8
+            start = end
+        }
+        return total
     }
 
     /// Writes the residuals of `values` for `order` (skipping the seeds) into `out`.
@@ -88,41 +119,47 @@ enum IntegerColumn {
         8 + 8 * max(1, (width + 7) / 7)
     }
 
-    private static func encodeBlock(_ block: UnsafeBufferPointer<Int64>, scratch: UnsafeMutableBufferPointer<UInt64>, into writer: inout ByteWriter) {
+    /// The base and width of least cost for one block, and that cost in bits (packed fields plus
+    /// estimated exceptions).
+    private static func chooseWidth(_ block: UnsafeBufferPointer<Int64>) -> (base: Int64, width: Int, bits: Int) {
         let length = block.count
         var minimum = block[0]
         for value in block where value < minimum { minimum = value }
-
-        // Histograms of widths relative to the minimum and relative to zero (centred base).
-        var fromMinimum = (
-            [Int](repeating: 0, count: 65), [Int](repeating: 0, count: 65)
-        )
-        for value in block {
-            fromMinimum.0[BitPacking.width(of: UInt64(bitPattern: value &- minimum))] += 1
-            fromMinimum.1[signedWidth(value)] += 1
-        }
-        // Pick (base kind, width) of least cost; ties prefer the minimum base with no exceptions.
-        var bestCost = Int.max
-        var bestWidth = 64
-        var bestCentred = false
-        for centred in [false, true] {
-            let histogram = centred ? fromMinimum.1 : fromMinimum.0
-            var exceptionBits = 0
-            // Walk widths from 64 down so the exception cost accumulates.
-            var width = 64
-            while width >= 0 {
-                let cost = length * width + exceptionBits
-                if cost < bestCost || (cost == bestCost && !centred && exceptionBits == 0) {
-                    bestCost = cost
-                    bestWidth = width
-                    bestCentred = centred
-                }
-                exceptionBits += histogram[width] * exceptionCost(width)
-                width -= 1
+        // Histograms of widths relative to the minimum (0..<65) and relative to zero (65..<130).
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 130) { histogram in
+            histogram.initialize(repeating: 0)
+            for value in block {
+                histogram[BitPacking.width(of: UInt64(bitPattern: value &- minimum))] &+= 1
+                histogram[65 &+ signedWidth(value)] &+= 1
             }
+            // Pick (base kind, width) of least cost; ties prefer the minimum base with no exceptions.
+            var bestCost = Int.max
+            var bestWidth = 64
+            var bestCentred = false
+            for centred in [false, true] {
+                let offset = centred ? 65 : 0
+                var exceptionBits = 0
+                // Walk widths from 64 down so the exception cost accumulates.
+                var width = 64
+                while width >= 0 {
+                    let cost = length * width + exceptionBits
+                    if cost < bestCost || (cost == bestCost && !centred && exceptionBits == 0) {
+                        bestCost = cost
+                        bestWidth = width
+                        bestCentred = centred
+                    }
+                    exceptionBits += histogram[offset + width] * exceptionCost(width)
+                    width -= 1
+                }
+            }
+            let base: Int64 = bestCentred ? (bestWidth == 0 ? 0 : -(Int64(1) << Int64(bestWidth - 1))) : minimum
+            return (base, bestWidth, bestCost)
         }
-        let width = bestWidth
-        let base: Int64 = bestCentred ? (width == 0 ? 0 : -(Int64(1) << Int64(width - 1))) : minimum
+    }
+
+    private static func encodeBlock(_ block: UnsafeBufferPointer<Int64>, scratch: UnsafeMutableBufferPointer<UInt64>, into writer: inout ByteWriter) {
+        let length = block.count
+        let (base, width, _) = chooseWidth(block)
         let limit = BitPacking.mask(width)
 
         var exceptionCount = 0
@@ -154,9 +191,10 @@ enum IntegerColumn {
     ) throws(CodecError) {
         let count = output.count
         let orderOffset = reader.position
-        let order = try reader.readByte("\(what) difference order")
+        let orderByte = try reader.readByte("\(what) difference order")
+        let order = orderByte & ~entropyCodedFlag
         guard order <= maximumOrder else {
-            throw reader.error(.malformed, "\(what) difference order is \(order), at most \(maximumOrder) is defined", at: orderOffset)
+            throw reader.error(.malformed, "\(what) difference order byte is \(orderByte): orders above \(maximumOrder) and flags other than 0x80 are not defined", at: orderOffset)
         }
         guard count > 0 else { return }
         let seeds = min(Int(order), count)
@@ -166,7 +204,11 @@ enum IntegerColumn {
         if seeds >= 2 { seed1 = try reader.readSignedVarint("\(what) first difference") }
 
         let residuals = UnsafeMutableBufferPointer(rebasing: output[seeds...])
-        try decodeResiduals(from: &reader, into: residuals, what: what)
+        if orderByte & entropyCodedFlag == 0 {
+            try decodeResiduals(from: &reader, into: residuals, what: what)
+        } else if !residuals.isEmpty {
+            try ResidualHuffman.decode(from: &reader, into: residuals, what: what)
+        }
 
         switch order {
         case 0:
