@@ -25,19 +25,20 @@ enum IntegerColumn {
             differences(values, order: order, into: out)
         }
         residuals.withUnsafeBufferPointer { residuals in
-            // Entropy coding pays for its table once a column has a few dozen residuals; the packed
-            // blocks stay for short columns and whenever they come out smaller.
+            // Entropy coding pays for its table once a column has a few dozen residuals; short columns
+            // keep the packed blocks, and so do columns mostly of one value when packing is smaller
+            // (a Huffman code spends at least a bit a value; width 0 plus exceptions spends none).
             var entropyPlan: ResidualHuffman.Plan? = nil
             if residuals.count >= minimumEntropyCodedResiduals {
                 let plan = ResidualHuffman.plan(residuals)
-                if plan.encodedBytes < packedBytes(residuals) { entropyPlan = plan }
+                if !plan.hasDominantSymbol || plan.encodedBytes < packedBytes(residuals) { entropyPlan = plan }
             }
             writer.append(order | (entropyPlan == nil ? 0 : entropyCodedFlag))
             // Seeds: x0 for order >= 1, then x1 - x0 for order 2.
             if seeds >= 1 { writer.appendSignedVarint(values[0]) }
             if seeds >= 2 { writer.appendSignedVarint(values[1] &- values[0]) }
             if let entropyPlan {
-                ResidualHuffman.write(residuals, plan: entropyPlan, into: &writer)
+                ResidualHuffman.write(entropyPlan, into: &writer)
                 return
             }
             var scratch = [UInt64](repeating: 0, count: blockLength)

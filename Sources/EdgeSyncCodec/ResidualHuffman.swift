@@ -19,18 +19,24 @@ enum ResidualHuffman {
         return (2 &* width &- 2 &+ Int((value >> UInt64(width &- 2)) & 1), width &- 2)
     }
 
-    /// A column's code: the shift, code lengths and the exact size of the coded residuals.
+    /// A column's code: the divisor, the zigzagged quotients, code lengths and the exact size.
     struct Plan {
-        var shift: Int
+        var divisor: UInt64
+        /// `ZigZag.encode(residual / divisor)` per residual.
+        var quotients: [UInt64]
         /// Code length per symbol (0 = unused), `symbolCount` entries.
         var lengths: [UInt8]
         /// Symbols `0 ..< usedSymbols` carry a length in the table.
         var usedSymbols: Int
+        var isSingleSymbol: Bool
+        /// Whether one symbol covers at least half the residuals, where a Huffman code's one-bit
+        /// floor can lose to packing (a run of zeros packs into zero bits).
+        var hasDominantSymbol: Bool
         var streamBits: Int
 
         var streamBytes: Int { (streamBits + 7) >> 3 }
-        var tableBytes: Int { 2 + (usedSymbols + 1) / 2 }
-        /// Every byte the coded residuals take: table, byte count and bit stream.
+        var tableBytes: Int { varintSize(divisor) + 1 + (usedSymbols + 1) / 2 }
+        /// Every byte the coded residuals take: divisor, table, byte count and bit stream.
         var encodedBytes: Int { tableBytes + varintSize(UInt64(streamBytes)) + streamBytes }
     }
 
@@ -40,35 +46,66 @@ enum ResidualHuffman {
 
     // MARK: Encoding
 
-    /// Builds the code for `residuals` (at least one).
-    static func plan(_ residuals: UnsafeBufferPointer<Int64>) -> Plan {
-        var union: Int64 = 0
-        for value in residuals { union |= value }
-        let shift = union == 0 ? 0 : union.trailingZeroBitCount
-        var counts = [Int](repeating: 0, count: symbolCount)
-        var extraBits = 0
-        counts.withUnsafeMutableBufferPointer { counts in
-            for value in residuals {
-                let (symbol, extra) = Self.symbol(of: ZigZag.encode(value >> Int64(shift)))
-                counts[symbol] &+= 1
-                extraBits &+= extra
-            }
+    /// The greatest common divisor of the residuals' magnitudes: timestamps in whole seconds or
+    /// minutes and GPS positions in steps of 16 share one, and dividing it out removes that many
+    /// raw bits from every residual. 1 when there is none (or only the degenerate 2^63).
+    static func commonDivisor(_ residuals: UnsafeBufferPointer<Int64>) -> UInt64 {
+        var divisor: UInt64 = 0
+        for value in residuals {
+            var other = value.magnitude
+            guard divisor != 1 else { return 1 }
+            guard divisor == 0 || other % divisor != 0 else { continue }
+            var current = divisor
+            while other != 0 { (current, other) = (other, current % other) }
+            divisor = current
         }
-        let lengths = codeLengths(counts)
-        var codeBits = 0
-        var usedSymbols = 0
-        for symbol in 0..<symbolCount where lengths[symbol] > 0 {
-            usedSymbols = symbol + 1
-            codeBits &+= counts[symbol] &* Int(lengths[symbol])
-        }
-        // A single symbol is coded with no bits at all (its length 1 only marks it as used).
-        if lengths.reduce(0, { $0 + ($1 > 0 ? 1 : 0) }) == 1 { codeBits = 0 }
-        return Plan(shift: shift, lengths: lengths, usedSymbols: usedSymbols, streamBits: codeBits + extraBits)
+        return divisor == 0 || divisor > UInt64(Int64.max) ? 1 : divisor
     }
 
-    /// Writes the table and bit stream of `residuals` as planned.
-    static func write(_ residuals: UnsafeBufferPointer<Int64>, plan: Plan, into writer: inout ByteWriter) {
-        writer.append(UInt8(plan.shift))
+    /// Builds the code for `residuals` (at least one).
+    static func plan(_ residuals: UnsafeBufferPointer<Int64>) -> Plan {
+        let divisor = commonDivisor(residuals)
+        var quotients = [UInt64](repeating: 0, count: residuals.count)
+        var extraBits = 0
+        var lengths: [UInt8] = []
+        var codeBits = 0
+        var usedSymbols = 0
+        var distinct = 0
+        var largestCount = 0
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: symbolCount) { counts in
+            counts.initialize(repeating: 0)
+            quotients.withUnsafeMutableBufferPointer { quotients in
+                if divisor & (divisor &- 1) == 0 {
+                    let shift = Int64(divisor.trailingZeroBitCount)
+                    for index in residuals.indices { quotients[index] = ZigZag.encode(residuals[index] >> shift) }
+                } else {
+                    let signedDivisor = Int64(divisor)
+                    for index in residuals.indices { quotients[index] = ZigZag.encode(residuals[index] / signedDivisor) }
+                }
+                for value in quotients {
+                    let (symbol, extra) = Self.symbol(of: value)
+                    counts[symbol] &+= 1
+                    extraBits &+= extra
+                }
+            }
+            lengths = codeLengths(UnsafeBufferPointer(counts))
+            for symbol in 0..<symbolCount where lengths[symbol] > 0 {
+                usedSymbols = symbol + 1
+                distinct += 1
+                codeBits &+= counts[symbol] &* Int(lengths[symbol])
+                largestCount = max(largestCount, counts[symbol])
+            }
+        }
+        // A single symbol is coded with no bits at all (its length 1 only marks it as used).
+        if distinct == 1 { codeBits = 0 }
+        return Plan(
+            divisor: divisor, quotients: quotients, lengths: lengths, usedSymbols: usedSymbols,
+            isSingleSymbol: distinct == 1, hasDominantSymbol: largestCount * 2 >= residuals.count, streamBits: codeBits + extraBits)
+    }
+
+    /// Writes the divisor, table and bit stream as planned.
+    static func write(_ plan: Plan, into writer: inout ByteWriter) {
+        writer.appendVarint(plan.divisor)
         writer.append(UInt8(plan.usedSymbols - 1))
         var pair = 0
         while pair < plan.usedSymbols {
@@ -78,7 +115,7 @@ enum ResidualHuffman {
         }
         writer.appendVarint(UInt64(plan.streamBytes))
         let codes = canonicalCodes(plan.lengths)
-        let single = plan.lengths.reduce(0, { $0 + ($1 > 0 ? 1 : 0) }) == 1
+        let single = plan.isSingleSymbol
         let start = writer.count
         let byteCount = plan.streamBytes
         // Eight bytes of slack so whole words can be stored; trimmed after.
@@ -101,11 +138,17 @@ enum ResidualHuffman {
             }
             codes.withUnsafeBufferPointer { codes in
                 plan.lengths.withUnsafeBufferPointer { lengths in
-                    for value in residuals {
-                        let zigzag = ZigZag.encode(value >> Int64(plan.shift))
-                        let (symbol, extraWidth) = Self.symbol(of: zigzag)
-                        if !single { put(UInt64(codes[symbol]), Int(lengths[symbol])) }
-                        put(zigzag & BitPacking.mask(extraWidth), extraWidth)
+                    for value in plan.quotients {
+                        let (symbol, extraWidth) = Self.symbol(of: value)
+                        let extra = value & BitPacking.mask(extraWidth)
+                        let codeLength = single ? 0 : Int(lengths[symbol])
+                        // One write when code and extra bits fit a word together (nearly always).
+                        if codeLength &+ extraWidth <= 64 {
+                            put(UInt64(codes[symbol]) | extra << UInt64(codeLength), codeLength &+ extraWidth)
+                        } else {
+                            put(UInt64(codes[symbol]), codeLength)
+                            put(extra, extraWidth)
+                        }
                     }
                 }
             }
@@ -116,7 +159,7 @@ enum ResidualHuffman {
 
     /// Huffman code lengths for `counts`, limited to `maximumCodeLength` and always a complete code
     /// (or one symbol of length 1). Deterministic: ties break by symbol number.
-    static func codeLengths(_ counts: [Int]) -> [UInt8] {
+    static func codeLengths(_ counts: UnsafeBufferPointer<Int>) -> [UInt8] {
         var lengths = [UInt8](repeating: 0, count: symbolCount)
         let used = (0..<symbolCount).filter { counts[$0] > 0 }.sorted { (counts[$0], $0) < (counts[$1], $1) }
         if used.count == 1 {
@@ -205,14 +248,14 @@ enum ResidualHuffman {
     static func decode(
         from reader: inout ByteReader, into output: UnsafeMutableBufferPointer<Int64>, what: String
     ) throws(CodecError) {
-        let shiftOffset = reader.position
-        let shift = Int(try reader.readByte("\(what) residual shift"))
-        guard shift <= 63 else {
-            throw reader.error(.malformed, "\(what) residual shift is \(shift), at most 63 is allowed", at: shiftOffset)
+        let divisorOffset = reader.position
+        let divisor = try reader.readVarint("\(what) residual divisor")
+        guard divisor >= 1 else {
+            throw reader.error(.malformed, "\(what) residual divisor is 0", at: divisorOffset)
         }
         let usedSymbols = Int(try reader.readByte("\(what) code table size")) + 1
         guard usedSymbols <= symbolCount else {
-            throw reader.error(.malformed, "\(what) code table has \(usedSymbols) symbols, at most \(symbolCount) are defined", at: shiftOffset + 1)
+            throw reader.error(.malformed, "\(what) code table has \(usedSymbols) symbols, at most \(symbolCount) are defined", at: divisorOffset)
         }
         let tableOffset = reader.position
         let packedLengths = try reader.readBytes((usedSymbols + 1) / 2, "\(what) code lengths")
@@ -276,7 +319,6 @@ enum ResidualHuffman {
         let tableMask = UInt64((1 << tableBits) - 1)
         let safeEnd = byteCount - 8
         var bit = 0
-        let shiftBy = Int64(shift)
         for index in 0..<output.count {
             var word = (bit >> 3) <= safeEnd ? fastPeek(stream, bit) : slowPeek(stream, bit)
             let entry = table[Int(word & tableMask)]
@@ -295,7 +337,7 @@ enum ResidualHuffman {
                 value = (UInt64(2 | (symbol & 1)) << UInt64(extraWidth)) | (word & BitPacking.mask(extraWidth))
                 bit &+= extraWidth
             }
-            output[index] = ZigZag.decode(value) << shiftBy
+            output[index] = Int64(bitPattern: UInt64(bitPattern: ZigZag.decode(value)) &* divisor)
         }
         guard bit <= totalBits else {
             throw CodecError(.truncated, "\(what) residual stream needs \(bit) bits, has \(totalBits)", at: streamStart + byteCount, in: reader.area)

@@ -97,7 +97,11 @@ enum ValueColumn {
         // Many exceptions or wide mantissas (13.200000000000044 is exact at exponent 15) mean the
         // values are not short decimals. Lossy blocks keep the decimal form, which is what enforces
         // the bound; lossless ones take the smallest exact alternative.
-        guard errorBound == nil, exceptions.count * 8 > block.count || decimal.count > block.count * 2 else {
+        // Sensors rarely report more than 9 decimals, so a finer exponent means binary arithmetic
+        // produced the values, and entropy-coded wide mantissas can still look affordable.
+        guard errorBound == nil,
+            exceptions.count * 8 > block.count || decimal.count > block.count * 2 || exponent > 9
+        else {
             writer.append(contentsOf: decimal.bytes)
             return
         }
