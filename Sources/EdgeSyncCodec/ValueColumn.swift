@@ -119,11 +119,13 @@ enum ValueColumn {
     private static func encodeOffsets(_ block: UnsafeBufferPointer<Double>, mantissas: UnsafeMutableBufferPointer<Int64>) -> [UInt8]? {
         guard let exponent = nearDecimalExponent(for: block) else { return nil }
         var offsets = [Int64](repeating: 0, count: block.count)
+        var predictor = OffsetPredictor(capacityFor: block.count)
         for index in 0..<block.count {
             let value = block[index]
             let mantissa = scaled(value, exponent: exponent) ?? 0
             mantissas[index] = mantissa
-            offsets[index] = Int64(bitPattern: value.bitPattern &- decimalValue(mantissa, exponent: exponent).bitPattern)
+            let offset = Int64(bitPattern: value.bitPattern &- decimalValue(mantissa, exponent: exponent).bitPattern)
+            offsets[index] = offset &- predictor.exchange(mantissa, offset)
         }
         var writer = ByteWriter(capacity: block.count * 2)
         writer.append(Scheme.decimalWithOffsets.rawValue)
@@ -327,8 +329,13 @@ enum ValueColumn {
         let offsets = UnsafeMutableBufferPointer<Int64>.allocate(capacity: block.count)
         defer { offsets.deallocate() }
         try IntegerColumn.decode(from: &reader, into: offsets, what: "\(what) offsets")
+        var predictor = OffsetPredictor(capacityFor: block.count)
         for index in 0..<block.count {
-            let bits = decimalValue(mantissas[index], exponent: exponent).bitPattern &+ UInt64(bitPattern: offsets[index])
+            let mantissa = mantissas[index]
+            let predicted = predictor.lookUp(mantissa)
+            let offset = offsets[index] &+ predicted
+            predictor.store(offset)
+            let bits = decimalValue(mantissa, exponent: exponent).bitPattern &+ UInt64(bitPattern: offset)
             block[index] = Double(bitPattern: bits)
         }
     }
@@ -382,5 +389,65 @@ enum ValueColumn {
         guard bits.bitsLeft < 8 else {
             throw reader.error(.malformed, "\(what) xor stream declares \(byteCount) bytes but uses \((bits.bit + 7) / 8)", at: lengthOffset)
         }
+    }
+}
+
+/// Predicts a decimal-with-offsets value's offset as the offset of the latest earlier value in the
+/// block with the same mantissa (0 for a first occurrence).
+///
+/// Values computed by one binary formula from a decimal or integer source (a logger's
+/// `raw / 5 - 500`, a unit conversion) carry a rounding error that is a function of the source
+/// value, so a repeated mantissa repeats its offset: on the cycling altitude this leaves almost
+/// only first occurrences to store. An open-addressing table of at least twice the block's length
+/// keeps the lookups constant-time and the memory bounded by the block.
+struct OffsetPredictor: ~Copyable {
+    private let keys: UnsafeMutablePointer<Int64>
+    private let offsets: UnsafeMutablePointer<Int64>
+    private let occupied: UnsafeMutablePointer<Bool>
+    private let mask: Int
+    private var slot = 0
+
+    init(capacityFor count: Int) {
+        var capacity = 16
+        while capacity < 2 * count { capacity <<= 1 }
+        keys = .allocate(capacity: capacity)
+        offsets = .allocate(capacity: capacity)
+        occupied = .allocate(capacity: capacity)
+        occupied.initialize(repeating: false, count: capacity)
+        mask = capacity - 1
+    }
+
+    deinit {
+        keys.deallocate()
+        offsets.deallocate()
+        occupied.deallocate()
+    }
+
+    /// Finds the slot of `mantissa` (claiming an empty one) and returns its last offset, or 0.
+    @inline(__always) mutating func lookUp(_ mantissa: Int64) -> Int64 {
+        // Fibonacci hashing; the table is never more than half full, so probing ends.
+        var index = Int(truncatingIfNeeded: (UInt64(bitPattern: mantissa) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        while occupied[index] {
+            if keys[index] == mantissa {
+                slot = index
+                return offsets[index]
+            }
+            index = (index &+ 1) & mask
+        }
+        occupied[index] = true
+        keys[index] = mantissa
+        offsets[index] = 0
+        slot = index
+        return 0
+    }
+
+    /// Records the offset of the mantissa last looked up.
+    @inline(__always) mutating func store(_ offset: Int64) { offsets[slot] = offset }
+
+    /// The prediction for `mantissa`, then records `offset` as its latest.
+    @inline(__always) mutating func exchange(_ mantissa: Int64, _ offset: Int64) -> Int64 {
+        let predicted = lookUp(mantissa)
+        store(offset)
+        return predicted
     }
 }
