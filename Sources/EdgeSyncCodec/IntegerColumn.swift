@@ -137,7 +137,8 @@ enum IntegerColumn {
             var bestCost = Int.max
             var bestWidth = 64
             var bestCentred = false
-            for centred in [false, true] {
+            for kind in 0..<2 {
+                let centred = kind == 1
                 let offset = centred ? 65 : 0
                 var exceptionBits = 0
                 // Walk widths from 64 down so the exception cost accumulates.

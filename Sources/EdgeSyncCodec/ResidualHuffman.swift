@@ -114,14 +114,15 @@ enum ResidualHuffman {
             pair += 2
         }
         writer.appendVarint(UInt64(plan.streamBytes))
-        let codes = canonicalCodes(plan.lengths)
+        var codes = [UInt16](repeating: 0, count: symbolCount)
+        plan.lengths.withUnsafeBufferPointer { lengths in
+            codes.withUnsafeMutableBufferPointer { canonicalCodes(lengths, into: $0) }
+        }
         let single = plan.isSingleSymbol
-        let start = writer.count
         let byteCount = plan.streamBytes
-        // Eight bytes of slack so whole words can be stored; trimmed after.
-        writer.bytes.append(contentsOf: repeatElement(0, count: byteCount + 8))
-        writer.bytes.withUnsafeMutableBytes { raw in
-            let out = UnsafeMutableRawBufferPointer(rebasing: raw[start...])
+        // Eight bytes of slack so whole words can be stored.
+        var stream = [UInt8](repeating: 0, count: byteCount + 8)
+        stream.withUnsafeMutableBytes { out in
             var accumulator: UInt64 = 0
             var filled = 0
             var position = 0
@@ -154,92 +155,115 @@ enum ResidualHuffman {
             }
             out.storeBytes(of: accumulator.littleEndian, toByteOffset: position, as: UInt64.self)
         }
-        writer.bytes.removeLast(8)
+        writer.append(contentsOf: stream[0..<byteCount])
     }
 
-    /// Huffman code lengths for `counts`, limited to `maximumCodeLength` and always a complete code
-    /// (or one symbol of length 1). Deterministic: ties break by symbol number.
+    /// Huffman code lengths for `counts` (`symbolCount` entries, at least one nonzero), limited to
+    /// `maximumCodeLength` and always a complete code (or one symbol of length 1). Deterministic:
+    /// ties break by symbol number. Works in one scratch allocation: it runs once per column.
     static func codeLengths(_ counts: UnsafeBufferPointer<Int>) -> [UInt8] {
         var lengths = [UInt8](repeating: 0, count: symbolCount)
-        let used = (0..<symbolCount).filter { counts[$0] > 0 }.sorted { (counts[$0], $0) < (counts[$1], $1) }
-        if used.count == 1 {
-            lengths[used[0]] = 1
-            return lengths
-        }
-        // Two-queue Huffman over the sorted leaves: nodes 0..<n are leaves, n..<2n-1 merged nodes.
-        let leafCount = used.count
-        var weights = used.map { counts[$0] } + [Int](repeating: 0, count: leafCount - 1)
-        var parents = [Int](repeating: 0, count: 2 * leafCount - 1)
-        var nextLeaf = 0
-        var nextMerged = leafCount
-        for node in leafCount..<(2 * leafCount - 1) {
-            var pair = [0, 0]
-            for side in 0..<2 {
-                if nextLeaf < leafCount && (nextMerged >= node || weights[nextLeaf] <= weights[nextMerged]) {
-                    pair[side] = nextLeaf
-                    nextLeaf += 1
-                } else {
-                    pair[side] = nextMerged
-                    nextMerged += 1
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 6 * symbolCount) { scratch in
+            // keys[0..<n]: leaves sorted by (count, symbol), packed so that the sort is on Ints.
+            let keys = UnsafeMutableBufferPointer(rebasing: scratch[0..<symbolCount])
+            let weights = UnsafeMutableBufferPointer(rebasing: scratch[symbolCount..<3 * symbolCount])
+            let parents = UnsafeMutableBufferPointer(rebasing: scratch[3 * symbolCount..<5 * symbolCount])
+            let depths = UnsafeMutableBufferPointer(rebasing: scratch[5 * symbolCount..<6 * symbolCount])
+            var leafCount = 0
+            for symbol in 0..<symbolCount where counts[symbol] > 0 {
+                keys[leafCount] = counts[symbol] << 8 | symbol
+                leafCount += 1
+            }
+            var leaves = UnsafeMutableBufferPointer(rebasing: keys[0..<leafCount])
+            leaves.sort()
+            if leafCount == 1 {
+                lengths[keys[0] & 0xFF] = 1
+                return
+            }
+            // Two-queue Huffman: nodes 0..<n are the leaves, n..<2n-1 the merged nodes in order.
+            for leaf in 0..<leafCount { weights[leaf] = keys[leaf] >> 8 }
+            var nextLeaf = 0
+            var nextMerged = leafCount
+            for node in leafCount..<(2 * leafCount - 1) {
+                var weight = 0
+                for _ in 0..<2 {
+                    let child: Int
+                    if nextLeaf < leafCount && (nextMerged >= node || weights[nextLeaf] <= weights[nextMerged]) {
+                        child = nextLeaf
+                        nextLeaf += 1
+                    } else {
+                        child = nextMerged
+                        nextMerged += 1
+                    }
+                    weight += weights[child]
+                    parents[child] = node
                 }
+                weights[node] = weight
             }
-            weights[node] = weights[pair[0]] + weights[pair[1]]
-            parents[pair[0]] = node
-            parents[pair[1]] = node
-        }
-        var depths = [Int](repeating: 0, count: 2 * leafCount - 1)
-        for node in stride(from: 2 * leafCount - 3, through: 0, by: -1) { depths[node] = depths[parents[node]] + 1 }
+            // Depths of merged nodes (root last) reuse the weights' storage; leaves go to `depths`.
+            weights[2 * leafCount - 2] = 0
+            for node in stride(from: 2 * leafCount - 3, through: leafCount, by: -1) {
+                weights[node] = weights[parents[node]] + 1
+            }
+            let limit = maximumCodeLength
+            for leaf in 0..<leafCount { depths[leaf] = min(weights[parents[leaf]] + 1, limit) }
 
-        // Length limit: clamp, then lengthen the longest short codes until the Kraft sum fits, then
-        // shorten codes while room is left so the code stays complete.
-        let limit = maximumCodeLength
-        var length = (0..<leafCount).map { min(depths[$0], limit) }
-        let full = 1 << limit
-        var kraft = length.reduce(0) { $0 + (1 << (limit - $1)) }
-        while kraft > full {
-            // Leaves are in ascending count order: the first with the longest length below the limit.
-            var pick = -1
-            for leaf in 0..<leafCount where length[leaf] < limit && (pick < 0 || length[leaf] > length[pick]) { pick = leaf }
-            kraft -= 1 << (limit - length[pick] - 1)
-            length[pick] += 1
-        }
-        while kraft < full {
-            var pick = -1
-            for leaf in stride(from: leafCount - 1, through: 0, by: -1)
-            where length[leaf] > 1 && (1 << (limit - length[leaf])) <= full - kraft
-                && (pick < 0 || length[leaf] > length[pick])
-            {
-                pick = leaf
+            // Length limit: after clamping, lengthen the longest codes still below the limit until
+            // the Kraft sum fits, then shorten codes while room is left so the code is complete.
+            let full = 1 << limit
+            var kraft = 0
+            for leaf in 0..<leafCount { kraft += 1 << (limit - depths[leaf]) }
+            while kraft > full {
+                // Leaves are in ascending count order: the first with the longest length below the limit.
+                var pick = -1
+                for leaf in 0..<leafCount where depths[leaf] < limit && (pick < 0 || depths[leaf] > depths[pick]) {
+                    pick = leaf
+                }
+                kraft -= 1 << (limit - depths[pick] - 1)
+                depths[pick] += 1
             }
-            guard pick >= 0 else { break }
-            kraft += 1 << (limit - length[pick])
-            length[pick] -= 1
+            while kraft < full {
+                var pick = -1
+                for leaf in stride(from: leafCount - 1, through: 0, by: -1)
+                where depths[leaf] > 1 && (1 << (limit - depths[leaf])) <= full - kraft
+                    && (pick < 0 || depths[leaf] > depths[pick])
+                {
+                    pick = leaf
+                }
+                guard pick >= 0 else { break }
+                kraft += 1 << (limit - depths[pick])
+                depths[pick] -= 1
+            }
+            for leaf in 0..<leafCount { lengths[keys[leaf] & 0xFF] = UInt8(depths[leaf]) }
         }
-        for leaf in 0..<leafCount { lengths[used[leaf]] = UInt8(length[leaf]) }
         return lengths
     }
 
-    /// Canonical codes (RFC 1951, 3.2.2), bit-reversed so that writing them least significant bit
-    /// first puts the code's first bit first.
-    static func canonicalCodes(_ lengths: [UInt8]) -> [UInt16] {
-        var perLength = [Int](repeating: 0, count: maximumCodeLength + 1)
-        for length in lengths where length > 0 { perLength[Int(length)] += 1 }
-        var next = [Int](repeating: 0, count: maximumCodeLength + 2)
-        var code = 0
-        for length in 1...maximumCodeLength {
-            code = (code + perLength[length - 1]) << 1
-            next[length] = code
+    /// Canonical codes (RFC 1951, 3.2.2) for `lengths`, bit-reversed so that writing them least
+    /// significant bit first puts the code's first bit first.
+    static func canonicalCodes(_ lengths: UnsafeBufferPointer<UInt8>, into codes: UnsafeMutableBufferPointer<UInt16>) {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: maximumCodeLength + 1) { next in
+            next.initialize(repeating: 0)
+            for length in lengths where length > 0 { next[Int(length)] += 1 }
+            // next[length] becomes the first code of that length.
+            var code = 0
+            var previousCount = 0
+            for length in 1...maximumCodeLength {
+                code = (code + previousCount) << 1
+                previousCount = next[length]
+                next[length] = code
+            }
+            for symbol in lengths.indices {
+                let length = Int(lengths[symbol])
+                guard length > 0 else {
+                    codes[symbol] = 0
+                    continue
+                }
+                let canonical = UInt16(truncatingIfNeeded: next[length])
+                next[length] += 1
+                codes[symbol] = canonical.bitReversed(width: length)
+            }
         }
-        var codes = [UInt16](repeating: 0, count: lengths.count)
-        for symbol in lengths.indices where lengths[symbol] > 0 {
-            let length = Int(lengths[symbol])
-            let canonical = next[length]
-            next[length] += 1
-            var reversed = 0
-            for bit in 0..<length where canonical & (1 << bit) != 0 { reversed |= 1 << (length - 1 - bit) }
-            codes[symbol] = UInt16(reversed)
-        }
-        return codes
     }
 
     // MARK: Decoding
@@ -259,18 +283,23 @@ enum ResidualHuffman {
         }
         let tableOffset = reader.position
         let packedLengths = try reader.readBytes((usedSymbols + 1) / 2, "\(what) code lengths")
-        var lengths = [Int](repeating: 0, count: usedSymbols)
+        // Scratch: code lengths (as UInt16), codes, then the lookup table of at most 2^12 entries.
+        let scratch = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: 2 * symbolCount + (1 << maximumCodeLength))
+        defer { scratch.deallocate() }
+        let lengths = UnsafeMutableBufferPointer(rebasing: scratch[0..<usedSymbols])
         var kraft = 0
         var maximumLength = 0
         var nonzero = 0
+        var onlySymbol = 0
         for symbol in 0..<usedSymbols {
             let length = Int(packedLengths[symbol / 2] >> (symbol % 2 == 0 ? 0 : 4)) & 0x0F
             guard length <= maximumCodeLength else {
                 throw reader.error(.malformed, "\(what) code length \(length) of symbol \(symbol) exceeds \(maximumCodeLength)", at: tableOffset + symbol / 2)
             }
-            lengths[symbol] = length
+            lengths[symbol] = UInt16(length)
             if length > 0 {
                 nonzero += 1
+                onlySymbol = symbol
                 kraft += 1 << (maximumCodeLength - length)
                 maximumLength = max(maximumLength, length)
             }
@@ -298,18 +327,22 @@ enum ResidualHuffman {
         let streamStart = reader.offset
         let stream = try reader.readBytes(byteCount, "\(what) residual stream")
 
-        // Lookup table indexed by the next `tableBits` stream bits: symbol << 4 | code length.
+        // Lookup table indexed by the next `tableBits` stream bits: symbol << 4 | code length. The
+        // code is complete (checked above), so every entry gets written.
         let tableBits = single ? 0 : maximumLength
-        let table = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: 1 << tableBits)
-        defer { table.deallocate() }
+        let table = UnsafeMutableBufferPointer(rebasing: scratch[2 * symbolCount..<2 * symbolCount + (1 << tableBits)])
         if single {
-            let symbol = lengths.firstIndex { $0 > 0 } ?? 0
-            table[0] = UInt16(symbol << 4)
+            table[0] = UInt16(onlySymbol << 4)
         } else {
-            let codes = canonicalCodes(lengths.map { UInt8($0) })
+            let codes = UnsafeMutableBufferPointer(rebasing: scratch[symbolCount..<symbolCount + usedSymbols])
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: usedSymbols) { narrow in
+                for symbol in 0..<usedSymbols { narrow[symbol] = UInt8(lengths[symbol]) }
+                canonicalCodes(UnsafeBufferPointer(narrow), into: codes)
+            }
             for symbol in 0..<usedSymbols where lengths[symbol] > 0 {
-                let entry = UInt16(symbol << 4 | lengths[symbol])
-                for index in stride(from: Int(codes[symbol]), to: 1 << tableBits, by: 1 << lengths[symbol]) {
+                let length = Int(lengths[symbol])
+                let entry = UInt16(symbol << 4 | length)
+                for index in stride(from: Int(codes[symbol]), to: 1 << tableBits, by: 1 << length) {
                     table[index] = entry
                 }
             }
@@ -363,5 +396,20 @@ enum ResidualHuffman {
             index += 1
         }
         return word >> UInt64(bit & 7)
+    }
+}
+
+extension UInt16 {
+    /// The low `width` bits in reverse order.
+    @inline(__always) func bitReversed(width: Int) -> UInt16 {
+        (self.bitSwapped) >> UInt16(16 - width)
+    }
+
+    private var bitSwapped: UInt16 {
+        var value = self
+        value = (value & 0x5555) << 1 | (value >> 1) & 0x5555
+        value = (value & 0x3333) << 2 | (value >> 2) & 0x3333
+        value = (value & 0x0F0F) << 4 | (value >> 4) & 0x0F0F
+        return value.byteSwapped
     }
 }

@@ -32,10 +32,14 @@ enum ValueColumn {
     /// The integer that `value` scales to at `exponent`, if it is within Int64 range.
     @inline(__always) static func scaled(_ value: Double, exponent: Int) -> Int64? {
         let product = exponent >= 0 ? value * powersOfTen[exponent] : value / powersOfTen[-exponent]
-        let rounded = product.rounded()
         // 2^62: room for differences between neighbours without overflow concerns in practice.
-        guard rounded.magnitude < 4.611686018427388e18 else { return nil }
-        return Int64(rounded)
+        // (Also false for NaN.)
+        guard product.magnitude < 4.611686018427388e18 else { return nil }
+        // Rounds half away from zero like `rounded()`, without its libm call (this is the
+        // encoder's innermost loop): the fraction is exact because the truncated value is.
+        let truncated = Int64(product)
+        let fraction = product - Double(truncated)
+        return fraction >= 0.5 ? truncated &+ 1 : fraction <= -0.5 ? truncated &- 1 : truncated
     }
 
     // MARK: Encoding
