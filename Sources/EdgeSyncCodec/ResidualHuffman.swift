@@ -365,7 +365,11 @@ enum ResidualHuffman {
                 if codeLength + extraWidth <= 56 {
                     word >>= UInt64(codeLength)
                 } else {
-                    word = (bit >> 3) <= safeEnd ? fastPeek(stream, bit) : slowPeek(stream, bit)
+                    // A peek holds at least 57 bits; wider extra bits take two.
+                    let low = ((bit >> 3) <= safeEnd ? fastPeek(stream, bit) : slowPeek(stream, bit)) & 0xFFFF_FFFF
+                    let highBit = bit + 32
+                    let high = (highBit >> 3) <= safeEnd ? fastPeek(stream, highBit) : slowPeek(stream, highBit)
+                    word = low | high << 32
                 }
                 value = (UInt64(2 | (symbol & 1)) << UInt64(extraWidth)) | (word & BitPacking.mask(extraWidth))
                 bit &+= extraWidth
