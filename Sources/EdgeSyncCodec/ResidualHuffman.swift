@@ -80,7 +80,9 @@ enum ResidualHuffman {
                     for index in residuals.indices { quotients[index] = ZigZag.encode(residuals[index] >> shift) }
                 } else {
                     let signedDivisor = Int64(divisor)
-                    for index in residuals.indices { quotients[index] = ZigZag.encode(residuals[index] / signedDivisor) }
+                    for index in residuals.indices {
+                        quotients[index] = ZigZag.encode(residuals[index] / signedDivisor)
+                    }
                 }
                 for value in quotients {
                     let (symbol, extra) = Self.symbol(of: value)
@@ -100,7 +102,8 @@ enum ResidualHuffman {
         if distinct == 1 { codeBits = 0 }
         return Plan(
             divisor: divisor, quotients: quotients, lengths: lengths, usedSymbols: usedSymbols,
-            isSingleSymbol: distinct == 1, hasDominantSymbol: largestCount * 2 >= residuals.count, streamBits: codeBits + extraBits)
+            isSingleSymbol: distinct == 1, hasDominantSymbol: largestCount * 2 >= residuals.count,
+            streamBits: codeBits + extraBits)
     }
 
     /// Writes the divisor, table and bit stream as planned.
@@ -279,7 +282,9 @@ enum ResidualHuffman {
         }
         let usedSymbols = Int(try reader.readByte("\(what) code table size")) + 1
         guard usedSymbols <= symbolCount else {
-            throw reader.error(.malformed, "\(what) code table has \(usedSymbols) symbols, at most \(symbolCount) are defined", at: divisorOffset)
+            throw reader.error(
+                .malformed, "\(what) code table has \(usedSymbols) symbols, at most \(symbolCount) are defined",
+                at: divisorOffset)
         }
         let tableOffset = reader.position
         let packedLengths = try reader.readBytes((usedSymbols + 1) / 2, "\(what) code lengths")
@@ -294,7 +299,9 @@ enum ResidualHuffman {
         for symbol in 0..<usedSymbols {
             let length = Int(packedLengths[symbol / 2] >> (symbol % 2 == 0 ? 0 : 4)) & 0x0F
             guard length <= maximumCodeLength else {
-                throw reader.error(.malformed, "\(what) code length \(length) of symbol \(symbol) exceeds \(maximumCodeLength)", at: tableOffset + symbol / 2)
+                throw reader.error(
+                    .malformed, "\(what) code length \(length) of symbol \(symbol) exceeds \(maximumCodeLength)",
+                    at: tableOffset + symbol / 2)
             }
             lengths[symbol] = UInt16(length)
             if length > 0 {
@@ -305,7 +312,8 @@ enum ResidualHuffman {
             }
         }
         if usedSymbols % 2 == 1 && packedLengths[usedSymbols / 2] >> 4 != 0 {
-            throw reader.error(.malformed, "\(what) code table pads with a nonzero length", at: tableOffset + usedSymbols / 2)
+            throw reader.error(
+                .malformed, "\(what) code table pads with a nonzero length", at: tableOffset + usedSymbols / 2)
         }
         guard lengths[usedSymbols - 1] > 0 else {
             throw reader.error(.malformed, "\(what) code table ends with an unused symbol", at: tableOffset)
@@ -313,7 +321,8 @@ enum ResidualHuffman {
         let single = nonzero == 1
         if single {
             guard maximumLength == 1 else {
-                throw reader.error(.malformed, "\(what) code table's only symbol has length \(maximumLength), not 1", at: tableOffset)
+                throw reader.error(
+                    .malformed, "\(what) code table's only symbol has length \(maximumLength), not 1", at: tableOffset)
             }
         } else if kraft != 1 << maximumCodeLength {
             let problem = kraft > 1 << maximumCodeLength ? "over-subscribed" : "incomplete"
@@ -377,10 +386,14 @@ enum ResidualHuffman {
             output[index] = Int64(bitPattern: UInt64(bitPattern: ZigZag.decode(value)) &* divisor)
         }
         guard bit <= totalBits else {
-            throw CodecError(.truncated, "\(what) residual stream needs \(bit) bits, has \(totalBits)", at: streamStart + byteCount, in: reader.area)
+            throw CodecError(
+                .truncated, "\(what) residual stream needs \(bit) bits, has \(totalBits)", at: streamStart + byteCount,
+                in: reader.area)
         }
         guard totalBits - bit < 8 else {
-            throw reader.error(.malformed, "\(what) residual stream declares \(byteCount) bytes but uses \((bit + 7) / 8)", at: countOffset)
+            throw reader.error(
+                .malformed, "\(what) residual stream declares \(byteCount) bytes but uses \((bit + 7) / 8)",
+                at: countOffset)
         }
     }
 

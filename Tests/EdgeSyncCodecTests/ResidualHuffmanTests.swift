@@ -39,14 +39,21 @@ struct ResidualHuffmanTests {
             }
         }
         return [
-            ("small noise", (0..<500).map { _ in Int64.random(in: -3...3, using: &random) + Int64.random(in: -3...3, using: &random) }),
+            (
+                "small noise",
+                (0..<500).map { _ in Int64.random(in: -3...3, using: &random) + Int64.random(in: -3...3, using: &random)
+                }
+            ),
             ("sensor walk", walk(1024, step: -90...90, start: 2259)),
             ("steps of 16", walk(700, step: -60...60, scale: 16, start: -138_827_872)),
             ("whole seconds in ns", walk(300, step: 0...9, scale: 1_000_000_000, start: 1_700_000_000_000_000_000)),
             ("full 64-bit noise", (0..<200).map { _ in Int64(bitPattern: random.next()) }),
             ("extremes", (0..<100).map { [Int64.min, .max, 0, -1, 1][$0 % 5] }),
             ("2^63 steps", (0..<64).map { $0 % 3 == 0 ? Int64.min : 0 }),
-            ("wide and narrow mixed", (0..<400).map { $0 % 37 == 0 ? Int64.random(in: .min ... .max, using: &random) : Int64($0 % 5) }),
+            (
+                "wide and narrow mixed",
+                (0..<400).map { $0 % 37 == 0 ? Int64.random(in: .min ... .max, using: &random) : Int64($0 % 5) }
+            ),
         ]
     }()
 
@@ -122,7 +129,9 @@ struct ResidualHuffmanTests {
 
     /// An entropy-coded order-0 column of `count` values: divisor, the symbol count minus one,
     /// nibble lengths, stream byte count and stream.
-    static func column(divisor: [UInt8] = [1], lengths: [UInt8], stream: [UInt8], streamCount: [UInt8]? = nil) -> [UInt8] {
+    static func column(divisor: [UInt8] = [1], lengths: [UInt8], stream: [UInt8], streamCount: [UInt8]? = nil)
+        -> [UInt8]
+    {
         var bytes: [UInt8] = [0x80] + divisor + [UInt8(lengths.count - 1)]
         var index = 0
         while index < lengths.count {
@@ -153,11 +162,20 @@ struct ResidualHuffmanTests {
             ("lone symbol of length 2", Self.column(lengths: [2], stream: [0]), .malformed, "not 1"),
             ("trailing unused symbol", Self.column(lengths: [1, 1, 0], stream: [0]), .malformed, "unused symbol"),
             ("nonzero pad nibble", [0x80, 1, 2, 0x11, 0xF1, 1, 0], .malformed, "pads"),
-            ("too many symbols", [0x80, 1, 200] + [UInt8](repeating: 0x11, count: 100) + [1, 0], .malformed, "at most 128"),
+            (
+                "too many symbols", [0x80, 1, 200] + [UInt8](repeating: 0x11, count: 100) + [1, 0], .malformed,
+                "at most 128"
+            ),
             ("stream too short", Self.column(lengths: [1, 1], stream: []), .truncated, "needs"),
             ("stream too long", Self.column(lengths: [1, 1], stream: [0, 0]), .malformed, "uses"),
-            ("stream beyond input", Self.column(lengths: [1, 1], stream: [0], streamCount: [5]), .truncated, "residual stream"),
-            ("stream beyond bound", Self.column(lengths: [1, 1], stream: [0], streamCount: [0xFF, 0x7F]), .malformed, "limit"),
+            (
+                "stream beyond input", Self.column(lengths: [1, 1], stream: [0], streamCount: [5]), .truncated,
+                "residual stream"
+            ),
+            (
+                "stream beyond bound", Self.column(lengths: [1, 1], stream: [0], streamCount: [0xFF, 0x7F]), .malformed,
+                "limit"
+            ),
             ("unknown order flag", [0xC0, 1, 1, 0x11, 1, 0], .malformed, "not defined"),
         ]
         for (name, bytes, code, reason) in cases {
@@ -176,9 +194,13 @@ struct ResidualHuffmanTests {
             let symbols = Int.random(in: 1...6, using: &random)
             // Mostly valid-looking lengths so that some tables pass and the stream gets decoded.
             let lengths = (0..<symbols).map { _ in UInt8.random(in: 0...3, using: &random) }
-            let stream = (0..<Int.random(in: 0...12, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let stream = (0..<Int.random(in: 0...12, using: &random)).map { _ in
+                UInt8.random(in: 0...255, using: &random)
+            }
             var bytes = Self.column(lengths: lengths, stream: stream)
-            if Bool.random(using: &random) { bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random) }
+            if Bool.random(using: &random) {
+                bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+            }
             if let values = try? Self.decode(bytes, count: Int.random(in: 1...9, using: &random)) {
                 accepted += 1
                 #expect(!values.isEmpty)
