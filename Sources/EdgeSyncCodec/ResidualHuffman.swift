@@ -75,19 +75,18 @@ enum ResidualHuffman {
         withUnsafeTemporaryAllocation(of: Int.self, capacity: symbolCount) { counts in
             counts.initialize(repeating: 0)
             quotients.withUnsafeMutableBufferPointer { quotients in
-                if divisor & (divisor &- 1) == 0 {
-                    let shift = Int64(divisor.trailingZeroBitCount)
-                    for index in residuals.indices { quotients[index] = ZigZag.encode(residuals[index] >> shift) }
-                } else {
-                    let signedDivisor = Int64(divisor)
-                    for index in residuals.indices {
-                        quotients[index] = ZigZag.encode(residuals[index] / signedDivisor)
-                    }
-                }
-                for value in quotients {
+                @inline(__always) func count(_ value: UInt64, at index: Int) {
+                    quotients[index] = value
                     let (symbol, extra) = Self.symbol(of: value)
                     counts[symbol] &+= 1
                     extraBits &+= extra
+                }
+                if divisor & (divisor &- 1) == 0 {
+                    let shift = Int64(divisor.trailingZeroBitCount)
+                    for index in residuals.indices { count(ZigZag.encode(residuals[index] >> shift), at: index) }
+                } else {
+                    let signedDivisor = Int64(divisor)
+                    for index in residuals.indices { count(ZigZag.encode(residuals[index] / signedDivisor), at: index) }
                 }
             }
             lengths = codeLengths(UnsafeBufferPointer(counts))

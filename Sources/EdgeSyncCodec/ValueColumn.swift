@@ -204,9 +204,13 @@ enum ValueColumn {
     private static func losslessExponent(for block: UnsafeBufferPointer<Double>) -> Int {
         let samples = min(32, block.count)
         var exponent = Int.min
+        // Sensor values repeat; a sample equal to the previous one cannot change the maximum.
+        var previous: UInt64? = nil
         for sample in 0..<samples {
-            let index = sample * block.count / samples
-            if let minimal = minimalExponent(block[index]) { exponent = max(exponent, minimal) }
+            let value = block[sample * block.count / samples]
+            guard value.bitPattern != previous else { continue }
+            previous = value.bitPattern
+            if let minimal = minimalExponent(value) { exponent = max(exponent, minimal) }
         }
         return exponent == Int.min ? 0 : exponent
     }
