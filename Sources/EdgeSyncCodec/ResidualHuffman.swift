@@ -2,8 +2,9 @@
 ///
 /// Fixed-width packing spends the width of a block's widest usual residual on every residual; sensor
 /// noise is far from uniform, so it wastes 1-3 bits a value (see decision 0003). Here each residual
-/// is first divided by the largest power of two common to the whole column (GPS semicircles move in
-/// steps of 16 or 128), zigzagged to `u`, and split into a *symbol* and raw *extra bits*: values
+/// is first divided by the greatest common divisor of the whole column (GPS semicircles move in
+/// steps of 16 or 128, timestamps in whole seconds), zigzagged to `u`, and split into a *symbol* and
+/// raw *extra bits*: values
 /// below 4 are their own symbol; larger ones are coded by their bit length and the bit below the
 /// leading one, and the remaining low bits are stored raw. That keeps the alphabet at 128 symbols
 /// for any 64-bit value while small, frequent residuals get codes of a bit or two.
@@ -358,32 +359,20 @@ enum ResidualHuffman {
 
         let totalBits = byteCount * 8
         let tableMask = UInt64((1 << tableBits) - 1)
-        let safeEnd = byteCount - 8
-        var bit = 0
+        var bits = StreamBits(stream)
         for index in 0..<output.count {
-            var word = (bit >> 3) <= safeEnd ? fastPeek(stream, bit) : slowPeek(stream, bit)
-            let entry = table[Int(word & tableMask)]
+            bits.ensure(maximumCodeLength)
+            let entry = table[Int(bits.buffer & tableMask)]
             let symbol = Int(entry >> 4)
-            let codeLength = Int(entry & 0x0F)
+            bits.consume(Int(entry & 0x0F))
             var value = UInt64(symbol)
-            bit &+= codeLength
             if symbol >= 4 {
-                let width = (symbol >> 1) + 1
-                let extraWidth = width - 2
-                if codeLength + extraWidth <= 56 {
-                    word >>= UInt64(codeLength)
-                } else {
-                    // A peek holds at least 57 bits; wider extra bits take two.
-                    let low = ((bit >> 3) <= safeEnd ? fastPeek(stream, bit) : slowPeek(stream, bit)) & 0xFFFF_FFFF
-                    let highBit = bit + 32
-                    let high = (highBit >> 3) <= safeEnd ? fastPeek(stream, highBit) : slowPeek(stream, highBit)
-                    word = low | high << 32
-                }
-                value = (UInt64(2 | (symbol & 1)) << UInt64(extraWidth)) | (word & BitPacking.mask(extraWidth))
-                bit &+= extraWidth
+                let extraWidth = (symbol >> 1) - 1
+                value = (UInt64(2 | (symbol & 1)) << UInt64(extraWidth)) | bits.take(extraWidth)
             }
             output[index] = Int64(bitPattern: UInt64(bitPattern: ZigZag.decode(value)) &* divisor)
         }
+        let bit = bits.consumedBits
         guard bit <= totalBits else {
             throw CodecError(
                 .truncated, "\(what) residual stream needs \(bit) bits, has \(totalBits)", at: streamStart + byteCount,
@@ -396,23 +385,6 @@ enum ResidualHuffman {
         }
     }
 
-    /// The 57 or more stream bits from `bit`, when eight bytes from its byte are inside the stream.
-    @inline(__always) private static func fastPeek(_ stream: UnsafeRawBufferPointer, _ bit: Int) -> UInt64 {
-        UInt64(littleEndian: stream.loadUnaligned(fromByteOffset: bit >> 3, as: UInt64.self)) >> UInt64(bit & 7)
-    }
-
-    /// As `fastPeek` near the end of the stream; bits past the end read as zero (the caller checks
-    /// that it did not consume them).
-    @inline(never) private static func slowPeek(_ stream: UnsafeRawBufferPointer, _ bit: Int) -> UInt64 {
-        var word: UInt64 = 0
-        let first = bit >> 3
-        var index = first
-        while index < stream.count && index < first + 8 {
-            word |= UInt64(stream[index]) << UInt64((index - first) * 8)
-            index += 1
-        }
-        return word >> UInt64(bit & 7)
-    }
 }
 
 extension UInt16 {
@@ -427,5 +399,77 @@ extension UInt16 {
         value = (value & 0x3333) << 2 | (value >> 2) & 0x3333
         value = (value & 0x0F0F) << 4 | (value >> 4) & 0x0F0F
         return value.byteSwapped
+    }
+}
+
+/// A least-significant-bit-first reader over an untrusted bit stream that keeps up to 64 bits in a
+/// register and refills it eight bytes at a time, so a Huffman decode costs a shift rather than a
+/// load per value. Past the end it supplies zero bits and counts them, so the caller can tell a
+/// truncated stream from a complete one after the loop instead of checking every read.
+struct StreamBits {
+    private let stream: UnsafeRawBufferPointer
+    /// The next unread bits, lowest first; bits at and above `available` are either zero or the
+    /// stream's own later bits.
+    private(set) var buffer: UInt64 = 0
+    private var available = 0
+    /// Next byte to load.
+    private var position = 0
+    /// Zero bits supplied past the end of the stream.
+    private var phantomBits = 0
+
+    init(_ stream: UnsafeRawBufferPointer) { self.stream = stream }
+
+    /// Bits read so far, including any past the end.
+    var consumedBits: Int { position * 8 + phantomBits - available }
+
+    /// Makes at least `count` (at most 56) bits available.
+    @inline(__always) mutating func ensure(_ count: Int) {
+        guard available < count else { return }
+        if position + 8 <= stream.count {
+            // Branch-free refill: load eight bytes, keep whole bytes up to 56-63 bits.
+            buffer |=
+                UInt64(littleEndian: stream.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                << UInt64(available)
+            position += (63 - available) >> 3
+            available |= 56
+        } else {
+            refillNearEnd()
+        }
+    }
+
+    @inline(never) private mutating func refillNearEnd() {
+        while available <= 56 {
+            if position < stream.count {
+                buffer |= UInt64(stream[position]) << UInt64(available)
+                position += 1
+            } else {
+                phantomBits += 8
+            }
+            available += 8
+        }
+    }
+
+    /// Drops `count` bits (at most those available).
+    @inline(__always) mutating func consume(_ count: Int) {
+        buffer >>= UInt64(count)
+        available -= count
+    }
+
+    /// The next `count` bits (0 ... 64) as a number.
+    @inline(__always) mutating func take(_ count: Int) -> UInt64 {
+        if count <= 32 {
+            ensure(count)
+            let value = buffer & BitPacking.mask(count)
+            consume(count)
+            return value
+        }
+        ensure(32)
+        let low = buffer & 0xFFFF_FFFF
+        consume(32)
+        let highCount = count - 32
+        ensure(highCount)
+        let high = buffer & BitPacking.mask(highCount)
+        consume(highCount)
+        return low | high << 32
     }
 }
