@@ -55,7 +55,10 @@ enum ResidualHuffman {
         for value in residuals {
             var other = value.magnitude
             guard divisor != 1 else { return 1 }
-            guard divisor == 0 || other % divisor != 0 else { continue }
+            // Most divisors are powers of two (GPS steps, altitude steps of 2); a mask test spares
+            // the 64-bit division that would otherwise run for every residual.
+            let divides = divisor & (divisor &- 1) == 0 ? other & (divisor &- 1) == 0 : other % divisor == 0
+            guard divisor == 0 || !divides else { continue }
             var current = divisor
             while other != 0 { (current, other) = (other, current % other) }
             divisor = current
