@@ -122,7 +122,12 @@ enum ResidualHuffman {
         writer.appendVarint(UInt64(plan.streamBytes))
         var codes = [UInt16](repeating: 0, count: symbolCount)
         plan.lengths.withUnsafeBufferPointer { lengths in
-            codes.withUnsafeMutableBufferPointer { canonicalCodes(lengths, into: $0) }
+            // Only symbols below `usedSymbols` have codes; the rest stay 0 and are never written.
+            codes.withUnsafeMutableBufferPointer { codes in
+                canonicalCodes(
+                    UnsafeBufferPointer(rebasing: lengths[0..<plan.usedSymbols]),
+                    into: UnsafeMutableBufferPointer(rebasing: codes[0..<plan.usedSymbols]))
+            }
         }
         let single = plan.isSingleSymbol
         let byteCount = plan.streamBytes
