@@ -1,10 +1,12 @@
-/// Encodes a column of 64-bit integers: a chosen difference order, then blocks of bit-packed
-/// residuals with an explicit base and patched exceptions.
+/// Encodes a column of 64-bit integers: a chosen difference order, then the residuals either
+/// Huffman-coded (``ResidualHuffman``, format version 2) or in blocks of bit-packed residuals with an
+/// explicit base and patched exceptions.
 ///
 /// Timestamps (nanoseconds) and decimal-scaled sensor values both end up here. Regular timestamps
 /// have second differences of zero and cost almost nothing; smooth sensor values have small first
-/// or second differences; a rare outlier (a gap, a spike) is stored as an exception instead of
-/// widening its whole block. See `Docs/wire-format.md`, "Integer column".
+/// or second differences, whose peaked distribution the Huffman code exploits; in packed blocks a
+/// rare outlier (a gap, a spike) is stored as an exception instead of widening its whole block.
+/// See `Docs/wire-format.md`, "Integer column".
 enum IntegerColumn {
     /// Residuals per block; a block shares one base and one bit width.
     static let blockLength = 128

@@ -118,8 +118,9 @@ enum ValueColumn {
 
     /// Scheme 2: values near a short decimal, like 13.200000000000044 (computed as 2566 / 5 - 500 in
     /// binary floating point), stored as the decimal plus the distance in units in the last place.
-    /// Repeated values repeat their offset, so both columns compress well. Exact for every bit
-    /// pattern. Returns nil when no exponent brings the values near decimals.
+    /// The offset is stored relative to the last offset of the same decimal (``OffsetPredictor``):
+    /// one formula gives one rounding error per decimal, so repeats cost almost nothing. Exact for
+    /// every bit pattern. Returns nil when no exponent brings the values near decimals.
     private static func encodeOffsets(_ block: UnsafeBufferPointer<Double>, mantissas: UnsafeMutableBufferPointer<Int64>) -> [UInt8]? {
         guard let exponent = nearDecimalExponent(for: block) else { return nil }
         var offsets = [Int64](repeating: 0, count: block.count)
