@@ -31,9 +31,16 @@ enum IntegerColumn {
             // keep the packed blocks, and so do columns mostly of one value when packing is smaller
             // (a Huffman code spends at least a bit a value; width 0 plus exceptions spends none).
             var entropyPlan: ResidualHuffman.Plan? = nil
+            var blockChoices: [BlockChoice] = []
             if residuals.count >= minimumEntropyCodedResiduals {
                 let plan = ResidualHuffman.plan(residuals)
-                if !plan.hasDominantSymbol || plan.encodedBytes < packedBytes(residuals) { entropyPlan = plan }
+                if plan.hasDominantSymbol {
+                    blockChoices = chooseBlocks(residuals)
+                    let packedBytes = blockChoices.reduce(0) { $0 + $1.estimatedBytes }
+                    if plan.encodedBytes < packedBytes { entropyPlan = plan }
+                } else {
+                    entropyPlan = plan
+                }
             }
             writer.append(order | (entropyPlan == nil ? 0 : entropyCodedFlag))
             // Seeds: x0 for order >= 1, then x1 - x0 for order 2.
@@ -46,10 +53,14 @@ enum IntegerColumn {
             var scratch = [UInt64](repeating: 0, count: blockLength)
             scratch.withUnsafeMutableBufferPointer { scratch in
                 var start = 0
+                var blockIndex = 0
                 while start < residuals.count {
                     let end = min(start + blockLength, residuals.count)
-                    encodeBlock(UnsafeBufferPointer(rebasing: residuals[start..<end]), scratch: scratch, into: &writer)
+                    let block = UnsafeBufferPointer(rebasing: residuals[start..<end])
+                    let choice = blockIndex < blockChoices.count ? blockChoices[blockIndex] : chooseWidth(block)
+                    encodeBlock(block, choice: choice, scratch: scratch, into: &writer)
                     start = end
+                    blockIndex += 1
                 }
             }
         }
@@ -59,18 +70,28 @@ enum IntegerColumn {
     static let entropyCodedFlag: UInt8 = 0x80
     static let minimumEntropyCodedResiduals = 16
 
-    /// The bytes the packed blocks would take, from the same width choice `encodeBlock` makes
-    /// (exceptions at their estimated cost).
-    private static func packedBytes(_ residuals: UnsafeBufferPointer<Int64>) -> Int {
-        var total = 0
+    /// How one packed block is written: its base and width, and the bits that costs (packed fields
+    /// plus estimated exceptions).
+    struct BlockChoice {
+        var base: Int64
+        var width: Int
+        var bits: Int
+
+        var estimatedBytes: Int { 1 + ResidualHuffman.varintSize(ZigZag.encode(base)) + (bits + 7) / 8 }
+    }
+
+    /// Every block's choice, computed once both to compare packing with the Huffman code and to
+    /// write the blocks when packing wins.
+    private static func chooseBlocks(_ residuals: UnsafeBufferPointer<Int64>) -> [BlockChoice] {
+        var choices: [BlockChoice] = []
+        choices.reserveCapacity((residuals.count + blockLength - 1) / blockLength)
         var start = 0
         while start < residuals.count {
             let end = min(start + blockLength, residuals.count)
-            let choice = chooseWidth(UnsafeBufferPointer(rebasing: residuals[start..<end]))
-            total += 1 + ResidualHuffman.varintSize(ZigZag.encode(choice.base)) + (choice.bits + 7) / 8
+            choices.append(chooseWidth(UnsafeBufferPointer(rebasing: residuals[start..<end])))
             start = end
         }
-        return total
+        return choices
     }
 
     /// Writes the residuals of `values` for `order` (skipping the seeds) into `out`.
@@ -122,9 +143,8 @@ enum IntegerColumn {
         8 + 8 * max(1, (width + 7) / 7)
     }
 
-    /// The base and width of least cost for one block, and that cost in bits (packed fields plus
-    /// estimated exceptions).
-    private static func chooseWidth(_ block: UnsafeBufferPointer<Int64>) -> (base: Int64, width: Int, bits: Int) {
+    /// The base and width of least cost for one block.
+    private static func chooseWidth(_ block: UnsafeBufferPointer<Int64>) -> BlockChoice {
         let length = block.count
         var minimum = block[0]
         for value in block where value < minimum { minimum = value }
@@ -157,13 +177,17 @@ enum IntegerColumn {
                 }
             }
             let base: Int64 = bestCentred ? (bestWidth == 0 ? 0 : -(Int64(1) << Int64(bestWidth - 1))) : minimum
-            return (base, bestWidth, bestCost)
+            return BlockChoice(base: base, width: bestWidth, bits: bestCost)
         }
     }
 
-    private static func encodeBlock(_ block: UnsafeBufferPointer<Int64>, scratch: UnsafeMutableBufferPointer<UInt64>, into writer: inout ByteWriter) {
+    private static func encodeBlock(
+        _ block: UnsafeBufferPointer<Int64>, choice: BlockChoice, scratch: UnsafeMutableBufferPointer<UInt64>,
+        into writer: inout ByteWriter
+    ) {
         let length = block.count
-        let (base, width, _) = chooseWidth(block)
+        let base = choice.base
+        let width = choice.width
         let limit = BitPacking.mask(width)
 
         var exceptionCount = 0
