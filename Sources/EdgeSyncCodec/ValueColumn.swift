@@ -86,17 +86,20 @@ enum ValueColumn {
             }
         }
 
-        var decimal = ByteWriter(capacity: block.count * 2)
-        decimal.append(Scheme.decimal.rawValue)
-        decimal.append(UInt8(bitPattern: Int8(exponent)))
-        decimal.appendVarint(UInt64(exceptions.count))
+        // The decimal form goes straight into `writer`; an alternative that turns out smaller
+        // replaces it, which is rare enough that the common case should not pay for a copy.
+        let start = writer.count
+        writer.append(Scheme.decimal.rawValue)
+        writer.append(UInt8(bitPattern: Int8(exponent)))
+        writer.appendVarint(UInt64(exceptions.count))
         var previous = -1
         for index in exceptions {
-            decimal.appendVarint(UInt64(index - previous - 1))
-            decimal.appendUInt64(block[index].bitPattern)
+            writer.appendVarint(UInt64(index - previous - 1))
+            writer.appendUInt64(block[index].bitPattern)
             previous = index
         }
-        IntegerColumn.encode(UnsafeBufferPointer(mantissas), into: &decimal)
+        IntegerColumn.encode(UnsafeBufferPointer(mantissas), into: &writer)
+        let decimalCount = writer.count - start
 
         // Many exceptions or wide mantissas (13.200000000000044 is exact at exponent 15) mean the
         // values are not short decimals. Lossy blocks keep the decimal form, which is what enforces
@@ -104,16 +107,18 @@ enum ValueColumn {
         // Sensors rarely report more than 9 decimals, so a finer exponent means binary arithmetic
         // produced the values, and entropy-coded wide mantissas can still look affordable.
         guard errorBound == nil,
-            exceptions.count * 8 > block.count || decimal.count > block.count * 2 || exponent > 9
-        else {
-            writer.append(contentsOf: decimal.bytes)
-            return
-        }
-        var best = decimal.bytes
+            exceptions.count * 8 > block.count || decimalCount > block.count * 2 || exponent > 9
+        else { return }
+        var best: [UInt8]? = nil
         let xor = encodeXOR(block)
-        if xor.count < best.count { best = xor }
-        if let offsets = encodeOffsets(block, mantissas: mantissas), offsets.count < best.count { best = offsets }
-        writer.append(contentsOf: best)
+        if xor.count < decimalCount { best = xor }
+        if let offsets = encodeOffsets(block, mantissas: mantissas), offsets.count < (best?.count ?? decimalCount) {
+            best = offsets
+        }
+        if let best {
+            writer.bytes.removeSubrange(start...)
+            writer.append(contentsOf: best)
+        }
     }
 
     /// Scheme 2: values near a short decimal, like 13.200000000000044 (computed as 2566 / 5 - 500 in
