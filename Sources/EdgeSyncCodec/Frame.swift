@@ -8,7 +8,7 @@ import CZlib
 /// then the payload, then a CRC-32 of everything before it.
 public struct FrameHeader: Sendable, Hashable {
     public static let magic: [UInt8] = Array("ESYB".utf8)
-    public static let currentVersion: UInt8 = 1
+    public static let currentVersion: UInt8 = 2
     public static let byteCount = 14
     public static let trailerByteCount = 4
     /// Media type of a frame in an HTTP body.

@@ -1,10 +1,12 @@
-/// Encodes a column of 64-bit integers: a chosen difference order, then blocks of bit-packed
-/// residuals with an explicit base and patched exceptions.
+/// Encodes a column of 64-bit integers: a chosen difference order, then the residuals either
+/// Huffman-coded (``ResidualHuffman``, format version 2) or in blocks of bit-packed residuals with an
+/// explicit base and patched exceptions.
 ///
 /// Timestamps (nanoseconds) and decimal-scaled sensor values both end up here. Regular timestamps
 /// have second differences of zero and cost almost nothing; smooth sensor values have small first
-/// or second differences; a rare outlier (a gap, a spike) is stored as an exception instead of
-/// widening its whole block. See `Docs/wire-format.md`, "Integer column".
+/// or second differences, whose peaked distribution the Huffman code exploits; in packed blocks a
+/// rare outlier (a gap, a spike) is stored as an exception instead of widening its whole block.
+/// See `Docs/wire-format.md`, "Integer column".
 enum IntegerColumn {
     /// Residuals per block; a block shares one base and one bit width.
     static let blockLength = 128
@@ -15,28 +17,81 @@ enum IntegerColumn {
     static func encode(_ values: UnsafeBufferPointer<Int64>, into writer: inout ByteWriter) {
         let count = values.count
         let order = chooseOrder(values)
-        writer.append(order)
         let seeds = min(Int(order), count)
-        guard count > 0 else { return }
-        // Seeds: x0 for order >= 1, then x1 - x0 for order 2.
-        if seeds >= 1 { writer.appendSignedVarint(values[0]) }
-        if seeds >= 2 { writer.appendSignedVarint(values[1] &- values[0]) }
-
+        guard count > 0 else {
+            writer.append(order)
+            return
+        }
         var residuals = [Int64](repeating: 0, count: count - seeds)
         residuals.withUnsafeMutableBufferPointer { out in
             differences(values, order: order, into: out)
         }
         residuals.withUnsafeBufferPointer { residuals in
+            // Entropy coding pays for its table once a column has a few dozen residuals; short columns
+            // keep the packed blocks, and so do columns mostly of one value when packing is smaller
+            // (a Huffman code spends at least a bit a value; width 0 plus exceptions spends none).
+            var entropyPlan: ResidualHuffman.Plan? = nil
+            var blockChoices: [BlockChoice] = []
+            if residuals.count >= minimumEntropyCodedResiduals {
+                let plan = ResidualHuffman.plan(residuals)
+                if plan.hasDominantSymbol {
+                    blockChoices = chooseBlocks(residuals)
+                    let packedBytes = blockChoices.reduce(0) { $0 + $1.estimatedBytes }
+                    if plan.encodedBytes < packedBytes { entropyPlan = plan }
+                } else {
+                    entropyPlan = plan
+                }
+            }
+            writer.append(order | (entropyPlan == nil ? 0 : entropyCodedFlag))
+            // Seeds: x0 for order >= 1, then x1 - x0 for order 2.
+            if seeds >= 1 { writer.appendSignedVarint(values[0]) }
+            if seeds >= 2 { writer.appendSignedVarint(values[1] &- values[0]) }
+            if let entropyPlan {
+                ResidualHuffman.write(entropyPlan, into: &writer)
+                return
+            }
             var scratch = [UInt64](repeating: 0, count: blockLength)
             scratch.withUnsafeMutableBufferPointer { scratch in
                 var start = 0
+                var blockIndex = 0
                 while start < residuals.count {
                     let end = min(start + blockLength, residuals.count)
-                    encodeBlock(UnsafeBufferPointer(rebasing: residuals[start..<end]), scratch: scratch, into: &writer)
+                    let block = UnsafeBufferPointer(rebasing: residuals[start..<end])
+                    let choice = blockIndex < blockChoices.count ? blockChoices[blockIndex] : chooseWidth(block)
+                    encodeBlock(block, choice: choice, scratch: scratch, into: &writer)
                     start = end
+                    blockIndex += 1
                 }
             }
         }
+    }
+
+    /// Order byte bit 7 (format version 2): the residuals are Huffman-coded, not packed in blocks.
+    static let entropyCodedFlag: UInt8 = 0x80
+    static let minimumEntropyCodedResiduals = 16
+
+    /// How one packed block is written: its base and width, and the bits that costs (packed fields
+    /// plus estimated exceptions).
+    struct BlockChoice {
+        var base: Int64
+        var width: Int
+        var bits: Int
+
+        var estimatedBytes: Int { 1 + ResidualHuffman.varintSize(ZigZag.encode(base)) + (bits + 7) / 8 }
+    }
+
+    /// Every block's choice, computed once both to compare packing with the Huffman code and to
+    /// write the blocks when packing wins.
+    private static func chooseBlocks(_ residuals: UnsafeBufferPointer<Int64>) -> [BlockChoice] {
+        var choices: [BlockChoice] = []
+        choices.reserveCapacity((residuals.count + blockLength - 1) / blockLength)
+        var start = 0
+        while start < residuals.count {
+            let end = min(start + blockLength, residuals.count)
+            choices.append(chooseWidth(UnsafeBufferPointer(rebasing: residuals[start..<end])))
+            start = end
+        }
+        return choices
     }
 
     /// Writes the residuals of `values` for `order` (skipping the seeds) into `out`.
@@ -88,41 +143,51 @@ enum IntegerColumn {
         8 + 8 * max(1, (width + 7) / 7)
     }
 
-    private static func encodeBlock(_ block: UnsafeBufferPointer<Int64>, scratch: UnsafeMutableBufferPointer<UInt64>, into writer: inout ByteWriter) {
+    /// The base and width of least cost for one block.
+    private static func chooseWidth(_ block: UnsafeBufferPointer<Int64>) -> BlockChoice {
         let length = block.count
         var minimum = block[0]
         for value in block where value < minimum { minimum = value }
-
-        // Histograms of widths relative to the minimum and relative to zero (centred base).
-        var fromMinimum = (
-            [Int](repeating: 0, count: 65), [Int](repeating: 0, count: 65)
-        )
-        for value in block {
-            fromMinimum.0[BitPacking.width(of: UInt64(bitPattern: value &- minimum))] += 1
-            fromMinimum.1[signedWidth(value)] += 1
-        }
-        // Pick (base kind, width) of least cost; ties prefer the minimum base with no exceptions.
-        var bestCost = Int.max
-        var bestWidth = 64
-        var bestCentred = false
-        for centred in [false, true] {
-            let histogram = centred ? fromMinimum.1 : fromMinimum.0
-            var exceptionBits = 0
-            // Walk widths from 64 down so the exception cost accumulates.
-            var width = 64
-            while width >= 0 {
-                let cost = length * width + exceptionBits
-                if cost < bestCost || (cost == bestCost && !centred && exceptionBits == 0) {
-                    bestCost = cost
-                    bestWidth = width
-                    bestCentred = centred
-                }
-                exceptionBits += histogram[width] * exceptionCost(width)
-                width -= 1
+        // Histograms of widths relative to the minimum (0..<65) and relative to zero (65..<130).
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 130) { histogram in
+            histogram.initialize(repeating: 0)
+            for value in block {
+                histogram[BitPacking.width(of: UInt64(bitPattern: value &- minimum))] &+= 1
+                histogram[65 &+ signedWidth(value)] &+= 1
             }
+            // Pick (base kind, width) of least cost; ties prefer the minimum base with no exceptions.
+            var bestCost = Int.max
+            var bestWidth = 64
+            var bestCentred = false
+            for kind in 0..<2 {
+                let centred = kind == 1
+                let offset = centred ? 65 : 0
+                var exceptionBits = 0
+                // Walk widths from 64 down so the exception cost accumulates.
+                var width = 64
+                while width >= 0 {
+                    let cost = length * width + exceptionBits
+                    if cost < bestCost || (cost == bestCost && !centred && exceptionBits == 0) {
+                        bestCost = cost
+                        bestWidth = width
+                        bestCentred = centred
+                    }
+                    exceptionBits += histogram[offset + width] * exceptionCost(width)
+                    width -= 1
+                }
+            }
+            let base: Int64 = bestCentred ? (bestWidth == 0 ? 0 : -(Int64(1) << Int64(bestWidth - 1))) : minimum
+            return BlockChoice(base: base, width: bestWidth, bits: bestCost)
         }
-        let width = bestWidth
-        let base: Int64 = bestCentred ? (width == 0 ? 0 : -(Int64(1) << Int64(width - 1))) : minimum
+    }
+
+    private static func encodeBlock(
+        _ block: UnsafeBufferPointer<Int64>, choice: BlockChoice, scratch: UnsafeMutableBufferPointer<UInt64>,
+        into writer: inout ByteWriter
+    ) {
+        let length = block.count
+        let base = choice.base
+        let width = choice.width
         let limit = BitPacking.mask(width)
 
         var exceptionCount = 0
@@ -154,9 +219,10 @@ enum IntegerColumn {
     ) throws(CodecError) {
         let count = output.count
         let orderOffset = reader.position
-        let order = try reader.readByte("\(what) difference order")
+        let orderByte = try reader.readByte("\(what) difference order")
+        let order = orderByte & ~entropyCodedFlag
         guard order <= maximumOrder else {
-            throw reader.error(.malformed, "\(what) difference order is \(order), at most \(maximumOrder) is defined", at: orderOffset)
+            throw reader.error(.malformed, "\(what) difference order byte is \(orderByte): orders above \(maximumOrder) and flags other than 0x80 are not defined", at: orderOffset)
         }
         guard count > 0 else { return }
         let seeds = min(Int(order), count)
@@ -166,7 +232,11 @@ enum IntegerColumn {
         if seeds >= 2 { seed1 = try reader.readSignedVarint("\(what) first difference") }
 
         let residuals = UnsafeMutableBufferPointer(rebasing: output[seeds...])
-        try decodeResiduals(from: &reader, into: residuals, what: what)
+        if orderByte & entropyCodedFlag == 0 {
+            try decodeResiduals(from: &reader, into: residuals, what: what)
+        } else if !residuals.isEmpty {
+            try ResidualHuffman.decode(from: &reader, into: residuals, what: what)
+        }
 
         switch order {
         case 0:

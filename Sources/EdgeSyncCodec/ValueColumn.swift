@@ -32,10 +32,14 @@ enum ValueColumn {
     /// The integer that `value` scales to at `exponent`, if it is within Int64 range.
     @inline(__always) static func scaled(_ value: Double, exponent: Int) -> Int64? {
         let product = exponent >= 0 ? value * powersOfTen[exponent] : value / powersOfTen[-exponent]
-        let rounded = product.rounded()
         // 2^62: room for differences between neighbours without overflow concerns in practice.
-        guard rounded.magnitude < 4.611686018427388e18 else { return nil }
-        return Int64(rounded)
+        // (Also false for NaN.)
+        guard product.magnitude < 4.611686018427388e18 else { return nil }
+        // Rounds half away from zero like `rounded()`, without its libm call (this is the
+        // encoder's innermost loop): the fraction is exact because the truncated value is.
+        let truncated = Int64(product)
+        let fraction = product - Double(truncated)
+        return fraction >= 0.5 ? truncated &+ 1 : fraction <= -0.5 ? truncated &- 1 : truncated
     }
 
     // MARK: Encoding
@@ -82,44 +86,56 @@ enum ValueColumn {
             }
         }
 
-        var decimal = ByteWriter(capacity: block.count * 2)
-        decimal.append(Scheme.decimal.rawValue)
-        decimal.append(UInt8(bitPattern: Int8(exponent)))
-        decimal.appendVarint(UInt64(exceptions.count))
+        // The decimal form goes straight into `writer`; an alternative that turns out smaller
+        // replaces it, which is rare enough that the common case should not pay for a copy.
+        let start = writer.count
+        writer.append(Scheme.decimal.rawValue)
+        writer.append(UInt8(bitPattern: Int8(exponent)))
+        writer.appendVarint(UInt64(exceptions.count))
         var previous = -1
         for index in exceptions {
-            decimal.appendVarint(UInt64(index - previous - 1))
-            decimal.appendUInt64(block[index].bitPattern)
+            writer.appendVarint(UInt64(index - previous - 1))
+            writer.appendUInt64(block[index].bitPattern)
             previous = index
         }
-        IntegerColumn.encode(UnsafeBufferPointer(mantissas), into: &decimal)
+        IntegerColumn.encode(UnsafeBufferPointer(mantissas), into: &writer)
+        let decimalCount = writer.count - start
 
         // Many exceptions or wide mantissas (13.200000000000044 is exact at exponent 15) mean the
         // values are not short decimals. Lossy blocks keep the decimal form, which is what enforces
         // the bound; lossless ones take the smallest exact alternative.
-        guard errorBound == nil, exceptions.count * 8 > block.count || decimal.count > block.count * 2 else {
-            writer.append(contentsOf: decimal.bytes)
-            return
-        }
-        var best = decimal.bytes
+        // Sensors rarely report more than 9 decimals, so a finer exponent means binary arithmetic
+        // produced the values, and entropy-coded wide mantissas can still look affordable.
+        guard errorBound == nil,
+            exceptions.count * 8 > block.count || decimalCount > block.count * 2 || exponent > 9
+        else { return }
+        var best: [UInt8]? = nil
         let xor = encodeXOR(block)
-        if xor.count < best.count { best = xor }
-        if let offsets = encodeOffsets(block, mantissas: mantissas), offsets.count < best.count { best = offsets }
-        writer.append(contentsOf: best)
+        if xor.count < decimalCount { best = xor }
+        if let offsets = encodeOffsets(block, mantissas: mantissas), offsets.count < (best?.count ?? decimalCount) {
+            best = offsets
+        }
+        if let best {
+            writer.bytes.removeSubrange(start...)
+            writer.append(contentsOf: best)
+        }
     }
 
     /// Scheme 2: values near a short decimal, like 13.200000000000044 (computed as 2566 / 5 - 500 in
     /// binary floating point), stored as the decimal plus the distance in units in the last place.
-    /// Repeated values repeat their offset, so both columns compress well. Exact for every bit
-    /// pattern. Returns nil when no exponent brings the values near decimals.
+    /// The offset is stored relative to the last offset of the same decimal (``OffsetPredictor``):
+    /// one formula gives one rounding error per decimal, so repeats cost almost nothing. Exact for
+    /// every bit pattern. Returns nil when no exponent brings the values near decimals.
     private static func encodeOffsets(_ block: UnsafeBufferPointer<Double>, mantissas: UnsafeMutableBufferPointer<Int64>) -> [UInt8]? {
         guard let exponent = nearDecimalExponent(for: block) else { return nil }
         var offsets = [Int64](repeating: 0, count: block.count)
+        var predictor = OffsetPredictor(capacityFor: block.count)
         for index in 0..<block.count {
             let value = block[index]
             let mantissa = scaled(value, exponent: exponent) ?? 0
             mantissas[index] = mantissa
-            offsets[index] = Int64(bitPattern: value.bitPattern &- decimalValue(mantissa, exponent: exponent).bitPattern)
+            let offset = Int64(bitPattern: value.bitPattern &- decimalValue(mantissa, exponent: exponent).bitPattern)
+            offsets[index] = offset &- predictor.exchange(mantissa, offset)
         }
         var writer = ByteWriter(capacity: block.count * 2)
         writer.append(Scheme.decimalWithOffsets.rawValue)
@@ -194,9 +210,13 @@ enum ValueColumn {
     private static func losslessExponent(for block: UnsafeBufferPointer<Double>) -> Int {
         let samples = min(32, block.count)
         var exponent = Int.min
+        // Sensor values repeat; a sample equal to the previous one cannot change the maximum.
+        var previous: UInt64? = nil
         for sample in 0..<samples {
-            let index = sample * block.count / samples
-            if let minimal = minimalExponent(block[index]) { exponent = max(exponent, minimal) }
+            let value = block[sample * block.count / samples]
+            guard value.bitPattern != previous else { continue }
+            previous = value.bitPattern
+            if let minimal = minimalExponent(value) { exponent = max(exponent, minimal) }
         }
         return exponent == Int.min ? 0 : exponent
     }
@@ -323,8 +343,13 @@ enum ValueColumn {
         let offsets = UnsafeMutableBufferPointer<Int64>.allocate(capacity: block.count)
         defer { offsets.deallocate() }
         try IntegerColumn.decode(from: &reader, into: offsets, what: "\(what) offsets")
+        var predictor = OffsetPredictor(capacityFor: block.count)
         for index in 0..<block.count {
-            let bits = decimalValue(mantissas[index], exponent: exponent).bitPattern &+ UInt64(bitPattern: offsets[index])
+            let mantissa = mantissas[index]
+            let predicted = predictor.lookUp(mantissa)
+            let offset = offsets[index] &+ predicted
+            predictor.store(offset)
+            let bits = decimalValue(mantissa, exponent: exponent).bitPattern &+ UInt64(bitPattern: offset)
             block[index] = Double(bitPattern: bits)
         }
     }
@@ -378,5 +403,65 @@ enum ValueColumn {
         guard bits.bitsLeft < 8 else {
             throw reader.error(.malformed, "\(what) xor stream declares \(byteCount) bytes but uses \((bits.bit + 7) / 8)", at: lengthOffset)
         }
+    }
+}
+
+/// Predicts a decimal-with-offsets value's offset as the offset of the latest earlier value in the
+/// block with the same mantissa (0 for a first occurrence).
+///
+/// Values computed by one binary formula from a decimal or integer source (a logger's
+/// `raw / 5 - 500`, a unit conversion) carry a rounding error that is a function of the source
+/// value, so a repeated mantissa repeats its offset: on the cycling altitude this leaves almost
+/// only first occurrences to store. An open-addressing table of at least twice the block's length
+/// keeps the lookups constant-time and the memory bounded by the block.
+struct OffsetPredictor: ~Copyable {
+    private let keys: UnsafeMutablePointer<Int64>
+    private let offsets: UnsafeMutablePointer<Int64>
+    private let occupied: UnsafeMutablePointer<Bool>
+    private let mask: Int
+    private var slot = 0
+
+    init(capacityFor count: Int) {
+        var capacity = 16
+        while capacity < 2 * count { capacity <<= 1 }
+        keys = .allocate(capacity: capacity)
+        offsets = .allocate(capacity: capacity)
+        occupied = .allocate(capacity: capacity)
+        occupied.initialize(repeating: false, count: capacity)
+        mask = capacity - 1
+    }
+
+    deinit {
+        keys.deallocate()
+        offsets.deallocate()
+        occupied.deallocate()
+    }
+
+    /// Finds the slot of `mantissa` (claiming an empty one) and returns its last offset, or 0.
+    @inline(__always) mutating func lookUp(_ mantissa: Int64) -> Int64 {
+        // Fibonacci hashing; the table is never more than half full, so probing ends.
+        var index = Int(truncatingIfNeeded: (UInt64(bitPattern: mantissa) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        while occupied[index] {
+            if keys[index] == mantissa {
+                slot = index
+                return offsets[index]
+            }
+            index = (index &+ 1) & mask
+        }
+        occupied[index] = true
+        keys[index] = mantissa
+        offsets[index] = 0
+        slot = index
+        return 0
+    }
+
+    /// Records the offset of the mantissa last looked up.
+    @inline(__always) mutating func store(_ offset: Int64) { offsets[slot] = offset }
+
+    /// The prediction for `mantissa`, then records `offset` as its latest.
+    @inline(__always) mutating func exchange(_ mantissa: Int64, _ offset: Int64) -> Int64 {
+        let predicted = lookUp(mantissa)
+        store(offset)
+        return predicted
     }
 }

@@ -1,4 +1,3 @@
-import CZlib
 import EdgeSyncCodec
 import EdgeSyncTestSupport
 import Foundation
@@ -39,8 +38,8 @@ enum CodecBenchmark: BenchmarkScenario {
             let readings = Double(dataset.readings.count)
             let ours = Double(frames.reduce(0) { $0 + $1.count }) / readings
             let oursDeflated = Double(deflated.reduce(0) { $0 + $1.count }) / readings
-            let lineProtocolBytes = Double(batches.reduce(0) { $0 + zlibSize(lineProtocol($1)) }) / readings
-            let rows = Double(batches.reduce(0) { $0 + zlibSize(binaryRows($1)) }) / readings
+            let lineProtocolBytes = Double(batches.reduce(0) { $0 + Baselines.zlibSize(Baselines.lineProtocol($1)) }) / readings
+            let rows = Double(batches.reduce(0) { $0 + Baselines.zlibSize(binaryRows($1)) }) / readings
             let encodeRate = try rate(readings: dataset.readings.count) {
                 for batch in batches { _ = try plain.encode(batch) }
             }
@@ -111,29 +110,6 @@ enum CodecBenchmark: BenchmarkScenario {
         return Double(readings * rounds) / seconds
     }
 
-    /// InfluxDB line protocol as Telegraf-style clients send it: one line per measurement and
-    /// timestamp, the row's fields together.
-    static func lineProtocol(_ batch: Batch) -> [UInt8] {
-        var text = ""
-        var index = 0
-        let readings = batch.readings
-        while index < readings.count {
-            let key = batch.seriesKeys[readings[index].series]
-            let measurement = key.split(separator: ".").first.map(String.init) ?? key
-            var fields: [String] = []
-            let timestamp = readings[index].timestamp
-            while index < readings.count, readings[index].timestamp == timestamp {
-                let fieldKey = batch.seriesKeys[readings[index].series]
-                let field = fieldKey.split(separator: ".", maxSplits: 1).last.map(String.init) ?? fieldKey
-                if fields.contains(where: { $0.hasPrefix(field + "=") }) { break }
-                fields.append("\(field)=\(readings[index].value)")
-                index += 1
-            }
-            text += "\(measurement),device=\(batch.device) \(fields.joined(separator: ",")) \(timestamp)\n"
-        }
-        return Array(text.utf8)
-    }
-
     /// Fixed 24-byte rows: series index (Int64), timestamp, value bits.
     static func binaryRows(_ batch: Batch) -> [UInt8] {
         var bytes: [UInt8] = []
@@ -144,14 +120,6 @@ enum CodecBenchmark: BenchmarkScenario {
             withUnsafeBytes(of: reading.value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
         }
         return bytes
-    }
-
-    static func zlibSize(_ input: [UInt8]) -> Int {
-        var length = compressBound(uLong(input.count))
-        var output = [UInt8](repeating: 0, count: Int(length))
-        let status = compress2(&output, &length, input, uLong(input.count), 6)
-        precondition(status == Z_OK, "zlib compress2 failed with \(status)")
-        return Int(length)
     }
 
     static func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }

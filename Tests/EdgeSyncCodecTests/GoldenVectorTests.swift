@@ -64,7 +64,55 @@ struct GoldenVectorTests {
                 readings: [20.0137, 20.0491, 19.9822, 20.1275, 20.0963].enumerated().map { Reading(series: 0, timestamp: Int64($0.offset), value: $0.element) },
                 sentAt: 0),
             options: EncodingOptions(errorBounds: ["noisy": 0.05])),
+        // Version 2: Huffman-coded residuals. 300 readings 5 minutes apart give one repeated
+        // timestamp residual (a single-symbol code, no stream bits); the values are a noisy walk.
+        Vector(
+            name: "entropy-coded",
+            batch: Batch(device: "cgm", stream: 11, firstSequence: 1, seriesKeys: ["isig"],
+                readings: entropyCodedReadings(),
+                sentAt: 1_269_514_260_000_000_000),
+            options: EncodingOptions()),
+        // Whole-second timestamps with irregular steps (residual divisor 10^9) and GPS-like
+        // positions in steps of 16 (divisor 16).
+        Vector(
+            name: "entropy-divisor",
+            batch: Batch(device: "bike", stream: 12, firstSequence: 1, seriesKeys: ["position_lat"],
+                readings: divisorReadings(),
+                sentAt: 0),
+            options: EncodingOptions()),
+        // Altitude computed as raw / 5 - 500 in binary floating point: decimal with offsets, where
+        // a repeated mantissa predicts its offset.
+        Vector(
+            name: "predicted-offsets",
+            batch: Batch(device: "bike", stream: 13, firstSequence: 1, seriesKeys: ["altitude"],
+                readings: altitudeReadings(),
+                sentAt: 0),
+            options: EncodingOptions()),
     ]
+
+    static func entropyCodedReadings() -> [Reading] {
+        (0..<300).map { (index: Int) -> Reading in
+            let hundredths: Int = 2259 + (index * index * 7 + index * 13) % 41 - (index % 9) * 3
+            let time: Int64 = 1_269_424_260_000_000_000 + Int64(index) * 300_000_000_000
+            return Reading(series: 0, timestamp: time, value: Double(hundredths) / 100)
+        }
+    }
+
+    static func divisorReadings() -> [Reading] {
+        (0..<40).map { (index: Int) -> Reading in
+            let seconds: Int64 = Int64(index) + Int64((index * index) % 3)
+            let semicircles: Int = -138_827_872 + 16 * ((index * 29) % 17) + 16 * index * 12
+            return Reading(series: 0, timestamp: seconds * 1_000_000_000, value: Double(semicircles))
+        }
+    }
+
+    static func altitudeReadings() -> [Reading] {
+        let wobble: [Int] = [0, 1, 2, 3, 2, 1]
+        return (0..<48).map { (index: Int) -> Reading in
+            let raw: Int = 2564 + wobble[index % 6] + index / 12
+            return Reading(series: 0, timestamp: Int64(index) * 1_000_000_000, value: Double(raw) / 5 - 500)
+        }
+    }
 
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 

@@ -9,12 +9,19 @@ import Testing
 struct HostileInputTests {
     let decoder = BatchDecoder()
 
+    static let entropyCodedReadings: [Reading] = (0..<60).map { (index: Int) -> Reading in
+        let seconds = Int64(index + index % 4)
+        return Reading(series: 0, timestamp: seconds * 1_000_000_000, value: Double(2000 + (index * 37) % 23) / 100)
+    }
+
     /// Small frames of several shapes, so that every section of the format is attacked.
     static let smallFrames: [[UInt8]] = {
         let batches = [
             Fixtures.batch(readings: [], seriesCount: 0),
             Fixtures.batch(readings: [Reading(series: 0, timestamp: 7, value: 21.5)], seriesCount: 1),
             Fixtures.randomBatch(seed: 11, count: 40, seriesCount: 3),
+            // Long enough for entropy-coded columns, so corruption reaches the code tables.
+            Fixtures.batch(readings: entropyCodedReadings, seriesCount: 1),
             Fixtures.batch(
                 readings: Fixtures.edgeValues.prefix(12).enumerated().map { Reading(series: $0.offset % 2, timestamp: Int64($0.offset / 2), value: $0.element) },
                 seriesCount: 2),
@@ -95,7 +102,9 @@ struct HostileInputTests {
             } catch { return error.code }
         }
         #expect(code({ $0[0] = 0x46 }) == .badMagic)
-        #expect(code({ $0[4] = 2 }) == .unsupportedVersion)
+        #expect(code({ $0[4] = 3 }) == .unsupportedVersion)
+        // Version 1 frames (fixed-width packing only) predate the entropy-coded columns.
+        #expect(code({ $0[4] = 1 }) == .unsupportedVersion)
         #expect(code({ $0[5] = 0x80 }) == .unsupportedFlags)
         #expect(code({ $0[$0.count - 1] ^= 1 }, fixChecksum: false) == .checksumMismatch)
         #expect(code({ Self.put(UInt32.max, at: 6, in: &$0); Self.put(UInt32.max, at: 10, in: &$0) }) == .limitExceeded)
@@ -112,7 +121,7 @@ struct HostileInputTests {
         var deflated = [UInt8](repeating: 0, count: Int(length))
         #expect(compress2(&deflated, &length, zeros, uLong(zeros.count), 9) == Z_OK)
         deflated.removeLast(deflated.count - Int(length))
-        var frame: [UInt8] = [0x45, 0x53, 0x59, 0x42, 1, 1]
+        var frame: [UInt8] = [0x45, 0x53, 0x59, 0x42, FrameHeader.currentVersion, 1]
         frame += Self.le(UInt32(deflated.count)) + Self.le(UInt32(1024)) + deflated + [0, 0, 0, 0]
         Self.fixChecksum(&frame)
         let error = #expect(throws: CodecError.self) { try decoder.decode(frame) }

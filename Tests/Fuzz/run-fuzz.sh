@@ -23,6 +23,12 @@ for hex in "$root"/Tests/EdgeSyncCodecTests/Golden/*.hex; do
     { printf '\x01'; xxd -r -p "$hex" | tail -c +15 | head -c -4; } > "$corpus/payload-$name"
 done
 
+# Integer-column seeds (prefix 2, then a little-endian count): a hand-built Huffman table
+# (lengths 1, 2, 2; residuals 0, 1, -1), a single-symbol code with divisor 3, and packed blocks.
+printf '\x02\x02\x00\x80\x01\x02\x21\x02\x01\x0e' > "$corpus/column-huffman"
+printf '\x02\x01\x00\x80\x03\x04\x00\x00\x01\x01\x01' > "$corpus/column-single"
+printf '\x02\x07\x00\x01\x0a\x02\x00\x1b\x00' > "$corpus/column-packed"
+
 echo "fuzz: running for ${seconds}s"
 "$build/decoder-fuzzer" "$corpus" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$crashes/" -print_final_stats=1 2>&1 | tail -n 25

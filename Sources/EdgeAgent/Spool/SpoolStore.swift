@@ -19,7 +19,7 @@ struct ChunkRow {
 /// The spool's tables and everything done with them.
 ///
 /// Storage unit: one row per encoded chunk (a codec frame of contiguous sequence numbers), written
-/// once per group commit; see `Docs/decisions/0003-spool-storage-unit.md`. Every chunk holds only
+/// once per group commit; see `Docs/decisions/0006-spool-storage-unit.md`. Every chunk holds only
 /// unacknowledged readings: acknowledging part of a chunk re-encodes the parts that stay.
 ///
 /// Not `Sendable`: it lives on the spool's connection queue together with its connection.
