@@ -102,11 +102,14 @@ package final class FaultProxy: @unchecked Sendable {
 
     /// Stops accepting and closes every client connection.
     package func stop() {
-        let (clients, waiters) = state.withLock { state in
+        let stopping = state.withLock { state -> (Set<Int32>, [CheckedContinuation<Void, Never>])? in
+            // Once only: a second close of the listener could close a descriptor reused meanwhile.
+            guard !state.isStopped else { return nil }
             state.isStopped = true
             defer { state.requestWaiters.removeAll() }
             return (state.clients, state.requestWaiters.map(\.continuation))
         }
+        guard let (clients, waiters) = stopping else { return }
         for waiter in waiters { waiter.resume() }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)

@@ -24,7 +24,9 @@ import Testing
         let parsed = try AgentConfiguration(
             file: file, arguments: parser.parse([]), environment: ["EDGE_AGENT_TOKEN": "t"])
         #expect(parsed.spool.whenFull == .dropOldest)
-        #expect(parsed.transport.maximumSendBytesPerSecond == 250_000)
+        #expect(parsed.maximumSendBytesPerSecond == 250_000)
+        // Four batches in flight share the cap.
+        #expect(parsed.transport.maximumSendBytesPerSecond == 62_500)
     }
 
     @Test func flagsOverrideTheFileAndTheFileOverridesDefaults() throws {

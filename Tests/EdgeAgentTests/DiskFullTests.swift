@@ -14,13 +14,13 @@ extension ChildProcessTests {
             return nil
         }
 
-        @Test func aFullDiskFailsCleanlyKeepsWhatWasDurableAndRecovers() throws {
+        @Test func aFullDiskFailsCleanlyKeepsWhatWasDurableAndRecovers() async throws {
             if let reason = Self.skipReason {
                 print("DiskFullTests skipped: \(reason)")
                 return
             }
             let binary = try edgeAgentBinary()
-            try withTemporaryDirectory { directory in
+            try await withTemporaryDirectory { directory in
                 // Incompressible values: ~9 bytes a reading, so 400,000 readings cannot fit in 2 MiB.
                 var random = SeededRandom(seed: 99)
                 let big = (1...400_000).map {
@@ -46,7 +46,7 @@ extension ChildProcessTests {
                     '\(agent)' spool check --data-dir '\(mount)/spool'; echo "check=$?"
                     '\(agent)' status --data-dir '\(mount)/spool' --json; echo
                     """
-                let result = try runProcess(URL(fileURLWithPath: "/usr/bin/unshare"), ["-m", "sh", "-c", script])
+                let result = try await runProcess(URL(fileURLWithPath: "/usr/bin/unshare"), ["-m", "sh", "-c", script])
                 if result.stdout.contains("MOUNT FAILED") || result.status == 90 {
                     print("DiskFullTests skipped: cannot mount a tmpfs here (\(result.stderr))")
                     return

@@ -8,17 +8,17 @@ import Testing
 /// End-to-end tests of the real `edge-agent` binary: stdout, stderr and exit status.
 extension ChildProcessTests {
     @Suite struct EdgeAgentCLITests {
-        @Test func importThenStatusJSONShowsTheDocumentedKeys() throws {
+        @Test func importThenStatusJSONShowsTheDocumentedKeys() async throws {
             let binary = try edgeAgentBinary()
-            try withTemporaryDirectory { directory in
+            try await withTemporaryDirectory { directory in
                 let input = "cpu,host=a usage=1.5,idle=3i 1000\n# comment\nmem,host=b used=7 2000\n"
-                let imported = try runProcess(
+                let imported = try await runProcess(
                     binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data(input.utf8))
                 #expect(imported.status == 0, "\(imported.stderr)")
                 #expect(imported.stdout.contains("lines 1-3 (3 readings, seq 1-3)"))
                 #expect(imported.stderr.isEmpty, "no progress bar when stderr is not a terminal")
 
-                let status = try runProcess(binary, ["status", "--data-dir", directory, "--json"])
+                let status = try await runProcess(binary, ["status", "--data-dir", directory, "--json"])
                 #expect(status.status == 0)
                 let object = try #require(
                     try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
@@ -36,7 +36,7 @@ extension ChildProcessTests {
                 #expect(object["oldest_timestamp"] as? Int == 1000)
                 #expect(object["fsync"] as? String == "full")
 
-                let text = try runProcess(binary, ["status", "--data-dir", directory])
+                let text = try await runProcess(binary, ["status", "--data-dir", directory])
                 #expect(text.stdout.contains("queued_readings           3"))
             }
         }
@@ -47,7 +47,7 @@ extension ChildProcessTests {
                 var lines = (1...25_000).map { "m,s=a v=\($0) \($0)" }
                 lines.insert("m,s=a v=oops 1", at: 23_456)
                 let input = Data((lines.joined(separator: "\n") + "\n").utf8)
-                let result = try runProcess(
+                let result = try await runProcess(
                     binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input)
                 #expect(result.status == 65)
                 #expect(
@@ -78,29 +78,31 @@ extension ChildProcessTests {
             (["status"], "--data-dir: is required"),
             (["frobnicate"], "unknown command \"frobnicate\""),
         ])
-        func badUsageExits64NamingTheFlag(arguments: [String], message: String) throws {
-            let result = try runProcess(try edgeAgentBinary(), arguments)
+        func badUsageExits64NamingTheFlag(arguments: [String], message: String) async throws {
+            let result = try await runProcess(try edgeAgentBinary(), arguments)
             #expect(result.status == 64)
             #expect(result.stderr.contains(message), "\(result.stderr)")
         }
 
-        @Test func statusOfAMissingSpoolFails() throws {
-            try withTemporaryDirectory { directory in
-                let result = try runProcess(try edgeAgentBinary(), ["status", "--data-dir", directory])
+        @Test func statusOfAMissingSpoolFails() async throws {
+            try await withTemporaryDirectory { directory in
+                let result = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", directory])
                 #expect(result.status == 1)
                 #expect(result.stderr.contains("no spool in \(directory)"))
             }
         }
 
-        @Test func spoolCheckReportsASoundAndADamagedFile() throws {
+        @Test func spoolCheckReportsASoundAndADamagedFile() async throws {
             let binary = try edgeAgentBinary()
-            try withTemporaryDirectory { directory in
+            try await withTemporaryDirectory { directory in
                 let input = Data((1...5000).map { "m v=\($0).5 \($0)" }.joined(separator: "\n").utf8)
                 #expect(
-                    try runProcess(binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input)
-                        .status
+                    try await runProcess(
+                        binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: input
+                    )
+                    .status
                         == 0)
-                let sound = try runProcess(binary, ["spool", "check", "--data-dir", directory])
+                let sound = try await runProcess(binary, ["spool", "check", "--data-dir", directory])
                 #expect(sound.status == 0)
                 #expect(sound.stdout.contains("result: ok") && sound.stdout.contains("stored readings: 5000"))
 
@@ -108,11 +110,11 @@ extension ChildProcessTests {
                 let size = try #require(
                     try FileManager.default.attributesOfItem(atPath: Spool.databasePath(in: directory))[.size] as? Int)
                 try writeGarbage(into: Spool.databasePath(in: directory), at: 4096, count: size - 4096)
-                let damaged = try runProcess(binary, ["check-spool", Spool.databasePath(in: directory)])
+                let damaged = try await runProcess(binary, ["check-spool", Spool.databasePath(in: directory)])
                 #expect(damaged.status == 65)
                 #expect(damaged.stdout.contains("result: DAMAGED"), "\(damaged.stdout)")
                 // The agent itself moves it aside and starts afresh, loudly.
-                let again = try runProcess(
+                let again = try await runProcess(
                     binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data("m v=1 1\n".utf8))
                 #expect(again.status == 0)
                 #expect(
@@ -127,7 +129,7 @@ extension ChildProcessTests {
                 let file = directory + "/in.csv"
                 try "time,temp,hum\n2024-01-01T00:00:00Z,20.5,40\n2024-01-01T00:01:00Z,,41\n".write(
                     toFile: file, atomically: true, encoding: .utf8)
-                let result = try runProcess(
+                let result = try await runProcess(
                     try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
                 #expect(result.status == 0, "\(result.stderr)")
                 let stored = try await storedReadings(
@@ -160,7 +162,7 @@ extension ChildProcessTests {
                 }
                 let file = directory + "/all.lp"
                 try text.write(toFile: file, atomically: false, encoding: .utf8)
-                let result = try runProcess(
+                let result = try await runProcess(
                     try edgeAgentBinary(), ["import", "--data-dir", directory + "/spool", "--device", "gw", file])
                 #expect(result.status == 0, "\(result.stderr)")
                 #expect(result.stdout.contains("(\(expected.count) readings, seq 1-\(expected.count))"))
@@ -178,15 +180,15 @@ extension ChildProcessTests {
             }
         }
 
-        @Test func aFullSpoolUnderRejectExits75AndSaysWhatIsDurable() throws {
+        @Test func aFullSpoolUnderRejectExits75AndSaysWhatIsDurable() async throws {
             let binary = try edgeAgentBinary()
-            try withTemporaryDirectory { directory in
+            try await withTemporaryDirectory { directory in
                 var random = SeededRandom(seed: 5)
                 let lines = (1...200_000).map {
                     "m v=\(Double(bitPattern: random.next() & 0x3FEF_FFFF_FFFF_FFFF)) \($0)"
                 }
                 let input = Data((lines.joined(separator: "\n") + "\n").utf8)
-                let result = try runProcess(
+                let result = try await runProcess(
                     binary, ["import", "--data-dir", directory, "--device", "gw", "--max-bytes", "2097152", "-"],
                     input: input)
                 #expect(result.status == 75, "\(result.stderr)")
@@ -196,7 +198,7 @@ extension ChildProcessTests {
                     result.stderr.firstMatch(of: /imported durably: lines 1-(\d+) \((\d+) readings/).flatMap {
                         Int($0.2)
                     })
-                let status = try runProcess(binary, ["status", "--data-dir", directory, "--json"])
+                let status = try await runProcess(binary, ["status", "--data-dir", directory, "--json"])
                 let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
                 #expect(object?["queued_readings"] as? Int == durable)
                 #expect((object?["spool_file_bytes"] as? Int ?? .max) <= 2_097_152)
@@ -204,11 +206,11 @@ extension ChildProcessTests {
             }
         }
 
-        @Test func anOversizedOrBinaryLineIsRefusedWithItsNumber() throws {
+        @Test func anOversizedOrBinaryLineIsRefusedWithItsNumber() async throws {
             let binary = try edgeAgentBinary()
-            try withTemporaryDirectory { directory in
+            try await withTemporaryDirectory { directory in
                 let long = "m v=1 1\n" + "m,t=" + String(repeating: "x", count: 70_000) + " v=1 2\n"
-                let result = try runProcess(
+                let result = try await runProcess(
                     binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: Data(long.utf8))
                 #expect(result.status == 65)
                 #expect(result.stderr.contains("line 2: the line is longer than 65536 bytes"), "\(result.stderr)")
@@ -216,7 +218,7 @@ extension ChildProcessTests {
 
                 var binaryInput = Data("m v=2 3\n".utf8)
                 binaryInput.append(contentsOf: [0xFF, 0xFE, 0x00, 0x20, 0x0A])
-                let garbage = try runProcess(
+                let garbage = try await runProcess(
                     binary, ["import", "--data-dir", directory, "--device", "gw", "-"], input: binaryInput)
                 #expect(garbage.status == 65)
                 #expect(garbage.stderr.contains("line 2: the line is not valid UTF-8"), "\(garbage.stderr)")
@@ -231,24 +233,29 @@ extension ChildProcessTests {
             try await withTemporaryDirectory { directory in
                 let fifo = directory + "/input.lp"
                 #expect(mkfifo(fifo, 0o600) == 0)
-                let process = Process()
-                process.executableURL = binary
-                process.arguments = ["import", "--data-dir", directory + "/spool", "--device", "gw", fifo]
-                let stderr = Pipe()
-                process.standardError = stderr
-                process.standardOutput = FileHandle.nullDevice
-                try process.run()
-                // Opening the FIFO for writing returns once the import has opened it, after it started
-                // listening for signals: the event this test waits for.
-                let writer = open(fifo, O_WRONLY | O_CLOEXEC)
+                let spoolDirectory = directory + "/spool"
+                let (writer, message, terminationStatus) = try await onOwnThread {
+                    () throws -> (Int32, String, Int32) in
+                    let process = Process()
+                    process.executableURL = binary
+                    process.arguments = ["import", "--data-dir", spoolDirectory, "--device", "gw", fifo]
+                    let stderr = Pipe()
+                    process.standardError = stderr
+                    process.standardOutput = FileHandle.nullDevice
+                    try process.run()
+                    // Opening the FIFO for writing returns once the import has opened it, after it started
+                    // listening for signals: the event this test waits for.
+                    let writer = open(fifo, O_WRONLY | O_CLOEXEC)
+                    let lines = (1...3).map { "m v=\($0) \($0)\n" }.joined()
+                    _ = lines.withCString { write(writer, $0, strlen($0)) }
+                    kill(process.processIdentifier, signal)
+                    let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    close(writer)
+                    return (writer, message, process.terminationStatus)
+                }
                 #expect(writer >= 0)
-                let lines = (1...3).map { "m v=\($0) \($0)\n" }.joined()
-                _ = lines.withCString { write(writer, $0, strlen($0)) }
-                kill(process.processIdentifier, signal)
-                let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                close(writer)
-                #expect(process.terminationStatus == 128 + signal, "\(message)")
+                #expect(terminationStatus == 128 + signal, "\(message)")
                 #expect(message.contains("interrupted; imported durably:"), "\(message)")
                 // However many of the three lines it got to, the spool holds exactly those.
                 let stored = try await storedReadings(

@@ -28,7 +28,20 @@ struct ProcessOutput {
 }
 
 /// Runs `executable` with `arguments`, feeding `input` on stdin, and collects everything it writes.
-func runProcess(_ executable: URL, _ arguments: [String], input: Data = Data()) throws -> ProcessOutput {
+/// The waiting happens on a thread of its own: blocking a cooperative-pool thread (two on this
+/// machine) stalls every other test running in parallel.
+func runProcess(_ executable: URL, _ arguments: [String], input: Data = Data()) async throws -> ProcessOutput {
+    try await onOwnThread { try runProcessBlocking(executable, arguments, input: input) }
+}
+
+/// Runs blocking work on a new thread and resumes the caller with its result.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
+
+private func runProcessBlocking(_ executable: URL, _ arguments: [String], input: Data) throws -> ProcessOutput {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments

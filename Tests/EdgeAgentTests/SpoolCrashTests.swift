@@ -27,7 +27,7 @@ extension ChildProcessTests {
                 for run in 0..<Self.kills {
                     // Kill after a random number of acknowledgements: a moment somewhere in the commit cycle.
                     let killAfter = Int.random(in: 1...150, using: &random)
-                    acknowledged += try runAndKill(binary, directory: directory, run: run, after: killAfter)
+                    acknowledged += try await runAndKill(binary, directory: directory, run: run, after: killAfter)
                     let status = try Spool.inspect(dataDirectory: directory)
                     if stream == nil { stream = status.stream }
                     #expect(status.stream == stream, "run \(run): the spool was replaced, so it was damaged")
@@ -66,9 +66,21 @@ extension ChildProcessTests {
 
         /// Starts the torture child, reads `after` acknowledgement lines, SIGKILLs it, then collects every
         /// line it managed to write (those were acknowledged too).
-        func runAndKill(_ binary: URL, directory: String, run: Int, after: Int, extraArguments: [String] = []) throws
-            -> [Acknowledgement]
+        func runAndKill(_ binary: URL, directory: String, run: Int, after: Int, extraArguments: [String] = [])
+            async throws -> [Acknowledgement]
         {
+            let (acknowledgements, killed, status) = try await onOwnThread {
+                try Self.runAndKillBlocking(
+                    binary, directory: directory, run: run, after: after, extraArguments: extraArguments)
+            }
+            #expect(killed, "the torture child exited by itself (status \(status))")
+            return acknowledgements
+        }
+
+        /// The blocking part of `runAndKill`, on a thread of its own.
+        static func runAndKillBlocking(
+            _ binary: URL, directory: String, run: Int, after: Int, extraArguments: [String]
+        ) throws -> ([Acknowledgement], Bool, Int32) {
             let process = Process()
             process.executableURL = binary
             process.arguments =
@@ -106,8 +118,7 @@ extension ChildProcessTests {
                 }
             }
             process.waitUntilExit()
-            #expect(killed, "the torture child exited by itself (status \(process.terminationStatus))")
-            return acknowledgements
+            return (acknowledgements, killed, process.terminationStatus)
         }
 
         /// The same under a 1 MiB cap with drop-oldest: after every kill, what is stored and what was
@@ -122,7 +133,7 @@ extension ChildProcessTests {
                     "--max-bytes", "1048576", "--when-full", "drop-oldest", "--producers", "2", "--incompressible",
                 ]
                 for run in 0..<15 {
-                    acknowledged += try runAndKill(
+                    acknowledged += try await runAndKill(
                         binary, directory: directory, run: run, after: Int.random(in: 50...400, using: &random),
                         extraArguments: cap)
                     #expect(fileBytes(directory) <= 1 << 20)

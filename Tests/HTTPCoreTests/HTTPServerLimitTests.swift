@@ -17,9 +17,8 @@ struct HTTPServerLimitTests {
         var configuration = HTTPServer.Configuration(port: 0)
         configuration.headerReadTimeout = .milliseconds(150)
         try await withServer(configuration, responder: hello) { _, address in
-            let client = try await RawClient.connect(address)
             let started = ContinuousClock.now
-            try await client.send("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            let client = try await RawClient.connect(address, sending: "GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
             let response = try await client.readResponse()
             #expect(response.status == 408)
             #expect(try await client.isClosedByServer())
@@ -40,8 +39,7 @@ struct HTTPServerLimitTests {
         var configuration = HTTPServer.Configuration(port: 0)
         configuration.idleTimeout = .milliseconds(100)
         try await withServer(configuration, responder: hello) { _, address in
-            let client = try await RawClient.connect(address)
-            try await client.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+            let client = try await RawClient.connect(address, sending: "GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(try await client.readResponse().status == 200)
             #expect(try await client.isClosedByServer())
         }
@@ -51,8 +49,8 @@ struct HTTPServerLimitTests {
         var configuration = HTTPServer.Configuration(port: 0)
         configuration.bodyReadTimeout = .milliseconds(150)
         try await withServer(configuration, responder: hello) { _, address in
-            let client = try await RawClient.connect(address)
-            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten b")
+            let client = try await RawClient.connect(
+                address, sending: "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten b")
             let response = try await client.readResponse()
             #expect(response.status == 408)
             #expect(try await client.isClosedByServer())
@@ -64,8 +62,8 @@ struct HTTPServerLimitTests {
         configuration.bodyReadTimeout = .milliseconds(100)
         configuration.bodyMinimumBytesPerSecond = 1_000_000
         try await withServer(configuration, responder: hello) { _, address in
-            let client = try await RawClient.connect(address)
-            try await client.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+            let client = try await RawClient.connect(
+                address, sending: "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
             // A byte every 20 ms never stalls for 100 ms, but is far below a megabyte a second.
             let trickle = Task {
                 for _ in 0..<200 {
@@ -96,8 +94,8 @@ struct HTTPServerLimitTests {
             }
             var served = 0
             for round in 0..<20 {
-                let client = try await RawClient.connect(address)
-                try await client.send("GET /fast\(round) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                let client = try await RawClient.connect(
+                    address, sending: "GET /fast\(round) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 if try await client.readResponse().text == "/fast\(round) 0" { served += 1 }
             }
             #expect(served == 20)
@@ -153,8 +151,8 @@ struct HTTPServerLimitTests {
         let total = 16 << 20
         try await withServer(responder: lateReader) { _, address in
             let sent = Atomic<Int>(0)
-            let client = try await RawClient.connect(address)
-            try await client.send("PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\n\r\n")
+            let client = try await RawClient.connect(
+                address, sending: "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\n\r\n")
             await gate.waitUntilArrived()
             let uploading = Task {
                 let piece = [UInt8](repeating: 0x75, count: 64 * 1024)
@@ -187,8 +185,7 @@ struct HTTPServerLimitTests {
         try await withServer(configuration, responder: hello) { _, address in
             var open: [RawClient] = []
             for index in 0..<2 {
-                let client = try await RawClient.connect(address)
-                try await client.send("GET /\(index) HTTP/1.1\r\nHost: t\r\n\r\n")
+                let client = try await RawClient.connect(address, sending: "GET /\(index) HTTP/1.1\r\nHost: t\r\n\r\n")
                 #expect(try await client.readResponse().status == 200)
                 open.append(client)
             }
@@ -216,12 +213,10 @@ struct HTTPServerLimitTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             let address = try await server.localAddress
-            let idle = try await RawClient.connect(address)
-            try await idle.send("GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")
+            let idle = try await RawClient.connect(address, sending: "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(try await idle.readResponse().status == 200)
 
-            let busy = try await RawClient.connect(address)
-            try await busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            let busy = try await RawClient.connect(address, sending: "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
             await gate.waitUntilArrived()
 
             server.shutdown(grace: .seconds(10))
@@ -248,8 +243,7 @@ struct HTTPServerLimitTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             let address = try await server.localAddress
-            let client = try await RawClient.connect(address)
-            try await client.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            let client = try await RawClient.connect(address, sending: "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             await gate.waitUntilArrived()
             server.shutdown(grace: .milliseconds(50))
             try await group.waitForAll()

@@ -99,16 +99,28 @@ final class RawClient: @unchecked Sendable {
 
     func send(_ text: String) async throws { try await send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) async throws {
+    /// Connects and sends `text` on one thread, so no scheduling delay can separate the two (a
+    /// server's header timeout counts from the connection when nothing has arrived).
+    static func connect(_ address: HTTPServer.Address, sending text: String) async throws -> RawClient {
         try await offPool {
-            var offset = 0
-            while offset < bytes.count {
-                let sent = bytes.withUnsafeBytes {
-                    Glibc.send(self.fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-                }
-                guard sent > 0 else { throw SocketError(operation: "send", errno: errno) }
-                offset += sent
+            let client = try RawClient(address)
+            try client.sendNow(Array(text.utf8))
+            return client
+        }
+    }
+
+    func send(_ bytes: [UInt8]) async throws {
+        try await offPool { try self.sendNow(bytes) }
+    }
+
+    func sendNow(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes {
+                Glibc.send(self.fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
             }
+            guard sent > 0 else { throw SocketError(operation: "send", errno: errno) }
+            offset += sent
         }
     }
 

@@ -10,6 +10,8 @@ package struct AgentConfiguration: Sendable {
     package var spool: Spool.Configuration
     package var transport: CurlTransport.Configuration
     package var upload = Uploader.Configuration()
+    /// The upload bandwidth cap for all requests together (nil: unlimited).
+    package var maximumSendBytesPerSecond: Int?
 
     /// The flags `run` and `drain` accept besides the spool's.
     package static let options: [ArgumentParser.Option] = [
@@ -86,7 +88,7 @@ package struct AgentConfiguration: Sendable {
                 transport.requestTimeout = .milliseconds(Int64(seconds * 1000))
             }
             if let rate = try file.integer("upload.max_send_bytes_per_second", in: 1024...Int64.max) {
-                transport.maximumSendBytesPerSecond = Int(rate)
+                maximumSendBytesPerSecond = Int(rate)
             }
             if let count = try file.integer("upload.batch_readings", in: 1...1_000_000) {
                 upload.maximumBatchReadings = Int(count)
@@ -134,7 +136,11 @@ package struct AgentConfiguration: Sendable {
         if let rate = try arguments.value(
             "--max-send-rate", as: "bytes per second, at least 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } })
         {
-            transport.maximumSendBytesPerSecond = rate
+            maximumSendBytesPerSecond = rate
+        }
+        // libcurl caps each request; the batches in flight share the configured total.
+        transport.maximumSendBytesPerSecond = maximumSendBytesPerSecond.map {
+            max(1, $0 / upload.retry.maximumInFlight)
         }
         if let caFile = transport.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
             throw UsageError("cannot read \(caFile)", setting: "--ca-file")
