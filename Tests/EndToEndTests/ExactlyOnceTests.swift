@@ -7,52 +7,37 @@ import Testing
 /// agent acknowledged arrives at the collector exactly once.
 @Suite(.serialized) struct ExactlyOnceTests {
     @Test func realDataDrainsExactlyOnce() async throws {
-        try await withTemporaryDirectory { directory in
-            let collectorDirectory = directory + "/collector"
-            let spoolDirectory = directory + "/spool"
-            let token = try await CollectorUnderTest.addToken(dataDirectory: collectorDirectory, device: "gw-1")
-            let collector = try await CollectorUnderTest.start(dataDirectory: collectorDirectory)
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector()
             defer { collector.process.kill() }
             let (text, expected) = try realDataAsLineProtocol()
-            try await importLineProtocol(text, dataDirectory: spoolDirectory, device: "gw-1", name: "all")
+            try await pair.importLineProtocol(text, name: "all")
 
-            let drain = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"),
-                ["drain", "--data-dir", spoolDirectory, "--collector", "http://127.0.0.1:\(collector.port)"],
-                environment: ["EDGE_AGENT_TOKEN": token])
+            let drain = try await pair.drain(collector.url)
             #expect(drain.status == 0, "\(drain.stderr)")
             #expect(drain.stdout.contains("drained \(expected.count) readings"), "\(drain.stdout)")
-            try expectExactly(expected, collectorDirectory: collectorDirectory, device: "gw-1")
+            try pair.expectExactly(expected)
 
             // A second drain finds nothing to send and sends nothing twice.
-            let again = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"),
-                ["drain", "--data-dir", spoolDirectory, "--collector", "http://127.0.0.1:\(collector.port)"],
-                environment: ["EDGE_AGENT_TOKEN": token])
+            let again = try await pair.drain(collector.url)
             #expect(again.status == 0, "\(again.stderr)")
             #expect(again.stdout.contains("drained 0 readings"))
-            try expectExactly(expected, collectorDirectory: collectorDirectory, device: "gw-1")
+            try pair.expectExactly(expected)
         }
     }
 
     @Test func aWrongTokenStopsTheDrainAndKeepsEveryReading() async throws {
-        try await withTemporaryDirectory { directory in
-            let collectorDirectory = directory + "/collector"
-            let spoolDirectory = directory + "/spool"
-            _ = try await CollectorUnderTest.addToken(dataDirectory: collectorDirectory, device: "gw-1")
-            let collector = try await CollectorUnderTest.start(dataDirectory: collectorDirectory)
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector()
             defer { collector.process.kill() }
             let (text, expected) = try realDataAsLineProtocol(limit: 5000)
-            try await importLineProtocol(text, dataDirectory: spoolDirectory, device: "gw-1", name: "some")
-            let drain = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"),
-                ["drain", "--data-dir", spoolDirectory, "--collector", "http://127.0.0.1:\(collector.port)"],
-                environment: ["EDGE_AGENT_TOKEN": "not-the-token"])
+            try await pair.importLineProtocol(text, name: "some")
+            let drain = try await pair.drain(collector.url, token: "not-the-token")
             #expect(drain.status == 77)
             #expect(drain.stderr.contains("refused device gw-1"), "\(drain.stderr)")
             #expect(!drain.stderr.contains("not-the-token"), "the token must never be printed")
             let status = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"), ["status", "--data-dir", spoolDirectory, "--json"])
+                try ChildProcess.productURL("edge-agent"), ["status", "--data-dir", pair.spoolDirectory, "--json"])
             #expect(status.stdout.contains("\"queued_readings\":\(expected.count)"), "\(status.stdout)")
         }
     }
@@ -60,11 +45,8 @@ import Testing
     /// Faults between the pair (resets, stalls, 500s, 503s, answers lost after the commit) while
     /// both processes are SIGKILLed and restarted, with fresh readings imported during the run.
     @Test func faultsAndCrashesStillGiveExactlyOnce() async throws {
-        try await withTemporaryDirectory { directory in
-            let collectorDirectory = directory + "/collector"
-            let spoolDirectory = directory + "/spool"
-            let token = try await CollectorUnderTest.addToken(dataDirectory: collectorDirectory, device: "gw-1")
-            var collector = try await CollectorUnderTest.start(dataDirectory: collectorDirectory)
+        try await PairFixture.with { pair in
+            var collector = try await pair.startCollector()
             let faultsOn = Mutex(true)
             let random = Mutex(SeededRandom(seed: 2026))
             let proxy = try FaultProxy(upstreamPort: collector.port, stallDuration: .seconds(3)) { _ in
@@ -80,57 +62,45 @@ import Testing
                 }
             }
             defer { proxy.stop() }
-            let config = directory + "/agent.json"
-            try """
-            {"collector": {"request_timeout_seconds": 1, "connect_timeout_seconds": 1},
-             "upload": {"batch_readings": 2000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1}}
-            """.write(toFile: config, atomically: false, encoding: .utf8)
-            let agentArguments = [
-                "run", "--config", config, "--data-dir", spoolDirectory, "--device", "gw-1",
-                "--collector", "http://127.0.0.1:\(proxy.port)",
-            ]
+            let config = try pair.writeAgentConfig(
+                """
+                {"collector": {"request_timeout_seconds": 1, "connect_timeout_seconds": 1},
+                 "upload": {"batch_readings": 2000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1}}
+                """)
+            let proxyURL = "http://127.0.0.1:\(proxy.port)"
             let (text, expected) = try realDataAsLineProtocol()
             let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
             let firstPart = lines.prefix(lines.count * 2 / 3).joined(separator: "\n") + "\n"
             let secondPart = lines.dropFirst(lines.count * 2 / 3).joined(separator: "\n") + "\n"
-            try await importLineProtocol(firstPart, dataDirectory: spoolDirectory, device: "gw-1", name: "first")
+            try await pair.importLineProtocol(firstPart, name: "first")
 
-            var agent = try ChildProcess(
-                try ChildProcess.productURL("edge-agent"), agentArguments, environment: ["EDGE_AGENT_TOKEN": token])
+            var agent = try pair.startAgent(proxyURL, config: config)
             var seen = 0
             for round in 0..<3 {
                 seen += 8
                 await proxy.waitForRequests(atLeast: seen)
                 agent.kill()
                 _ = await agent.waitForExit()
-                agent = try ChildProcess(
-                    try ChildProcess.productURL("edge-agent"), agentArguments, environment: ["EDGE_AGENT_TOKEN": token])
+                agent = try pair.startAgent(proxyURL, config: config)
                 if round == 1 {
                     // Fresh readings arrive while the backlog is still replaying.
-                    try await importLineProtocol(
-                        secondPart, dataDirectory: spoolDirectory, device: "gw-1", name: "second")
+                    try await pair.importLineProtocol(secondPart, name: "second")
                 }
                 seen += 8
                 await proxy.waitForRequests(atLeast: seen)
                 collector.process.kill()
                 _ = await collector.process.waitForExit()
-                collector = try await CollectorUnderTest.start(dataDirectory: collectorDirectory, port: collector.port)
+                collector = try await pair.startCollector(port: collector.port)
             }
             _ = try await agent.waitForLine { $0.contains("event=started") }
             agent.kill(SIGTERM)
             #expect(await agent.waitForExit() == 0, "SIGTERM is a clean stop")
             faultsOn.withLock { $0 = false }
 
-            let drain = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"),
-                [
-                    "drain", "--config", config, "--data-dir", spoolDirectory, "--collector",
-                    "http://127.0.0.1:\(proxy.port)",
-                ],
-                environment: ["EDGE_AGENT_TOKEN": token])
+            let drain = try await pair.drain(proxyURL, extraArguments: ["--config", config])
             #expect(drain.status == 0, "\(drain.stderr)")
             collector.process.kill()
-            try expectExactly(expected, collectorDirectory: collectorDirectory, device: "gw-1")
+            try pair.expectExactly(expected)
             let faults = proxy.statistics.faults
             #expect(faults[.loseAnswer, default: 0] > 0, "\(faults)")
             #expect(faults.filter { $0.key != .none }.values.reduce(0, +) >= 10, "\(faults)")

@@ -15,6 +15,7 @@ struct ExpectedReading: Hashable {
 struct CollectorUnderTest {
     let process: ChildProcess
     let port: Int
+    var url: String { "http://127.0.0.1:\(port)" }
 
     /// Starts the collector (on `port`, or a free one when 0) and returns once it is listening.
     static func start(dataDirectory: String, port: Int = 0) async throws -> CollectorUnderTest {
@@ -97,4 +98,63 @@ func expectExactly(_ expected: [ExpectedReading], collectorDirectory: String, de
         mismatches += 1
     }
     #expect(mismatches == 0, "\(mismatches) readings missing or different")
+}
+
+/// One gateway's spool and one collector's data directory in a fresh temporary folder, with the
+/// device `gw-1` registered and its token at hand.
+struct PairFixture {
+    static let device = "gw-1"
+    let directory: String
+    let token: String
+    var collectorDirectory: String { directory + "/collector" }
+    var spoolDirectory: String { directory + "/spool" }
+
+    /// Runs `body` with a fixture; the caller starts (and stops) the collector it needs.
+    static func with(_ body: (PairFixture) async throws -> Void) async throws {
+        try await withTemporaryDirectory { directory in
+            let token = try await CollectorUnderTest.addToken(
+                dataDirectory: directory + "/collector", device: PairFixture.device)
+            try await body(PairFixture(directory: directory, token: token))
+        }
+    }
+
+    func startCollector(port: Int = 0) async throws -> CollectorUnderTest {
+        try await CollectorUnderTest.start(dataDirectory: collectorDirectory, port: port)
+    }
+
+    func importLineProtocol(_ text: String, name: String) async throws {
+        try await EndToEndTests.importLineProtocol(
+            text, dataDirectory: spoolDirectory, device: PairFixture.device, name: name)
+    }
+
+    /// `edge-agent drain` against `collectorURL`, with the token from the environment.
+    func drain(_ collectorURL: String, token: String? = nil, extraArguments: [String] = []) async throws
+        -> ChildProcess.Output
+    {
+        try await ChildProcess.run(
+            try ChildProcess.productURL("edge-agent"),
+            ["drain", "--data-dir", spoolDirectory, "--collector", collectorURL] + extraArguments,
+            environment: ["EDGE_AGENT_TOKEN": token ?? self.token])
+    }
+
+    /// A running `edge-agent run` against `collectorURL`.
+    func startAgent(_ collectorURL: String, config: String) throws -> ChildProcess {
+        try ChildProcess(
+            try ChildProcess.productURL("edge-agent"),
+            [
+                "run", "--config", config, "--data-dir", spoolDirectory, "--device", PairFixture.device,
+                "--collector", collectorURL,
+            ], environment: ["EDGE_AGENT_TOKEN": token])
+    }
+
+    /// Writes an agent configuration file and returns its path.
+    func writeAgentConfig(_ json: String) throws -> String {
+        let path = directory + "/agent.json"
+        try json.write(toFile: path, atomically: false, encoding: .utf8)
+        return path
+    }
+
+    func expectExactly(_ expected: [ExpectedReading]) throws {
+        try EndToEndTests.expectExactly(expected, collectorDirectory: collectorDirectory, device: PairFixture.device)
+    }
 }

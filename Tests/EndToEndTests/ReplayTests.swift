@@ -9,12 +9,10 @@ import Testing
     /// (slowed by the bandwidth cap to about ten seconds, so the test is not a race against a busy
     /// machine), and readings imported during the replay are stored before the backlog has finished.
     @Test func liveReadingsOvertakeALongReplay() async throws {
-        try await withTemporaryDirectory { directory in
-            let collectorDirectory = directory + "/collector"
-            let spoolDirectory = directory + "/spool"
-            let token = try await CollectorUnderTest.addToken(dataDirectory: collectorDirectory, device: "gw-1")
+        try await PairFixture.with { pair in
+            let collectorDirectory = pair.collectorDirectory
             // Reserve a port for the collector: start it once and stop it, so it is down at first.
-            let first = try await CollectorUnderTest.start(dataDirectory: collectorDirectory)
+            let first = try await pair.startCollector()
             let port = first.port
             first.process.kill()
             _ = await first.process.waitForExit()
@@ -22,31 +20,26 @@ import Testing
             defer { proxy.stop() }
 
             let (text, backlog) = try realDataAsLineProtocol()
-            try await importLineProtocol(text, dataDirectory: spoolDirectory, device: "gw-1", name: "backlog")
-            let config = directory + "/agent.json"
-            try """
-            {"collector": {"request_timeout_seconds": 5},
-             "upload": {"batch_readings": 5000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1,
-                        "max_send_bytes_per_second": 15000, "max_in_flight": 1,
-                        "live_threshold_readings": 20000}}
-            """.write(toFile: config, atomically: false, encoding: .utf8)
-            let agent = try ChildProcess(
-                try ChildProcess.productURL("edge-agent"),
-                [
-                    "run", "--config", config, "--data-dir", spoolDirectory, "--device", "gw-1",
-                    "--collector", "http://127.0.0.1:\(proxy.port)",
-                ], environment: ["EDGE_AGENT_TOKEN": token])
+            try await pair.importLineProtocol(text, name: "backlog")
+            let config = try pair.writeAgentConfig(
+                """
+                {"collector": {"request_timeout_seconds": 5},
+                 "upload": {"batch_readings": 5000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1,
+                            "max_send_bytes_per_second": 15000, "max_in_flight": 1,
+                            "live_threshold_readings": 20000}}
+                """)
+            let agent = try pair.startAgent("http://127.0.0.1:\(proxy.port)", config: config)
             defer { agent.kill() }
             // The collector is down: the agent retries against it.
             _ = try await agent.waitForLine { $0.contains("event=retry") }
-            let collector = try await CollectorUnderTest.start(dataDirectory: collectorDirectory, port: port)
+            let collector = try await pair.startCollector(port: port)
             defer { collector.process.kill() }
             await proxy.waitForRequests(atLeast: proxy.statistics.requests + 2)
 
             // Fresh readings, imported while the replay runs.
             let fresh = (0..<50).map { "live value=\($0) \(2_000_000_000_000_000_000 + Int64($0))" }.joined(
                 separator: "\n")
-            try await importLineProtocol(fresh + "\n", dataDirectory: spoolDirectory, device: "gw-1", name: "live")
+            try await pair.importLineProtocol(fresh + "\n", name: "live")
             let liveFirst = UInt64(backlog.count + 1)
 
             // Each request the collector answers is a moment to look: stop when the live readings are in.
@@ -65,10 +58,7 @@ import Testing
             // Then everything arrives, exactly once.
             agent.kill(SIGTERM)
             _ = await agent.waitForExit()
-            let drain = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"),
-                ["drain", "--data-dir", spoolDirectory, "--collector", "http://127.0.0.1:\(collector.port)"],
-                environment: ["EDGE_AGENT_TOKEN": token])
+            let drain = try await pair.drain(collector.url)
             #expect(drain.status == 0, "\(drain.stderr)")
             let stored = try CollectorUnderTest.storedReadings(dataDirectory: collectorDirectory, device: "gw-1")
             #expect(stored.rows == backlog.count + 50)
@@ -79,28 +69,23 @@ import Testing
     /// A spool too small for its backlog drops the oldest readings (policy drop-oldest); the agent
     /// tells the collector which ranges, so stored plus dropped is everything produced.
     @Test func rangesDroppedAtTheEdgeAreReportedToTheCollector() async throws {
-        try await withTemporaryDirectory { directory in
-            let collectorDirectory = directory + "/collector"
-            let spoolDirectory = directory + "/spool"
-            let token = try await CollectorUnderTest.addToken(dataDirectory: collectorDirectory, device: "gw-1")
-            let collector = try await CollectorUnderTest.start(dataDirectory: collectorDirectory)
+        try await PairFixture.with { pair in
+            let collectorDirectory = pair.collectorDirectory
+            let collector = try await pair.startCollector()
             defer { collector.process.kill() }
             let (text, expected) = try realDataAsLineProtocol()
-            let file = directory + "/all.lp"
+            let file = pair.directory + "/all.lp"
             try text.write(toFile: file, atomically: false, encoding: .utf8)
             for _ in 0..<3 {
                 let imported = try await ChildProcess.run(
                     try ChildProcess.productURL("edge-agent"),
                     [
-                        "import", "--data-dir", spoolDirectory, "--device", "gw-1", "--max-bytes", "262144",
+                        "import", "--data-dir", pair.spoolDirectory, "--device", "gw-1", "--max-bytes", "262144",
                         "--when-full", "drop-oldest", file,
                     ])
                 #expect(imported.status == 0, "\(imported.stderr)")
             }
-            let drain = try await ChildProcess.run(
-                try ChildProcess.productURL("edge-agent"),
-                ["drain", "--data-dir", spoolDirectory, "--collector", "http://127.0.0.1:\(collector.port)"],
-                environment: ["EDGE_AGENT_TOKEN": token])
+            let drain = try await pair.drain(collector.url)
             #expect(drain.status == 0, "\(drain.stderr)")
 
             var readOnly = SQLiteDatabase.Configuration()

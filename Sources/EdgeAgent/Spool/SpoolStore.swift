@@ -685,11 +685,11 @@ final class SpoolStore {
         try deleteChunk(chunk.first)
         let inside = SequenceRange(max(chunk.first, range.first), min(chunk.last, range.last))
         if chunk.first < inside.first {
-            try insertChunk(slice(decoded, SequenceRange(chunk.first, inside.first - 1)), quarantine: chunk.quarantine)
+            try insertChunk(decoded.slice(SequenceRange(chunk.first, inside.first - 1)), quarantine: chunk.quarantine)
         }
-        if let reason { try insertChunk(slice(decoded, inside), quarantine: reason) }
+        if let reason { try insertChunk(decoded.slice(inside), quarantine: reason) }
         if inside.last < chunk.last {
-            try insertChunk(slice(decoded, SequenceRange(inside.last + 1, chunk.last)), quarantine: chunk.quarantine)
+            try insertChunk(decoded.slice(SequenceRange(inside.last + 1, chunk.last)), quarantine: chunk.quarantine)
         }
     }
 
@@ -700,23 +700,6 @@ final class SpoolStore {
     }
 
     /// The readings of `batch` in `range`, with only the series keys they use.
-    private func slice(_ batch: Batch, _ range: SequenceRange) -> Batch {
-        let start = Int(range.first - batch.firstSequence)
-        let end = Int(range.last - batch.firstSequence)
-        var keys: [String] = []
-        var map = [Int](repeating: -1, count: batch.seriesKeys.count)
-        let readings = batch.readings[start...end].map { reading -> Reading in
-            if map[reading.series] < 0 {
-                map[reading.series] = keys.count
-                keys.append(batch.seriesKeys[reading.series])
-            }
-            return Reading(series: map[reading.series], timestamp: reading.timestamp, value: reading.value)
-        }
-        return Batch(
-            device: batch.device, stream: batch.stream, firstSequence: range.first, seriesKeys: keys, readings: readings
-        )
-    }
-
     /// Returns free pages to the file system once they are a large share of the file, so the spool
     /// shrinks after a backlog drains instead of only growing.
     private func reclaimFreePages() throws {

@@ -29,33 +29,3 @@ package protocol UploadSource: Sendable {
 
     func markDroppedRangesReported(_ ranges: [SequenceRange]) async throws
 }
-
-extension Batch {
-    /// The readings of `range` (which must lie within `sequences`) as a batch of their own, with
-    /// only the series keys they use.
-    func slice(_ range: SequenceRange) -> Batch {
-        let start = Int(range.first - firstSequence)
-        let end = Int(range.last - firstSequence) + 1
-        var keyIndex: [Int: Int] = [:]
-        var keys: [String] = []
-        var readings: [Reading] = []
-        readings.reserveCapacity(end - start)
-        for reading in self.readings[start..<end] {
-            let index: Int
-            if let known = keyIndex[reading.series] {
-                index = known
-            } else {
-                index = keys.count
-                keyIndex[reading.series] = index
-                keys.append(seriesKeys[reading.series])
-            }
-            readings.append(Reading(series: index, timestamp: reading.timestamp, value: reading.value))
-        }
-        return Batch(
-            device: device, stream: stream, firstSequence: range.first, seriesKeys: keys, readings: readings,
-            sentAt: sentAt)
-    }
-
-    /// The batch's sequence numbers as an inclusive range; nil for an empty batch.
-    var sequenceRange: SequenceRange? { SequenceRange(sequences) }
-}
