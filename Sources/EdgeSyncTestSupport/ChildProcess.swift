@@ -24,6 +24,8 @@ package final class ChildProcess: Sendable {
         var stderrLines: [String] = []
         var partialStderr = Data()
         var isStderrClosed = false
+        var isStdoutClosed = false
+        var outputClosedWaiters: [CheckedContinuation<Void, Never>] = []
         var exitStatus: Int32?
         var lineWaiters:
             [(predicate: @Sendable (String) -> Bool, continuation: CheckedContinuation<String, any Error>)] =
@@ -34,6 +36,62 @@ package final class ChildProcess: Sendable {
     /// Holds the state so the pipe and termination handlers can share it with the process object.
     private final class Shared: Sendable {
         let state = Mutex(State())
+
+        /// Takes a piece of standard output; empty data is end of file.
+        func receiveStdout(_ data: Data) {
+            if data.isEmpty {
+                let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                    state.isStdoutClosed = true
+                    guard state.isStderrClosed else { return [] }
+                    defer { state.outputClosedWaiters.removeAll() }
+                    return state.outputClosedWaiters
+                }
+                for waiter in waiters { waiter.resume() }
+                return
+            }
+            state.withLock { $0.stdout.append(data) }
+        }
+
+        /// Takes a piece of standard error; empty data is end of file. Wakes line waiters.
+        func receiveStderr(_ data: Data) {
+            let matched = state.withLock {
+                state -> [(CheckedContinuation<String, any Error>, Result<String, any Error>)] in
+                if data.isEmpty {
+                    state.isStderrClosed = true
+                } else {
+                    state.partialStderr.append(data)
+                }
+                var newLines: [String] = []
+                while let newline = state.partialStderr.firstIndex(of: 10) {
+                    newLines.append(String(decoding: state.partialStderr[..<newline], as: UTF8.self))
+                    state.partialStderr.removeSubrange(...newline)
+                }
+                if state.isStderrClosed, !state.partialStderr.isEmpty {
+                    // A last line without a newline still counts.
+                    newLines.append(String(decoding: state.partialStderr, as: UTF8.self))
+                    state.partialStderr.removeAll()
+                }
+                state.stderrLines.append(contentsOf: newLines)
+                if state.isStderrClosed, state.isStdoutClosed {
+                    for waiter in state.outputClosedWaiters { waiter.resume() }
+                    state.outputClosedWaiters.removeAll()
+                }
+                var resumed: [(CheckedContinuation<String, any Error>, Result<String, any Error>)] = []
+                state.lineWaiters.removeAll { waiter in
+                    if let line = newLines.first(where: waiter.predicate) {
+                        resumed.append((waiter.continuation, .success(line)))
+                        return true
+                    }
+                    if state.isStderrClosed {
+                        resumed.append((waiter.continuation, .failure(Failure("the process closed stderr"))))
+                        return true
+                    }
+                    return false
+                }
+                return resumed
+            }
+            for (continuation, result) in matched { continuation.resume(with: result) }
+        }
     }
 
     private let process: Process
@@ -53,11 +111,13 @@ package final class ChildProcess: Sendable {
         return found
     }
 
-    /// Starts `executable`; standard input is closed, standard output and error are collected.
+    /// Starts `executable`; `input` is written to its standard input (then closed) from a thread of
+    /// its own, standard output and error are collected.
     package init(
         _ executable: URL,
         _ arguments: [String],
         environment: [String: String]? = nil,
+        input: Data? = nil,
         name: String? = nil
     ) throws {
         self.name = name ?? executable.lastPathComponent
@@ -67,51 +127,12 @@ package final class ChildProcess: Sendable {
         if let environment {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = FileHandle.nullDevice
+        let stdout = Pipe.closingOnExec()
+        let stderr = Pipe.closingOnExec()
+        let stdin = input.map { _ in Pipe.closingOnExec() }
+        process.standardInput = stdin ?? FileHandle.nullDevice
         process.standardOutput = stdout
         process.standardError = stderr
-        stdout.fileHandleForReading.readabilityHandler = { [shared] handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                return
-            }
-            shared.state.withLock { $0.stdout.append(data) }
-        }
-        stderr.fileHandleForReading.readabilityHandler = { [shared] handle in
-            let data = handle.availableData
-            let matched = shared.state.withLock {
-                state -> [(CheckedContinuation<String, any Error>, Result<String, any Error>)] in
-                if data.isEmpty {
-                    state.isStderrClosed = true
-                    handle.readabilityHandler = nil
-                } else {
-                    state.partialStderr.append(data)
-                }
-                var newLines: [String] = []
-                while let newline = state.partialStderr.firstIndex(of: 10) {
-                    newLines.append(String(decoding: state.partialStderr[..<newline], as: UTF8.self))
-                    state.partialStderr.removeSubrange(...newline)
-                }
-                state.stderrLines.append(contentsOf: newLines)
-                var resumed: [(CheckedContinuation<String, any Error>, Result<String, any Error>)] = []
-                state.lineWaiters.removeAll { waiter in
-                    if let line = newLines.first(where: waiter.predicate) {
-                        resumed.append((waiter.continuation, .success(line)))
-                        return true
-                    }
-                    if state.isStderrClosed {
-                        resumed.append((waiter.continuation, .failure(Failure("the process closed stderr"))))
-                        return true
-                    }
-                    return false
-                }
-                return resumed
-            }
-            for (continuation, result) in matched { continuation.resume(with: result) }
-        }
         process.terminationHandler = { [shared] process in
             let waiters = shared.state.withLock { state in
                 state.exitStatus = process.terminationStatus
@@ -121,6 +142,35 @@ package final class ChildProcess: Sendable {
             for waiter in waiters { waiter.resume(returning: process.terminationStatus) }
         }
         try process.run()
+        // Blocking reads on threads of their own: Foundation's readabilityHandler was seen to crash
+        // libdispatch's event loop when many children come and go.
+        for (pipe, receive) in [(stdout, shared.receiveStdout), (stderr, shared.receiveStderr)] {
+            let handle = pipe.fileHandleForReading
+            Thread {
+                // One read(2) at a time: whatever has arrived is delivered at once (a log line the
+                // test awaits), and 0 is end of file.
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let count = buffer.withUnsafeMutableBytes {
+                        Glibc.read(handle.fileDescriptor, $0.baseAddress, $0.count)
+                    }
+                    if count < 0 && errno == EINTR { continue }
+                    let data = count > 0 ? Data(buffer[..<count]) : Data()
+                    receive(data)
+                    if data.isEmpty { break }
+                }
+            }.start()
+        }
+        if let stdin, let input {
+            // A child that exits without reading everything must not kill the test with SIGPIPE:
+            // the write then fails with EPIPE instead.
+            signal(SIGPIPE, SIG_IGN)
+            // A feeder thread, so a child that writes before it reads can never deadlock with us.
+            Thread {
+                try? stdin.fileHandleForWriting.write(contentsOf: input)
+                try? stdin.fileHandleForWriting.close()
+            }.start()
+        }
     }
 
     package var processIdentifier: Int32 { process.processIdentifier }
@@ -140,6 +190,18 @@ package final class ChildProcess: Sendable {
                 return nil
             }
             if let immediate { continuation.resume(with: immediate) }
+        }
+    }
+
+    /// Returns once standard output and standard error have both reached end of file.
+    package func waitForOutputToClose() async {
+        await withCheckedContinuation { continuation in
+            let isClosed = shared.state.withLock { state -> Bool in
+                if state.isStderrClosed && state.isStdoutClosed { return true }
+                state.outputClosedWaiters.append(continuation)
+                return false
+            }
+            if isClosed { continuation.resume() }
         }
     }
 
@@ -168,12 +230,27 @@ package final class ChildProcess: Sendable {
     package static func run(
         _ executable: URL,
         _ arguments: [String],
-        environment: [String: String]? = nil
+        environment: [String: String]? = nil,
+        input: Data? = nil
     ) async throws -> Output {
-        let child = try ChildProcess(executable, arguments, environment: environment)
+        let child = try ChildProcess(executable, arguments, environment: environment, input: input)
         let status = await child.waitForExit()
-        // The pipes may still hold the last bytes after exit: wait for end of file on stderr.
-        _ = try? await child.waitForLine { _ in false }
+        // The pipes may still hold the last bytes after exit: wait for end of file on both.
+        await child.waitForOutputToClose()
         return Output(status: status, stdout: child.stdoutText, stderr: child.stderrLines.joined(separator: "\n"))
+    }
+}
+
+extension Pipe {
+    /// A pipe whose two ends are closed in any child process started later, except where a child
+    /// is given them as its standard streams. Without this a child started by a parallel test
+    /// inherits the write end of another child's output, and the reader waits for end of file until
+    /// that unrelated process exits.
+    package static func closingOnExec() -> Pipe {
+        let pipe = Pipe()
+        for handle in [pipe.fileHandleForReading, pipe.fileHandleForWriting] {
+            _ = fcntl(handle.fileDescriptor, F_SETFD, FD_CLOEXEC)
+        }
+        return pipe
     }
 }

@@ -28,8 +28,8 @@ enum CollectorBinary {
             let process = Process()
             process.executableURL = url
             process.arguments = arguments
-            let out = Pipe()
-            let err = Pipe()
+            let out = Pipe.closingOnExec()
+            let err = Pipe.closingOnExec()
             process.standardOutput = out
             process.standardError = err
             try process.run()
@@ -59,7 +59,7 @@ final class CollectorProcess: Sendable {
             let process = Process()
             process.executableURL = CollectorBinary.url
             process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory] + extraArguments
-            let err = Pipe()
+            let err = Pipe.closingOnExec()
             process.standardError = err
             process.standardOutput = FileHandle.nullDevice
             try process.run()

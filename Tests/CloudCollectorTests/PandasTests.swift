@@ -30,8 +30,8 @@ struct PandasTests {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = [executable] + arguments
-            let out = Pipe()
-            let err = Pipe()
+            let out = Pipe.closingOnExec()
+            let err = Pipe.closingOnExec()
             process.standardOutput = out
             process.standardError = err
             try process.run()

@@ -239,7 +239,7 @@ extension ChildProcessTests {
                     let process = Process()
                     process.executableURL = binary
                     process.arguments = ["import", "--data-dir", spoolDirectory, "--device", "gw", fifo]
-                    let stderr = Pipe()
+                    let stderr = Pipe.closingOnExec()
                     process.standardError = stderr
                     process.standardOutput = FileHandle.nullDevice
                     try process.run()

@@ -85,7 +85,7 @@ extension ChildProcessTests {
             process.executableURL = binary
             process.arguments =
                 ["spool-torture", "--data-dir", directory, "--device", "torture", "--run", String(run)] + extraArguments
-            let stdout = Pipe()
+            let stdout = Pipe.closingOnExec()
             process.standardOutput = stdout
             process.standardError = FileHandle.nullDevice
             try process.run()

@@ -1,3 +1,4 @@
+import EdgeSyncTestSupport
 import Foundation
 import Glibc
 import Testing
@@ -240,9 +241,9 @@ enum Tool {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
-            let stdout = Pipe()
-            let stderr = Pipe()
-            let stdin = Pipe()
+            let stdout = Pipe.closingOnExec()
+            let stderr = Pipe.closingOnExec()
+            let stdin = Pipe.closingOnExec()
             process.standardOutput = stdout
             process.standardError = stderr
             process.standardInput = stdin
