@@ -361,42 +361,47 @@ final class EventLoop {
     private func enqueue(_ bytes: [UInt8], on connection: Connection) {
         var offset = 0
         if connection.pendingOutbound == 0 {
-            while offset < bytes.count {
-                let sent = bytes.withUnsafeBytes { Self.send($0, from: offset, to: connection.fd) }
-                if sent > 0 {
-                    offset += sent
-                    connection.lastWriteProgress = now
-                } else if sent < 0 && errno == EINTR {
-                    continue
-                } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    break
-                } else {
-                    closeConnection(connection)
-                    return
-                }
+            guard let sent = bytes.withUnsafeBytes({ sendWhatFits($0, from: 0, on: connection) }) else {
+                closeConnection(connection)
+                return
             }
+            offset = sent
             if offset == bytes.count { return }
             connection.lastWriteProgress = now
         }
         connection.outbound.append(contentsOf: bytes[offset...])
     }
 
-    private func flush(_ connection: Connection) {
-        while connection.pendingOutbound > 0 {
-            let sent = connection.outbound.withUnsafeBytes {
-                Self.send($0, from: connection.outboundOffset, to: connection.fd)
-            }
+    /// Sends from `offset` until the socket would block or everything is sent; returns the new
+    /// offset, or nil when the connection failed (the caller closes it, outside any buffer access).
+    private func sendWhatFits(_ bytes: UnsafeRawBufferPointer, from offset: Int, on connection: Connection) -> Int? {
+        var offset = offset
+        while offset < bytes.count {
+            let sent = Self.send(bytes, from: offset, to: connection.fd)
             if sent > 0 {
-                connection.outboundOffset += sent
+                offset += sent
                 connection.lastWriteProgress = now
             } else if sent < 0 && errno == EINTR {
                 continue
             } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 break
             } else {
+                return nil
+            }
+        }
+        return offset
+    }
+
+    private func flush(_ connection: Connection) {
+        if connection.pendingOutbound > 0 {
+            let offset = connection.outbound.withUnsafeBytes {
+                sendWhatFits($0, from: connection.outboundOffset, on: connection)
+            }
+            guard let offset else {
                 closeConnection(connection)
                 return
             }
+            connection.outboundOffset = offset
         }
         afterOutput(connection)
     }
