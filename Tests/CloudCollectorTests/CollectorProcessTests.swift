@@ -10,36 +10,14 @@ import Testing
 /// The built `cloud-collector` binary, next to the test bundle in the build products.
 enum CollectorBinary {
     static var url: URL {
-        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let beside = products.appendingPathComponent("cloud-collector")
-        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
-        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cloud-collector")
+        get throws { try ChildProcess.productURL("cloud-collector") }
     }
 
-    struct Outcome {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Outcome = ChildProcess.Output
 
-    /// Runs the binary to completion (on a dedicated thread).
+    /// Runs the binary to completion without blocking a thread of the cooperative pool.
     static func run(_ arguments: [String]) async throws -> Outcome {
-        try await onDedicatedThread {
-            let process = Process()
-            process.executableURL = url
-            process.arguments = arguments
-            let out = Pipe.closingOnExec()
-            let err = Pipe.closingOnExec()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return Outcome(
-                status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                stderr: String(decoding: stderr, as: UTF8.self))
-        }
+        try await ChildProcess.run(try url, arguments)
     }
 }
 
@@ -57,7 +35,7 @@ final class CollectorProcess: Sendable {
     static func start(dataDirectory: String, extraArguments: [String] = []) async throws -> CollectorProcess {
         let (process, port) = try await onDedicatedThread { () throws -> (ProcessBox, Int) in
             let process = Process()
-            process.executableURL = CollectorBinary.url
+            process.executableURL = try CollectorBinary.url
             process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory] + extraArguments
             let err = Pipe.closingOnExec()
             process.standardError = err

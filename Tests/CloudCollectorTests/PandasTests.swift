@@ -26,23 +26,8 @@ struct PandasTests {
 
     /// Runs a command, returning its status and stdout.
     static func run(_ executable: String, _ arguments: [String]) async throws -> (Int32, String, String) {
-        try await onDedicatedThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [executable] + arguments
-            let out = Pipe.closingOnExec()
-            let err = Pipe.closingOnExec()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (
-                process.terminationStatus, String(decoding: stdout, as: UTF8.self),
-                String(decoding: stderr, as: UTF8.self)
-            )
-        }
+        let output = try await ChildProcess.run(URL(fileURLWithPath: "/usr/bin/env"), [executable] + arguments)
+        return (output.status, output.stdout, output.stderr)
     }
 
     @Test func pandasReadsTheView() async throws {
