@@ -1,11 +1,13 @@
 import EdgeAgent
+import EdgeSyncTestSupport
 import Foundation
 import Testing
 
 @Suite struct LineProtocolParserTests {
     func parse(_ text: String, line: Int = 1) throws(InputError) -> [IncomingReading] {
         var readings: [IncomingReading] = []
-        try LineProtocolParser().parse(ArraySlice(text.utf8), lineNumber: line, defaultTimestamp: 42, into: &readings)
+        var parser = LineProtocolParser()
+        try parser.parse(ArraySlice(text.utf8), lineNumber: line, defaultTimestamp: 42, into: &readings)
         return readings
     }
 
@@ -72,10 +74,21 @@ import Testing
         ("m v=inf", "expected a number"),
         ("m v=0x10", "expected a number"),
         ("m v=12x", "expected a number"),
-        ("m v=99999999999999999999i", "expected a number"),
+        ("m v=99999999999999999999i", "beyond ±2^53"),
+        ("m v=9007199254740993i", "beyond ±2^53"),
+        ("m v=-9007199254740993i", "beyond ±2^53"),
+        ("m v=9007199254740993u", "beyond ±2^53"),
+        ("m v=-1u", "expected a number"),
+        ("m v=1.5i", "expected a number"),
+        ("m v=tru", "expected a number"),
+        ("m v=1e", "expected a number"),
+        ("m v=.", "expected a number"),
+        ("m v=--1", "expected a number"),
+        ("m v=1e999", "expected a number"),
+        ("m,a=1=2,b v=1", "expected '=' after the tag key"),
         ("m v=\"text\"", "string values are not supported"),
         ("m v=1,v=2", "field \"v\" appears twice"),
-        ("m v=1 12a", "timestamp: expected integer nanoseconds"),
+        ("m v=1 12a", "timestamp: expected an integer (ns since the epoch)"),
         ("m v=1 1 2", "unexpected text after the timestamp"),
         ("m v=1 99999999999999999999", "timestamp"),
         ("m v=1,", "field key is empty"),
@@ -93,7 +106,8 @@ import Testing
         var readings: [IncomingReading] = []
         let bytes: [UInt8] = Array("m,a=".utf8) + [0xC3, 0x28] + Array(" v=1".utf8)
         #expect(throws: InputError(line: 3, "the line is not valid UTF-8")) {
-            try LineProtocolParser().parse(bytes[...], lineNumber: 3, defaultTimestamp: 0, into: &readings)
+            var parser = LineProtocolParser()
+            try parser.parse(bytes[...], lineNumber: 3, defaultTimestamp: 0, into: &readings)
         }
         #expect(readings.isEmpty)
     }
@@ -172,6 +186,99 @@ import Testing
         let text = "ok\n" + String(repeating: "x", count: 500) + "\nnext\n"
         await #expect(throws: InputError(line: 2, "the line is longer than 100 bytes")) {
             _ = try await lines(of: Array(text.utf8), chunk: 16)
+        }
+    }
+}
+
+@Suite struct LineProtocolFastPathTests {
+    @Test func numbersMatchTheStandardLibraryParser() throws {
+        var random = SeededRandom(seed: 7)
+        var parser = LineProtocolParser()
+        for _ in 0..<20_000 {
+            let text: String
+            switch random.next() % 4 {
+            case 0: text = String(Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF) * (random.next() % 2 == 0 ? 1 : -1))
+            case 1: text = String(format: "%.\(random.next() % 8)f", Double(Int64(bitPattern: random.next()) % 1_000_000) / 997)
+            case 2: text = "\(random.next() % 10_000_000)e\(random.next() % 2 == 0 ? "-" : "+")\(random.next() % 40)"
+            default: text = "0.\(String(repeating: "0", count: Int(random.next() % 5)))\(random.next() % 1_000_000_000)"
+            }
+            var readings: [IncomingReading] = []
+            try parser.parse(ArraySlice("m v=\(text) 1".utf8), lineNumber: 1, defaultTimestamp: 0, into: &readings)
+            let expected = try #require(Double(text))
+            #expect(readings.first?.value.bitPattern == expected.bitPattern, "\(text)")
+        }
+    }
+
+    @Test func integersUpToTwoToTheFiftyThirdAreExact() throws {
+        var parser = LineProtocolParser()
+        var readings: [IncomingReading] = []
+        let line = "m a=9007199254740992i,b=-9007199254740992i,c=9007199254740992u,d=-0i 1"
+        try parser.parse(ArraySlice(line.utf8), lineNumber: 1, defaultTimestamp: 0, into: &readings)
+        #expect(readings.map(\.value) == [9_007_199_254_740_992, -9_007_199_254_740_992, 9_007_199_254_740_992, 0])
+    }
+
+    @Test(arguments: [
+        ("ns", Int64(5)), ("n", 5), ("us", 5_000), ("u", 5_000), ("ms", 5_000_000), ("s", 5_000_000_000),
+        ("m", 300_000_000_000), ("h", 18_000_000_000_000),
+    ])
+    func precisionScalesTimestamps(name: String, nanoseconds: Int64) throws {
+        var parser = LineProtocolParser(precision: try #require(TimestampPrecision(influxName: name)))
+        var readings: [IncomingReading] = []
+        try parser.parse(ArraySlice("m v=1 5".utf8), lineNumber: 1, defaultTimestamp: 0, into: &readings)
+        #expect(readings.first?.timestamp == nanoseconds)
+    }
+
+    @Test func aTimestampThatOverflowsAtItsPrecisionIsRefused() {
+        var parser = LineProtocolParser(precision: .seconds)
+        var readings: [IncomingReading] = []
+        #expect(throws: InputError.self) {
+            try parser.parse(ArraySlice("m v=1 9223372037".utf8), lineNumber: 1, defaultTimestamp: 0, into: &readings)
+        }
+        #expect(TimestampPrecision(influxName: "weeks") == nil)
+    }
+
+    @Test func spellingsOfOneSeriesShareItsKeyAndTheCacheSurvivesAReset() throws {
+        var parser = LineProtocolParser()
+        var block = ReadingBlock()
+        let lines = ["m,b=2,a=1 v=1 1", "m,a=1,b=2 v=2 2", #"m,a=1,b=2 v=3,w=4 3"#, "m,a=1,b=2 v=5 4"]
+        for (index, line) in lines.enumerated() {
+            try parser.parse(ArraySlice(line.utf8), lineNumber: index + 1, defaultTimestamp: 0, into: &block)
+        }
+        #expect(block.seriesKeys == ["m,a=1,b=2 v", "m,a=1,b=2 w"])
+        #expect(block.readings.map(\.series) == [0, 0, 0, 1, 0])
+        // Many distinct series push the interner past its bound; keys stay right across the reset.
+        for index in 0..<(SeriesInterner.maximumEntries + 10) {
+            try parser.parse(
+                ArraySlice("s\(index % 70_000) v=1 1".utf8), lineNumber: 1, defaultTimestamp: 0, into: &block)
+        }
+        try parser.parse(ArraySlice("m,a=1,b=2 v=6 5".utf8), lineNumber: 1, defaultTimestamp: 0, into: &block)
+        #expect(block.incomingReadings.last == IncomingReading(seriesKey: "m,a=1,b=2 v", timestamp: 5, value: 6))
+        #expect(Set(block.seriesKeys).count == block.seriesKeys.count)
+        #expect(block.incomingReadings[SeriesInterner.maximumEntries].seriesKey == "s\(SeriesInterner.maximumEntries - 5) v")
+    }
+
+    @Test func aBodyIsTakenWholeOrNotAtAllAndBadLinesAreNamed() throws {
+        var parser = LineProtocolParser()
+        var block = ReadingBlock()
+        let good = Array("a v=1 1\n\n# c\nb v=2 2\n".utf8)
+        let lines = try good.withUnsafeBufferPointer { buffer throws(InputError) in
+            try parser.parseLines(buffer, defaultTimestamp: 0, into: &block)
+        }
+        #expect(lines == 4)
+        #expect(block.count == 2)
+        let bad = Array("a v=1 1\nb v=x 2\nc v=3".utf8)
+        #expect(throws: InputError(line: 2, column: 5, "field \"v\": expected a number, found \"x\"")) {
+            var scratch = ReadingBlock()
+            try bad.withUnsafeBufferPointer { buffer throws(InputError) in
+                try parser.parseLines(buffer, defaultTimestamp: 0, into: &scratch)
+            }
+        }
+        let long = Array("a v=1 1\n".utf8) + Array(repeating: UInt8(ascii: "x"), count: 70_000)
+        #expect(throws: InputError(line: 2, "the line is longer than 65536 bytes")) {
+            var scratch = ReadingBlock()
+            try long.withUnsafeBufferPointer { buffer throws(InputError) in
+                try parser.parseLines(buffer, defaultTimestamp: 0, into: &scratch)
+            }
         }
     }
 }

@@ -15,11 +15,22 @@ package struct CSVParser: Sendable {
 
     package init() {}
 
-    /// Appends the readings of `line` to `readings` (or reads it as the header), or throws and appends nothing.
+    /// The same, appending to a plain array (tests and small callers).
     package mutating func parse(
         _ line: ArraySlice<UInt8>,
         lineNumber: Int,
         into readings: inout [IncomingReading]
+    ) throws(InputError) {
+        var block = ReadingBlock()
+        try parse(line, lineNumber: lineNumber, into: &block)
+        readings.append(contentsOf: block.incomingReadings)
+    }
+
+    /// Appends the readings of `line` to `block` (or reads it as the header), or throws and appends nothing.
+    package mutating func parse(
+        _ line: ArraySlice<UInt8>,
+        lineNumber: Int,
+        into block: inout ReadingBlock
     ) throws(InputError) {
         var cursor = Cursor(bytes: line, lineNumber: lineNumber)
         cursor.trimTrailingWhitespace()
@@ -51,7 +62,7 @@ package struct CSVParser: Sendable {
             }
             parsed.append(IncomingReading(seriesKey: header[column], timestamp: timestamp, value: value))
         }
-        readings.append(contentsOf: parsed)
+        block.append(contentsOf: parsed)
     }
 
     private mutating func readHeader(_ cells: [String], lineNumber: Int) throws(InputError) {

@@ -88,11 +88,10 @@ package struct Importer: Sendable {
 
     package func run(fileDescriptor: Int32) async throws(ImportFailure) -> ImportResult {
         var result = ImportResult()
-        var block: [IncomingReading] = []
-        block.reserveCapacity(blockReadings + 64)
+        var block = ReadingBlock()
         var blockLastLine = 0
         var inFlight: (task: Task<SequenceRange, any Error>, lastLine: Int)?
-        let lineProtocol = LineProtocolParser()
+        var lineProtocol = LineProtocolParser()
         var csv = CSVParser()
         let reader = LineReader(
             fileDescriptor: fileDescriptor, maximumLineBytes: LineProtocolParser.maximumLineBytes,
@@ -111,13 +110,13 @@ package struct Importer: Sendable {
                 throw ImportFailure(reason: .spool(SpoolError.wrap(error, while: "importing")), imported: result)
             }
         }
-        func appendNow(_ readings: [IncomingReading], lastLine: Int) async throws(ImportFailure) {
-            guard !readings.isEmpty else {
+        func appendNow(_ block: ReadingBlock, lastLine: Int) async throws(ImportFailure) {
+            guard !block.isEmpty else {
                 result.durableLines = lastLine
                 return
             }
             do {
-                let range = try await spool.append(readings)
+                let range = try await spool.append(seriesKeys: block.seriesKeys, readings: block.readings)
                 result.add(range, lastLine: lastLine)
                 onDurable(Int64(range.count))
             } catch {
@@ -136,9 +135,11 @@ package struct Importer: Sendable {
                 blockLastLine = number
                 if block.count >= blockReadings {
                     try await settle()
-                    let readings = block
-                    inFlight = (Task { try await spool.append(readings) }, number)
-                    block.removeAll(keepingCapacity: true)
+                    let full = block
+                    inFlight = (
+                        Task { try await spool.append(seriesKeys: full.seriesKeys, readings: full.readings) }, number
+                    )
+                    block.removeAll()
                 }
             }
         } catch let error as ImportFailure {
