@@ -33,14 +33,13 @@ public struct RealDataset: Sendable {
 
     public static func load(_ file: URL) throws -> RealDataset {
         guard let data = FileManager.default.contents(atPath: file.path) else {
-            throw Gzip.Failure(
-                description:
+            throw DatasetError(
                     "dataset \(file.path) is missing; the real datasets live in shared/data beside the checkout")
         }
-        let text = String(decoding: try Gzip.decompress([UInt8](data)), as: UTF8.self)
+        let text = String(decoding: try Gzip.decompress([UInt8](data), maximumBytes: 1 << 30), as: UTF8.self)
         let name = file.lastPathComponent.replacingOccurrences(of: ".csv.gz", with: "")
         var lines = text.split(whereSeparator: \.isNewline).makeIterator()
-        guard let headerLine = lines.next() else { throw Gzip.Failure(description: "\(file.path) is empty") }
+        guard let headerLine = lines.next() else { throw DatasetError("\(file.path) is empty") }
         let header = headerLine.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let timeColumn: Int
         let skipped: Set<Int>
@@ -67,7 +66,7 @@ public struct RealDataset: Sendable {
             lineNumber += 1
             let cells = line.split(separator: ",", omittingEmptySubsequences: false)
             guard cells.count == header.count, let time = parseTime(cells[timeColumn]) else {
-                throw Gzip.Failure(description: "\(file.lastPathComponent) line \(lineNumber): cannot read \"\(line)\"")
+                throw DatasetError("\(file.lastPathComponent) line \(lineNumber): cannot read \"\(line)\"")
             }
             for (series, column) in valueColumns.enumerated() {
                 if let value = Double(cells[column]) {
@@ -151,5 +150,14 @@ enum Timestamps {
         let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
         let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
         return era * 146_097 + dayOfEra - 719_468
+    }
+}
+
+/// A dataset file that is missing or does not read as expected.
+public struct DatasetError: Error, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
     }
 }

@@ -1,14 +1,16 @@
 import Glibc
 
 /// Thin wrappers over the POSIX socket calls the loop needs; every failure keeps its errno.
-enum Socket {
-    /// Creates a non-blocking listening socket bound to `host:port` (numeric IPv4 or IPv6, or a name).
-    static func listen(host: String, port: Int, backlog: Int32, reusePort: Bool = false) throws -> (
-        fd: Int32, address: HTTPServer.Address
-    ) {
+package enum Socket {
+    /// Creates a non-blocking listening socket bound to `host:port` (numeric IPv4 or IPv6, or a name);
+    /// with `datagram`, a bound UDP socket instead (blocking, as its readers are threads).
+    package static func listen(
+        host: String, port: Int, backlog: Int32, reusePort: Bool = false, datagram: Bool = false
+    ) throws -> (fd: Int32, address: HTTPServer.Address) {
+        let type = datagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = datagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)
@@ -18,10 +20,7 @@ enum Socket {
         defer { freeaddrinfo(list) }
         let info = first.pointee
 
-        let fd = socket(
-            info.ai_family,
-            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
-                | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(info.ai_family, type | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
         var on: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
@@ -36,7 +35,7 @@ enum Socket {
             close(fd)
             throw SocketError(operation: "bind \(host):\(port)", errno: error)
         }
-        guard Glibc.listen(fd, backlog) == 0 else {
+        guard datagram || Glibc.listen(fd, backlog) == 0 else {
             let error = errno
             close(fd)
             throw SocketError(operation: "listen \(host):\(port)", errno: error)
@@ -55,7 +54,7 @@ enum Socket {
     }
 
     /// Host and port of a socket address, or `nil` for families other than IPv4 and IPv6.
-    static func describe(_ storage: sockaddr_storage) -> HTTPServer.Address? {
+    package static func describe(_ storage: sockaddr_storage) -> HTTPServer.Address? {
         var storage = storage
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         switch Int32(storage.ss_family) {

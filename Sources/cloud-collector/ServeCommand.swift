@@ -93,13 +93,8 @@ enum ServeCommand {
         return configuration
     }
 
-    /// `HOST:PORT`, with IPv6 hosts in brackets.
+    /// `HOST:PORT`, with IPv6 hosts in brackets (`ListenAddress`).
     static func parseListen(_ text: String) -> (String, Int)? {
-        guard let colon = text.lastIndex(of: ":") else { return nil }
-        var host = String(text[..<colon])
-        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { return nil }
-        return (host, port)
+        ListenAddress.parse(text).map { ($0.host, $0.port) }
     }
 }

@@ -2,11 +2,12 @@ import EdgeAgent
 import EdgeSyncCommandLine
 import Foundation
 
-/// `edge-agent run`: uploads the spool continuously until SIGTERM or SIGINT.
+/// `edge-agent run`: serves the local inputs and uploads the spool continuously until SIGTERM or SIGINT.
 enum RunCommand: Subcommand {
     static let names = [["run"]]
-    static let summary = "upload the spool to the collector continuously, until SIGTERM"
-    static let usage = "--data-dir DIR --device ID --collector URL [--token-file FILE] [--config FILE]"
+    static let summary = "serve local inputs and upload the spool continuously, until SIGTERM"
+    static let usage =
+        "--data-dir DIR --device ID --collector URL [--token-file FILE] [--listen [HOST:]PORT] [--tcp-listen [HOST:]PORT] [--udp-listen [HOST:]PORT] [--simulate SENSORS@HZ] [--config FILE]"
     static let arguments = ArgumentParser(options: AgentConfiguration.options)
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
@@ -21,14 +22,36 @@ enum RunCommand: Subcommand {
             StandardError.print("edge-agent run: \(error)")
             return error.exitCode
         }
+        let inputs = InputServices(configuration: configuration.inputs, sink: spool, log: StandardError.print)
+        do {
+            for (input, address) in try await inputs.start() {
+                UploadLog.info("event=listening input=\(input) address=\(address)")
+            }
+        } catch {
+            StandardError.print("edge-agent run: cannot start the inputs: \(error)")
+            await inputs.stop()
+            return .ioError
+        }
         let uploader = Uploader(
             configuration: configuration.upload, source: spool,
             transport: CurlTransport(configuration: configuration.transport))
         await uploader.onEvent(UploadLog.write)
         UploadLog.info(
             "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")
-        let statistics = try await runUntilSignal(signals) { try await uploader.run(.continuous) }
-        UploadLog.info("event=stopped \(UploadLog.fields(statistics))")
+        let keepServing = !inputs.isEmpty
+        let statistics = try await runUntilSignal(signals) {
+            let statistics = try await uploader.run(.continuous)
+            if statistics.haltReason != nil, keepServing {
+                // Producers keep writing into the spool; it uploads after a restart with a good token.
+                StandardError.print(
+                    "edge-agent run: uploading stopped (the collector refused the token); still accepting readings until SIGTERM"
+                )
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            }
+            return statistics
+        }
+        await inputs.stop()
+        UploadLog.info("event=stopped \(UploadLog.fields(statistics)) \(inputFields(inputs))")
         if let reason = statistics.haltReason {
             StandardError.print(
                 "edge-agent run: the collector refused device \(spool.device) (\(reason)); uploading stopped and every reading stays in the spool. Fix the token and restart."
@@ -36,6 +59,14 @@ enum RunCommand: Subcommand {
             return .noPermission
         }
         return .success
+    }
+
+    private static func inputFields(_ inputs: InputServices) -> String {
+        let statistics = inputs.endpoints.statistics
+        var fields = "http_readings=\(statistics.readingsStored.load(ordering: .relaxed))"
+            + " http_rejected_lines=\(statistics.rejectedLines.load(ordering: .relaxed))"
+        if let simulator = inputs.simulator { fields += " simulated_readings=\(simulator.counters.readingsStored)" }
+        return fields
     }
 }
 

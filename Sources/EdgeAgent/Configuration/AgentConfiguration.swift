@@ -12,6 +12,23 @@ package struct AgentConfiguration: Sendable {
     package var upload = Uploader.Configuration()
     /// The upload bandwidth cap for all requests together (nil: unlimited).
     package var maximumSendBytesPerSecond: Int?
+    /// Where local producers hand readings over (`run` only; all off by default).
+    package var inputs = Inputs()
+
+    /// The local inputs `edge-agent run` serves beside the uploader.
+    package struct Inputs: Sendable {
+        /// InfluxDB line protocol, Prometheus remote write and JSON over HTTP.
+        package var http: (host: String, port: Int)?
+        package var httpLimits = InputEndpoints.Configuration()
+        /// Newline-delimited line protocol over TCP.
+        package var tcp: (host: String, port: Int)?
+        /// Line protocol in UDP datagrams.
+        package var udp: (host: String, port: Int)?
+        /// The built-in sensor simulator.
+        package var simulator: SimulatedSensors.Configuration?
+
+        package init() {}
+    }
 
     /// The flags `run` and `drain` accept besides the spool's.
     package static let options: [ArgumentParser.Option] = [
@@ -26,6 +43,10 @@ package struct AgentConfiguration: Sendable {
         .value("--max-bytes", "N", help: "cap on the spool's size on disk, WAL included"),
         .value("--when-full", "reject|drop-oldest", help: "what a full spool does (default reject)"),
         .value("--max-send-rate", "BYTES/S", help: "cap on upload bandwidth (default unlimited)"),
+        .value("--listen", "[HOST:]PORT", help: "serve the HTTP inputs (line protocol, remote write, JSON); host defaults to 127.0.0.1"),
+        .value("--tcp-listen", "[HOST:]PORT", help: "accept line protocol over TCP"),
+        .value("--udp-listen", "[HOST:]PORT", help: "accept line protocol in UDP datagrams"),
+        .value("--simulate", "SENSORS@HZ", help: "run the built-in sensor simulator, e.g. 100@10"),
     ]
 
     /// Reads the configuration file named by `--config` (if any), then applies the flags.
@@ -111,6 +132,26 @@ package struct AgentConfiguration: Sendable {
             if let count = try file.integer("upload.live_threshold_readings", in: 1...Int64.max) {
                 upload.liveThreshold = Int(count)
             }
+            let listen = { (key: String) throws(UsageError) in
+                try file.string(key, as: "[HOST:]PORT", ListenAddress.parse)
+            }
+            inputs.http = try listen("inputs.http.listen")
+            inputs.tcp = try listen("inputs.tcp.listen")
+            inputs.udp = try listen("inputs.udp.listen")
+            if let bytes = try file.integer("inputs.http.max_body_bytes", in: 1024...(1 << 30)) {
+                inputs.httpLimits.maximumBodyBytes = Int(bytes)
+            }
+            if let bytes = try file.integer("inputs.http.max_inflated_bytes", in: 1024...(4 << 30)) {
+                inputs.httpLimits.maximumInflatedBytes = Int(bytes)
+            }
+            let sensors = try file.integer("inputs.simulator.sensors", in: 1...1_000_000)
+            let rate = try file.number("inputs.simulator.rate_hz", in: 0.001...1_000_000)
+            if sensors != nil || rate != nil {
+                guard let sensors else {
+                    throw UsageError("is required with inputs.simulator.rate_hz", setting: "\(file.source): inputs.simulator.sensors")
+                }
+                inputs.simulator = SimulatedSensors.Configuration(sensors: Int(sensors), rateHz: rate ?? 1)
+            }
             guard upload.retry.maximumBackoff >= upload.retry.initialBackoff else {
                 throw UsageError(
                     "must not be below upload.backoff_initial_ms", setting: "\(file.source): upload.backoff_max_seconds"
@@ -133,6 +174,12 @@ package struct AgentConfiguration: Sendable {
             spool.maxBytes = maxBytes
         }
         if let caFile = arguments.value("--ca-file") { transport.caFile = caFile }
+        if let http = try arguments.value("--listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.http = http }
+        if let tcp = try arguments.value("--tcp-listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.tcp = tcp }
+        if let udp = try arguments.value("--udp-listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.udp = udp }
+        if let simulator = try arguments.value("--simulate", as: "SENSORS@HZ such as 100@10", Self.parseSimulation) {
+            inputs.simulator = simulator
+        }
         if let rate = try arguments.value(
             "--max-send-rate", as: "bytes per second, at least 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } })
         {
@@ -145,6 +192,17 @@ package struct AgentConfiguration: Sendable {
         if let caFile = transport.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
             throw UsageError("cannot read \(caFile)", setting: "--ca-file")
         }
+    }
+
+    /// `SENSORS@HZ` (`100@10`), or `SENSORS` for one reading per sensor per second.
+    static func parseSimulation(_ text: String) -> SimulatedSensors.Configuration? {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let sensors = Int(parts[0]), (1...1_000_000).contains(sensors) else {
+            return nil
+        }
+        let rate = parts.count == 2 ? Double(parts[1]) : 1
+        guard let rate, rate.isFinite, rate >= 0.001, rate <= 1_000_000 else { return nil }
+        return SimulatedSensors.Configuration(sensors: sensors, rateHz: rate)
     }
 
     private static func isHTTPURL(_ text: String) -> Bool {

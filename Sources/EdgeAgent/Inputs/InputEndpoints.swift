@@ -1,0 +1,254 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import Foundation
+import HTTPCore
+import Synchronization
+
+/// Where inputs put readings: the spool, or a test's stand-in.
+package protocol ReadingSink: Sendable {
+    /// Stores the readings atomically and returns once they are durable.
+    func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange
+}
+
+extension Spool: ReadingSink {}
+
+/// The edge agent's local HTTP inputs: InfluxDB line protocol (1.x and 2.x write APIs), Prometheus
+/// remote write, and JSON. A write is answered with success only once its readings are durable in
+/// the spool; a request is stored whole or not at all. `Docs/edge-agent.md` describes each endpoint.
+package final class InputEndpoints: HTTPResponder {
+    package struct Configuration: Sendable {
+        /// Largest request body as received (compressed or not); more gets 413.
+        package var maximumBodyBytes = 32 << 20
+        /// Largest body after gzip inflation; more gets 413 (decompression bombs stop here).
+        package var maximumInflatedBytes = 128 << 20
+        /// Largest JSON body after inflation; JSON costs far more memory per reading than line protocol.
+        package var maximumJSONBytes = 8 << 20
+        /// Most readings one request may carry (it is one atomic spool append).
+        package var maximumReadingsPerRequest = DecodingLimits.default.maximumReadings
+        /// What a 503 tells producers to wait before retrying.
+        package var retryAfterSeconds = 5
+
+        package init() {}
+    }
+
+    package let configuration: Configuration
+    package let statistics = InputStatistics()
+    private let sink: any ReadingSink
+    private let now: @Sendable () -> Int64
+    private let parsers = Mutex<[LineProtocolParser]>([])
+    private let extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse]
+
+    package init(
+        configuration: Configuration = Configuration(),
+        sink: any ReadingSink,
+        now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
+        extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse] = [:]
+    ) {
+        self.configuration = configuration
+        self.sink = sink
+        self.now = now
+        self.extraRoutes = extraRoutes
+    }
+
+    package static let wallClock: @Sendable () -> Int64 = {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+
+    package func respond(to request: HTTPRequest, context: HTTPRequestContext) async throws -> HTTPResponse {
+        let dialect: InputFailure.Dialect =
+            switch request.path {
+            case "/write", "/query": .influxV1
+            case "/api/v2/write": .influxV2
+            default: .edgeSync
+            }
+        do {
+            let response = try await route(request)
+            statistics.count(path: request.path, status: response.status.code)
+            return response
+        } catch {
+            statistics.count(path: request.path, status: error.status.code)
+            return error.response(dialect)
+        }
+    }
+
+    private func route(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/ping"), ("HEAD", "/ping"):
+            var headers = HTTPHeaders()
+            headers.add("X-Influxdb-Version", "1.8-edge-sync")
+            headers.add("X-Influxdb-Build", "OSS")
+            return HTTPResponse(status: .noContent, headers: headers)
+        case ("GET", "/health"), ("HEAD", "/health"):
+            return json(.ok, #"{"name":"edge-agent","message":"ready for writes","status":"pass","checks":[]}"#)
+        case ("POST", "/write"):
+            return try await writeLineProtocol(request, dialect: .influxV1)
+        case ("POST", "/api/v2/write"):
+            return try await writeLineProtocol(request, dialect: .influxV2)
+        case ("POST", "/v1/readings"):
+            return try await writeJSON(request)
+        case ("GET", "/query"), ("POST", "/query"):
+            // The 1.x CLI sends DDL (CREATE DATABASE …) before an import; there is nothing to create.
+            return json(.ok, #"{"results":[{"statement_id":0}]}"#)
+        default:
+            if let route = extraRoutes[request.path] {
+                guard request.method == "POST" else {
+                    throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
+                }
+                return try await route(request)
+            }
+            let known = ["/ping", "/health", "/write", "/api/v2/write", "/v1/readings", "/query"] + extraRoutes.keys
+            if known.contains(request.path) {
+                throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
+            }
+            throw InputFailure(.notFound, "not_found", "no endpoint \(request.path)")
+        }
+    }
+
+    // MARK: Line protocol
+
+    private func writeLineProtocol(_ request: HTTPRequest, dialect: InputFailure.Dialect) async throws(InputFailure)
+        -> HTTPResponse
+    {
+        guard let parameters = HTTPQueryParameters(request.query) else {
+            throw InputFailure(.badRequest, "invalid_query", "the query string is not valid percent-encoded UTF-8")
+        }
+        // Accepted for compatibility and not stored: the series key is measurement, tags and field.
+        let target = dialect == .influxV1 ? "db" : "bucket"
+        guard let name = parameters[target], !name.isEmpty else {
+            throw InputFailure(
+                .badRequest, "missing_\(target)",
+                "the \(target) parameter is required (any name; edge-agent does not store it)")
+        }
+        var precision = TimestampPrecision.nanoseconds
+        if let text = parameters["precision"], !text.isEmpty {
+            guard let parsed = TimestampPrecision(influxName: text) else {
+                throw InputFailure(
+                    .badRequest, "invalid_precision", "precision \"\(text)\" is not one of ns, n, us, u, ms, s, m, h")
+            }
+            precision = parsed
+        }
+        let body = try await readBody(request, maximumInflatedBytes: configuration.maximumInflatedBytes)
+        var parser = parsers.withLock { $0.popLast() } ?? LineProtocolParser()
+        parser.precision = precision
+        var block = ReadingBlock()
+        let result = body.withUnsafeBufferPointer { buffer in
+            Result { () throws(InputError) in
+                try parser.parseLines(buffer, defaultTimestamp: now(), into: &block)
+            }
+        }
+        parsers.withLock { $0.append(parser) }
+        if case .failure(let error) = result {
+            statistics.rejectedLines.add(1, ordering: .relaxed)
+            throw InputFailure(.badRequest, "invalid_line", "\(error); nothing from this request was stored")
+        }
+        try await store(block)
+        return HTTPResponse(status: .noContent)
+    }
+
+    // MARK: JSON
+
+    private func writeJSON(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        if let type = request.headers["content-type"],
+            type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json"
+        {
+            throw InputFailure(
+                .unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json, not \(type)")
+        }
+        let body = try await readBody(request, maximumInflatedBytes: configuration.maximumJSONBytes)
+        var block = ReadingBlock()
+        try JSONReadings.decode(body, now: now(), into: &block)
+        let range = try await store(block)
+        let answer = range.map { #"{"accepted":\#($0.count),"first_sequence":\#($0.first),"last_sequence":\#($0.last)}"# }
+        return json(.ok, answer ?? #"{"accepted":0}"#)
+    }
+
+    // MARK: Shared steps
+
+    /// Reads the body within the limits and inflates it when it is gzip.
+    package func readBody(_ request: HTTPRequest, maximumInflatedBytes: Int) async throws(InputFailure) -> [UInt8] {
+        let limit = configuration.maximumBodyBytes
+        if let length = request.headers["content-length"].flatMap({ Int($0) }), length > limit {
+            throw InputFailure(.contentTooLarge, "too_large", "the body of \(length) bytes exceeds the limit of \(limit)")
+        }
+        let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard encoding == nil || encoding == "identity" || encoding == "gzip" || encoding == "" else {
+            throw InputFailure(
+                .unsupportedMediaType, "unsupported_encoding",
+                "Content-Encoding \(encoding ?? "") is not supported (use gzip or none)")
+        }
+        let raw: [UInt8]
+        do {
+            raw = try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error == .bodyTooLarge {
+            throw InputFailure(.contentTooLarge, "too_large", "the body exceeds the limit of \(limit) bytes")
+        } catch let error as any HTTPResponseError {
+            throw InputFailure(error.status, "bad_body", error.responseMessage ?? "the body could not be read")
+        } catch {
+            throw InputFailure(.badRequest, "bad_body", "the body could not be read: \(error)")
+        }
+        statistics.bytesReceived.add(raw.count, ordering: .relaxed)
+        guard encoding == "gzip" else {
+            guard raw.count <= maximumInflatedBytes else {
+                throw InputFailure(
+                    .contentTooLarge, "too_large", "the body exceeds the limit of \(maximumInflatedBytes) bytes")
+            }
+            return raw
+        }
+        do {
+            return try Gzip.decompress(raw, maximumBytes: maximumInflatedBytes)
+        } catch {
+            if error.kind == .tooLarge { throw InputFailure(.contentTooLarge, "too_large", error.description) }
+            throw InputFailure(.badRequest, "invalid_gzip", error.description)
+        }
+    }
+
+    /// One atomic, durable spool append; nil for an empty block.
+    @discardableResult
+    package func store(_ block: ReadingBlock) async throws(InputFailure) -> SequenceRange? {
+        guard !block.isEmpty else { return nil }
+        guard block.count <= configuration.maximumReadingsPerRequest else {
+            throw InputFailure(
+                .contentTooLarge, "too_many_readings",
+                "\(block.count) readings in one request; at most \(configuration.maximumReadingsPerRequest): split it")
+        }
+        do {
+            let range = try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings)
+            statistics.readingsStored.add(block.count, ordering: .relaxed)
+            return range
+        } catch {
+            statistics.spoolRefusals.add(1, ordering: .relaxed)
+            throw InputFailure.spool(error, retryAfterSeconds: configuration.retryAfterSeconds)
+        }
+    }
+
+    private func json(_ status: HTTPStatus, _ text: String) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "application/json; charset=utf-8")
+        return HTTPResponse(status: status, headers: headers, bytes: Array(text.utf8) + [0x0A])
+    }
+}
+
+/// Counters of the inputs, for logs and `/metrics`.
+package final class InputStatistics: Sendable {
+    package let readingsStored = Atomic<Int>(0)
+    package let bytesReceived = Atomic<Int>(0)
+    package let rejectedLines = Atomic<Int>(0)
+    package let spoolRefusals = Atomic<Int>(0)
+    private let responses = Mutex<[ResponseKey: Int]>([:])
+
+    package struct ResponseKey: Hashable, Sendable {
+        package var path: String
+        package var status: Int
+    }
+
+    func count(path: String, status: Int) {
+        // Unknown paths are folded together so a scanner cannot grow the table.
+        let known = ["/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics"]
+        let key = ResponseKey(path: known.contains(path) ? path : "other", status: status)
+        responses.withLock { $0[key, default: 0] += 1 }
+    }
+
+    package var responseCounts: [ResponseKey: Int] { responses.withLock { $0 } }
+}

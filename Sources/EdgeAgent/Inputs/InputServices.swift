@@ -1,0 +1,94 @@
+import Foundation
+import HTTPCore
+import Synchronization
+
+/// The inputs `edge-agent run` serves beside the uploader: the HTTP endpoints, the TCP and UDP line
+/// protocol listeners and the simulator, started and stopped together.
+package final class InputServices: Sendable {
+    package let endpoints: InputEndpoints
+    private let configuration: AgentConfiguration.Inputs
+    private let sink: any ReadingSink
+    private let log: @Sendable (String) -> Void
+    private let server: HTTPServer?
+    private let sockets: [LineProtocolSocketInput]
+    package let simulator: SimulatedSensors?
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let simulatorTask = Mutex<Task<Void, Never>?>(nil)
+
+    package init(
+        configuration: AgentConfiguration.Inputs, sink: any ReadingSink,
+        extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse] = [:],
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        self.configuration = configuration
+        self.sink = sink
+        self.log = log
+        endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink, extraRoutes: extraRoutes)
+        if let http = configuration.http {
+            var server = HTTPServer.Configuration(host: http.host, port: http.port)
+            server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
+            server.maxConnections = 1024
+            self.server = HTTPServer(configuration: server, responder: endpoints)
+        } else {
+            server = nil
+        }
+        var sockets: [LineProtocolSocketInput] = []
+        if let tcp = configuration.tcp {
+            sockets.append(
+                LineProtocolSocketInput(
+                    configuration: .init(transport: .tcp, host: tcp.host, port: tcp.port), sink: sink, log: log))
+        }
+        if let udp = configuration.udp {
+            sockets.append(
+                LineProtocolSocketInput(
+                    configuration: .init(transport: .udp, host: udp.host, port: udp.port), sink: sink, log: log))
+        }
+        self.sockets = sockets
+        simulator = configuration.simulator.map { SimulatedSensors(configuration: $0, sink: sink, log: log) }
+    }
+
+    package var isEmpty: Bool { server == nil && sockets.isEmpty && simulator == nil }
+
+    /// Binds every listener and starts the simulator; returns what listens where (`http`, `tcp`, `udp`).
+    package func start() async throws -> [(input: String, address: HTTPServer.Address)] {
+        var bound: [(input: String, address: HTTPServer.Address)] = []
+        if let server {
+            let log = self.log
+            let task = Task {
+                do {
+                    try await server.run()
+                } catch {
+                    log("level=error event=input_failed input=http error=\"\(error)\"")
+                }
+            }
+            tasks.withLock { $0.append(task) }
+            bound.append(("http", try await server.localAddress))
+        }
+        for socket in sockets {
+            bound.append((socket.configuration.transport.rawValue, try socket.start()))
+        }
+        if let simulator {
+            simulatorTask.withLock { $0 = Task { await simulator.run() } }
+        }
+        return bound
+    }
+
+    /// Stops accepting, lets requests in flight finish (their writes complete or fail whole), and waits.
+    package func stop() async {
+        server?.shutdown()
+        if let simulator = simulatorTask.withLock({ $0 }) {
+            simulator.cancel()
+            await simulator.value
+        }
+        for socket in sockets {
+            // stop() joins the socket threads, which may be waiting on the spool: keep it off the pool.
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Thread {
+                    socket.stop()
+                    done.resume()
+                }.start()
+            }
+        }
+        for task in tasks.withLock({ $0 }) { await task.value }
+    }
+}
