@@ -1,0 +1,245 @@
+import EdgeAgent
+import EdgeSyncCodec
+import EdgeSyncProtocol
+import EdgeSyncTestSupport
+import Foundation
+import HTTPCore
+import Synchronization
+import Testing
+
+/// A sink that records appends, or refuses them with a chosen spool error.
+final class RecordingSink: ReadingSink {
+    private let state = Mutex<(appends: [[IncomingReading]], refusal: SpoolError.Kind?, next: UInt64)>(([], nil, 1))
+
+    init(refusing kind: SpoolError.Kind? = nil) {
+        state.withLock { $0.refusal = kind }
+    }
+
+    var appends: [[IncomingReading]] { state.withLock { $0.appends } }
+    var readings: [IncomingReading] { appends.flatMap { $0 } }
+
+    func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange {
+        try state.withLock { state throws(SpoolError) in
+            if let refusal = state.refusal { throw SpoolError(refusal, "refused by the test") }
+            state.appends.append(
+                readings.map { IncomingReading(seriesKey: seriesKeys[$0.series], timestamp: $0.timestamp, value: $0.value) })
+            defer { state.next += UInt64(readings.count) }
+            return SequenceRange(state.next, state.next + UInt64(readings.count) - 1)
+        }
+    }
+}
+
+func request(
+    _ method: String, _ target: String, body: [UInt8] = [], headers: [(String, String)] = []
+) -> HTTPRequest {
+    var fields = HTTPHeaders()
+    for (name, value) in headers { fields.add(name, value) }
+    return HTTPRequest(head: HTTPRequestHead(method: method, target: target, headers: fields), body: HTTPRequestBody(bytes: body))
+}
+
+extension HTTPResponse {
+    var bodyText: String {
+        if case .bytes(let bytes) = body { return String(decoding: bytes, as: UTF8.self) }
+        return ""
+    }
+}
+
+@Suite struct InputEndpointsTests {
+    static let now: Int64 = 1_700_000_000_123_456_789
+
+    func endpoints(_ sink: RecordingSink, configure: (inout InputEndpoints.Configuration) -> Void = { _ in })
+        -> InputEndpoints
+    {
+        var configuration = InputEndpoints.Configuration()
+        configure(&configuration)
+        return InputEndpoints(configuration: configuration, sink: sink, now: { Self.now })
+    }
+
+    @Test func influxV1WriteStoresEveryLineOnceDurableWithPrecision() async throws {
+        let sink = RecordingSink()
+        let body = Array("cpu,host=a usage=1.5 1700000000\ncpu,host=a usage=2 1700000001\nmem free=3i\n".utf8)
+        let response = try await endpoints(sink).respond(
+            to: request("POST", "/write?db=telegraf&precision=s", body: body), context: HTTPRequestContext())
+        #expect(response.status == .noContent)
+        #expect(sink.appends.count == 1)
+        #expect(
+            sink.readings == [
+                IncomingReading(seriesKey: "cpu,host=a usage", timestamp: 1_700_000_000_000_000_000, value: 1.5),
+                IncomingReading(seriesKey: "cpu,host=a usage", timestamp: 1_700_000_001_000_000_000, value: 2),
+                IncomingReading(seriesKey: "mem free", timestamp: Self.now, value: 3),
+            ])
+    }
+
+    @Test func influxV2WriteAcceptsGzipBodies() async throws {
+        let sink = RecordingSink()
+        let body = Gzip.compress(Array("m,t=x f=1 5\nm,t=x f=2 6".utf8))
+        let response = try await endpoints(sink).respond(
+            to: request(
+                "POST", "/api/v2/write?org=o&bucket=b&precision=ms", body: body, headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .noContent)
+        #expect(sink.readings.map(\.timestamp) == [5_000_000, 6_000_000])
+    }
+
+    @Test func jsonReadingsInBothShapesAreStoredAndAnsweredWithTheirSequences() async throws {
+        let sink = RecordingSink()
+        let body = Array(
+            #"""
+            {"readings": [
+              {"series": "room temperature", "value": 21.5, "timestamp": 7},
+              {"measurement": "room", "tags": {"site": "a b"}, "fields": {"hum": 40, "co2": 415.5},
+               "timestamp": "2024-05-01T12:00:00Z"},
+              {"series": "room temperature", "value": -1e3}
+            ]}
+            """#.utf8)
+        let response = try await endpoints(sink).respond(
+            to: request("POST", "/v1/readings", body: body, headers: [("Content-Type", "application/json")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .ok)
+        #expect(response.bodyText == #"{"accepted":4,"first_sequence":1,"last_sequence":4}"# + "\n")
+        #expect(
+            sink.readings == [
+                IncomingReading(seriesKey: "room temperature", timestamp: 7, value: 21.5),
+                IncomingReading(seriesKey: #"room,site=a\ b co2"#, timestamp: 1_714_564_800_000_000_000, value: 415.5),
+                IncomingReading(seriesKey: #"room,site=a\ b hum"#, timestamp: 1_714_564_800_000_000_000, value: 40),
+                IncomingReading(seriesKey: "room temperature", timestamp: Self.now, value: -1000),
+            ])
+    }
+
+    @Test func probesAnswerTheWayInfluxClientsExpect() async throws {
+        let inputs = endpoints(RecordingSink())
+        let ping = try await inputs.respond(to: request("GET", "/ping"), context: HTTPRequestContext())
+        #expect(ping.status == .noContent)
+        #expect(ping.headers["X-Influxdb-Version"] != nil)
+        let health = try await inputs.respond(to: request("GET", "/health"), context: HTTPRequestContext())
+        #expect(health.status == .ok && health.bodyText.contains(#""status":"pass""#))
+        let query = try await inputs.respond(
+            to: request("POST", "/query?q=CREATE+DATABASE+x"), context: HTTPRequestContext())
+        #expect(query.status == .ok)
+    }
+
+    /// Every hostile or malformed request: the status, a phrase of its message, and nothing stored.
+    @Test(arguments: [
+        // Influx 1.x shape: {"error": …}
+        ("/write?precision=s", "m v=1", [], 400, #""error":"the db parameter is required"#),
+        ("/write?db=x&precision=weeks", "m v=1", [], 400, "precision \\\"weeks\\\" is not one of"),
+        ("/write?db=%zz", "m v=1", [], 400, "not valid percent-encoded"),
+        ("/write?db=x", "m v=1\nm v=2\nm v=x", [], 400, "line 3, column 5: field \\\"v\\\": expected a number"),
+        ("/write?db=x", "m v=\"on\"", [], 400, "string values are not supported"),
+        ("/write?db=x", "m v=9007199254740993i", [], 400, "beyond ±2^53"),
+        ("/write?db=x", "m v=1 1\u{0}", [], 400, "timestamp"),
+        ("/write?db=x", "m,a=1,a v=1", [], 400, "expected '=' after the tag key"),
+        ("/write?db=x", "m v=1", [("Content-Encoding", "br")], 415, "Content-Encoding br is not supported"),
+        ("/write?db=x", "m v=1", [("Content-Encoding", "gzip")], 400, "not valid gzip"),
+        ("/write?db=x", "m v=1", [("Content-Length", "999999999")], 413, "exceeds the limit"),
+        // Influx 2.x shape: {"code": …, "message": …}
+        ("/api/v2/write?org=o", "m v=1", [], 400, #""code":"invalid""#),
+        ("/api/v2/write?bucket=b", "m,t=x", [], 400, "expected a space and fields"),
+        // edge-sync shape: {"error": code, "message": …}
+        ("/v1/readings", "{\"readings\":[{\"series\":\"a b\",\"valu\":1}]}", [], 400, "readings[0].valu: unknown key"),
+        ("/v1/readings", "{\"readings\":[{\"series\":\"a b\"}]}", [], 400, "readings[0].value: is required"),
+        ("/v1/readings", "{\"readings\":[{\"series\":\"a b\",\"value\":\"1\"}]}", [], 400, "expected a number"),
+        ("/v1/readings", "{\"readings\":[{\"series\":\"\",\"value\":1}]}", [], 400, "a series key must be 1...1024 bytes"),
+        ("/v1/readings", "{\"readings\":[{\"series\":\"a\",\"value\":1,\"timestamp\":\"yesterday\"}]}", [], 400, "RFC 3339"),
+        ("/v1/readings", "{\"readings\":[{\"measurement\":\"m\",\"fields\":{}}]}", [], 400, "needs at least one field"),
+        ("/v1/readings", "{\"readings\":[{\"value\":1}]}", [], 400, "needs \\\"series\\\" and \\\"value\\\""),
+        ("/v1/readings", "{\"readings\":[{\"series\":\"a\",\"value\":1}", [], 400, "invalid_json"),
+        ("/v1/readings", "[1,2]", [], 400, "invalid_json"),
+        ("/v1/readings", "{}", [], 400, "readings: is required"),
+        ("/v1/readings", "{\"readings\":[]}", [("Content-Type", "text/plain")], 415, "must be application/json"),
+        ("/nowhere", "", [], 404, "no endpoint /nowhere"),
+    ] as [(String, String, [(String, String)], Int, String)])
+    func badRequestsAreRefusedWholeWithAClearMessage(
+        target: String, body: String, headers: [(String, String)], status: Int, phrase: String
+    ) async throws {
+        let sink = RecordingSink()
+        let response = try await endpoints(sink).respond(
+            to: request("POST", target, body: Array(body.utf8), headers: headers), context: HTTPRequestContext())
+        #expect(response.status.code == status, "\(response.bodyText)")
+        #expect(response.bodyText.contains(phrase), "\(response.bodyText)")
+        #expect(sink.appends.isEmpty)
+    }
+
+    @Test func oversizedAndBombBodiesGet413() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink) {
+            $0.maximumBodyBytes = 64 << 10
+            $0.maximumInflatedBytes = 1 << 20
+            $0.maximumReadingsPerRequest = 100
+        }
+        // Streamed with no Content-Length: the limit applies while reading.
+        let big = Array(repeating: UInt8(ascii: "#"), count: 100 << 10)
+        let tooLong = try await inputs.respond(to: request("POST", "/write?db=x", body: big), context: HTTPRequestContext())
+        #expect(tooLong.status == .contentTooLarge)
+        // 64 MiB of zeros is ~64 KiB of gzip: refused once the inflater passes 1 MiB.
+        let bomb = Gzip.compress([UInt8](repeating: 0x23, count: 64 << 20), level: 9)
+        #expect(bomb.count < 64 << 10)
+        let exploded = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: bomb, headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(exploded.status == .contentTooLarge)
+        #expect(exploded.bodyText.contains("inflates to more than 1048576 bytes"))
+        let manyLines = Array((0..<101).map { "m v=\($0) 1" }.joined(separator: "\n").utf8)
+        let tooMany = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: manyLines), context: HTTPRequestContext())
+        #expect(tooMany.status == .contentTooLarge && tooMany.bodyText.contains("101 readings in one request"))
+        let truncated = Array(Gzip.compress(Array("m v=1 1".utf8)).dropLast(6))
+        let cut = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: truncated, headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(cut.status == .badRequest && cut.bodyText.contains("ends early"))
+        #expect(sink.appends.isEmpty)
+    }
+
+    @Test(arguments: [
+        (SpoolError.Kind.full, 503, "spool_full"), (.diskFull, 503, "disk_full"), (.ioError, 503, "io_error"),
+        (.invalidInput, 400, "invalid_readings"), (.storage, 500, "spool_error"),
+    ])
+    func spoolRefusalsTellProducersWhetherToRetry(kind: SpoolError.Kind, status: Int, code: String) async throws {
+        let inputs = endpoints(RecordingSink(refusing: kind))
+        let response = try await inputs.respond(
+            to: request("POST", "/v1/readings", body: Array(#"{"readings":[{"series":"a b","value":1}]}"#.utf8)),
+            context: HTTPRequestContext())
+        #expect(response.status.code == status)
+        #expect(response.bodyText.contains(code))
+        #expect((response.headers["Retry-After"] != nil) == (status == 503))
+        // The Influx dialects carry the same status, in their own shape.
+        let influx = try await inputs.respond(
+            to: request("POST", "/api/v2/write?bucket=b", body: Array("m v=1".utf8)), context: HTTPRequestContext())
+        #expect(influx.status.code == status)
+    }
+
+    @Test func aRealSpoolThatIsFullAnswers503AndAcceptsAgainOnceDrained() async throws {
+        try await withTemporaryDirectory { directory in
+            var configuration = spoolConfiguration(directory)
+            configuration.maxBytes = Spool.Configuration.minimumMaxBytes
+            configuration.whenFull = .reject
+            let spool = try await Spool.open(configuration)
+            let inputs = InputEndpoints(sink: spool, now: { Self.now })
+            var line = 0
+            var refused: HTTPResponse?
+            // Incompressible values fill the cap quickly.
+            var random = SeededRandom(seed: 3)
+            while refused == nil, line < 1_000_000 {
+                let body = (0..<2_000).map { _ in
+                    line += 1
+                    return "m,s=\(line % 7) v=\(Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF)) \(line)"
+                }.joined(separator: "\n")
+                let response = try await inputs.respond(
+                    to: request("POST", "/write?db=x", body: Array(body.utf8)), context: HTTPRequestContext())
+                if response.status != .noContent { refused = response }
+            }
+            let response = try #require(refused)
+            #expect(response.status == .serviceUnavailable)
+            #expect(response.headers["Retry-After"] == "5")
+            let stored = try await spool.status().queuedReadings
+            #expect(stored % 2_000 == 0, "a refused request stores nothing of itself")
+            let everything = try await spool.batches(from: 1, maxReadings: 1_000_000)
+            try await spool.acknowledge([try #require(everything).range])
+            try await spool.checkpoint()
+            let again = try await inputs.respond(
+                to: request("POST", "/write?db=x", body: Array("m v=1 1".utf8)), context: HTTPRequestContext())
+            #expect(again.status == .noContent)
+        }
+    }
+}
