@@ -7,9 +7,17 @@ import HTTPCore
 import Synchronization
 import Testing
 
-/// A sink that records appends, or refuses them with a chosen spool error.
+/// A sink that records appends, or refuses them with a chosen spool error; tests await its events.
 final class RecordingSink: ReadingSink {
-    private let state = Mutex<(appends: [[IncomingReading]], refusal: SpoolError.Kind?, next: UInt64)>(([], nil, 1))
+    private struct State {
+        var appends: [[IncomingReading]] = []
+        var refusal: SpoolError.Kind?
+        var refusals = 0
+        var next: UInt64 = 1
+        var waiters: [(condition: @Sendable (Int, Int) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    private let state = Mutex(State())
 
     init(refusing kind: SpoolError.Kind? = nil) {
         state.withLock { $0.refusal = kind }
@@ -18,13 +26,47 @@ final class RecordingSink: ReadingSink {
     var appends: [[IncomingReading]] { state.withLock { $0.appends } }
     var readings: [IncomingReading] { appends.flatMap { $0 } }
 
+    func refuse(_ kind: SpoolError.Kind?) {
+        state.withLock { $0.refusal = kind }
+    }
+
     func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange {
-        try state.withLock { state throws(SpoolError) in
-            if let refusal = state.refusal { throw SpoolError(refusal, "refused by the test") }
-            state.appends.append(
-                readings.map { IncomingReading(seriesKey: seriesKeys[$0.series], timestamp: $0.timestamp, value: $0.value) })
-            defer { state.next += UInt64(readings.count) }
-            return SequenceRange(state.next, state.next + UInt64(readings.count) - 1)
+        let (result, ready) = state.withLock { state -> (Result<SequenceRange, SpoolError>, [CheckedContinuation<Void, Never>]) in
+            let result: Result<SequenceRange, SpoolError>
+            if let refusal = state.refusal {
+                state.refusals += 1
+                result = .failure(SpoolError(refusal, "refused by the test"))
+            } else {
+                state.appends.append(
+                    readings.map {
+                        IncomingReading(seriesKey: seriesKeys[$0.series], timestamp: $0.timestamp, value: $0.value)
+                    })
+                result = .success(SequenceRange(state.next, state.next + UInt64(readings.count) - 1))
+                state.next += UInt64(readings.count)
+            }
+            let stored = state.appends.reduce(0) { $0 + $1.count }
+            let refusals = state.refusals
+            var ready: [CheckedContinuation<Void, Never>] = []
+            state.waiters.removeAll { waiter in
+                guard waiter.condition(stored, refusals) else { return false }
+                ready.append(waiter.continuation)
+                return true
+            }
+            return (result, ready)
+        }
+        for continuation in ready { continuation.resume() }
+        return try result.get()
+    }
+
+    /// Returns once `condition(readings stored, refusals so far)` holds.
+    func wait(until condition: @escaping @Sendable (_ stored: Int, _ refusals: Int) -> Bool) async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if condition(state.appends.reduce(0) { $0 + $1.count }, state.refusals) { return true }
+                state.waiters.append((condition, continuation))
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
 }
