@@ -90,14 +90,17 @@ package final class LineProtocolSocketInput: Sendable {
         return address
     }
 
-    /// Stops accepting, ends every connection after the lines already read are stored, and waits.
+    /// Stops accepting, ends every connection once the lines the kernel already holds are stored, and
+    /// waits. A device that half-closes its connection (`shutdown(SHUT_WR)`) and reads until end of
+    /// file knows every line it sent is durable: the agent closes only after storing them.
     package func stop() {
-        let (listener, connections) = state.withLock { state -> (Int32, Set<Int32>) in
+        let listener = state.withLock { state -> Int32 in
             state.stopping = true
-            return (state.listener, state.connections)
+            return state.listener
         }
+        // Wakes the accepting thread (TCP) or the receiver (UDP). TCP connections notice `stopping`
+        // themselves and first store what the kernel already holds for them (see `serve`).
         if listener >= 0 { shutdown(listener, Int32(SHUT_RDWR)) }
-        for fd in connections { shutdown(fd, Int32(SHUT_RD)) }
         threads.wait()
         if listener >= 0 { close(listener) }
     }
@@ -159,7 +162,15 @@ package final class LineProtocolSocketInput: Sendable {
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         var lineNumber = 1
+        var stoppingSince: ContinuousClock.Instant?
         while true {
+            // Wake up now and then to notice a stop. Once stopping, keep reading while data is
+            // waiting (what the device sent before the stop is stored), for at most two seconds.
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, 250)
+            if stoppingSince == nil, state.withLock({ $0.stopping }) { stoppingSince = .now }
+            if let since = stoppingSince, ready == 0 || ContinuousClock.now - since > .seconds(2) { break }
+            if ready == 0 || (ready < 0 && errno == EINTR) { continue }
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0, errno == EINTR { continue }
             guard count > 0 else { break }

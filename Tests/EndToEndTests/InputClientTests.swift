@@ -1,0 +1,182 @@
+import EdgeAgent
+import EdgeSyncTestSupport
+import Foundation
+import Testing
+
+/// An `edge-agent run` serving inputs, with the ports it bound.
+struct AgentUnderTest {
+    let process: ChildProcess
+    let ports: [String: Int]
+
+    /// Starts the agent with `arguments` and waits until each of `inputs` (`http`, `tcp`, `udp`) listens.
+    static func start(_ pair: PairFixture, collectorURL: String, arguments: [String], inputs: [String]) async throws
+        -> AgentUnderTest
+    {
+        let process = try ChildProcess(
+            try ChildProcess.productURL("edge-agent"),
+            ["run", "--data-dir", pair.spoolDirectory, "--device", PairFixture.device, "--collector", collectorURL]
+                + arguments,
+            environment: ["EDGE_AGENT_TOKEN": pair.token])
+        var ports: [String: Int] = [:]
+        for input in inputs {
+            let line = try await process.waitForLine { $0.contains("event=listening input=\(input) ") }
+            guard let port = line.split(separator: ":").last.flatMap({ Int($0) }) else {
+                throw ChildProcess.Failure("no port in \"\(line)\"")
+            }
+            ports[input] = port
+        }
+        return AgentUnderTest(process: process, ports: ports)
+    }
+
+    /// SIGTERM, and the exit status.
+    func stop() async -> Int32 {
+        process.kill(SIGTERM)
+        return await process.waitForExit()
+    }
+}
+
+/// Python with `module` importable, installing `package` from PyPI when needed; nil (and the reason
+/// printed) when that is impossible here.
+func pythonWith(module: String, package: String) async throws -> URL? {
+    let python = URL(fileURLWithPath: "/usr/bin/env")
+    if try await ChildProcess.run(python, ["python3", "-c", "import \(module)"]).status == 0 { return python }
+    let install = try await ChildProcess.run(
+        python, ["python3", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", package])
+    if install.status == 0, try await ChildProcess.run(python, ["python3", "-c", "import \(module)"]).status == 0 {
+        return python
+    }
+    print("skipped: cannot install the Python package \(package): \(install.stderr.suffix(300))")
+    return nil
+}
+
+/// After the writes: stop the agent, drain what it still holds, and check the collector has exactly
+/// the readings, each once (order between client batches is the client's business, so compared as
+/// a multiset; sequence numbers must still be 1...N).
+func expectDelivered(_ expected: [ExpectedReading], pair: PairFixture, agent: AgentUnderTest, collectorURL: String)
+    async throws
+{
+    #expect(await agent.stop() == 0, "\(agent.process.stderrLines.suffix(5))")
+    let drain = try await pair.drain(collectorURL)
+    #expect(drain.status == 0, "\(drain.stderr)")
+    let stored = try CollectorUnderTest.storedReadings(dataDirectory: pair.collectorDirectory, device: PairFixture.device)
+    #expect(stored.rows == expected.count)
+    #expect(Set(stored.bySequence.keys) == Set((1...UInt64(expected.count)).map { $0 }))
+    let order = { (a: ExpectedReading, b: ExpectedReading) in
+        (a.key, a.timestamp, a.valueBits) < (b.key, b.timestamp, b.valueBits)
+    }
+    let got = stored.bySequence.values.sorted(by: order)
+    let want = expected.sorted(by: order)
+    let differing = zip(got, want).filter { $0 != $1 }.count
+    #expect(got.count == want.count && differing == 0, "\(differing) stored readings differ from those sent")
+}
+
+/// Clients nobody here wrote, sending the real datasets to a real agent that uploads to a real
+/// collector.
+@Suite(.serialized) struct InputClientTests {
+    @Test func pythonInfluxDBClientWritesEveryPointWithBatchingAndGzip() async throws {
+        guard let python = try await pythonWith(module: "influxdb_client", package: "influxdb-client") else { return }
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector()
+            defer { collector.process.kill() }
+            let agent = try await AgentUnderTest.start(
+                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
+            defer { agent.process.kill() }
+            let (text, expected) = try realDataAsLineProtocol()
+            let data = pair.directory + "/points.lp"
+            try text.write(toFile: data, atomically: false, encoding: .utf8)
+            let script = pair.directory + "/write.py"
+            try Self.influxClientScript.write(toFile: script, atomically: false, encoding: .utf8)
+            let output = try await ChildProcess.run(
+                python, ["python3", script, "http://127.0.0.1:\(agent.ports["http"]!)", data])
+            #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+            #expect(output.stdout.contains("errors 0"), "\(output.stdout)")
+            try await expectDelivered(expected, pair: pair, agent: agent, collectorURL: collector.url)
+        }
+    }
+
+    /// influxdb-client's v2 write API: batches of 5,000 lines, gzip, retries on 503 with Retry-After.
+    static let influxClientScript = #"""
+        import sys
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import WriteOptions
+
+        url, path = sys.argv[1], sys.argv[2]
+        errors = []
+        with open(path) as f:
+            lines = [line for line in f.read().splitlines() if line]
+        with InfluxDBClient(url=url, token="not-used", org="edge", enable_gzip=True) as client:
+            options = WriteOptions(batch_size=5000, flush_interval=200, max_retries=5, max_retry_delay=5000)
+            with client.write_api(
+                write_options=options,
+                error_callback=lambda conf, data, error: errors.append(error),
+            ) as write:
+                write.write(bucket="sensors", record=lines, write_precision="ns")
+        print("sent", len(lines), "errors", len(errors))
+        for error in errors[:3]:
+            print(error, file=sys.stderr)
+        """#
+
+    @Test func influxOneCLIImportsARealDatasetFile() async throws {
+        let influx = URL(fileURLWithPath: "/usr/bin/influx")
+        guard FileManager.default.isExecutableFile(atPath: influx.path) else {
+            print("skipped: the influx 1.x CLI is not installed (Debian package influxdb-client; .ci/run installs it)")
+            return
+        }
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector()
+            defer { collector.process.kill() }
+            let agent = try await AgentUnderTest.start(
+                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
+            defer { agent.process.kill() }
+            let (text, expected) = try realDataAsLineProtocol()
+            // The 1.x export format: DDL, then DML with the target database.
+            let file = pair.directory + "/export.txt"
+            try ("# DDL\nCREATE DATABASE sensors\n# DML\n# CONTEXT-DATABASE: sensors\n" + text)
+                .write(toFile: file, atomically: false, encoding: .utf8)
+            let output = try await ChildProcess.run(
+                influx,
+                ["-host", "127.0.0.1", "-port", "\(agent.ports["http"]!)", "-import", "-path", file, "-precision", "ns"])
+            #expect(output.status == 0, "\(output.stdout) \(output.stderr)")
+            // The CLI logs its tally on standard error: "Processed N inserts", "Failed 0 inserts".
+            let log = output.stdout + output.stderr
+            #expect(log.contains("Processed \(expected.count) inserts"), "\(log.suffix(500))")
+            #expect(log.contains("Failed 0 inserts"), "\(log.suffix(500))")
+            try await expectDelivered(expected, pair: pair, agent: agent, collectorURL: collector.url)
+        }
+    }
+
+    @Test func tcpUdpAndTheSimulatorFeedTheSameSpool() async throws {
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector()
+            defer { collector.process.kill() }
+            let agent = try await AgentUnderTest.start(
+                pair, collectorURL: collector.url,
+                arguments: ["--tcp-listen", "0", "--udp-listen", "127.0.0.1:0", "--simulate", "3@2"],
+                inputs: ["tcp", "udp"])
+            defer { agent.process.kill() }
+            let (text, expected) = try realDataAsLineProtocol(limit: 20_000)
+            let script = """
+                import socket, sys
+                tcp = socket.create_connection(("127.0.0.1", \(agent.ports["tcp"]!)))
+                tcp.sendall(sys.stdin.buffer.read())
+                # Half-close and wait for the agent to close: it does so once every line is durable.
+                tcp.shutdown(socket.SHUT_WR)
+                assert tcp.recv(1) == b""
+                tcp.close()
+                """
+            let sent = try await ChildProcess.run(
+                URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script], input: Data(text.utf8))
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(await agent.stop() == 0)
+            let drain = try await pair.drain(collector.url)
+            #expect(drain.status == 0, "\(drain.stderr)")
+            let stored = try CollectorUnderTest.storedReadings(
+                dataDirectory: pair.collectorDirectory, device: PairFixture.device)
+            let fromTCP = stored.bySequence.values.filter { !$0.key.hasPrefix("sim,") }
+            #expect(fromTCP.count == expected.count)
+            #expect(Set(fromTCP).symmetricDifference(Set(expected)).isEmpty, "TCP readings differ from those sent")
+            #expect(stored.bySequence.values.contains { $0.key == "sim,sensor=s0001 temperature" })
+            #expect(stored.rows == stored.bySequence.count)
+        }
+    }
+}
