@@ -40,8 +40,14 @@ struct AgentUnderTest {
 func pythonWith(module: String, package: String) async throws -> URL? {
     let python = URL(fileURLWithPath: "/usr/bin/env")
     if try await ChildProcess.run(python, ["python3", "-c", "import \(module)"]).status == 0 { return python }
-    let install = try await ChildProcess.run(
+    var install = try await ChildProcess.run(
         python, ["python3", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", package])
+    if install.status != 0 {
+        // Debian's own Python refuses pip installs into the system (PEP 668) unless told otherwise.
+        install = try await ChildProcess.run(
+            python,
+            ["python3", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--break-system-packages", package])
+    }
     if install.status == 0, try await ChildProcess.run(python, ["python3", "-c", "import \(module)"]).status == 0 {
         return python
     }
