@@ -8,6 +8,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     SpoolBenchmark.self,
     TransportBenchmark.self,
     ReplayBenchmark.self,
+    InputsBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

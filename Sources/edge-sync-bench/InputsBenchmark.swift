@@ -1,0 +1,256 @@
+import EdgeAgent
+import EdgeSyncCodec
+import EdgeSyncTestSupport
+import Foundation
+import HTTPCore
+
+/// The edge agent's inputs: the line protocol parser alone on one core (against a String-splitting
+/// baseline in the same run), and line protocol over HTTP from concurrent keep-alive clients (wrk)
+/// into a spool with fsync `full`, counting only readings that were answered 204 and are durable.
+enum InputsBenchmark: BenchmarkScenario {
+    static let name = "inputs"
+    static let summary = "line protocol parser lines/s (one core) and HTTP line protocol → spool (fsync full) readings/s"
+
+    static func run(_ options: BenchmarkOptions) async throws {
+        let seconds = options.integer("--seconds") ?? 10
+        let linesPerRequest = options.integer("--lines") ?? 5_000
+        let datasets = try RealDataset.loadAll(from: options.dataDirectory)
+        let lines = lineProtocol(datasets)
+        print("inputs: \(lines.count) lines of real data as line protocol (one field per line), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+
+        var parserTable = TextTable("parser", "lines", "seconds", "lines/s", "× baseline")
+        let text = Array(lines.joined(separator: "\n").utf8)
+        let baseline = measure(seconds: 3) { splittingBaseline(text) }
+        let fast = measure(seconds: 3) { parse(text) }
+        parserTable.append(
+            "String split + Double() (baseline)", String(lines.count), String(format: "%.2f", baseline.seconds),
+            rate(Double(lines.count) * baseline.rounds / baseline.seconds), "1.0")
+        parserTable.append(
+            "LineProtocolParser", String(lines.count), String(format: "%.2f", fast.seconds),
+            rate(Double(lines.count) * fast.rounds / fast.seconds),
+            String(format: "%.1f", (fast.rounds / fast.seconds) / (baseline.rounds / baseline.seconds)))
+        print(parserTable.render())
+
+        var httpTable = TextTable(
+            "load", "connections", "requests/s", "readings/s durable", "p50", "p99", "spool check", "agent RSS")
+        for connections in [4, 16] {
+            let result = try await httpLoad(
+                lines: lines, linesPerRequest: linesPerRequest, connections: connections, seconds: seconds)
+            httpTable.append(
+                "POST /write, \(linesPerRequest) lines, gzip no", String(connections),
+                String(format: "%.0f", result.requestsPerSecond), rate(result.requestsPerSecond * Double(linesPerRequest)),
+                String(format: "%.1f ms", result.p50), String(format: "%.1f ms", result.p99), result.check,
+                String(format: "%.1f MB", BenchmarkProcess.residentMegabytes()))
+        }
+        print(httpTable.render())
+        print("fsync full; wrk -t1 is the load generator on the same 2 cores; 1 MB = 2^20 bytes")
+    }
+
+    /// One line per reading: `CGM glucose=5.4 1269…` (the form Telegraf and client libraries send).
+    static func lineProtocol(_ datasets: [RealDataset]) -> [String] {
+        var lines: [String] = []
+        for dataset in datasets {
+            for reading in dataset.readings {
+                let field = dataset.seriesKeys[reading.series].dropFirst(dataset.name.count + 1)
+                    .replacingOccurrences(of: " ", with: "\\ ")
+                lines.append("\(dataset.name),source=shared \(field)=\(reading.value) \(reading.timestamp)")
+            }
+        }
+        return lines
+    }
+
+    private static func parse(_ text: [UInt8]) -> Int {
+        var parser = LineProtocolParser()
+        var block = ReadingBlock()
+        var count = 0
+        text.withUnsafeBufferPointer { buffer in
+            var start = 0
+            // Blocks of about 10,000 lines, as a request body would be.
+            while start < buffer.count {
+                var end = min(buffer.count, start + 500_000)
+                while end < buffer.count, buffer[end] != 0x0A { end += 1 }
+                try? parser.parseLines(
+                    UnsafeBufferPointer(rebasing: buffer[start..<end]), defaultTimestamp: 0, into: &block)
+                count += block.count
+                block.removeAll()
+                start = end + 1
+            }
+        }
+        return count
+    }
+
+    /// What a first attempt in Swift looks like: split into Strings, parse with the standard library.
+    private static func splittingBaseline(_ text: [UInt8]) -> Int {
+        var count = 0
+        var keys: [String: Int] = [:]
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, let equals = parts[1].firstIndex(of: "="),
+                let value = Double(parts[1][parts[1].index(after: equals)...]), let timestamp = Int64(parts[2])
+            else { continue }
+            let key = String(parts[0]) + " " + String(parts[1][..<equals])
+            keys[key, default: 0] += 1
+            if value.isFinite && timestamp != 0 { count += 1 }
+        }
+        return count
+    }
+
+    private static func measure(seconds: Double, _ body: () -> Int) -> (rounds: Double, seconds: Double) {
+        let start = ContinuousClock.now
+        var rounds = 0.0
+        var sink = 0
+        repeat {
+            sink &+= body()
+            rounds += 1
+        } while (ContinuousClock.now - start) < .seconds(seconds)
+        if sink == -1 { print(sink) }
+        let elapsed = ContinuousClock.now - start
+        return (rounds, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    private struct LoadResult {
+        var requestsPerSecond: Double
+        var p50: Double
+        var p99: Double
+        var check: String
+    }
+
+    /// Serves the inputs on a fresh spool and drives them with wrk, each request a different slice.
+    private static func httpLoad(lines: [String], linesPerRequest: Int, connections: Int, seconds: Int) async throws
+        -> LoadResult
+    {
+        guard let wrk = BenchmarkProcess.executable("wrk") else {
+            throw BenchmarkError("the inputs benchmark needs wrk (Debian package wrk)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inputs-bench-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        var spoolConfiguration = Spool.Configuration(dataDirectory: directory.path, device: "bench")
+        spoolConfiguration.fsync = .full
+        let spool = try await Spool.open(spoolConfiguration)
+        let endpoints = InputEndpoints(sink: spool)
+        var configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0)
+        configuration.limits.maxBodyBytes = 32 << 20
+        let server = HTTPServer(configuration: configuration, responder: endpoints)
+        let serving = Task { try await server.run() }
+        let address = try await server.localAddress
+
+        // Eight different bodies, cycled by wrk, so the spool sees varied data.
+        var bodies: [String] = []
+        for index in 0..<8 {
+            let start = (index * linesPerRequest) % max(1, lines.count - linesPerRequest)
+            let body = lines[start..<start + linesPerRequest].joined(separator: "\n")
+            let path = directory.appendingPathComponent("body-\(index).lp")
+            try body.write(to: path, atomically: false, encoding: .utf8)
+            bodies.append(path.path)
+        }
+        let script = directory.appendingPathComponent("inputs.lua")
+        try """
+            local bodies = {}
+            for _, path in ipairs({\(bodies.map { "\"\($0)\"" }.joined(separator: ", "))}) do
+              local file = io.open(path, "rb"); bodies[#bodies + 1] = file:read("*a"); file:close()
+            end
+            local counter = 0
+            request = function()
+              counter = counter + 1
+              return wrk.format("POST", "/write?db=bench", {["Content-Type"] = "text/plain"}, bodies[counter % #bodies + 1])
+            end
+            done = function(summary, latency, requests)
+              io.write(string.format("completed %d non2xx %d\\n", summary.requests, summary.errors.status))
+            end
+            """.write(to: script, atomically: false, encoding: .utf8)
+        let output = try await BenchmarkProcess.run(
+            wrk, ["-t1", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script.path, "http://\(address)"])
+        server.shutdown(grace: .seconds(5))
+        try await serving.value
+
+        guard let rate = BenchmarkProcess.number(after: "Requests/sec:", in: output),
+            let completed = BenchmarkProcess.number(after: "completed", in: output),
+            let failed = BenchmarkProcess.number(after: "non2xx", in: output)
+        else { throw BenchmarkError("could not read wrk output:\n\(output)") }
+        // Every 204 is a durable append: the spool must hold at least that many readings (requests
+        // cut off when wrk stopped may have been stored without their answer being counted).
+        let queued = try await spool.status().queuedReadings
+        let answered = Int64(completed - failed) * Int64(linesPerRequest)
+        let check = queued >= answered && failed == 0 ? "ok (\(queued) ≥ \(answered))" : "FAILED (\(queued) < \(answered), \(Int(failed)) non-2xx)"
+        return LoadResult(
+            requestsPerSecond: rate, p50: BenchmarkProcess.latency(percentile: "50%", in: output) ?? 0,
+            p99: BenchmarkProcess.latency(percentile: "99%", in: output) ?? 0, check: check)
+    }
+
+    private static func rate(_ perSecond: Double) -> String {
+        perSecond >= 1e6 ? String(format: "%.2f M", perSecond / 1e6) : String(format: "%.0f k", perSecond / 1e3)
+    }
+}
+
+extension BenchmarkOptions {
+    /// The integer after `flag`, if given.
+    func integer(_ flag: String) -> Int? {
+        guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
+        return Int(arguments[index + 1])
+    }
+}
+
+/// Child processes and /proc readings the scenarios share.
+enum BenchmarkProcess {
+    static func executable(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
+    }
+
+    /// Runs a program to completion on a thread of its own and returns its standard output.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(
+                    with: Result {
+                        let process = Process()
+                        process.executableURL = URL(fileURLWithPath: executable)
+                        process.arguments = arguments
+                        let pipe = Pipe()
+                        process.standardOutput = pipe
+                        try process.run()
+                        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                        process.waitUntilExit()
+                        guard process.terminationStatus == 0 else {
+                            throw BenchmarkError("\(executable) exited with \(process.terminationStatus)")
+                        }
+                        return String(decoding: data, as: UTF8.self)
+                    })
+            }.start()
+        }
+    }
+
+    /// Resident set size of this process in MB (2^20 bytes).
+    static func residentMegabytes() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+        else { return 0 }
+        return kilobytes / 1024
+    }
+
+    /// The number after `label` in wrk's output.
+    static func number(after label: String, in text: String) -> Double? {
+        guard let range = text.range(of: label) else { return nil }
+        return text[range.upperBound...].split(whereSeparator: { $0 == " " || $0 == "\n" }).first.flatMap {
+            Double($0)
+        }
+    }
+
+    /// A percentile line of wrk's `--latency` table, in milliseconds.
+    static func latency(percentile: String, in text: String) -> Double? {
+        guard let line = text.split(separator: "\n").first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix(percentile) }),
+            let value = line.split(separator: " ").last
+        else { return nil }
+        let units: [(String, Double)] = [("us", 0.001), ("ms", 1), ("s", 1000)]
+        for (suffix, scale) in units where value.hasSuffix(suffix) {
+            return Double(value.dropLast(suffix.count)).map { $0 * scale }
+        }
+        return nil
+    }
+}
