@@ -86,6 +86,7 @@ import Testing
         ("m v=--1", "expected a number"),
         ("m v=1e999", "expected a number"),
         ("m,a=1=2,b v=1", "expected '=' after the tag key"),
+        ("m,t=1,u=2,t=3 v=1", "tag \"t\" appears twice"),
         ("m v=\"text\"", "string values are not supported"),
         ("m v=1,v=2", "field \"v\" appears twice"),
         ("m v=1 12a", "timestamp: expected an integer (ns since the epoch)"),

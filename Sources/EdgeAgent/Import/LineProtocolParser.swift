@@ -264,6 +264,8 @@ package struct LineProtocolParser: Sendable {
             guard cursor.peek == .equals else { throw cursor.error("tag \"\(key)\": expected '=' after the tag key") }
             cursor.advance()
             let value = try cursor.component(stoppingAt: [.comma, .space], what: "value of tag \"\(key)\"")
+            // One value per tag key, or the key would not map back to one tag set.
+            guard !tags.contains(where: { $0.0 == key }) else { throw cursor.error("tag \"\(key)\" appears twice") }
             tags.append((key, value))
         }
         guard cursor.isAtEnd else { throw cursor.error("expected ',' or a space after the measurement and tags") }
