@@ -22,8 +22,17 @@ enum Exchange {
             logToStandardError("\(request.method) \(request.path): handler sent an invalid header (\(problem))")
             response = HTTPResponse(status: .internalServerError)
         }
+        // A body that failed while the handler ran (malformed chunked coding, too large, too slow)
+        // decides the answer, whatever the handler made of the error (swallowed it, wrapped it into a
+        // 500): the client gets that error's status, and the connection closes, since where the next
+        // request would start is unknown.
+        let bodyFailure = request.body.failure
+        if let bodyFailure, bodyFailure != .connectionClosed {
+            response = errorResponse(bodyFailure)
+        }
         await send(
-            response, for: request.head, connection: connection, isDraining: flags.isDraining.load(ordering: .relaxed))
+            response, for: request.head, connection: connection,
+            mustClose: flags.isDraining.load(ordering: .relaxed) || bodyFailure != nil)
     }
 
     static func errorResponse(_ error: any HTTPResponseError) -> HTTPResponse {
@@ -44,7 +53,7 @@ enum Exchange {
     }
 
     private static func send(
-        _ response: HTTPResponse, for head: HTTPRequestHead, connection: ConnectionHandle, isDraining: Bool
+        _ response: HTTPResponse, for head: HTTPRequestHead, connection: ConnectionHandle, mustClose: Bool
     ) async {
         var headers = response.headers
         let asksToClose = headers.listElements(for: "connection").contains("close")
@@ -52,7 +61,7 @@ enum Exchange {
         for name in ["Content-Length", "Transfer-Encoding", "Connection"] where headers.contains(name) {
             headers.remove(name)
         }
-        var keepAlive = head.isKeepAlive && !isDraining && !asksToClose
+        var keepAlive = head.isKeepAlive && !mustClose && !asksToClose
         let omitsBody = head.method == "HEAD" || response.status.forbidsBody
 
         switch response.body {
