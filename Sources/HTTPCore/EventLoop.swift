@@ -202,12 +202,12 @@ final class EventLoop {
             closeConnection(connection)
         case .exchange:
             // The client may half-close after its request and still read the response.
-            if !connection.isBodyComplete {
-                connection.body?.fail(HTTPError.connectionClosed)
-                connection.isBodyComplete = true
+            if connection.isBodyComplete {
+                connection.closeAfterResponse = true
+                if connection.isResponseComplete { finishExchange(connection) }
+            } else {
+                failBody(of: connection, HTTPError.connectionClosed)
             }
-            connection.closeAfterResponse = true
-            if connection.isResponseComplete { finishExchange(connection) }
         }
     }
 
@@ -292,26 +292,28 @@ final class EventLoop {
 
     private func parseFailed(_ connection: Connection, _ error: HTTPError) {
         switch connection.phase {
-        case .waiting:
-            // The request never reaches a handler: answer here and close.
-            enqueue(Exchange.errorResponseBytes(for: error), on: connection)
-            connection.closeWhenFlushed = true
-            if connections[connection.id] != nil { flush(connection) }
-        case .exchange where connection.pendingDispatch != nil:
-            // The body failed before the handler started: it never sees the request.
+        case .lingering:
+            break
+        case .exchange where connection.pendingDispatch == nil:
+            // The handler is running: it sees the error from the body; the exchange then answers it.
+            failBody(of: connection, error)
+        case .waiting, .exchange:
+            // The head failed, or the body failed before the handler started: the request never
+            // reaches a handler. Answer here and close.
             connection.pendingDispatch = nil
             connection.body = nil
             enqueue(Exchange.errorResponseBytes(for: error), on: connection)
             connection.closeWhenFlushed = true
             if connections[connection.id] != nil { flush(connection) }
-        case .exchange:
-            connection.body?.fail(error)
-            connection.isBodyComplete = true
-            connection.closeAfterResponse = true
-            if connection.isResponseComplete { finishExchange(connection) }
-        case .lingering:
-            break
         }
+    }
+
+    /// Ends the request body with `error` for its handler; the connection closes after the response.
+    private func failBody(of connection: Connection, _ error: HTTPError) {
+        connection.body?.fail(error)
+        connection.isBodyComplete = true
+        connection.closeAfterResponse = true
+        if connection.isResponseComplete { finishExchange(connection) }
     }
 
     /// Both the request body and the response are complete: close, or wait for the next request.
@@ -610,11 +612,7 @@ final class EventLoop {
         let stalled = now - connection.bodyProgressAt > bodyTimeout
         let tooSlow = elapsed > bodyTimeout && Double(connection.bodyWindowBytes) < expected
         guard stalled || tooSlow else { return }
-        let error = HTTPError.timeout("request body arrived too slowly")
-        connection.body?.fail(error)
-        connection.isBodyComplete = true
-        connection.closeAfterResponse = true
-        if connection.isResponseComplete { finishExchange(connection) }
+        failBody(of: connection, HTTPError.timeout("request body arrived too slowly"))
         updateInterest(connection)
     }
 }
