@@ -82,8 +82,11 @@ final class EventLoop {
         let events = UnsafeMutableRawPointer.allocate(byteCount: capacity * Epoll.eventStride, alignment: 16)
         defer { events.deallocate() }
         let timeoutMilliseconds = Int32(max(1, sweepInterval / 1_000_000))
+        mailbox.attachLoopThread()
         while true {
-            let count = Epoll.wait(epollFD, events, capacity: capacity, timeoutMilliseconds: timeoutMilliseconds)
+            // What the loop posted to itself woke no eventfd: do not sleep on it.
+            let timeout = mailbox.hasMessages ? 0 : timeoutMilliseconds
+            let count = Epoll.wait(epollFD, events, capacity: capacity, timeoutMilliseconds: timeout)
             now = monotonicNanoseconds()
             if count < 0 && errno != EINTR {
                 logToStandardError("epoll_wait failed: errno \(errno); stopping")
@@ -98,6 +101,7 @@ final class EventLoop {
                     if let connection = connections[token] { handleEvents(flags, on: connection) }
                 }
             }
+            if mailbox.hasMessages { handleMessages(resettingWakeUp: false) }
             if now >= nextSweep {
                 sweep()
                 nextSweep = now + sweepInterval
@@ -461,11 +465,11 @@ final class EventLoop {
 
     // MARK: - Messages from handlers
 
-    private func handleMessages() {
+    private func handleMessages(resettingWakeUp: Bool = true) {
         // Jobs run here can post more messages (a handler's response); take those in the same pass,
         // a bounded number of times so sockets are not starved.
         for round in 0..<8 {
-            let messages = mailbox.takeAll(resettingWakeUp: round == 0)
+            let messages = mailbox.takeAll(resettingWakeUp: resettingWakeUp && round == 0)
             if messages.isEmpty { return }
             handle(messages)
         }

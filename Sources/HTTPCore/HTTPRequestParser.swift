@@ -485,6 +485,8 @@ public struct HTTPRequestParser: Sendable {
 
     /// One length out of every `Content-Length` value; identical repeats are allowed (RFC 9112 §6.3).
     private func parseContentLength(_ values: [String]) throws(HTTPError) -> Int {
+        // The usual case, one plain number, without splitting and trimming into new strings.
+        if values.count == 1, let plain = Self.plainNumber(values[0].utf8) { return plain }
         var length: Int?
         for value in values {
             for element in value.split(separator: ",", omittingEmptySubsequences: false) {
@@ -499,6 +501,17 @@ public struct HTTPRequestParser: Sendable {
         }
         guard let length else { throw HTTPError.malformed("invalid Content-Length") }
         return length
+    }
+
+    /// The value of 1 to 18 ASCII digits with nothing around them, else `nil`.
+    private static func plainNumber(_ digits: String.UTF8View) -> Int? {
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var value = 0
+        for digit in digits {
+            guard isDigit(digit) else { return nil }
+            value = value * 10 + Int(digit - 0x30)
+        }
+        return value
     }
 
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
