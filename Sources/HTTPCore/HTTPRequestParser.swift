@@ -270,7 +270,8 @@ public struct HTTPRequestParser: Sendable {
     ///
     /// Every line must end in CRLF: a LF without CR is rejected (RFC 9112 §2.2 allows leniency, which
     /// is exactly what smuggling exploits). A CR elsewhere is caught by the callers' character checks.
-    private mutating func nextLine(limit: Int, overflow: @autoclosure () -> HTTPError) throws(HTTPError) -> Range<Int>? {
+    private mutating func nextLine(limit: Int, overflow: @autoclosure () -> HTTPError) throws(HTTPError) -> Range<Int>?
+    {
         let start = readIndex
         let end = buffer.count
         var newline = -1

@@ -47,14 +47,16 @@ enum SpoolBenchmark: BenchmarkScenario {
             table.append(
                 "spool (encoded chunks)", "\(producers)", grouped(result.rate), format(result.p50, 2),
                 format(result.p99, 2),
-                format(result.bytesPerReading, 2), "\(result.walBytes / 1024)", format(result.checkpointedPerReading, 2),
+                format(result.bytesPerReading, 2), "\(result.walBytes / 1024)",
+                format(result.checkpointedPerReading, 2),
                 format(result.payloadPerReading, 2), "\(result.commits)")
             try? FileManager.default.removeItem(atPath: directory)
         }
         let baseline = try measureRows(writes: writes, total: total, directory: scratch + "/rows")
         table.append(
             "row per reading (baseline)", "1 writer, 10,000-row transactions", grouped(baseline.rate), "-", "-",
-            format(baseline.bytesPerReading, 2), "\(baseline.walBytes / 1024)", format(baseline.checkpointedPerReading, 2), "-",
+            format(baseline.bytesPerReading, 2), "\(baseline.walBytes / 1024)",
+            format(baseline.checkpointedPerReading, 2), "-",
             "\(baseline.commits) commits")
         print(table.render())
         print(
