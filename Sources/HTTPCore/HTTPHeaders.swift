@@ -19,6 +19,12 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
 
     public init() { fields = [] }
 
+    /// Empty, with room for `capacity` fields before the storage grows.
+    init(capacity: Int) {
+        fields = []
+        fields.reserveCapacity(capacity)
+    }
+
     public init(dictionaryLiteral elements: (String, String)...) {
         fields = elements.map { Field(name: $0.0, value: $0.1) }
     }

@@ -62,6 +62,7 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private static let chunkSizeLineLimit = 1024
+    private static let versionPrefix = Array("HTTP/".utf8)
     private static let cr: UInt8 = 0x0D
     private static let lf: UInt8 = 0x0A
 
@@ -321,13 +322,13 @@ public struct HTTPRequestParser: Sendable {
         let method = String(decoding: buffer[methodRange], as: UTF8.self)
         let target = String(decoding: buffer[targetRange], as: UTF8.self)
         try checkTargetForm(target, method: method)
-        return PartialHead(method: method, target: target, version: version)
+        // Room for a typical request's fields up front: growing 1, 2, 4, 8 cost three extra allocations.
+        return PartialHead(method: method, target: target, version: version, headers: HTTPHeaders(capacity: 8))
     }
 
     private func parseVersion(_ range: Range<Int>) throws(HTTPError) -> HTTPVersion {
         let bytes = buffer[range]
-        let prefix: [UInt8] = Array("HTTP/".utf8)
-        guard bytes.count == 8, bytes.starts(with: prefix) else {
+        guard bytes.count == 8, bytes.starts(with: Self.versionPrefix) else {
             throw HTTPError.malformed("invalid HTTP version")
         }
         let major = bytes[range.lowerBound + 5]
