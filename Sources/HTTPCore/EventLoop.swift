@@ -240,7 +240,11 @@ final class EventLoop {
             case .head(let head):
                 startExchange(connection, head: head)
             case .body(let bytes):
-                if let body = connection.body, body.push(bytes) {
+                if var early = connection.earlyBody {
+                    connection.earlyBody = nil  // keeps `early` uniquely referenced while appending
+                    if early.isEmpty { early = bytes } else { early += bytes }
+                    connection.earlyBody = early
+                } else if let body = connection.body, body.push(bytes) {
                     connection.isReadingPausedForBody = true
                 }
             case .end:
@@ -264,12 +268,15 @@ final class EventLoop {
         connection.bodyWindowBytes = 0
         let handle = ConnectionHandle(id: connection.id, mailbox: mailbox)
         var body = HTTPRequestBody()
-        if head.framing != .none {
-            let stream = BodyStream(connection: handle, needsContinue: head.expectsContinue)
+        connection.body = nil
+        connection.earlyBody = nil
+        if head.expectsContinue && head.framing != .none {
+            // Nothing arrives before `100 Continue`, which the stream sends on the handler's first read.
+            let stream = BodyStream(connection: handle, needsContinue: true)
             connection.body = stream
             body = HTTPRequestBody(stream: stream)
-        } else {
-            connection.body = nil
+        } else if head.framing != .none {
+            connection.earlyBody = []  // collected until `dispatchPending` decides bytes or stream
         }
         let request = HTTPRequest(head: head, body: body)
         let context = HTTPRequestContext(
@@ -282,15 +289,28 @@ final class EventLoop {
     /// parsed. Deferred to the end of `process` so a small body is already buffered when the handler
     /// first reads it, saving a second task wake-up per request.
     private func dispatchPending(_ connection: Connection) {
-        guard let pending = connection.pendingDispatch, connections[connection.id] != nil else { return }
+        guard var pending = connection.pendingDispatch, connections[connection.id] != nil else { return }
         connection.pendingDispatch = nil
+        if let early = connection.earlyBody {
+            connection.earlyBody = nil
+            if connection.isBodyComplete {
+                pending.request.body = HTTPRequestBody(bytes: early)
+            } else {
+                // The rest is still to come: stream it, starting with what already arrived.
+                let stream = BodyStream(connection: pending.handle, needsContinue: false)
+                if !early.isEmpty && stream.push(early) { connection.isReadingPausedForBody = true }
+                connection.body = stream
+                pending.request.body = HTTPRequestBody(stream: stream)
+            }
+        }
         let responder = self.responder
         let flags = self.flags
+        let dispatched = pending
         // Without a preference the task runs on the global concurrency pool.
         Task(executorPreference: executor) {
             await Exchange.run(
-                request: pending.request, context: pending.context, responder: responder,
-                connection: pending.handle, flags: flags)
+                request: dispatched.request, context: dispatched.context, responder: responder,
+                connection: dispatched.handle, flags: flags)
         }
     }
 
@@ -305,6 +325,7 @@ final class EventLoop {
             // The head failed, or the body failed before the handler started: the request never
             // reaches a handler. Answer here and close.
             connection.pendingDispatch = nil
+            connection.earlyBody = nil
             connection.body = nil
             enqueue(Exchange.errorResponseBytes(for: error), on: connection)
             connection.closeWhenFlushed = true
