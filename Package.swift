@@ -22,6 +22,8 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // epoll, eventfd and accept4 from the C library, which the Glibc module does not export.
+        .systemLibrary(name: "CEpoll"),
         .systemLibrary(
             name: "CSQLite",
             pkgConfig: "sqlite3",
@@ -32,7 +34,7 @@ let package = Package(
         .target(name: "EdgeSyncCodec", dependencies: ["CZlib"]),
 
         // HTTP/1.1 server core on POSIX sockets; knows nothing about sensors.
-        .target(name: "HTTPCore"),
+        .target(name: "HTTPCore", dependencies: ["CEpoll"]),
 
         // What the edge agent and the collector say to each other besides the codec frame.
         .target(name: "EdgeSyncProtocol"),

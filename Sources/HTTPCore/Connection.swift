@@ -31,6 +31,10 @@ final class Connection {
     // The current exchange.
     /// A request parsed in this pass over the input whose handler has not been started yet.
     var pendingDispatch: PendingDispatch?
+    /// Body bytes parsed in the same pass as the head, before the handler starts (`nil` when the
+    /// request has no body or reads it through `body`). A body that is complete by then is handed
+    /// to the handler as bytes, with no stream, lock or wake-up between loop and handler.
+    var earlyBody: [UInt8]?
     var body: BodyStream?
     var isBodyComplete = true
     var isResponseStarted = false

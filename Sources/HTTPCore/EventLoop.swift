@@ -82,8 +82,11 @@ final class EventLoop {
         let events = UnsafeMutableRawPointer.allocate(byteCount: capacity * Epoll.eventStride, alignment: 16)
         defer { events.deallocate() }
         let timeoutMilliseconds = Int32(max(1, sweepInterval / 1_000_000))
+        mailbox.attachLoopThread()
         while true {
-            let count = Epoll.wait(epollFD, events, capacity: capacity, timeoutMilliseconds: timeoutMilliseconds)
+            // What the loop posted to itself woke no eventfd: do not sleep on it.
+            let timeout = mailbox.hasMessages ? 0 : timeoutMilliseconds
+            let count = Epoll.wait(epollFD, events, capacity: capacity, timeoutMilliseconds: timeout)
             now = monotonicNanoseconds()
             if count < 0 && errno != EINTR {
                 logToStandardError("epoll_wait failed: errno \(errno); stopping")
@@ -98,6 +101,7 @@ final class EventLoop {
                     if let connection = connections[token] { handleEvents(flags, on: connection) }
                 }
             }
+            if mailbox.hasMessages { handleMessages(resettingWakeUp: false) }
             if now >= nextSweep {
                 sweep()
                 nextSweep = now + sweepInterval
@@ -202,12 +206,12 @@ final class EventLoop {
             closeConnection(connection)
         case .exchange:
             // The client may half-close after its request and still read the response.
-            if !connection.isBodyComplete {
-                connection.body?.fail(HTTPError.connectionClosed)
-                connection.isBodyComplete = true
+            if connection.isBodyComplete {
+                connection.closeAfterResponse = true
+                if connection.isResponseComplete { finishExchange(connection) }
+            } else {
+                failBody(of: connection, HTTPError.connectionClosed)
             }
-            connection.closeAfterResponse = true
-            if connection.isResponseComplete { finishExchange(connection) }
         }
     }
 
@@ -236,7 +240,11 @@ final class EventLoop {
             case .head(let head):
                 startExchange(connection, head: head)
             case .body(let bytes):
-                if let body = connection.body, body.push(bytes) {
+                if var early = connection.earlyBody {
+                    connection.earlyBody = nil  // keeps `early` uniquely referenced while appending
+                    if early.isEmpty { early = bytes } else { early += bytes }
+                    connection.earlyBody = early
+                } else if let body = connection.body, body.push(bytes) {
                     connection.isReadingPausedForBody = true
                 }
             case .end:
@@ -260,12 +268,15 @@ final class EventLoop {
         connection.bodyWindowBytes = 0
         let handle = ConnectionHandle(id: connection.id, mailbox: mailbox)
         var body = HTTPRequestBody()
-        if head.framing != .none {
-            let stream = BodyStream(connection: handle, needsContinue: head.expectsContinue)
+        connection.body = nil
+        connection.earlyBody = nil
+        if head.expectsContinue && head.framing != .none {
+            // Nothing arrives before `100 Continue`, which the stream sends on the handler's first read.
+            let stream = BodyStream(connection: handle, needsContinue: true)
             connection.body = stream
             body = HTTPRequestBody(stream: stream)
-        } else {
-            connection.body = nil
+        } else if head.framing != .none {
+            connection.earlyBody = []  // collected until `dispatchPending` decides bytes or stream
         }
         let request = HTTPRequest(head: head, body: body)
         let context = HTTPRequestContext(
@@ -278,40 +289,56 @@ final class EventLoop {
     /// parsed. Deferred to the end of `process` so a small body is already buffered when the handler
     /// first reads it, saving a second task wake-up per request.
     private func dispatchPending(_ connection: Connection) {
-        guard let pending = connection.pendingDispatch, connections[connection.id] != nil else { return }
+        guard var pending = connection.pendingDispatch, connections[connection.id] != nil else { return }
         connection.pendingDispatch = nil
+        if let early = connection.earlyBody {
+            connection.earlyBody = nil
+            if connection.isBodyComplete {
+                pending.request.body = HTTPRequestBody(bytes: early)
+            } else {
+                // The rest is still to come: stream it, starting with what already arrived.
+                let stream = BodyStream(connection: pending.handle, needsContinue: false)
+                if !early.isEmpty && stream.push(early) { connection.isReadingPausedForBody = true }
+                connection.body = stream
+                pending.request.body = HTTPRequestBody(stream: stream)
+            }
+        }
         let responder = self.responder
         let flags = self.flags
+        let dispatched = pending
         // Without a preference the task runs on the global concurrency pool.
         Task(executorPreference: executor) {
             await Exchange.run(
-                request: pending.request, context: pending.context, responder: responder,
-                connection: pending.handle, flags: flags)
+                request: dispatched.request, context: dispatched.context, responder: responder,
+                connection: dispatched.handle, flags: flags)
         }
     }
 
     private func parseFailed(_ connection: Connection, _ error: HTTPError) {
         switch connection.phase {
-        case .waiting:
-            // The request never reaches a handler: answer here and close.
-            enqueue(Exchange.errorResponseBytes(for: error), on: connection)
-            connection.closeWhenFlushed = true
-            if connections[connection.id] != nil { flush(connection) }
-        case .exchange where connection.pendingDispatch != nil:
-            // The body failed before the handler started: it never sees the request.
+        case .lingering:
+            break
+        case .exchange where connection.pendingDispatch == nil:
+            // The handler is running: it sees the error from the body; the exchange then answers it.
+            failBody(of: connection, error)
+        case .waiting, .exchange:
+            // The head failed, or the body failed before the handler started: the request never
+            // reaches a handler. Answer here and close.
             connection.pendingDispatch = nil
+            connection.earlyBody = nil
             connection.body = nil
             enqueue(Exchange.errorResponseBytes(for: error), on: connection)
             connection.closeWhenFlushed = true
             if connections[connection.id] != nil { flush(connection) }
-        case .exchange:
-            connection.body?.fail(error)
-            connection.isBodyComplete = true
-            connection.closeAfterResponse = true
-            if connection.isResponseComplete { finishExchange(connection) }
-        case .lingering:
-            break
         }
+    }
+
+    /// Ends the request body with `error` for its handler; the connection closes after the response.
+    private func failBody(of connection: Connection, _ error: HTTPError) {
+        connection.body?.fail(error)
+        connection.isBodyComplete = true
+        connection.closeAfterResponse = true
+        if connection.isResponseComplete { finishExchange(connection) }
     }
 
     /// Both the request body and the response are complete: close, or wait for the next request.
@@ -459,11 +486,11 @@ final class EventLoop {
 
     // MARK: - Messages from handlers
 
-    private func handleMessages() {
+    private func handleMessages(resettingWakeUp: Bool = true) {
         // Jobs run here can post more messages (a handler's response); take those in the same pass,
         // a bounded number of times so sockets are not starved.
         for round in 0..<8 {
-            let messages = mailbox.takeAll(resettingWakeUp: round == 0)
+            let messages = mailbox.takeAll(resettingWakeUp: resettingWakeUp && round == 0)
             if messages.isEmpty { return }
             handle(messages)
         }
@@ -610,11 +637,7 @@ final class EventLoop {
         let stalled = now - connection.bodyProgressAt > bodyTimeout
         let tooSlow = elapsed > bodyTimeout && Double(connection.bodyWindowBytes) < expected
         guard stalled || tooSlow else { return }
-        let error = HTTPError.timeout("request body arrived too slowly")
-        connection.body?.fail(error)
-        connection.isBodyComplete = true
-        connection.closeAfterResponse = true
-        if connection.isResponseComplete { finishExchange(connection) }
+        failBody(of: connection, HTTPError.timeout("request body arrived too slowly"))
         updateInterest(connection)
     }
 }

@@ -4,6 +4,7 @@ import Synchronization
 /// Runs one request through the responder and sends the response; runs as a task, off the loop.
 enum Exchange {
     private static let plainText: HTTPHeaders = ["Content-Type": "text/plain; charset=utf-8"]
+    private static let framingFieldNames = ["Content-Length", "Transfer-Encoding", "Connection"]
 
     static func run(
         request: HTTPRequest, context: HTTPRequestContext, responder: any HTTPResponder,
@@ -22,8 +23,17 @@ enum Exchange {
             logToStandardError("\(request.method) \(request.path): handler sent an invalid header (\(problem))")
             response = HTTPResponse(status: .internalServerError)
         }
+        // A body that failed while the handler ran (malformed chunked coding, too large, too slow)
+        // decides the answer, whatever the handler made of the error (swallowed it, wrapped it into a
+        // 500): the client gets that error's status, and the connection closes, since where the next
+        // request would start is unknown.
+        let bodyFailure = request.body.failure
+        if let bodyFailure, bodyFailure != .connectionClosed {
+            response = errorResponse(bodyFailure)
+        }
         await send(
-            response, for: request.head, connection: connection, isDraining: flags.isDraining.load(ordering: .relaxed))
+            response, for: request.head, connection: connection,
+            mustClose: flags.isDraining.load(ordering: .relaxed) || bodyFailure != nil)
     }
 
     static func errorResponse(_ error: any HTTPResponseError) -> HTTPResponse {
@@ -44,15 +54,15 @@ enum Exchange {
     }
 
     private static func send(
-        _ response: HTTPResponse, for head: HTTPRequestHead, connection: ConnectionHandle, isDraining: Bool
+        _ response: HTTPResponse, for head: HTTPRequestHead, connection: ConnectionHandle, mustClose: Bool
     ) async {
         var headers = response.headers
         let asksToClose = headers.listElements(for: "connection").contains("close")
         // Framing is the server's: drop what a handler set (checking first avoids copying the fields).
-        for name in ["Content-Length", "Transfer-Encoding", "Connection"] where headers.contains(name) {
+        for name in framingFieldNames where headers.contains(name) {
             headers.remove(name)
         }
-        var keepAlive = head.isKeepAlive && !isDraining && !asksToClose
+        var keepAlive = head.isKeepAlive && !mustClose && !asksToClose
         let omitsBody = head.method == "HEAD" || response.status.forbidsBody
 
         switch response.body {
@@ -112,28 +122,52 @@ enum Exchange {
     ) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(128 + headers.count * 48 + extra)
-        func append(_ text: String) { out.append(contentsOf: text.utf8) }
-        append("HTTP/1.1 ")
-        append(String(status.code))
-        append(" ")
-        append(status.reason)
-        append("\r\nDate: ")
-        append(HTTPDate.now())
-        append("\r\n")
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        appendDecimal(status.code, to: &out)
+        out.append(0x20)
+        out.append(contentsOf: status.reason.utf8)
+        out.append(contentsOf: "\r\nDate: ".utf8)
+        out.append(contentsOf: HTTPDate.now().utf8)
+        out.append(contentsOf: "\r\n".utf8)
         for field in headers {
-            append(field.name)
-            append(": ")
-            append(field.value)
-            append("\r\n")
+            out.append(contentsOf: field.name.utf8)
+            out.append(contentsOf: ": ".utf8)
+            out.append(contentsOf: field.value.utf8)
+            out.append(contentsOf: "\r\n".utf8)
         }
         switch framing {
-        case .none: break
-        case .length(let length): append("Content-Length: \(length)\r\n")
-        case .chunked: append("Transfer-Encoding: chunked\r\n")
+        case .none:
+            break
+        case .length(let length):
+            out.append(contentsOf: "Content-Length: ".utf8)
+            appendDecimal(length, to: &out)
+            out.append(contentsOf: "\r\n".utf8)
+        case .chunked:
+            out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
         }
-        if let connection { append("Connection: \(connection)\r\n") }
-        append("\r\n")
+        if let connection {
+            out.append(contentsOf: "Connection: ".utf8)
+            out.append(contentsOf: connection.utf8)
+            out.append(contentsOf: "\r\n".utf8)
+        }
+        out.append(contentsOf: "\r\n".utf8)
         return out
+    }
+
+    /// Appends a non-negative integer's ASCII digits (no intermediate `String` per response).
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        guard value > 0 else {
+            out.append(0x30)
+            return
+        }
+        var divisor = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        while divisor > 0 {
+            out.append(UInt8(truncatingIfNeeded: 0x30 + rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
     }
 
     /// A header a handler set that would corrupt the response (response splitting), if any.

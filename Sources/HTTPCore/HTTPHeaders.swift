@@ -19,6 +19,12 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
 
     public init() { fields = [] }
 
+    /// Empty, with room for `capacity` fields before the storage grows.
+    init(capacity: Int) {
+        fields = []
+        fields.reserveCapacity(capacity)
+    }
+
     public init(dictionaryLiteral elements: (String, String)...) {
         fields = elements.map { Field(name: $0.0, value: $0.1) }
     }
@@ -81,10 +87,19 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
         let a = a.utf8
         let b = b.utf8
         guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) where x != y {
-            let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
-            let ly = (y >= 0x41 && y <= 0x5A) ? y | 0x20 : y
-            if lx != ly { return false }
+        // Index by index rather than through `zip`: this runs for every field of every request.
+        var i = a.startIndex
+        var j = b.startIndex
+        while i != a.endIndex {
+            let x = a[i]
+            let y = b[j]
+            if x != y {
+                let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
+                let ly = (y >= 0x41 && y <= 0x5A) ? y | 0x20 : y
+                if lx != ly { return false }
+            }
+            a.formIndex(after: &i)
+            b.formIndex(after: &j)
         }
         return true
     }

@@ -40,6 +40,12 @@ public struct HTTPRequestBody: Sendable, AsyncSequence {
         return result
     }
 
+    /// Why reading the body failed (malformed chunked coding, a timeout, the client gone), once it has.
+    var failure: HTTPError? {
+        if case .stream(let stream) = source { return stream.failure }
+        return nil
+    }
+
     public func makeAsyncIterator() -> AsyncIterator {
         switch source {
         case .bytes(let bytes): AsyncIterator(pending: bytes.isEmpty ? nil : bytes, stream: nil)
@@ -141,6 +147,9 @@ final class BodyStream: Sendable {
             state.bufferedBytes = 0
         }
     }
+
+    /// Why the body failed, if it has.
+    var failure: HTTPError? { state.withLock { $0.failure } }
 
     /// Whether `100 Continue` is still owed, that is, the handler never asked for the body.
     var isContinuePending: Bool { state.withLock { $0.needsContinue } }

@@ -27,10 +27,11 @@ public struct HTTPResponse: Sendable {
 
     /// A `text/plain; charset=utf-8` response.
     public init(status: HTTPStatus = .ok, text: String) {
-        var headers = HTTPHeaders()
-        headers.add("Content-Type", "text/plain; charset=utf-8")
-        self.init(status: status, headers: headers, body: .bytes(Array(text.utf8)))
+        self.init(status: status, headers: Self.plainTextHeaders, body: .bytes(Array(text.utf8)))
     }
+
+    /// Shared by every text response (copied only if a caller changes its headers).
+    private static let plainTextHeaders: HTTPHeaders = ["Content-Type": "text/plain; charset=utf-8"]
 
     /// A streamed response; the body is sent as it is written, with backpressure.
     public init(

@@ -33,6 +33,8 @@ final class LoopMailbox: Sendable {
     private struct State {
         var messages: [LoopMessage] = []
         var isClosed = false
+        /// The loop's own thread, once it runs: its posts need no wake-up.
+        var loopThread: pthread_t?
     }
 
     private let state = Mutex(State())
@@ -50,10 +52,15 @@ final class LoopMailbox: Sendable {
 
     /// Queues a message unless the loop has stopped; false means the caller must deal with it.
     func postIfOpen(_ message: LoopMessage) -> Bool {
+        let poster = pthread_self()
         let wake: Bool? = state.withLock { state in
             if state.isClosed { return nil }
             state.messages.append(message)
-            return state.messages.count == 1
+            guard state.messages.count == 1 else { return false }
+            // The loop posting to itself (handlers running on it) is awake already and drains the
+            // queue before it waits again: two syscalls per request saved.
+            if let loop = state.loopThread, pthread_equal(loop, poster) != 0 { return false }
+            return true
         }
         guard let wake else { return false }
         if wake {
@@ -62,6 +69,16 @@ final class LoopMailbox: Sendable {
         }
         return true
     }
+
+    /// Called on the loop thread when the loop starts: from then on its own posts skip the eventfd,
+    /// and the loop must take what it posted (`hasMessages`) before each wait.
+    func attachLoopThread() {
+        let thread = pthread_self()
+        state.withLock { $0.loopThread = thread }
+    }
+
+    /// Whether messages are queued (for the loop, before it waits).
+    var hasMessages: Bool { state.withLock { !$0.messages.isEmpty } }
 
     /// Takes every queued message. The loop resets the eventfd on the first take after a wake-up;
     /// later takes in the same pass skip that syscall (a wake-up left pending only costs a spurious

@@ -55,32 +55,29 @@ package enum Socket {
 
     /// Host and port of a socket address, or `nil` for families other than IPv4 and IPv6.
     package static func describe(_ storage: sockaddr_storage) -> HTTPServer.Address? {
-        var storage = storage
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                    var raw = address.pointee.sin_addr
-                    inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
-                    return HTTPServer.Address(
-                        host: String(decoding: text.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self),
-                        port: Int(UInt16(bigEndian: address.pointee.sin_port)))
-                }
+        withUnsafeBytes(of: storage) { raw in
+            switch Int32(storage.ss_family) {
+            case AF_INET:
+                let address = raw.load(as: sockaddr_in.self)
+                return describe(AF_INET, address.sin_addr, port: address.sin_port)
+            case AF_INET6:
+                let address = raw.load(as: sockaddr_in6.self)
+                return describe(AF_INET6, address.sin6_addr, port: address.sin6_port)
+            default:
+                return nil
             }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    var raw = address.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
-                    return HTTPServer.Address(
-                        host: String(decoding: text.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self),
-                        port: Int(UInt16(bigEndian: address.pointee.sin6_port)))
-                }
-            }
-        default:
-            return nil
         }
+    }
+
+    /// `address` (an `in_addr` or `in6_addr` of `family`) as text, with a port in network byte order.
+    private static func describe<RawAddress>(_ family: Int32, _ address: RawAddress, port: UInt16)
+        -> HTTPServer.Address
+    {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        withUnsafeBytes(of: address) { _ = inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        return HTTPServer.Address(
+            host: String(decoding: text.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self),
+            port: Int(UInt16(bigEndian: port)))
     }
 
     /// Accepts one pending connection, non-blocking; `nil` when none is waiting.

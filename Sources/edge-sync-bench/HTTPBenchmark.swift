@@ -48,7 +48,8 @@ enum HTTPBenchmark: BenchmarkScenario {
         let address = try await server.localAddress
         let baseline = residentMegabytes()
 
-        var table = TextTable("load", "connections", "requests/s", "p50", "p99", "server RSS", "generator")
+        var table = TextTable(
+            "load", "connections", "requests/s", "p50", "p99", "server CPU µs/request", "server RSS", "generator")
         var scenarios: [(label: String, bodySize: Int, connections: Int)] = [
             ("POST 1 KiB", 1024, 64),
             ("POST 256 KiB", 256 * 1024, 16),
@@ -62,19 +63,24 @@ enum HTTPBenchmark: BenchmarkScenario {
         }
         if smallOnly { scenarios = [scenarios[0]] }
         for scenario in scenarios {
+            // CPU time this process (the server) spends per request: unlike requests/s it hardly
+            // depends on what else shares the cores, so it compares builds on a busy machine.
+            let cpuBefore = processCPUSeconds()
             let result = try await load(
                 address: address, bodySize: scenario.bodySize, connections: scenario.connections, seconds: seconds,
                 wrkThreads: wrkThreads)
+            let cpuPerRequest = (processCPUSeconds() - cpuBefore) / (result.requestsPerSecond * Double(seconds))
             table.append(
                 scenario.label, String(scenario.connections), String(format: "%.0f", result.requestsPerSecond),
                 String(format: "%.2f ms", result.p50), String(format: "%.2f ms", result.p99),
-                String(format: "%.1f MB", residentMegabytes()), result.generator)
+                String(format: "%.1f", cpuPerRequest * 1e6), String(format: "%.1f MB", residentMegabytes()),
+                result.generator)
         }
 
         if !smallOnly {
             let idle = try await holdIdleConnections(address: address, count: idleCount)
             table.append(
-                "idle keep-alive", String(idle.count), "-", "-", "-",
+                "idle keep-alive", String(idle.count), "-", "-", "-", "-",
                 String(format: "%.1f MB", idle.residentMegabytes), "built-in")
             idle.close()
         }
@@ -83,6 +89,14 @@ enum HTTPBenchmark: BenchmarkScenario {
         try await serving.value
         print(table.render())
         print("server RSS before load: \(String(format: "%.1f", baseline)) MB; 1 MB = 2^20 bytes")
+    }
+
+    /// User plus system CPU time of this process so far.
+    private static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     // MARK: - Load generation

@@ -35,7 +35,7 @@ enum SpoolBenchmark: BenchmarkScenario {
         print("spool: \(total) real readings per run in writes of \(writeSize), fsync full, files under \(scratch)\n")
 
         var table = TextTable(
-            "store", "producers", "readings/s", "ack p50 ms", "ack p99 ms", "bytes/reading on disk",
+            "store", "producers", "readings/s", "ack p50 ms", "ack p99 ms", "bytes/reading on disk", "of which WAL KiB",
             "after checkpoint B/reading",
             "payload B/reading", "chunks")
         var bestChunkRate = 0.0
@@ -47,14 +47,16 @@ enum SpoolBenchmark: BenchmarkScenario {
             table.append(
                 "spool (encoded chunks)", "\(producers)", grouped(result.rate), format(result.p50, 2),
                 format(result.p99, 2),
-                format(result.bytesPerReading, 2), format(result.checkpointedPerReading, 2),
+                format(result.bytesPerReading, 2), "\(result.walBytes / 1024)",
+                format(result.checkpointedPerReading, 2),
                 format(result.payloadPerReading, 2), "\(result.commits)")
             try? FileManager.default.removeItem(atPath: directory)
         }
         let baseline = try measureRows(writes: writes, total: total, directory: scratch + "/rows")
         table.append(
             "row per reading (baseline)", "1 writer, 10,000-row transactions", grouped(baseline.rate), "-", "-",
-            format(baseline.bytesPerReading, 2), format(baseline.checkpointedPerReading, 2), "-",
+            format(baseline.bytesPerReading, 2), "\(baseline.walBytes / 1024)",
+            format(baseline.checkpointedPerReading, 2), "-",
             "\(baseline.commits) commits")
         print(table.render())
         print(
@@ -107,6 +109,8 @@ enum SpoolBenchmark: BenchmarkScenario {
         var bytesPerReading: Double
         var payloadPerReading: Double = 0
         var checkpointedPerReading: Double = 0
+        /// The `-wal` file when the run ended, part of "bytes/reading on disk".
+        var walBytes: Int64 = 0
         var commits: Int
     }
 
@@ -132,7 +136,10 @@ enum SpoolBenchmark: BenchmarkScenario {
             return try await group.reduce(into: []) { $0 += $1 }.sorted()
         }
         let elapsed = seconds(ContinuousClock.now - start)
+        // What the disk holds the moment the last producer has its answer: the WAL as it is, not
+        // checkpointed first.
         let status = try await spool.status()
+        let walBytes = SQLiteDatabase.fileSizes(ofDatabaseAt: Spool.databasePath(in: directory)).wal
         let readings = Double(latencies.count * writeSize)
         try await spool.checkpoint()
         let checkpointed = try await spool.status().spoolFileBytes
@@ -140,7 +147,8 @@ enum SpoolBenchmark: BenchmarkScenario {
             rate: readings / elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99),
             bytesPerReading: Double(status.spoolFileBytes) / readings,
             payloadPerReading: Double(status.queuedBytes) / readings,
-            checkpointedPerReading: Double(checkpointed) / readings, commits: Int(status.queuedChunks))
+            checkpointedPerReading: Double(checkpointed) / readings, walBytes: walBytes,
+            commits: Int(status.queuedChunks))
     }
 
     static func measurePaced(writes: [Write], readingsPerSecond: Int, seconds duration: Int, directory: String)
@@ -220,12 +228,13 @@ enum SpoolBenchmark: BenchmarkScenario {
             commits += 1
         }
         let elapsed = seconds(ContinuousClock.now - start)
-        let bytes = SQLiteDatabase.fileSizes(ofDatabaseAt: path).total
+        let sizes = SQLiteDatabase.fileSizes(ofDatabaseAt: path)
+        let bytes = sizes.total
         try database.checkpoint(.truncate)
         let checkpointed = SQLiteDatabase.fileSizes(ofDatabaseAt: path).total
         return SpoolResult(
             rate: Double(seq) / elapsed, p50: 0, p99: 0, bytesPerReading: Double(bytes) / Double(seq),
-            checkpointedPerReading: Double(checkpointed) / Double(seq), commits: commits)
+            checkpointedPerReading: Double(checkpointed) / Double(seq), walBytes: sizes.wal, commits: commits)
     }
 
     /// Runs `edge-agent import -` with `readings` lines of real data on stdin and reads its peak RSS.

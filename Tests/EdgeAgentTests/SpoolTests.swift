@@ -205,6 +205,9 @@ import Testing
                 _ = try await spool.append(makeReadings(2000, seed: seed, incompressible: true))
             }
             let stream = spool.stream
+            // Through the spool first: it waits for a background checkpoint that may still be running,
+            // which would make a checkpoint from another connection fail busy.
+            try await spool.checkpoint()
             try checkpointAndClose(directory)
             // Page 2 onwards holds the tables' b-tree pages; scribble over a stretch of them.
             var random = SeededRandom(seed: 7)

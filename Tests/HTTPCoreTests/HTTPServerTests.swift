@@ -267,6 +267,40 @@ struct HTTPServerTests {
         #expect(calls.load(ordering: .relaxed) <= bodyFailures.count)
     }
 
+    /// What a handler does with a body error it caught: swallow it and answer 200, or wrap it in an
+    /// error of its own (which would be a 500).
+    enum BodyErrorHandling: String, CaseIterable, Sendable {
+        case swallows, wraps
+    }
+
+    @Test(arguments: BodyErrorHandling.allCases)
+    func malformedChunkedBodyInAStartedHandlerAnswers400AndCloses(handling: BodyErrorHandling) async throws {
+        struct Wrapped: Error {}
+        let (started, startedContinuation) = AsyncStream.makeStream(of: Void.self)
+        let handler = HTTPClosureResponder { request, _ in
+            var iterator = request.body.makeAsyncIterator()
+            do {
+                _ = try await iterator.next()  // the valid first chunk: the handler is running
+                startedContinuation.yield()
+                while try await iterator.next() != nil {}
+            } catch {
+                if handling == .wraps { throw Wrapped() }
+            }
+            return HTTPResponse(text: "handler finished")
+        }
+        try await withServer(responder: handler) { _, address in
+            let client = try await RawClient.connect(address)
+            try await client.send("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            var waiting = started.makeAsyncIterator()
+            _ = await waiting.next()
+            try await client.send("zz\r\nnot a chunk size\r\n")
+            let response = try await client.readResponse()
+            #expect(response.status == 400)
+            #expect(response.headers["connection"] == "close")
+            #expect(try await client.isClosedByServer())
+        }
+    }
+
     @Test func handlersCanRunOnTheEventLoop() async throws {
         let mixed = HTTPClosureResponder { request, context in
             if request.path == "/stream" {

@@ -206,6 +206,7 @@ package final class Spool: Sendable {
             return queue.waiters.take()
         }
         guard !waiters.isEmpty else { return }
+        keepWALInsideCap()
         let results = store.value.commit(waiters.map(\.write))
         for (waiter, result) in zip(waiters, results) {
             waiter.continuation.resume(returning: result)
@@ -228,6 +229,17 @@ package final class Spool: Sendable {
             _ = try? database.checkpoint(.passive)
             isCheckpointing.store(false, ordering: .releasing)
         }
+    }
+
+    /// With a byte cap, a WAL past its share is checkpointed here, before the commit that would grow
+    /// it further: after waiting for a running background checkpoint (short, the WAL is small), so
+    /// that this one is not refused as busy. Runs on the writer's queue.
+    private func keepWALInsideCap() {
+        guard let limit = store.value.capWALBytes,
+            SQLiteDatabase.fileSizes(ofDatabaseAt: configuration.databasePath).wal > limit
+        else { return }
+        checkpointer?.runBlocking { _ in }
+        store.value.checkpointPassively()
     }
 
     private static func validate(seriesKeys: [String], readings: [Reading]) throws(SpoolError) {

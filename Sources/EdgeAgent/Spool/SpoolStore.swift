@@ -47,7 +47,16 @@ final class SpoolStore {
     private(set) var transactionReadings: Int
     /// WAL size at which the spool asks its second connection for a background checkpoint, so that
     /// checkpoints (and their fsyncs of the main file) stay off the commit path.
-    private(set) var backgroundCheckpointBytes: Int64 = 1 << 20
+    private(set) var backgroundCheckpointBytes: Int64 = uncappedBackgroundCheckpointBytes
+    /// With a byte cap: the WAL size past which the writer checkpoints before its next commit, even if
+    /// that means waiting for a background checkpoint (which would make its own autocheckpoint fail
+    /// busy, letting the WAL outgrow its share of the cap).
+    private(set) var capWALBytes: Int64?
+    /// Without a byte cap: the WAL size at which the writer checkpoints itself (and to which the WAL
+    /// is truncated when it restarts).
+    static let uncappedWALBytes: Int64 = 1 << 20
+    /// Without a byte cap: the WAL size from which the second connection checkpoints in the background.
+    static let uncappedBackgroundCheckpointBytes: Int64 = 256 << 10
 
     /// Opens the spool tables on `database`, creating them when the file is new.
     /// - Throws: `SpoolError` `.damaged` when the file fails `quick_check` or is not a spool,
@@ -193,11 +202,17 @@ final class SpoolStore {
     /// Turns the byte cap into page and WAL limits: the WAL gets a quarter, checkpointed at half of that.
     private func applyLimits() throws {
         guard let maxBytes = configuration.maxBytes else {
-            // Checkpoints run in the background from 1 MiB. Under a steady stream of commits they never
-            // quite catch up, so the WAL could not restart; at 4 MiB the writer's own autocheckpoint
-            // finishes the (by then small) remainder, and the next commit reuses the WAL from its start.
-            try database.execute("PRAGMA wal_autocheckpoint = 1024")
-            try database.execute("PRAGMA journal_size_limit = \(4 << 20)")
+            // The WAL is part of what the spool holds on disk, and on a small spool it is most of it: keep
+            // it near 1 MiB. Checkpoints run in the background from `uncappedBackgroundCheckpointBytes`;
+            // under a steady stream of commits they never quite catch up, so the WAL could not restart.
+            // At `uncappedWALBytes` the writer's own autocheckpoint finishes the (by then small)
+            // remainder, the next commit reuses the WAL from its start, and `journal_size_limit`
+            // truncates whatever grew beyond it.
+            let walBytes = Self.uncappedWALBytes
+            let pageSize = try database.pragmaInteger("page_size") ?? 4096
+            try database.execute("PRAGMA wal_autocheckpoint = \(max(8, walBytes / (pageSize + 24)))")
+            try database.execute("PRAGMA journal_size_limit = \(walBytes)")
+            backgroundCheckpointBytes = Self.uncappedBackgroundCheckpointBytes
             return
         }
         let pageSize = try database.pragmaInteger("page_size") ?? 4096
@@ -206,6 +221,7 @@ final class SpoolStore {
         try database.execute("PRAGMA wal_autocheckpoint = \(checkpointPages)")
         try database.execute("PRAGMA journal_size_limit = \(walBudget / 2)")
         backgroundCheckpointBytes = walBudget / 4
+        capWALBytes = walBudget * 5 / 8
         // Room for the -shm index (32 KiB) and slack.
         let relaxed = (maxBytes - walBudget - 64 * 1024) / pageSize
         let normal = max(relaxed - 8, 1)
@@ -445,6 +461,12 @@ final class SpoolStore {
     }
 
     private struct CompactionSkipped: Error {}
+
+    /// Copies the WAL into the database file so the next commit restarts it; failures (busy) leave
+    /// the frames for the next attempt.
+    func checkpointPassively() {
+        _ = try? database.checkpoint(.passive)
+    }
 
     /// Copies the WAL into the database file and truncates it (clean shutdown, benchmarks).
     func checkpointAndTruncate() throws {
