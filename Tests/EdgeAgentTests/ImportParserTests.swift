@@ -1,4 +1,5 @@
 import EdgeAgent
+import EdgeSyncProtocol
 import Foundation
 import Testing
 
