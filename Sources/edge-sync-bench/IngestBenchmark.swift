@@ -25,6 +25,14 @@ enum IngestBenchmark: BenchmarkScenario {
     }
 
     nonisolated(unsafe) static var storage = SQLiteReadingStore.Configuration()
+    /// `--without-query-index`: drop the (series_id, timestamp) index after the schema is created, to
+    /// measure what the query index costs ingest in one binary under the same load.
+    nonisolated(unsafe) static var dropsQueryIndex = false
+
+    static func dropQueryIndexIfAsked(databasePath: String) throws {
+        guard dropsQueryIndex else { return }
+        try SQLiteDatabase(path: databasePath).execute("DROP INDEX IF EXISTS readings_by_series_time")
+    }
 
     static func run(_ benchmarkOptions: BenchmarkOptions) async throws {
         var options = Options()
@@ -58,6 +66,8 @@ enum IngestBenchmark: BenchmarkScenario {
         options.skipsHTTP = arguments.contains("--store-only")
         options.storage.checkpointsInBackground = !arguments.contains("--inline-checkpoints")
         storage = options.storage
+        dropsQueryIndex = arguments.contains("--without-query-index")
+        if dropsQueryIndex { print("without the query index (readings_by_series_time dropped)") }
 
         let datasets: [RealDataset]
         do {
@@ -188,6 +198,7 @@ enum IngestBenchmark: BenchmarkScenario {
         var configuration = storage
         configuration.synchronous = synchronous
         let store = try SQLiteReadingStore(path: path, configuration: configuration)
+        try dropQueryIndexIfAsked(databasePath: path)
         let start = ContinuousClock.now
         var stored = 0
         for round in 0..<(workloads.first?.count ?? 0) {
@@ -208,6 +219,7 @@ enum IngestBenchmark: BenchmarkScenario {
         configuration.storage.synchronous = synchronous
         let service = try CollectorService(configuration: configuration)
         let database = try SQLiteDatabase(path: configuration.databasePath)
+        try dropQueryIndexIfAsked(databasePath: configuration.databasePath)
         var tokens: [String] = []
         for gateway in frames.indices {
             tokens.append(try TokenStore.add(device: "gateway-\(gateway)", in: database, now: 0).text)

@@ -8,6 +8,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     SpoolBenchmark.self,
     TransportBenchmark.self,
     ReplayBenchmark.self,
+    QueryBenchmark.self,
 ]
 
 @MainActor func usage() -> String {
