@@ -67,6 +67,7 @@ enum IngestBenchmark: BenchmarkScenario {
         options.storage.checkpointsInBackground = !arguments.contains("--inline-checkpoints")
         storage = options.storage
         dropsQueryIndex = arguments.contains("--without-query-index")
+        let roundsByIndex = arguments.contains("--rounds-by-index")
         if dropsQueryIndex { print("without the query index (readings_by_series_time dropped)") }
 
         let datasets: [RealDataset]
@@ -91,7 +92,12 @@ enum IngestBenchmark: BenchmarkScenario {
                 batch.device = "gateway-\(gateway)"
                 batch.stream = 0xB0B0_0000_0000_0000 + UInt64(gateway)
                 batch.firstSequence = UInt64(index * options.batchSize + 1)
-                let shift = Int64(index / templates.count) * 86_400_000_000_000 * 400
+                // A new round starts each time this gateway wraps around to the first template, so
+                // each of its series moves forward in time as a real gateway's do (`--rounds-by-index`:
+                // the earlier workload, where gateways 1… wrap to older readings within a round and
+                // index inserts land mid-series).
+                let round = roundsByIndex ? index / templates.count : (gateway + index) / templates.count
+                let shift = Int64(round) * 86_400_000_000_000 * 400
                 for position in batch.readings.indices { batch.readings[position].timestamp += shift }
                 batches.append(batch)
             }

@@ -16,6 +16,7 @@ enum QueryBenchmark: BenchmarkScenario {
 
     static func run(_ options: BenchmarkOptions) async throws {
         let readings = SpoolBenchmark.intOption(options, "--readings") ?? 10_000_000
+        IngestBenchmark.dropsQueryIndex = options.arguments.contains("--without-query-index")
         let formatIndex = options.arguments.firstIndex(of: "--format")
         let format = formatIndex.flatMap { $0 + 1 < options.arguments.count ? options.arguments[$0 + 1] : nil } ?? "csv"
         let collector = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -31,6 +32,10 @@ enum QueryBenchmark: BenchmarkScenario {
         let fillStart = ContinuousClock.now
         try fill(databasePath: directory + "/" + CollectorSchema.databaseFileName, readings: readings)
         let fillSeconds = SpoolBenchmark.seconds(ContinuousClock.now - fillStart)
+        if options.arguments.contains("--fill-only") {
+            print("fill: \(SpoolBenchmark.grouped(Double(readings) / fillSeconds)) readings/s")
+            return
+        }
         let databaseBytes = SQLiteDatabase.fileSizes(
             ofDatabaseAt: directory + "/" + CollectorSchema.databaseFileName
         ).total
@@ -78,6 +83,7 @@ enum QueryBenchmark: BenchmarkScenario {
         var configuration = SQLiteReadingStore.Configuration()
         configuration.synchronous = .normal
         let store = try SQLiteReadingStore(path: databasePath, configuration: configuration)
+        try IngestBenchmark.dropQueryIndexIfAsked(databasePath: databasePath)
         let start: Int64 = 1_700_000_000_000_000_000
         var stored = 0
         while stored < readings {

@@ -310,29 +310,59 @@ package final class SQLiteReadingStore: ReadingStore {
         let rows = Self.rowsPerInsert
         let many = try db.statement(Self.insertSQL(rows: rows))
         let one = try db.statement(Self.insertSQL(rows: 1))
-        var index = start
+        let order = try Self.groupedBySeries(batch.readings, start..<end, seriesCount: ids.count)
+        var index = 0
         try batch.readings.withUnsafeBufferPointer { readings in
-            while end - index >= rows {
-                var parameter: Int32 = 1
-                for offset in index..<index + rows {
-                    try bind(
-                        readings[offset], stream: streamReference, seq: Int64(batch.firstSequence) + Int64(offset), ids,
-                        many, &parameter)
+            try order.withUnsafeBufferPointer { order in
+                while order.count - index >= rows {
+                    var parameter: Int32 = 1
+                    for position in order[index..<index + rows] {
+                        try bind(
+                            readings[position], stream: streamReference,
+                            seq: Int64(batch.firstSequence) + Int64(position), ids, many, &parameter)
+                    }
+                    try many.step()
+                    many.reset()
+                    index += rows
                 }
-                try many.step()
-                many.reset()
-                index += rows
-            }
-            while index < end {
-                var parameter: Int32 = 1
-                try bind(
-                    readings[index], stream: streamReference, seq: Int64(batch.firstSequence) + Int64(index), ids, one,
-                    &parameter)
-                try one.step()
-                one.reset()
-                index += 1
+                while index < order.count {
+                    var parameter: Int32 = 1
+                    let position = order[index]
+                    try bind(
+                        readings[position], stream: streamReference,
+                        seq: Int64(batch.firstSequence) + Int64(position), ids, one, &parameter)
+                    try one.step()
+                    one.reset()
+                    index += 1
+                }
             }
         }
+    }
+
+    /// The positions `range` of `readings`, grouped by series and in sequence order within each.
+    ///
+    /// Rows are inserted in this order so consecutive entries of the (series_id, timestamp) index
+    /// land next to each other: SQLite then finds the leaf for the next entry where its cursor
+    /// already is instead of descending the tree for every row, which interleaved series force.
+    /// reading_id order within a batch carries no meaning (decision 0004), so nothing else changes.
+    static func groupedBySeries(_ readings: [Reading], _ range: Range<Int>, seriesCount: Int) throws -> [Int] {
+        var counts = [Int](repeating: 0, count: seriesCount + 1)
+        for position in range {
+            let series = readings[position].series
+            guard series >= 0, series < seriesCount else {
+                throw CollectorStorageError("reading refers to series \(series) of \(seriesCount)")
+            }
+            counts[series + 1] += 1
+        }
+        if counts[1] == range.count { return Array(range) }  // one series: already grouped
+        for series in 0..<seriesCount { counts[series + 1] += counts[series] }
+        var order = [Int](repeating: 0, count: range.count)
+        for position in range {
+            let series = readings[position].series
+            order[counts[series]] = position
+            counts[series] += 1
+        }
+        return order
     }
 
     @inline(__always)
