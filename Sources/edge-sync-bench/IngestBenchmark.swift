@@ -63,6 +63,11 @@ enum IngestBenchmark: BenchmarkScenario {
         {
             options.storage.walAutocheckpointPages = value
         }
+        if let flag = arguments.firstIndex(of: "--cache-kib"), flag + 1 < arguments.count,
+            let value = Int(arguments[flag + 1])
+        {
+            options.storage.cacheKiB = value
+        }
         options.skipsHTTP = arguments.contains("--store-only")
         options.storage.checkpointsInBackground = !arguments.contains("--inline-checkpoints")
         storage = options.storage
