@@ -22,7 +22,8 @@ enum QueryBenchmark: BenchmarkScenario {
         let collector = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("cloud-collector").path
         guard FileManager.default.isExecutableFile(atPath: collector) else {
-            throw BenchmarkError("\(collector) is missing: build it first (swift build -c release --product cloud-collector)")
+            throw BenchmarkError(
+                "\(collector) is missing: build it first (swift build -c release --product cloud-collector)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("query-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -68,7 +69,8 @@ enum QueryBenchmark: BenchmarkScenario {
             "readings", "format", "fill readings/s", "seconds", "readings/s", "MB/s", "database", "collector RSS idle",
             "collector peak RSS")
         table.append(
-            String(rows), format, SpoolBenchmark.grouped(Double(readings) / fillSeconds), SpoolBenchmark.format(elapsed, 2),
+            String(rows), format, SpoolBenchmark.grouped(Double(readings) / fillSeconds),
+            SpoolBenchmark.format(elapsed, 2),
             SpoolBenchmark.grouped(Double(rows) / elapsed),
             SpoolBenchmark.format(Double(received.bytes) / elapsed / 1_048_576, 1),
             SpoolBenchmark.format(Double(databaseBytes) / 1_048_576, 0) + " MB",
@@ -92,7 +94,8 @@ enum QueryBenchmark: BenchmarkScenario {
                 device: "bench-gateway", stream: 42, firstSequence: UInt64(stored + 1), seriesKeys: [seriesKey],
                 readings: (stored..<stored + count).map { index in
                     Reading(
-                        series: 0, timestamp: start + Int64(index) * 1_000_000_000, value: Double(index % 4000) / 100 - 10
+                        series: 0, timestamp: start + Int64(index) * 1_000_000_000,
+                        value: Double(index % 4000) / 100 - 10
                     )
                 }, sentAt: start)
             stored += try store.store([batch], receivedAt: start).outcomes[0].accepted
@@ -117,7 +120,8 @@ enum StreamingCount {
         }
         guard connected == 0 else { throw BenchmarkError("connect: errno \(errno)") }
         let request = Array(
-            "GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n".utf8)
+            "GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
+                .utf8)
         guard request.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, 0) }) == request.count else {
             throw BenchmarkError("send failed")
         }

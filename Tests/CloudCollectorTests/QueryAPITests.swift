@@ -71,7 +71,12 @@ struct QueryAPITests {
         var device: String
         var series: String
         var readings: [Row]
-        var next_cursor: String?
+        var nextCursor: String?
+
+        enum CodingKeys: String, CodingKey {
+            case device, series, readings
+            case nextCursor = "next_cursor"
+        }
     }
 
     struct Row: Decodable {
@@ -80,7 +85,10 @@ struct QueryAPITests {
         var stream: String
         var seq: Int64
 
-        enum CodingKeys: String, CodingKey { case timestamp, value, stream, seq, value_bits }
+        enum CodingKeys: String, CodingKey {
+            case timestamp, value, stream, seq
+            case valueBits = "value_bits"
+        }
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -91,7 +99,7 @@ struct QueryAPITests {
                 value = number
             } else {
                 let text = try container.decode(String.self, forKey: .value)
-                if let bits = try container.decodeIfPresent(String.self, forKey: .value_bits) {
+                if let bits = try container.decodeIfPresent(String.self, forKey: .valueBits) {
                     value = Double(bitPattern: UInt64(bits, radix: 16) ?? 0)
                 } else {
                     value = text == "inf" ? .infinity : (text == "-inf" ? -.infinity : .nan)
@@ -122,7 +130,7 @@ struct QueryAPITests {
             #expect(response.header("transfer-encoding") == "chunked")
             #expect(response.header("x-next-cursor") == nil)
             let page = try page(response)
-            #expect(page.device == "gateway-1" && page.series == Self.keys[0] && page.next_cursor == nil)
+            #expect(page.device == "gateway-1" && page.series == Self.keys[0] && page.nextCursor == nil)
             #expect(page.readings.allSatisfy { $0.stream == String(0xABCD) })
             #expect(triples(page).elementsEqual(Self.bits(Self.expectedSeries0), by: ==))
         }
@@ -145,10 +153,14 @@ struct QueryAPITests {
             }
             // One nanosecond either side of an edge.
             let justAfter = try page(
-                try await get(collector, Self.series0 + "&from=\(Self.base + 3 * Self.second + 1)&to=\(Self.base + 4 * Self.second)"))
+                try await get(
+                    collector,
+                    Self.series0 + "&from=\(Self.base + 3 * Self.second + 1)&to=\(Self.base + 4 * Self.second)"))
             #expect(justAfter.readings.isEmpty)
             let justBefore = try page(
-                try await get(collector, Self.series0 + "&from=\(Self.base + 3 * Self.second)&to=\(Self.base + 3 * Self.second + 1)"))
+                try await get(
+                    collector,
+                    Self.series0 + "&from=\(Self.base + 3 * Self.second)&to=\(Self.base + 3 * Self.second + 1)"))
             #expect(justBefore.readings.map(\.seq) == [7, 8])
         }
     }
@@ -190,8 +202,8 @@ struct QueryAPITests {
                 pages += 1
                 #expect(page.readings.count <= limit)
                 collected += triples(page)
-                #expect(response.header("x-next-cursor") == page.next_cursor)
-                guard let cursor = page.next_cursor else {
+                #expect(response.header("x-next-cursor") == page.nextCursor)
+                guard let cursor = page.nextCursor else {
                     #expect(response.header("link") == nil)
                     break
                 }
@@ -234,7 +246,9 @@ struct QueryAPITests {
             let odd = try await get(
                 collector, "/v1/readings?device=gateway-1&format=lp&series=" + Self.encoded(Self.keys[1]))
             #expect(odd.header("content-type") == "text/plain; charset=utf-8")
-            let expected = (0..<5).map { "odd\\ name,tag=x\\=y value=\(1.5 + Double($0)) \(Self.base + Int64($0) * Self.second)\n" }
+            let expected = (0..<5).map {
+                "odd\\ name,tag=x\\=y value=\(1.5 + Double($0)) \(Self.base + Int64($0) * Self.second)\n"
+            }
             #expect(odd.text == expected.joined())
 
             let lines = try await get(collector, Self.series0 + "&format=lp").text.split(separator: "\n")
@@ -337,14 +351,16 @@ struct QueryAPITests {
             // Stream 7: 1...10 and 21...30 arrive (11...20 missing), 31...35 dropped at the edge,
             // 36...40 arrive. The gateway's clock runs 2 s behind, then 4 s behind.
             try await post(batch(1, 10, sentAt: Self.base + 98 * Self.second) { Self.base + Int64($0) * Self.second })
-            try await post(batch(21, 10, sentAt: Self.base + 98 * Self.second) { Self.base + Int64(20 + $0) * Self.second })
+            try await post(
+                batch(21, 10, sentAt: Self.base + 98 * Self.second) { Self.base + Int64(20 + $0) * Self.second })
             let report = DroppedRangesReport(device: "gateway-1", stream: 7, dropped: [SequenceRange(31, 35)])
             let dropped = try await collector.post(
                 ProtocolPath.droppedRanges, body: Array(try JSONEncoder().encode(report)), token: tokens["gateway-1"],
                 contentType: "application/json")
             try #require(dropped.status == 200)
             now.withLock { $0 = Self.base + 200 * Self.second }
-            try await post(batch(36, 5, sentAt: Self.base + 196 * Self.second) { Self.base + Int64(35 + $0) * Self.second })
+            try await post(
+                batch(36, 5, sentAt: Self.base + 196 * Self.second) { Self.base + Int64(35 + $0) * Self.second })
 
             // gateway-2: a clock without RTC (1970) and one reading an hour ahead.
             try await post(
@@ -399,7 +415,9 @@ struct QueryAPITests {
 
     @Test func queryEndpointsNeedTheOperatorToken() async throws {
         try await Self.withKnownData { collector, tokens in
-            for path in ["/v1/series", Self.series0, "/v1/devices", "/v1/aggregate?device=a&series=b&from=1&to=2&step=1"] {
+            for path in [
+                "/v1/series", Self.series0, "/v1/devices", "/v1/aggregate?device=a&series=b&from=1&to=2&step=1",
+            ] {
                 for token in [nil, "wrong-token-0123456789", tokens["gateway-1"]] {
                     let response = try await collector.get(path, token: token)
                     #expect(response.status == 401, "\(path) with \(token ?? "no token")")
@@ -421,7 +439,9 @@ struct QueryAPITests {
             #expect(response.status == 403)
             let body = try JSONDecoder().decode(ErrorBody.self, from: Data(response.body))
             #expect(body.error == "query_api_disabled")
-            #expect(body.message.contains("--operator-token-file") && body.message.contains("CLOUD_COLLECTOR_OPERATOR_TOKEN"))
+            #expect(
+                body.message.contains("--operator-token-file")
+                    && body.message.contains("CLOUD_COLLECTOR_OPERATOR_TOKEN"))
         }
     }
 
@@ -464,7 +484,7 @@ struct QueryAPITests {
             let aggregate = "/v1/aggregate?device=gateway-1&series=" + Self.encoded(Self.keys[0])
             let otherCursor = try page(
                 try await get(collector, "/v1/readings?device=gateway-1&limit=1&series=" + Self.encoded(Self.keys[1]))
-            ).next_cursor
+            ).nextCursor
             cases += [
                 (series + "&cursor=garbage!", "invalid_cursor"),
                 (series + "&cursor=MTpub3Q", "invalid_cursor"),

@@ -8,21 +8,22 @@ import Testing
 /// The pieces under the query API without HTTP: timestamp parsing, the devices report, the schema
 /// upgrade; and the operator token settings of the real binary.
 struct QuerySupportTests {
-    @Test(arguments: [
-        ("1700000000000000000", 1_700_000_000_000_000_000),
-        ("-5", -5),
-        ("1970-01-01T00:00:00Z", 0),
-        ("2023-11-14T22:13:20Z", 1_700_000_000_000_000_000),
-        ("2023-11-14t22:13:20z", 1_700_000_000_000_000_000),
-        ("2023-11-14 22:13:20Z", 1_700_000_000_000_000_000),
-        ("2023-11-14T22:13:20.5Z", 1_700_000_000_500_000_000),
-        ("2023-11-14T22:13:20.000000001Z", 1_700_000_000_000_000_001),
-        ("2023-11-14T23:43:20+01:30", 1_700_000_000_000_000_000),
-        ("2023-11-14T20:13:20-02:00", 1_700_000_000_000_000_000),
-        ("2024-02-29T00:00:00Z", 1_709_164_800_000_000_000),
-        ("1969-12-31T23:59:59.999999999Z", -1),
-        ("1900-01-01T00:00:00Z", -2_208_988_800_000_000_000),
-    ] as [(String, Int64)])
+    @Test(
+        arguments: [
+            ("1700000000000000000", 1_700_000_000_000_000_000),
+            ("-5", -5),
+            ("1970-01-01T00:00:00Z", 0),
+            ("2023-11-14T22:13:20Z", 1_700_000_000_000_000_000),
+            ("2023-11-14t22:13:20z", 1_700_000_000_000_000_000),
+            ("2023-11-14 22:13:20Z", 1_700_000_000_000_000_000),
+            ("2023-11-14T22:13:20.5Z", 1_700_000_000_500_000_000),
+            ("2023-11-14T22:13:20.000000001Z", 1_700_000_000_000_000_001),
+            ("2023-11-14T23:43:20+01:30", 1_700_000_000_000_000_000),
+            ("2023-11-14T20:13:20-02:00", 1_700_000_000_000_000_000),
+            ("2024-02-29T00:00:00Z", 1_709_164_800_000_000_000),
+            ("1969-12-31T23:59:59.999999999Z", -1),
+            ("1900-01-01T00:00:00Z", -2_208_988_800_000_000_000),
+        ] as [(String, Int64)])
     func timestampsParse(text: String, nanoseconds: Int64) {
         #expect(Timestamp.parse(text) == nanoseconds)
     }
@@ -55,7 +56,10 @@ struct QuerySupportTests {
 
     @Test func aStreamWithNothingKnownHasNoCompleteness() {
         let report = DevicesReport(
-            streams: [StreamFacts(device: "d", stream: 1, received: SequenceRangeSet(), dropped: SequenceRangeSet(), lastSeen: nil)],
+            streams: [
+                StreamFacts(
+                    device: "d", stream: 1, received: SequenceRangeSet(), dropped: SequenceRangeSet(), lastSeen: nil)
+            ],
             now: 0)
         #expect(report.devices[0].completeness == nil && report.devices[0].streams[0].lagSeconds == nil)
     }
@@ -156,7 +160,8 @@ struct OperatorTokenSettingsTests {
             let (open, closed) = try await onDedicatedThread {
                 let client = BlockingHTTPClient(port: port)
                 defer { client.close() }
-                let open = try client.send(method: "GET", path: "/v1/devices", headers: [("Authorization", "Bearer \(token)")])
+                let open = try client.send(
+                    method: "GET", path: "/v1/devices", headers: [("Authorization", "Bearer \(token)")])
                 let closed = try client.send(method: "GET", path: "/v1/devices")
                 return (open, closed)
             }

@@ -20,7 +20,8 @@ package struct OperatorAuthenticator: Sendable {
             throw CollectorError(
                 .forbidden, "query_api_disabled",
                 "no operator token is configured; start the collector with --operator-token-file FILE,"
-                    + " the config key \"operator_token_file\" or the environment variable CLOUD_COLLECTOR_OPERATOR_TOKEN")
+                    + " the config key \"operator_token_file\" or the environment variable CLOUD_COLLECTOR_OPERATOR_TOKEN"
+            )
         }
         guard let header else {
             throw Self.unauthorized("missing Authorization: Bearer <operator token>")

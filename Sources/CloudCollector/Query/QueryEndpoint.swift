@@ -171,7 +171,8 @@ package final class QueryEndpoint: Sendable {
         let to = try parameters.timestamp("to") ?? .max
         guard from <= to else {
             throw CollectorError(
-                .badRequest, "invalid_range", "\"from\" (\(from)) is after \"to\" (\(to)); from is inclusive, to exclusive")
+                .badRequest, "invalid_range",
+                "\"from\" (\(from)) is after \"to\" (\(to)); from is inclusive, to exclusive")
         }
         guard let series = try await queries.series(device: device, key: key) else {
             throw CollectorError(

@@ -40,7 +40,8 @@ package struct QueryParameters: Sendable {
         guard let value = Int(text), range.contains(value) else {
             throw CollectorError(
                 .badRequest, "invalid_parameter",
-                "parameter \"\(name)\" must be an integer in \(range.lowerBound)...\(range.upperBound), not \"\(text.clipped)\"")
+                "parameter \"\(name)\" must be an integer in \(range.lowerBound)...\(range.upperBound), not \"\(text.clipped)\""
+            )
         }
         return value
     }
@@ -65,9 +66,11 @@ package struct QueryParameters: Sendable {
             switch byte {
             case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
             case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(Self.hexValue), let low = iterator.next().flatMap(Self.hexValue)
+                guard let high = iterator.next().flatMap(Self.hexValue),
+                    let low = iterator.next().flatMap(Self.hexValue)
                 else {
-                    throw CollectorError(.badRequest, "malformed_query", "\(what): a % must be followed by two hex digits")
+                    throw CollectorError(
+                        .badRequest, "malformed_query", "\(what): a % must be followed by two hex digits")
                 }
                 bytes.append(high << 4 | low)
             default: bytes.append(byte)
@@ -153,7 +156,8 @@ package enum Timestamp {
             return nil
         }
         guard index == bytes.count else { return nil }
-        let seconds = daysSinceEpoch(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
+        let seconds =
+            daysSinceEpoch(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
             - offsetSeconds
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         guard !overflow else { return nil }

@@ -172,7 +172,9 @@ package final class SQLiteReadingQueries: ReadingQueries {
             try select.bind(step, at: 4)
             var buckets: [AggregateBucket] = []
             while try select.step() {
-                func optional(_ column: Int32) -> Double? { select.isNull(at: column) ? nil : select.double(at: column) }
+                func optional(_ column: Int32) -> Double? {
+                    select.isNull(at: column) ? nil : select.double(at: column)
+                }
                 buckets.append(
                     AggregateBucket(
                         start: from + select.int64(at: 0) * step, count: select.int64(at: 1), min: optional(2),

@@ -139,7 +139,8 @@ package final class SQLiteReadingStore: ReadingStore {
                 for range in decision.newRanges {
                     try insertReadings(batch, range: range, seriesIDs: ids, streamReference: reference, in: db)
                 }
-                try updateStats(batch, newRanges: decision.newRanges, streamReference: reference, receivedAt: receivedAt, in: db)
+                try updateStats(
+                    batch, newRanges: decision.newRanges, streamReference: reference, receivedAt: receivedAt, in: db)
             }
             for (reference, state) in working where state.ranges != state.original {
                 try writeRanges(reference, from: state.original, to: state.ranges, receivedAt: receivedAt, in: db)
