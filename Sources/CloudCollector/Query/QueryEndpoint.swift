@@ -149,7 +149,7 @@ package final class QueryEndpoint: Sendable {
         return try Self.json(
             AggregateAnswer(
                 device: series.device, series: series.key, from: from, to: to, step: step,
-                buckets: rows.map(AggregateAnswer.Bucket.init)))
+                buckets: rows))
     }
 
     package func devices(_ request: HTTPRequest) async throws -> HTTPResponse {
@@ -228,31 +228,5 @@ package struct AggregateAnswer: Sendable, Hashable, Codable {
     package var from: Int64
     package var to: Int64
     package var step: Int64
-    package var buckets: [Bucket]
-
-    package struct Bucket: Sendable, Hashable, Codable {
-        package var start: Int64
-        package var count: Int64
-        package var min: Double?
-        package var max: Double?
-        package var mean: Double?
-
-        // Explicit nulls: every bucket has the same keys.
-        package func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(start, forKey: .start)
-            try container.encode(count, forKey: .count)
-            try container.encode(min, forKey: .min)
-            try container.encode(max, forKey: .max)
-            try container.encode(mean, forKey: .mean)
-        }
-
-        init(_ bucket: AggregateBucket) {
-            start = bucket.start
-            count = bucket.count
-            min = bucket.min
-            max = bucket.max
-            mean = bucket.mean
-        }
-    }
+    package var buckets: [AggregateBucket]
 }

@@ -80,7 +80,7 @@ package struct QueriedReading: Sendable, Hashable {
 
 /// What one time bucket of `/v1/aggregate` holds. `min`, `max` and `mean` leave out NaN readings
 /// (they are counted) and are `nil` when the bucket holds only NaNs.
-package struct AggregateBucket: Sendable, Hashable {
+package struct AggregateBucket: Sendable, Hashable, Codable {
     /// Start of the bucket, nanoseconds since the epoch: `from + k * step`.
     package var start: Int64
     package var count: Int64
@@ -94,6 +94,16 @@ package struct AggregateBucket: Sendable, Hashable {
         self.min = min
         self.max = max
         self.mean = mean
+    }
+
+    // Explicit nulls: every bucket has the same keys.
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(start, forKey: .start)
+        try container.encode(count, forKey: .count)
+        try container.encode(min, forKey: .min)
+        try container.encode(max, forKey: .max)
+        try container.encode(mean, forKey: .mean)
     }
 }
 

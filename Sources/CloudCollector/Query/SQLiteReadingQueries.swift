@@ -1,27 +1,20 @@
 import EdgeSyncProtocol
 import EdgeSyncSQLite
-import Synchronization
 
 /// `ReadingQueries` on read-only connections to the collector's SQLite database, each owned by its
 /// own serial queue, so queries never wait for the writer (WAL readers see the last commit) and
 /// never block it. Every call steps its statements to the end or resets them before returning, so
 /// no read transaction stays open between calls.
 package final class SQLiteReadingQueries: ReadingQueries {
-    private let readers: [SQLiteConnectionQueue]
-    private let nextReader = Atomic<Int>(0)
+    private let readers: SQLiteReaderPool
 
     /// Opens `connections` read-only connections to the database at `path` (which must exist).
     package init(databasePath path: String, connections: Int = 2) throws {
-        var configuration = SQLiteDatabase.Configuration()
-        configuration.isReadOnly = true
-        readers = try (0..<max(1, connections)).map { index in
-            try SQLiteConnectionQueue(path: path, configuration: configuration, label: "cloud-collector.query.\(index)")
-        }
+        readers = try SQLiteReaderPool(path: path, count: connections, label: "cloud-collector.query")
     }
 
     private func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteDatabase) throws -> T) async throws -> T {
-        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
-        return try await readers[abs(index % readers.count)].run(body)
+        try await readers.run(body)
     }
 
     package func series(device: String?, prefix: String, limit: Int) async throws -> [SeriesSummary] {
