@@ -44,9 +44,15 @@ struct QueryAPITests {
 
     static func withKnownData<T>(
         now: @escaping @Sendable () -> Int64 = { base + 100 * second },
+        configure: @escaping (inout CollectorService.Configuration) -> Void = { _ in },
         _ body: (RunningCollector, [String: String]) async throws -> T
     ) async throws -> T {
-        try await RunningCollector.with(configure: { $0.operatorToken = operatorToken }, now: now) {
+        try await RunningCollector.with(
+            configure: { configuration in
+                configuration.operatorToken = operatorToken
+                configure(&configuration)
+            }, now: now
+        ) {
             collector, tokens in
             let response = try await collector.post(
                 ProtocolPath.batches, body: try BatchEncoder().encode(knownBatch()), token: tokens["gateway-1"])
@@ -215,6 +221,55 @@ struct QueryAPITests {
             }
             #expect(pages == (50 + limit - 1) / limit)
             #expect(collected.elementsEqual(Self.bits(Self.expectedSeries0), by: ==))
+        }
+    }
+
+    /// Tiny fetches and chunks: a page is many database steps and many chunks, with fetch
+    /// boundaries inside runs of equal timestamps.
+    @Test(arguments: [1, 7, 50])
+    func smallFetchesAndChunksStreamTheSameReadings(limit: Int) async throws {
+        try await Self.withKnownData(configure: { configuration in
+            configuration.query.readingsPerFetch = 3
+            configuration.query.chunkBytes = 16
+        }) { collector, _ in
+            var collected: [(Int64, Int64, UInt64)] = []
+            var target = Self.series0 + "&limit=\(limit)"
+            while true {
+                let page = try page(try await get(collector, target))
+                collected += triples(page)
+                guard let cursor = page.nextCursor else { break }
+                target = Self.series0 + "&limit=\(limit)&cursor=\(cursor)"
+            }
+            #expect(collected.elementsEqual(Self.bits(Self.expectedSeries0), by: ==))
+            let csv = try await get(collector, Self.series0 + "&format=csv")
+            #expect(csv.text.split(separator: "\n").count == 51)
+        }
+    }
+
+    /// Readings committed while a client pages through a series appear once, on a later page,
+    /// when they sort after the cursor; the pages already fetched are not repeated.
+    @Test func readingsArrivingWhilePagingAppearExactlyOnce() async throws {
+        try await Self.withKnownData { collector, tokens in
+            let first = try page(try await get(collector, Self.series0 + "&limit=20"))
+            let cursor = try #require(first.nextCursor)
+            // 10 more readings of series 0, stamped after everything stored.
+            let later = Batch(
+                device: "gateway-1", stream: 0xABCD, firstSequence: 56, seriesKeys: Self.keys,
+                readings: (0..<10).map {
+                    Reading(series: 0, timestamp: Self.base + Int64(100 + $0) * Self.second, value: Double($0))
+                })
+            let posted = try await collector.post(
+                ProtocolPath.batches, body: try BatchEncoder().encode(later), token: tokens["gateway-1"])
+            try #require(posted.status == 200)
+            var collected = first.readings.map(\.seq)
+            var target = Self.series0 + "&limit=20&cursor=\(cursor)"
+            while true {
+                let page = try page(try await get(collector, target))
+                collected += page.readings.map(\.seq)
+                guard let next = page.nextCursor else { break }
+                target = Self.series0 + "&limit=20&cursor=\(next)"
+            }
+            #expect(collected == Self.expectedSeries0.map(\.1) + Array(56...65))
         }
     }
 
