@@ -98,7 +98,9 @@ let package = Package(
         // Both real binaries on loopback; builds them.
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["EdgeAgent", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent", "cloud-collector"]
+            dependencies: [
+                "EdgeAgent", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent", "cloud-collector",
+            ]
         ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],

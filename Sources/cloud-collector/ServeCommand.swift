@@ -10,7 +10,15 @@ enum ServeCommand {
         .value("--listen", "HOST:PORT", help: "address to listen on (default 127.0.0.1:8080; IPv6 as [::1]:PORT)"),
         .value("--data-dir", "DIR", help: "directory holding collector.sqlite"),
         .value("--config", "FILE", help: "JSON configuration file (keys in Docs/protocol.md)"),
+        .value(
+            "--operator-token-file", "FILE",
+            help: "file holding the operator token that opens the query API (or $\(operatorTokenVariable))"),
     ])
+
+    /// Environment variable holding the operator token itself (for containers and secret stores).
+    static let operatorTokenVariable = "CLOUD_COLLECTOR_OPERATOR_TOKEN"
+    /// Shortest operator token accepted: guessing must be hopeless.
+    static let minimumOperatorTokenLength = 16
 
     static func run(_ arguments: [String]) async throws -> ExitCode {
         let configuration = try settings(parser.parse(arguments))
@@ -18,7 +26,9 @@ enum ServeCommand {
         let signals = TerminationSignals.stream()
         async let serving: Void = service.run()
         let address = try await service.localAddress
-        standardError("level=info event=listening address=\(address) data_dir=\(configuration.dataDirectory)\n")
+        standardError(
+            "level=info event=listening address=\(address) data_dir=\(configuration.dataDirectory)"
+                + " query_api=\(configuration.operatorToken == nil ? "disabled" : "enabled")\n")
         let watcher = Task {
             for await number in signals {
                 standardError("level=info event=shutdown signal=\(number)\n")
@@ -32,7 +42,9 @@ enum ServeCommand {
         return .success
     }
 
-    static func settings(_ parsed: ParsedArguments) throws -> CollectorService.Configuration {
+    static func settings(
+        _ parsed: ParsedArguments, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> CollectorService.Configuration {
         let file = try parsed.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
         // Read the file's value even when the flag wins, so the key counts as known.
         let fileDirectory = try file?.string("data_dir")
@@ -40,6 +52,7 @@ enum ServeCommand {
             throw UsageError("is required", setting: "--data-dir")
         }
         var configuration = CollectorService.Configuration(dataDirectory: directory)
+        let operatorTokenFile = try file?.string("operator_token_file")
         if let listen = try file?.string("listen", as: "HOST:PORT", parseListen) {
             (configuration.host, configuration.port) = listen
         }
@@ -90,7 +103,41 @@ enum ServeCommand {
             }
             try file.rejectUnknownKeys()
         }
+        configuration.operatorToken = try operatorToken(
+            flag: parsed.value("--operator-token-file"), fileKey: operatorTokenFile,
+            environment: environment[operatorTokenVariable])
         return configuration
+    }
+
+    /// The operator token from, in order: the flag's file, the environment variable, the config
+    /// file's `operator_token_file`; `nil` when none is set. Errors never show the token.
+    static func operatorToken(flag: String?, fileKey: String?, environment: String?) throws -> String? {
+        let token: String
+        let setting: String
+        if let path = flag ?? (environment == nil ? fileKey : nil) {
+            setting = flag != nil ? "--operator-token-file" : "operator_token_file"
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("cannot read \(path)", setting: setting)
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw UsageError("\(path) is not UTF-8 text", setting: setting)
+            }
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else if let environment {
+            setting = operatorTokenVariable
+            token = environment.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            return nil
+        }
+        guard token.count >= minimumOperatorTokenLength else {
+            throw UsageError(
+                "the operator token must be at least \(minimumOperatorTokenLength) characters"
+                    + " (for example the output of `openssl rand -hex 32`)", setting: setting)
+        }
+        guard !token.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+            throw UsageError("the operator token must not contain spaces or line breaks", setting: setting)
+        }
+        return token
     }
 
     /// `HOST:PORT`, with IPv6 hosts in brackets (`ListenAddress`).

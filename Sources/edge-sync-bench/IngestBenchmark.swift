@@ -25,6 +25,14 @@ enum IngestBenchmark: BenchmarkScenario {
     }
 
     nonisolated(unsafe) static var storage = SQLiteReadingStore.Configuration()
+    /// `--without-query-index`: drop the (series_id, timestamp) index after the schema is created, to
+    /// measure what the query index costs ingest in one binary under the same load.
+    nonisolated(unsafe) static var dropsQueryIndex = false
+
+    static func dropQueryIndexIfAsked(databasePath: String) throws {
+        guard dropsQueryIndex else { return }
+        try SQLiteDatabase(path: databasePath).execute("DROP INDEX IF EXISTS readings_by_series_time")
+    }
 
     static func run(_ benchmarkOptions: BenchmarkOptions) async throws {
         var options = Options()
@@ -55,9 +63,17 @@ enum IngestBenchmark: BenchmarkScenario {
         {
             options.storage.walAutocheckpointPages = value
         }
+        if let flag = arguments.firstIndex(of: "--cache-kib"), flag + 1 < arguments.count,
+            let value = Int(arguments[flag + 1])
+        {
+            options.storage.cacheKiB = value
+        }
         options.skipsHTTP = arguments.contains("--store-only")
         options.storage.checkpointsInBackground = !arguments.contains("--inline-checkpoints")
         storage = options.storage
+        dropsQueryIndex = arguments.contains("--without-query-index")
+        let roundsByIndex = arguments.contains("--rounds-by-index")
+        if dropsQueryIndex { print("without the query index (readings_by_series_time dropped)") }
 
         let datasets: [RealDataset]
         do {
@@ -81,7 +97,12 @@ enum IngestBenchmark: BenchmarkScenario {
                 batch.device = "gateway-\(gateway)"
                 batch.stream = 0xB0B0_0000_0000_0000 + UInt64(gateway)
                 batch.firstSequence = UInt64(index * options.batchSize + 1)
-                let shift = Int64(index / templates.count) * 86_400_000_000_000 * 400
+                // A new round starts each time this gateway wraps around to the first template, so
+                // each of its series moves forward in time as a real gateway's do (`--rounds-by-index`:
+                // the earlier workload, where gateways 1… wrap to older readings within a round and
+                // index inserts land mid-series).
+                let round = roundsByIndex ? index / templates.count : (gateway + index) / templates.count
+                let shift = Int64(round) * 86_400_000_000_000 * 400
                 for position in batch.readings.indices { batch.readings[position].timestamp += shift }
                 batches.append(batch)
             }
@@ -188,6 +209,7 @@ enum IngestBenchmark: BenchmarkScenario {
         var configuration = storage
         configuration.synchronous = synchronous
         let store = try SQLiteReadingStore(path: path, configuration: configuration)
+        try dropQueryIndexIfAsked(databasePath: path)
         let start = ContinuousClock.now
         var stored = 0
         for round in 0..<(workloads.first?.count ?? 0) {
@@ -208,6 +230,7 @@ enum IngestBenchmark: BenchmarkScenario {
         configuration.storage.synchronous = synchronous
         let service = try CollectorService(configuration: configuration)
         let database = try SQLiteDatabase(path: configuration.databasePath)
+        try dropQueryIndexIfAsked(databasePath: configuration.databasePath)
         var tokens: [String] = []
         for gateway in frames.indices {
             tokens.append(try TokenStore.add(device: "gateway-\(gateway)", in: database, now: 0).text)

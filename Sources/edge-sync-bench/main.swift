@@ -9,6 +9,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     TransportBenchmark.self,
     ReplayBenchmark.self,
     InputsBenchmark.self,
+    QueryBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

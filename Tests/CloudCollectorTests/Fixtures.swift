@@ -180,13 +180,19 @@ struct RunningCollector: Sendable {
     static func with<T>(
         devices: [String] = ["gateway-1", "gateway-2"],
         configure: (inout CollectorService.Configuration) -> Void = { _ in },
+        now: (@Sendable () -> Int64)? = nil,
         _ body: (RunningCollector, [String: String]) async throws -> T
     ) async throws -> T {
         try await withTemporaryDirectory(prefix: "collector-test") { directory in
             var configuration = CollectorService.Configuration(dataDirectory: directory)
             configuration.port = 0
             configure(&configuration)
-            let service = try CollectorService(configuration: configuration, log: { _ in })
+            let service =
+                if let now {
+                    try CollectorService(configuration: configuration, log: { _ in }, now: now)
+                } else {
+                    try CollectorService(configuration: configuration, log: { _ in })
+                }
             var tokens: [String: String] = [:]
             let database = try SQLiteDatabase(path: configuration.databasePath)
             for device in devices {
@@ -219,6 +225,18 @@ struct RunningCollector: Sendable {
             if let token { headers.append(("Authorization", "Bearer \(token)")) }
             if let contentType { headers.append(("Content-Type", contentType)) }
             return try client.post(path, body: body, headers: headers)
+        }
+    }
+
+    /// Sends a GET on a fresh connection from a dedicated thread.
+    func get(_ target: String, token: String?) async throws -> BlockingHTTPClient.Response {
+        let port = self.port
+        return try await onDedicatedThread {
+            let client = BlockingHTTPClient(port: port)
+            defer { client.close() }
+            var headers: [(String, String)] = []
+            if let token { headers.append(("Authorization", "Bearer \(token)")) }
+            return try client.send(method: "GET", path: target, headers: headers)
         }
     }
 }

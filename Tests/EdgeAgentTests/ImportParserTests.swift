@@ -1,5 +1,6 @@
 import EdgeAgent
 import EdgeSyncTestSupport
+import EdgeSyncProtocol
 import Foundation
 import Testing
 
@@ -41,6 +42,15 @@ import Testing
         #expect(parts.tags.map { [$0.0, $0.1] } == [["tag=k", #"a b\c"#]])
         #expect(parts.field == "field one")
         #expect(LineProtocolSeriesKey.make(measurement: parts.measurement, tags: parts.tags, field: parts.field) == key)
+    }
+
+    @Test func keysWithGraphemeClustersSpanningADelimiterStillSplitBack() throws {
+        // U+0605 is a prepended mark: as Characters, "\u{605} " is one grapheme with the space.
+        let readings = try parse("x\u{605},t=\u{605} f\u{605}=1 1")
+        let key = try #require(readings.first?.seriesKey)
+        let parts = try #require(LineProtocolSeriesKey.parse(key), "\(key.debugDescription)")
+        #expect(parts.measurement == "x\u{605}" && parts.field == "f\u{605}")
+        #expect(parts.tags.map { [$0.0, $0.1] } == [["t", "\u{605}"]])
     }
 
     @Test(arguments: [

@@ -1,4 +1,5 @@
 import EdgeAgent
+import EdgeSyncProtocol
 import EdgeSyncSQLite
 import EdgeSyncTestSupport
 import Foundation

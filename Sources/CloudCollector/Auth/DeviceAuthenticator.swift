@@ -1,19 +1,13 @@
 import EdgeSyncSQLite
-import Synchronization
 
 /// Resolves `Authorization: Bearer <token>` to the device the token belongs to, on read-only
 /// connections of the central database so authentication never waits for the writer.
 package final class DeviceAuthenticator: Sendable {
-    private let readers: [SQLiteConnectionQueue]
-    private let nextReader = Atomic<Int>(0)
+    private let readers: SQLiteReaderPool
 
     /// Opens `readerCount` read-only connections to the database at `path` (which must exist).
     package init(databasePath path: String, readerCount: Int = 2) throws {
-        var configuration = SQLiteDatabase.Configuration()
-        configuration.isReadOnly = true
-        readers = try (0..<max(1, readerCount)).map { index in
-            try SQLiteConnectionQueue(path: path, configuration: configuration, label: "cloud-collector.auth.\(index)")
-        }
+        readers = try SQLiteReaderPool(path: path, count: readerCount, label: "cloud-collector.auth")
     }
 
     /// The device of the request's bearer token.
@@ -28,9 +22,7 @@ package final class DeviceAuthenticator: Sendable {
             throw CollectorError(.unauthorized, "unauthorized", "Authorization must be \"Bearer <token>\"")
         }
         let token = DeviceToken(text: String(parts[1]).trimmingSpaces())
-        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
-        let reader = readers[abs(index % readers.count)]
-        let device = try await reader.run { db in try TokenStore.device(for: token, in: db) }
+        let device = try await readers.run { db in try TokenStore.device(for: token, in: db) }
         guard let device else {
             throw CollectorError(.unauthorized, "unauthorized", "unknown or revoked token")
         }

@@ -13,6 +13,11 @@ package final class CollectorService: Sendable {
         package var writer = IngestWriter.Configuration()
         package var ingest = IngestEndpoint.Configuration()
         package var readerConnections = 2
+        /// Read-only connections for the query API, separate from authentication's.
+        package var queryConnections = 2
+        package var query = QueryEndpoint.Configuration()
+        /// The secret that opens the query API; `nil` leaves it closed (403). Never logged.
+        package var operatorToken: String?
         package var eventLoops = 1
         package var maximumConnections = 10_000
         package var shutdownGrace = Duration.seconds(10)
@@ -44,19 +49,28 @@ package final class CollectorService: Sendable {
         makeStore: StoreFactory = { configuration, log in
             try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage, log: log)
         },
-        extraRoutes: (inout CollectorRouter) -> Void = { _ in }
+        extraRoutes: (inout CollectorRouter) -> Void = { _ in },
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }
     ) throws {
         self.configuration = configuration
         try FileManager.default.createDirectory(
             atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         let store = try makeStore(configuration, log)
-        writer = IngestWriter(store: store, configuration: configuration.writer)
+        writer = IngestWriter(store: store, configuration: configuration.writer, now: now)
         let authenticator = try DeviceAuthenticator(
             databasePath: configuration.databasePath, readerCount: configuration.readerConnections)
 
         var router = CollectorRouter(log: log)
         IngestEndpoint(configuration: configuration.ingest, authenticator: authenticator, writer: writer)
             .register(in: &router)
+        QueryEndpoint(
+            configuration: configuration.query,
+            authenticator: OperatorAuthenticator(token: configuration.operatorToken),
+            queries: try SQLiteReadingQueries(
+                databasePath: configuration.databasePath, connections: configuration.queryConnections),
+            skewToleranceNanoseconds: configuration.storage.clock.futureToleranceNanoseconds, now: now
+        )
+        .register(in: &router)
         router.add("GET", "/healthz") { _, _ in HTTPResponse(text: "ok\n") }
         extraRoutes(&router)
 

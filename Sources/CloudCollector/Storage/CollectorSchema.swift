@@ -1,7 +1,9 @@
 /// The collector's SQLite schema. Tables and the view are meant to be read by standard tools
 /// (`sqlite3`, pandas, Grafana); `Docs/protocol.md` and decision 0004 describe them.
 package enum CollectorSchema {
-    package static let version: Int64 = 1
+    /// 1: ingest tables. 2: the query index and `stream_stats` (issue 8); a version-1 database is
+    /// upgraded in place when a collector opens it (`SQLiteReadingStore.createSchema`).
+    package static let version: Int64 = 2
 
     /// The database file inside a data directory.
     package static let databaseFileName = "collector.sqlite"
@@ -65,6 +67,26 @@ package enum CollectorSchema {
             timestamp INTEGER NOT NULL,
             value REAL,
             value_bits INTEGER
+        );
+
+        -- Queries by series and time (`/v1/readings`, `/v1/aggregate`, `/v1/series`). The implicit
+        -- rowid (reading_id) at the end of every index entry breaks ties, so paging by
+        -- (timestamp, reading_id) walks this index in order. Added in schema version 2.
+        CREATE INDEX IF NOT EXISTS readings_by_series_time ON readings (series_id, timestamp);
+
+        -- Per-stream facts the ingest transaction keeps up to date, so `/v1/devices` never scans
+        -- readings: the sender's clock skew (receive time minus the batch's sentAt, smoothed), the
+        -- newest and oldest reading timestamps stored, and readings stamped implausibly far in the
+        -- future or the past. Added in schema version 2.
+        CREATE TABLE IF NOT EXISTS stream_stats (
+            stream_ref INTEGER PRIMARY KEY,
+            skew_ns REAL,
+            last_skew_ns INTEGER,
+            skew_samples INTEGER NOT NULL DEFAULT 0,
+            newest_timestamp INTEGER,
+            oldest_timestamp INTEGER,
+            future_readings INTEGER NOT NULL DEFAULT 0,
+            past_readings INTEGER NOT NULL DEFAULT 0
         );
 
         -- The documented way to read central data: one row per reading.

@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncProtocol
 import Glibc
 
 /// The unit of line protocol timestamps (InfluxDB's `precision` parameter).
@@ -134,7 +135,11 @@ package struct LineProtocolParser: Sendable {
         into block: inout ReadingBlock
     ) throws(InputError) {
         func failure(_ index: Int, _ reason: String) -> InputError {
-            InputError(line: lineNumber, column: index + 1, reason)
+            // Binary junk is better named as such than by the first delimiter it lacks.
+            guard String(validating: bytes, as: UTF8.self) != nil else {
+                return InputError(line: lineNumber, "the line is not valid UTF-8")
+            }
+            return InputError(line: lineNumber, column: index + 1, reason)
         }
         var start = 0
         var end = bytes.count

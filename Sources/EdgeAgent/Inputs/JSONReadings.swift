@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncProtocol
 import Foundation
 
 /// The body of `POST /v1/readings`: readings from scripts, in one of two shapes per element.

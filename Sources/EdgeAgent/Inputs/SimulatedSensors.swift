@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncProtocol
 import Synchronization
 
 /// A built-in producer for demos and benchmarks: `sensors` sensors, each reading `rateHz` times a
