@@ -38,6 +38,8 @@ let package = Package(
 
         // What the edge agent and the collector say to each other besides the codec frame.
         .target(name: "EdgeSyncProtocol"),
+        // Prometheus text exposition, histograms and request timing for both programs' /metrics.
+        .target(name: "EdgeSyncMetrics", dependencies: ["HTTPCore"]),
 
         // Argument parsing, configuration files, progress and signals for both executables.
         .target(name: "EdgeSyncCommandLine"),
@@ -48,7 +50,7 @@ let package = Package(
         // The cloud collector: authenticated ingest, dedup by sequence ranges, central storage.
         .target(
             name: "CloudCollector",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore"]
+            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncMetrics", "HTTPCore"]
         ),
         .executableTarget(
             name: "cloud-collector",
@@ -62,7 +64,8 @@ let package = Package(
         .target(
             name: "EdgeAgent",
             dependencies: [
-                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "HTTPCore", "CCurl",
+                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "EdgeSyncMetrics", "HTTPCore",
+                "CCurl",
             ]
         ),
         .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),

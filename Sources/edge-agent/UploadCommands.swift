@@ -22,7 +22,13 @@ enum RunCommand: Subcommand {
             StandardError.print("edge-agent run: \(error)")
             return error.exitCode
         }
-        let inputs = InputServices(configuration: configuration.inputs, sink: spool, log: StandardError.print)
+        let uploader = Uploader(
+            configuration: configuration.upload, source: spool,
+            transport: CurlTransport(configuration: configuration.transport))
+        let metrics = AgentMetrics(
+            spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
+        let inputs = InputServices(
+            configuration: configuration.inputs, sink: spool, metrics: metrics, log: StandardError.print)
         do {
             for (input, address) in try await inputs.start() {
                 UploadLog.info("event=listening input=\(input) address=\(address)")
@@ -32,9 +38,6 @@ enum RunCommand: Subcommand {
             await inputs.stop()
             return .ioError
         }
-        let uploader = Uploader(
-            configuration: configuration.upload, source: spool,
-            transport: CurlTransport(configuration: configuration.transport))
         await uploader.onEvent(UploadLog.write)
         UploadLog.info(
             "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")

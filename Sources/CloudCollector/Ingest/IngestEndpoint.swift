@@ -28,11 +28,16 @@ package final class IngestEndpoint: Sendable {
     private let authenticator: DeviceAuthenticator
     private let writer: IngestWriter
     private let inFlight = Atomic<Int>(0)
+    private let metrics: CollectorMetrics?
 
-    package init(configuration: Configuration, authenticator: DeviceAuthenticator, writer: IngestWriter) {
+    package init(
+        configuration: Configuration, authenticator: DeviceAuthenticator, writer: IngestWriter,
+        metrics: CollectorMetrics? = nil
+    ) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.writer = writer
+        self.metrics = metrics
     }
 
     package func register(in router: inout CollectorRouter) {
@@ -86,6 +91,7 @@ package final class IngestEndpoint: Sendable {
             )
         }
         let outcome = try await writer.submit(batch)
+        metrics?.countBatch(accepted: outcome.accepted, duplicates: outcome.duplicates, frameBytes: frame.count)
         var acknowledged: [SequenceRange] = []
         if let range = SequenceRange(batch.sequences) { acknowledged.append(range) }
         let body = BatchAcknowledgement(
@@ -112,6 +118,7 @@ package final class IngestEndpoint: Sendable {
             throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^63-1")
         }
         try await writer.recordDropped(report, device: device)
+        metrics?.droppedReports.add(1, ordering: .relaxed)
         return try Self.json(report)
     }
 

@@ -11,10 +11,15 @@ package struct CollectorRouter: HTTPResponder {
 
     private var routes: [String: [String: Handler]] = [:]
     private let log: @Sendable (String) -> Void
+    private let metrics: CollectorMetrics?
 
-    package init(log: @escaping @Sendable (String) -> Void) {
+    package init(log: @escaping @Sendable (String) -> Void, metrics: CollectorMetrics? = nil) {
         self.log = log
+        self.metrics = metrics
     }
+
+    /// The paths with routes, for metric labels.
+    package var paths: Set<String> { Set(routes.keys) }
 
     /// Adds (or replaces) the handler for `method` on `path`.
     package mutating func add(_ method: String, _ path: String, _ handler: @escaping Handler) {
@@ -22,8 +27,16 @@ package struct CollectorRouter: HTTPResponder {
     }
 
     package func respond(to request: HTTPRequest, context: HTTPRequestContext) async throws -> HTTPResponse {
+        let (response, code) = try await route(request, context: context)
+        if let code { metrics?.countError(status: response.status.code, code: code) }
+        return response
+    }
+
+    /// The response, and the error code when it is an error answer.
+    private func route(_ request: HTTPRequest, context: HTTPRequestContext) async throws -> (HTTPResponse, String?) {
+        func failure(_ error: CollectorError) -> (HTTPResponse, String?) { (error.response, error.code) }
         guard let methods = routes[request.path] else {
-            return CollectorError(.notFound, "not_found", "no endpoint \(request.path)").response
+            return failure(CollectorError(.notFound, "not_found", "no endpoint \(request.path)"))
         }
         guard let handler = methods[request.method] ?? (request.method == "HEAD" ? methods["GET"] : nil) else {
             var response = CollectorError(
@@ -31,37 +44,36 @@ package struct CollectorRouter: HTTPResponder {
             )
             .response
             response.headers.add("Allow", methods.keys.sorted().joined(separator: ", "))
-            return response
+            return (response, "method_not_allowed")
         }
         do {
-            return try await handler(request, context)
+            return (try await handler(request, context), nil)
         } catch let error as CollectorError {
-            return error.response
+            return failure(error)
         } catch let error as IngestWriter.IngestRejection {
             switch error {
             case .queueFull:
-                return CollectorError(
+                return failure(CollectorError(
                     .serviceUnavailable, "queue_full", "the write queue is full; retry later", retryAfterSeconds: 1
-                ).response
+                ))
             case .closed:
-                return CollectorError(
+                return failure(CollectorError(
                     .serviceUnavailable, "shutting_down", "the collector is shutting down", retryAfterSeconds: 5
-                ).response
+                ))
             }
         } catch let error as HTTPResponseError {
             // The HTTP core's own errors (body too large, timeouts) keep their status.
-            return CollectorError(error.status, "http_error", error.responseMessage ?? "\(error.status)").response
+            return failure(CollectorError(error.status, "http_error", error.responseMessage ?? "\(error.status)"))
         } catch let error as SQLiteError where error.isBusy {
-            return CollectorError(
-                .serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1
-            )
-            .response
+            return failure(CollectorError(
+                    .serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1
+            ))
         } catch {
             log(
                 "level=error event=request_failed method=\(request.method) path=\(request.path)"
                     + " remote=\(context.remoteAddress) error=\"\(error)\"")
-            return CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1)
-                .response
+            return failure(
+                CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1))
         }
     }
 }

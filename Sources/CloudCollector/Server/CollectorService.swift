@@ -1,6 +1,8 @@
+import EdgeSyncMetrics
 import EdgeSyncSQLite
 import Foundation
 import HTTPCore
+import Synchronization
 
 /// The running collector: the central database in a data directory, one writer, read-only
 /// connections for authentication, and the HTTP server with its routes.
@@ -60,9 +62,12 @@ package final class CollectorService: Sendable {
         let authenticator = try DeviceAuthenticator(
             databasePath: configuration.databasePath, readerCount: configuration.readerConnections)
 
-        var router = CollectorRouter(log: log)
-        IngestEndpoint(configuration: configuration.ingest, authenticator: authenticator, writer: writer)
-            .register(in: &router)
+        let metrics = CollectorMetrics()
+        var router = CollectorRouter(log: log, metrics: metrics)
+        IngestEndpoint(
+            configuration: configuration.ingest, authenticator: authenticator, writer: writer, metrics: metrics
+        )
+        .register(in: &router)
         QueryEndpoint(
             configuration: configuration.query,
             authenticator: OperatorAuthenticator(token: configuration.operatorToken),
@@ -72,7 +77,24 @@ package final class CollectorService: Sendable {
         )
         .register(in: &router)
         router.add("GET", "/healthz") { _, _ in HTTPResponse(text: "ok\n") }
+        let readiness = try ReadinessProbe(
+            databasePath: configuration.databasePath, dataDirectory: configuration.dataDirectory)
+        let writer = self.writer
+        router.add("GET", "/readyz") { _, _ in
+            if let problem = await readiness.problem() {
+                throw CollectorError(.serviceUnavailable, "not_ready", problem, retryAfterSeconds: 5)
+            }
+            return HTTPResponse(text: "ready\n")
+        }
         extraRoutes(&router)
+        // /metrics reads the timing wrapper that wraps the router it is part of: late-bound.
+        let timing = Mutex<TimedResponder<CollectorRouter>?>(nil)
+        router.add("GET", "/metrics") { _, _ in
+            guard let timed = timing.withLock({ $0 }) else { return HTTPResponse(status: .serviceUnavailable) }
+            return metrics.render(queuedReadings: writer.queuedReadings, timing: timed).response
+        }
+        let timed = TimedResponder(router, knownPaths: router.paths)
+        timing.withLock { $0 = timed }
 
         var server = HTTPServer.Configuration(host: configuration.host, port: configuration.port)
         server.limits.maxBodyBytes = max(
@@ -80,7 +102,7 @@ package final class CollectorService: Sendable {
         server.eventLoopCount = configuration.eventLoops
         server.maxConnections = configuration.maximumConnections
         server.shutdownGrace = configuration.shutdownGrace
-        self.server = HTTPServer(configuration: server, responder: router)
+        self.server = HTTPServer(configuration: server, responder: timed)
     }
 
     /// Serves until `shutdown()` or cancellation; in-flight batches finish and commit first.

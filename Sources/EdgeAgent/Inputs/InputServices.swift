@@ -1,3 +1,4 @@
+import EdgeSyncMetrics
 import Foundation
 import HTTPCore
 import Synchronization
@@ -9,8 +10,8 @@ package final class InputServices: Sendable {
     private let configuration: AgentConfiguration.Inputs
     private let sink: any ReadingSink
     private let log: @Sendable (String) -> Void
-    private let server: HTTPServer?
-    private let sockets: [LineProtocolSocketInput]
+    private let server = Mutex<HTTPServer?>(nil)
+    let sockets: [LineProtocolSocketInput]
     package let simulator: SimulatedSensors?
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let simulatorTask = Mutex<Task<Void, Never>?>(nil)
@@ -18,20 +19,13 @@ package final class InputServices: Sendable {
     package init(
         configuration: AgentConfiguration.Inputs, sink: any ReadingSink,
         extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse] = [:],
+        metrics: AgentMetrics? = nil,
         log: @escaping @Sendable (String) -> Void
     ) {
         self.configuration = configuration
         self.sink = sink
         self.log = log
         endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink, extraRoutes: extraRoutes)
-        if let http = configuration.http {
-            var server = HTTPServer.Configuration(host: http.host, port: http.port)
-            server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
-            server.maxConnections = 1024
-            self.server = HTTPServer(configuration: server, responder: endpoints)
-        } else {
-            server = nil
-        }
         var sockets: [LineProtocolSocketInput] = []
         if let tcp = configuration.tcp {
             sockets.append(
@@ -45,14 +39,25 @@ package final class InputServices: Sendable {
         }
         self.sockets = sockets
         simulator = configuration.simulator.map { SimulatedSensors(configuration: $0, sink: sink, log: log) }
+        if let http = configuration.http {
+            var server = HTTPServer.Configuration(host: http.host, port: http.port)
+            server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
+            server.maxConnections = 1024
+            let known: Set<String> = [
+                "/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics",
+            ]
+            let responder = AgentHTTPResponder(
+                services: self, metrics: metrics, timed: TimedResponder(endpoints, knownPaths: known))
+            self.server.withLock { $0 = HTTPServer(configuration: server, responder: responder) }
+        }
     }
 
-    package var isEmpty: Bool { server == nil && sockets.isEmpty && simulator == nil }
+    package var isEmpty: Bool { server.withLock { $0 } == nil && sockets.isEmpty && simulator == nil }
 
     /// Binds every listener and starts the simulator; returns what listens where (`http`, `tcp`, `udp`).
     package func start() async throws -> [(input: String, address: HTTPServer.Address)] {
         var bound: [(input: String, address: HTTPServer.Address)] = []
-        if let server {
+        if let server = server.withLock({ $0 }) {
             let log = self.log
             let task = Task {
                 do {
@@ -75,7 +80,7 @@ package final class InputServices: Sendable {
 
     /// Stops accepting, lets requests in flight finish (their writes complete or fail whole), and waits.
     package func stop() async {
-        server?.shutdown()
+        server.withLock { $0 }?.shutdown()
         if let simulator = simulatorTask.withLock({ $0 }) {
             simulator.cancel()
             await simulator.value

@@ -1,0 +1,95 @@
+import EdgeSyncMetrics
+import EdgeSyncSQLite
+import Foundation
+import HTTPCore
+import Synchronization
+
+/// The collector's counters for `GET /metrics` (Prometheus text format); names and meanings are in
+/// `Docs/protocol.md`.
+package final class CollectorMetrics: Sendable {
+    package let batches = Atomic<Int>(0)
+    package let readingsAccepted = Atomic<Int>(0)
+    package let readingsDuplicate = Atomic<Int>(0)
+    /// Frame bytes of stored batches (what went over the wire).
+    package let frameBytes = Atomic<Int>(0)
+    package let droppedReports = Atomic<Int>(0)
+    package let batchReadings = Histogram(bounds: [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000])
+    private let errors = Mutex<[ErrorKey: Int]>([:])
+
+    private struct ErrorKey: Hashable {
+        var status: Int
+        var code: String
+    }
+
+    package init() {}
+
+    /// Counts an error answer by status and its stable code (`queue_full`, `checksum_mismatch`, …).
+    package func countError(status: Int, code: String) {
+        errors.withLock { $0[ErrorKey(status: status, code: code), default: 0] += 1 }
+    }
+
+    package func countBatch(accepted: Int, duplicates: Int, frameBytes: Int) {
+        batches.add(1, ordering: .relaxed)
+        readingsAccepted.add(accepted, ordering: .relaxed)
+        readingsDuplicate.add(duplicates, ordering: .relaxed)
+        self.frameBytes.add(frameBytes, ordering: .relaxed)
+        batchReadings.observe(Double(accepted + duplicates))
+    }
+
+    func render(queuedReadings: Int, timing: TimedResponder<CollectorRouter>) -> Exposition {
+        var out = Exposition()
+        let accepted = Double(readingsAccepted.load(ordering: .relaxed))
+        let duplicates = Double(readingsDuplicate.load(ordering: .relaxed))
+        let bytes = Double(frameBytes.load(ordering: .relaxed))
+        out.counter("collector_ingest_batches_total", "Batches stored and acknowledged.", Double(batches.load(ordering: .relaxed)))
+        out.counter("collector_ingest_readings_total", "Readings stored for the first time.", accepted)
+        out.counter("collector_ingest_duplicate_readings_total", "Readings received again and acknowledged without storing (dedup).", duplicates)
+        out.counter("collector_ingest_received_bytes_total", "Frame bytes of acknowledged batches.", bytes)
+        out.gauge(
+            "collector_ingest_compression_ratio", "Frame bytes per reading over 16 bytes per raw reading (compressed/original), since start.",
+            accepted + duplicates > 0 ? bytes / (accepted + duplicates) / 16 : 0)
+        out.histogram("collector_ingest_batch_readings", "Readings per acknowledged batch.", [([], batchReadings.snapshot)])
+        out.counter("collector_dropped_reports_total", "Dropped-range reports received from edges.", Double(droppedReports.load(ordering: .relaxed)))
+        out.gauge("collector_write_queue_readings", "Readings decoded and waiting for the writer's next commit.", Double(queuedReadings))
+        let errorCounts = errors.withLock { $0 }.sorted { ($0.key.status, $0.key.code) < ($1.key.status, $1.key.code) }
+        out.family(
+            "collector_http_errors_total", "counter", "Error answers by status and code.",
+            errorCounts.map { ([("code", String($0.key.status)), ("error", $0.key.code)], Double($0.value)) })
+        timing.write(into: &out, prefix: "collector")
+        return out
+    }
+}
+
+/// `GET /readyz`: the collector can store data right now: the database takes a write lock within a
+/// second, and the data directory's file system has room.
+package struct ReadinessProbe: Sendable {
+    package static let minimumFreeBytes: Int64 = 64 << 20
+    private let connection: SQLiteConnectionQueue
+    private let dataDirectory: String
+
+    package init(databasePath: String, dataDirectory: String) throws {
+        var configuration = SQLiteDatabase.Configuration()
+        configuration.createsFile = false
+        configuration.busyTimeout = .seconds(1)
+        connection = try SQLiteConnectionQueue(path: databasePath, configuration: configuration, label: "readiness")
+        self.dataDirectory = dataDirectory
+    }
+
+    /// nil when ready, else why not.
+    package func problem() async -> String? {
+        var stats = statvfs()
+        if statvfs(dataDirectory, &stats) == 0 {
+            let free = Int64(stats.f_bavail) * Int64(stats.f_frsize)
+            if free < Self.minimumFreeBytes { return "only \(free) bytes free in the data directory" }
+        }
+        do {
+            try await connection.run { database in
+                try database.execute("BEGIN IMMEDIATE")
+                try database.execute("ROLLBACK")
+            }
+            return nil
+        } catch {
+            return "the database does not take writes: \(error)"
+        }
+    }
+}
