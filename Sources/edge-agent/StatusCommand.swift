@@ -26,25 +26,59 @@ enum StatusCommand: Subcommand {
             print(String(decoding: try encoder.encode(status), as: UTF8.self))
             return .success
         }
-        let rows: [(String, String)] = [
-            ("device", status.device), ("stream", String(status.stream)), ("next_seq", String(status.nextSequence)),
-            ("queued_readings", String(status.queuedReadings)), ("queued_bytes", String(status.queuedBytes)),
-            ("queued_chunks", String(status.queuedChunks)), ("spool_file_bytes", String(status.spoolFileBytes)),
-            (
-                "oldest_timestamp",
-                status.oldestTimestamp.map {
-                    let age = status.oldestAgeSeconds(now: Int64(Date().timeIntervalSince1970 * 1e9)) ?? 0
-                    return "\($0) (\(Self.format($0)), \(String(format: "%.0f", age)) s ago)"
-                } ?? "-"
-            ),
-            ("compression_ratio", status.compressionRatio.map { String(format: "%.3f", $0) } ?? "-"),
-            ("dropped_readings", String(status.droppedReadings)),
-            ("unreported_dropped_ranges", String(status.unreportedDroppedRanges)),
-            ("quarantined_readings", String(status.quarantinedReadings)), ("fsync", status.fsync.rawValue),
-            ("max_bytes", status.maxBytes.map(String.init) ?? "none"), ("when_full", status.whenFull.rawValue),
-        ]
-        for (key, value) in rows { print("\(key.padding(toLength: 26, withPad: " ", startingAt: 0))\(value)") }
+        print(summary(status, now: Int64(Date().timeIntervalSince1970 * 1e9)))
         return .success
+    }
+
+    /// A readable summary; the figures named as in `--json` so they can be found in either.
+    static func summary(_ status: SpoolStatus, now: Int64) -> String {
+        var lines = ["Spool of device \(status.device), stream \(status.stream)"]
+        if status.queuedReadings == 0 {
+            lines.append("  queue     empty: everything stored so far has been acknowledged by the collector")
+        } else {
+            var queue = "  queue     \(status.queuedReadings) readings waiting (queued_readings), \(bytes(status.queuedBytes)) encoded"
+            if let ratio = status.compressionRatio { queue += String(format: ", %.3f of raw size", ratio) }
+            lines.append(queue)
+            if let oldest = status.oldestTimestamp {
+                let age = status.oldestAgeSeconds(now: now) ?? 0
+                lines.append("            oldest reading \(format(oldest)), \(duration(age)) ago")
+            }
+        }
+        lines.append("  sequence  next_seq \(status.nextSequence) (\(status.nextSequence - 1) readings stored since the spool was created)")
+        let cap = status.maxBytes.map { "cap \(bytes($0)), when full: \(status.whenFull.rawValue)" } ?? "no size cap"
+        lines.append("  disk      \(bytes(status.spoolFileBytes)) on disk, WAL included (spool_file_bytes); \(cap); fsync \(status.fsync.rawValue)")
+        var problems: [String] = []
+        if status.droppedReadings > 0 {
+            problems.append(
+                "\(status.droppedReadings) readings dropped by drop-oldest (dropped_readings)"
+                    + (status.unreportedDroppedRanges > 0
+                        ? ", \(status.unreportedDroppedRanges) ranges not yet reported to the collector" : ""))
+        }
+        if status.quarantinedReadings > 0 {
+            problems.append("\(status.quarantinedReadings) readings quarantined: the collector refused them as malformed")
+        }
+        lines.append("  attention " + (problems.isEmpty ? "none" : problems.joined(separator: "; ")))
+        return lines.joined(separator: "\n")
+    }
+
+    static func bytes(_ count: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<120: String(format: "%.0f s", seconds)
+        case ..<7200: String(format: "%.0f min", seconds / 60)
+        case ..<172_800: String(format: "%.1f h", seconds / 3600)
+        default: String(format: "%.1f days", seconds / 86400)
+        }
     }
 
     static func format(_ nanoseconds: Int64) -> String {

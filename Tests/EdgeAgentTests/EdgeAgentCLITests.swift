@@ -37,7 +37,9 @@ extension ChildProcessTests {
                 #expect(object["fsync"] as? String == "full")
 
                 let text = try await runProcess(binary, ["status", "--data-dir", directory])
-                #expect(text.stdout.contains("queued_readings           3"))
+                #expect(text.stdout.contains("Spool of device"), "\(text.stdout)")
+                #expect(text.stdout.contains("3 readings waiting (queued_readings)"), "\(text.stdout)")
+                #expect(text.stdout.contains("attention none"), "\(text.stdout)")
             }
         }
 
