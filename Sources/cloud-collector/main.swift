@@ -8,6 +8,7 @@ do {
     switch arguments.first {
     case "serve": status = try await ServeCommand.run(Array(arguments.dropFirst()))
     case "token": status = try TokenCommand.run(Array(arguments.dropFirst()))
+    case "demo": status = try await DemoCommand.run(Array(arguments.dropFirst()))
     case "--help", "-h", "help":
         print(usage, terminator: "")
         status = .success

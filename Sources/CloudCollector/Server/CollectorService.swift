@@ -40,6 +40,8 @@ package final class CollectorService: Sendable {
 
     package let configuration: Configuration
     package let writer: IngestWriter
+    /// The counters `/metrics` shows (the demo's progress line reads them too).
+    package let metrics = CollectorMetrics()
     private let server: HTTPServer
 
     /// Opens (creating when needed) the database and prepares the server; nothing listens yet.
@@ -62,7 +64,7 @@ package final class CollectorService: Sendable {
         let authenticator = try DeviceAuthenticator(
             databasePath: configuration.databasePath, readerCount: configuration.readerConnections)
 
-        let metrics = CollectorMetrics()
+        let metrics = self.metrics
         var router = CollectorRouter(log: log, metrics: metrics)
         IngestEndpoint(
             configuration: configuration.ingest, authenticator: authenticator, writer: writer, metrics: metrics
