@@ -40,6 +40,9 @@ let package = Package(
         // Argument parsing, configuration files, progress and signals for both executables.
         .target(name: "EdgeSyncCommandLine"),
 
+        // Prometheus remote write 1.0: Snappy block decoding and the WriteRequest protobuf. No dependencies.
+        .target(name: "PrometheusRemoteWrite"),
+
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
@@ -54,12 +57,15 @@ let package = Package(
         ),
 
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
-        .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
+        .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib", "PrometheusRemoteWrite"]),
 
         // The edge agent: the durable spool, the importer, the uploader (and later the inputs).
         .target(
             name: "EdgeAgent",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "CCurl"]
+            dependencies: [
+                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "CCurl",
+                "PrometheusRemoteWrite",
+            ]
         ),
         .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
 
@@ -68,7 +74,7 @@ let package = Package(
             name: "edge-sync-bench",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
-                "EdgeSyncSQLite", "EdgeSyncProtocol",
+                "EdgeSyncSQLite", "EdgeSyncProtocol", "PrometheusRemoteWrite",
             ]
         ),
 
@@ -95,6 +101,10 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["EdgeAgent", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent", "cloud-collector"]
+        ),
+        .testTarget(
+            name: "PrometheusRemoteWriteTests",
+            dependencies: ["PrometheusRemoteWrite", "EdgeAgent", "EdgeSyncTestSupport"]
         ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
