@@ -120,10 +120,14 @@ package struct ProtobufReader {
     /// Reads a length-delimited field as UTF-8 text; `what` names it in the error.
     package mutating func readString(_ what: @autoclosure () -> String) throws(RemoteWriteError) -> String {
         let range = try readLengthDelimited()
-        guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self) else {
+        let text = UnsafeRawBufferPointer(rebasing: bytes[range])
+        // Label names and most values are ASCII; decoding those needs no validation and is several
+        // times faster than the generic validating initializer.
+        if !text.contains(where: { $0 >= 0x80 }) { return String(decoding: text, as: UTF8.self) }
+        guard let validated = String(validating: text, as: UTF8.self) else {
             throw RemoteWriteError(.invalidRequest, at: range.lowerBound, "\(what()) is not valid UTF-8")
         }
-        return text
+        return validated
     }
 
     /// A reader for an embedded message in `range` (from `readLengthDelimited`), one level deeper.

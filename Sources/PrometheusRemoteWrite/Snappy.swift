@@ -148,11 +148,14 @@ package enum Snappy {
                     .lengthMismatch, at: tagOffset,
                     "a copy of \(length) bytes overruns the declared \(total) bytes (\(written) written)")
             }
-            // Byte by byte: a copy may overlap its own output (offset < length repeats a pattern).
-            var from = written - offset
-            for index in written..<written + length {
-                output[index] = output[from]
-                from += 1
+            // `output` is not empty here: a copy needs `offset` (≥ 1) bytes already written.
+            guard let base = output.baseAddress else { break }
+            let target = base + written
+            if offset >= length {
+                target.update(from: target - offset, count: length)
+            } else {
+                // An overlapping copy repeats the last `offset` bytes: it must go byte by byte.
+                for index in 0..<length { target[index] = target[index - offset] }
             }
             written += length
         }

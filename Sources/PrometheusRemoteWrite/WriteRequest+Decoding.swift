@@ -118,14 +118,26 @@ extension WriteRequest {
             guard let name, !name.isEmpty else {
                 throw RemoteWriteError(.invalidRequest, at: start, "series \(index): no metric name (label \"__name__\")")
             }
-            if labels.count > 1 {
-                let sorted = labels.map(\.name).sorted()
-                for position in 1..<sorted.count where sorted[position] == sorted[position - 1] {
-                    throw RemoteWriteError(
-                        .invalidRequest, at: start, "series \(index) (\(name)): label \"\(sorted[position])\" appears twice")
-                }
+            if let duplicate = Self.duplicateName(in: labels) {
+                throw RemoteWriteError(
+                    .invalidRequest, at: start, "series \(index) (\(name)): label \"\(duplicate)\" appears twice")
             }
             return TimeSeries(name: name, labels: labels, samples: series)
+        }
+
+        /// A label name that occurs twice, if any. Series have a handful of labels: compare pairs
+        /// without allocating up to 16, sort beyond.
+        static func duplicateName(in labels: [Label]) -> String? {
+            guard labels.count > 1 else { return nil }
+            if labels.count <= 16 {
+                for second in 1..<labels.count {
+                    for first in 0..<second where labels[first].name == labels[second].name { return labels[second].name }
+                }
+                return nil
+            }
+            let sorted = labels.map(\.name).sorted()
+            for position in 1..<sorted.count where sorted[position] == sorted[position - 1] { return sorted[position] }
+            return nil
         }
 
         func label(_ reader: inout ProtobufReader, series index: Int) throws(RemoteWriteError) -> Label {
