@@ -8,6 +8,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     SpoolBenchmark.self,
     TransportBenchmark.self,
     ReplayBenchmark.self,
+    RemoteWriteBenchmark.self,
 ]
 
 @MainActor func usage() -> String {
@@ -21,7 +22,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
 
         """
     for scenario in scenarios {
-        text += "  \(scenario.name.padding(toLength: 8, withPad: " ", startingAt: 0))  \(scenario.summary)\n"
+        text += "  \(scenario.name.padding(toLength: 12, withPad: " ", startingAt: 0))  \(scenario.summary)\n"
     }
     return text
 }
