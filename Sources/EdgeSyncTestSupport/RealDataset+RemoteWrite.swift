@@ -9,11 +9,13 @@ extension RealDataset {
     /// - Parameter oneSamplePerSeries: send each sample as its own `TimeSeries` with all its labels,
     ///   plus `job` and `instance`, as Prometheus' queue manager does; otherwise a request holds each
     ///   series once with all its samples (the cheapest shape to decode).
-    package func remoteWriteRequests(samplesPerRequest: Int = 2_000, oneSamplePerSeries: Bool = false) -> [WriteRequest] {
+    package func remoteWriteRequests(samplesPerRequest: Int = 2_000, oneSamplePerSeries: Bool = false) -> [WriteRequest]
+    {
         precondition(samplesPerRequest > 0)
         let labels = seriesKeys.map { key -> [WriteRequest.Label] in
             let column = key.split(separator: ".", maxSplits: 1).last.map(String.init) ?? key
-            let extra = oneSamplePerSeries
+            let extra =
+                oneSamplePerSeries
                 ? [WriteRequest.Label("instance", "gateway-1:9100"), WriteRequest.Label("job", "sensors")] : []
             return [WriteRequest.Label("column", column)] + extra + [WriteRequest.Label("source", "shared")]
         }

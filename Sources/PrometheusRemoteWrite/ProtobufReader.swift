@@ -110,7 +110,8 @@ package struct ProtobufReader {
         let start = position
         let length = try readVarint()
         guard length <= UInt64(end - position) else {
-            throw error(at: start, "a length of \(length) bytes runs past the end of the message (\(end - position) left)")
+            throw error(
+                at: start, "a length of \(length) bytes runs past the end of the message (\(end - position) left)")
         }
         let range = position..<position + Int(length)
         position = range.upperBound

@@ -51,7 +51,8 @@ package enum Snappy {
     }
 
     /// Reads the uncompressed length: a little-endian base-128 varint of at most 32 bits.
-    private static func readPreamble(_ input: UnsafeRawBufferPointer, position: inout Int) throws(SnappyError) -> UInt64 {
+    private static func readPreamble(_ input: UnsafeRawBufferPointer, position: inout Int) throws(SnappyError) -> UInt64
+    {
         var value: UInt64 = 0
         for index in 0..<5 {
             guard position < input.count else {
@@ -108,8 +109,10 @@ package enum Snappy {
                         .lengthMismatch, at: tagOffset,
                         "a literal of \(literal) bytes overruns the declared \(total) bytes (\(written) written)")
                 }
-                UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(output)[written..<written + literal])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: input[position..<position + literal]))
+                UnsafeMutableRawBufferPointer(
+                    rebasing: UnsafeMutableRawBufferPointer(output)[written..<written + literal]
+                )
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: input[position..<position + literal]))
                 position += literal
                 written += literal
                 continue

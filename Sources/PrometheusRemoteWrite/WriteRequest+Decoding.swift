@@ -92,7 +92,8 @@ extension WriteRequest {
                     }
                     if label.name == WriteRequest.metricNameLabel {
                         guard name == nil else {
-                            throw RemoteWriteError(.invalidRequest, at: tagOffset, "series \(index): label \"__name__\" appears twice")
+                            throw RemoteWriteError(
+                                .invalidRequest, at: tagOffset, "series \(index): label \"__name__\" appears twice")
                         }
                         name = label.value
                     } else {
@@ -116,7 +117,8 @@ extension WriteRequest {
                 }
             }
             guard let name, !name.isEmpty else {
-                throw RemoteWriteError(.invalidRequest, at: start, "series \(index): no metric name (label \"__name__\")")
+                throw RemoteWriteError(
+                    .invalidRequest, at: start, "series \(index): no metric name (label \"__name__\")")
             }
             if let duplicate = Self.duplicateName(in: labels) {
                 throw RemoteWriteError(
@@ -131,7 +133,9 @@ extension WriteRequest {
             guard labels.count > 1 else { return nil }
             if labels.count <= 16 {
                 for second in 1..<labels.count {
-                    for first in 0..<second where labels[first].name == labels[second].name { return labels[second].name }
+                    for first in 0..<second where labels[first].name == labels[second].name {
+                        return labels[second].name
+                    }
                 }
                 return nil
             }

@@ -69,14 +69,18 @@ struct PythonOracleTests {
     @Test func pythonDecompressesWhatSwiftCompresses() async throws {
         guard let python = await Self.availablePython() else { return }
         var random = SeededRandom(seed: 42)
-        let request = WriteRequest(timeseries: (0..<200).map { index in
-            .init(
-                name: "gauge", labels: [.init("n", String(index))],
-                samples: (0..<30).map { _ in .init(value: Double(Int.random(in: 0...100, using: &random)) / 4, timestamp: 1_700_000_000_000) })
-        })
+        let request = WriteRequest(
+            timeseries: (0..<200).map { index in
+                .init(
+                    name: "gauge", labels: [.init("n", String(index))],
+                    samples: (0..<30).map { _ in
+                        .init(value: Double(Int.random(in: 0...100, using: &random)) / 4, timestamp: 1_700_000_000_000)
+                    })
+            })
         let message = request.protobufEncoded()
         let body = Snappy.compress(message)
-        let script = "import sys, cramjam; sys.stdout.write(bytes(cramjam.snappy.decompress_raw(sys.stdin.buffer.read())).hex())"
+        let script =
+            "import sys, cramjam; sys.stdout.write(bytes(cramjam.snappy.decompress_raw(sys.stdin.buffer.read())).hex())"
         let output = try await ChildProcess.run(
             URL(fileURLWithPath: "/usr/bin/env"), [python, "-c", script], input: Data(body))
         try #require(output.status == 0, "\(output.stderr)")
@@ -90,7 +94,9 @@ struct PythonOracleTests {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(digits.count / 2)
         for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else {
+                return nil
+            }
             bytes.append(byte)
         }
         return bytes
@@ -108,7 +114,8 @@ struct PythonOracleTests {
         let install = try? await ChildProcess.run(
             environment, ["python3", "-m", "pip", "install", "--quiet", "cramjam", "protobuf"])
         guard install?.status == 0, (try? await ChildProcess.run(environment, check))?.status == 0 else {
-            print("PythonOracleTests: skipped: pip install cramjam protobuf failed: \(install?.stderr.suffix(300) ?? "")")
+            print(
+                "PythonOracleTests: skipped: pip install cramjam protobuf failed: \(install?.stderr.suffix(300) ?? "")")
             return nil
         }
         return "python3"

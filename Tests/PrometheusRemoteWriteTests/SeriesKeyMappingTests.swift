@@ -10,7 +10,10 @@ struct SeriesKeyMappingTests {
     @Test func keysAreLineProtocolKeysWithFieldValue() {
         let key = RemoteWriteSeriesKey.make(name: "up", labels: [Label("job", "api"), Label("instance", "a:9090")])
         #expect(key == "up,instance=a:9090,job=api value")
-        #expect(key == LineProtocolSeriesKey.make(measurement: "up", tags: [("job", "api"), ("instance", "a:9090")], field: "value"))
+        #expect(
+            key
+                == LineProtocolSeriesKey.make(
+                    measurement: "up", tags: [("job", "api"), ("instance", "a:9090")], field: "value"))
     }
 
     @Test(arguments: [
@@ -45,7 +48,8 @@ struct SeriesKeyMappingTests {
                 name: "temp", labels: [Label("site", "b01")],
                 samples: [
                     .init(value: 21.5, timestamp: 1_700_000_000_123), .init(value: stale, timestamp: 1_700_000_015_000),
-                    .init(value: -0.0, timestamp: -5), .init(value: .nan, timestamp: 1), .init(value: -.infinity, timestamp: 2),
+                    .init(value: -0.0, timestamp: -5), .init(value: .nan, timestamp: 1),
+                    .init(value: -.infinity, timestamp: 2),
                     .init(value: .infinity, timestamp: 3),
                 ]),
             .init(name: "up", labels: [], samples: [.init(value: 1, timestamp: 0)]),
@@ -64,7 +68,9 @@ struct SeriesKeyMappingTests {
 
     @Test(arguments: [Int64.max, Int64.min, 9_223_372_036_855, -9_223_372_036_855])
     func timestampsThatOverflowNanosecondsAreRefused(milliseconds: Int64) {
-        let request = WriteRequest(timeseries: [.init(name: "t", labels: [], samples: [.init(value: 1, timestamp: milliseconds)])])
+        let request = WriteRequest(timeseries: [
+            .init(name: "t", labels: [], samples: [.init(value: 1, timestamp: milliseconds)])
+        ])
         #expect(throws: RemoteWriteError.self) { try RemoteWriteReadings.make(from: request) }
         do {
             _ = try RemoteWriteReadings.make(from: request)
@@ -76,7 +82,11 @@ struct SeriesKeyMappingTests {
 
     @Test func largestTimestampsThatFit() throws {
         let request = WriteRequest(timeseries: [
-            .init(name: "t", labels: [], samples: [.init(value: 1, timestamp: 9_223_372_036_854), .init(value: 2, timestamp: -9_223_372_036_854)])
+            .init(
+                name: "t", labels: [],
+                samples: [
+                    .init(value: 1, timestamp: 9_223_372_036_854), .init(value: 2, timestamp: -9_223_372_036_854),
+                ])
         ])
         let readings = try RemoteWriteReadings.make(from: request).readings
         #expect(readings.map(\.timestamp) == [9_223_372_036_854_000_000, -9_223_372_036_854_000_000])
@@ -85,7 +95,9 @@ struct SeriesKeyMappingTests {
     @Test func seriesKeysLongerThanTheSpoolAcceptsAreRefused() {
         // 1,000 bytes of label fits RemoteWriteLimits' default 1,024, but escaping doubles it.
         let request = WriteRequest(timeseries: [
-            .init(name: "t", labels: [Label("l", String(repeating: ",", count: 1000))], samples: [.init(value: 1, timestamp: 1)])
+            .init(
+                name: "t", labels: [Label("l", String(repeating: ",", count: 1000))],
+                samples: [.init(value: 1, timestamp: 1)])
         ])
         do {
             _ = try RemoteWriteReadings.make(from: request)
@@ -97,7 +109,8 @@ struct SeriesKeyMappingTests {
     }
 
     @Test func errorsInTheBodyAreReported() {
-        #expect(throws: RemoteWriteError(.compression(.truncated), at: 0, "the input ends inside the length preamble")) {
+        #expect(throws: RemoteWriteError(.compression(.truncated), at: 0, "the input ends inside the length preamble"))
+        {
             try RemoteWriteReadings.decode(snappyBody: [])
         }
     }
@@ -105,11 +118,14 @@ struct SeriesKeyMappingTests {
     /// A slice of the real datasets, sent as Prometheus would, comes out as the same readings.
     @Test func realData() throws {
         guard let datasets = try? RealDataset.loadAll() else {
-            print("SeriesKeyMappingTests.realData: skipped: the real datasets are not in \(RealDataset.defaultDirectory.path)")
+            print(
+                "SeriesKeyMappingTests.realData: skipped: the real datasets are not in \(RealDataset.defaultDirectory.path)"
+            )
             return
         }
         for dataset in datasets {
-            let trimmed = RealDataset(name: dataset.name, seriesKeys: dataset.seriesKeys, readings: Array(dataset.readings.prefix(20_000)))
+            let trimmed = RealDataset(
+                name: dataset.name, seriesKeys: dataset.seriesKeys, readings: Array(dataset.readings.prefix(20_000)))
             var decoded: [IncomingReading] = []
             for request in trimmed.remoteWriteRequests(samplesPerRequest: 2_000) {
                 let body = request.snappyEncoded()
@@ -122,7 +138,9 @@ struct SeriesKeyMappingTests {
                     labels: [Label("column", String(key.dropFirst(dataset.name.count + 1))), Label("source", "shared")])
             }
             // Within a request samples are grouped per series; compare per series, in order.
-            let expected = trimmed.readings.map { IncomingReading(seriesKey: keys[$0.series], timestamp: $0.timestamp, value: $0.value) }
+            let expected = trimmed.readings.map {
+                IncomingReading(seriesKey: keys[$0.series], timestamp: $0.timestamp, value: $0.value)
+            }
             #expect(decoded.count == expected.count)
             for key in keys {
                 #expect(decoded.filter { $0.seriesKey == key } == expected.filter { $0.seriesKey == key })

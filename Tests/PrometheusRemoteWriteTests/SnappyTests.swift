@@ -62,7 +62,9 @@ struct SnappyTests {
         #expect(failure([])?.kind == .truncated)
         #expect(failure([0x80])?.kind == .truncated)
         // Literal of 4 bytes with 2 present.
-        #expect(failure([4, 0x0C, 1, 2]) == SnappyError(.truncated, at: 1, "a literal of 4 bytes runs past the end of the input (2 left)"))
+        #expect(
+            failure([4, 0x0C, 1, 2])
+                == SnappyError(.truncated, at: 1, "a literal of 4 bytes runs past the end of the input (2 left)"))
         // Literal length byte missing; copy offsets cut short.
         #expect(failure([100, 60 << 2])?.kind == .truncated)
         #expect(failure([8, 0x04, 1, 2, 0b01])?.kind == .truncated)
@@ -76,7 +78,8 @@ struct SnappyTests {
     }
 
     @Test func badOffsets() {
-        #expect(failure([6, 0x04, 1, 2, 0b01 | 0 << 2, 0]) == SnappyError(.invalidOffset, at: 4, "a copy has offset 0"))
+        #expect(
+            failure([6, 0x04, 1, 2, 0b01 | 0 << 2, 0]) == SnappyError(.invalidOffset, at: 4, "a copy has offset 0"))
         #expect(failure([6, 0x04, 1, 2, 0b10, 0, 0])?.kind == .invalidOffset)
         // Offset 3 with 2 bytes produced, in each copy form.
         let past = SnappyError(.invalidOffset, at: 4, "a copy reaches back 3 bytes but only 2 have been produced")
@@ -89,13 +92,17 @@ struct SnappyTests {
 
     @Test func preambleLiesBothWays() {
         // Declares 5, produces 3.
-        #expect(failure([5, 0x08, 1, 2, 3]) == SnappyError(.lengthMismatch, at: 5, "the input ends after 3 of the declared 5 uncompressed bytes"))
+        #expect(
+            failure([5, 0x08, 1, 2, 3])
+                == SnappyError(.lengthMismatch, at: 5, "the input ends after 3 of the declared 5 uncompressed bytes"))
         // Declares 2, the literal holds 3.
         #expect(failure([2, 0x08, 1, 2, 3])?.kind == .lengthMismatch)
         // Declares 4, a copy would produce 6.
         #expect(failure([4, 0x04, 1, 2, 0b10 | 3 << 2, 2, 0])?.kind == .lengthMismatch)
         // Exactly 3, then another element.
-        #expect(failure([3, 0x08, 1, 2, 3, 0x00, 9]) == SnappyError(.trailingBytes, at: 5, "2 bytes follow the end of the declared 3 bytes"))
+        #expect(
+            failure([3, 0x08, 1, 2, 3, 0x00, 9])
+                == SnappyError(.trailingBytes, at: 5, "2 bytes follow the end of the declared 3 bytes"))
         #expect(failure([0, 0x00])?.kind == .trailingBytes)
     }
 

@@ -117,7 +117,8 @@ struct WriteRequestDecodingTests {
 
     @Test func truncatedAndOverlongVarints() {
         // Tag of a timeseries, then a length varint that never ends.
-        #expect(failure([0x0A, 0x80]) == RemoteWriteError(.malformedProtobuf, at: 1, "the message ends inside a varint"))
+        #expect(
+            failure([0x0A, 0x80]) == RemoteWriteError(.malformedProtobuf, at: 1, "the message ends inside a varint"))
         #expect(failure([0x0A]) == RemoteWriteError(.malformedProtobuf, at: 1, "the message ends inside a varint"))
         let overlong: [UInt8] = [0x10] + [UInt8](repeating: 0x80, count: 10) + [0x00]
         #expect(failure(overlong) == RemoteWriteError(.malformedProtobuf, at: 1, "a varint is longer than 10 bytes"))
@@ -133,7 +134,8 @@ struct WriteRequestDecodingTests {
     @Test func lengthsPastTheEnd() {
         #expect(
             failure([0x0A, 0x05, 0x0A, 0x00])
-                == RemoteWriteError(.malformedProtobuf, at: 1, "a length of 5 bytes runs past the end of the message (2 left)"))
+                == RemoteWriteError(
+                    .malformedProtobuf, at: 1, "a length of 5 bytes runs past the end of the message (2 left)"))
         // A label whose length runs past its series, though not past the whole buffer.
         let inner: [UInt8] = [0x0A, 0x09, 0x0A, 0x01, 0x61]
         #expect(failure([0x0A, 0x05] + inner.prefix(5) + [0, 0, 0, 0, 0, 0])?.kind == .malformedProtobuf)
@@ -143,14 +145,23 @@ struct WriteRequestDecodingTests {
     @Test func wrongWireTypes() {
         #expect(
             failure([0x08, 0x01])
-                == RemoteWriteError(.malformedProtobuf, at: 0, "WriteRequest.timeseries has wire type varint; expected length-delimited"))
-        #expect(failure(Protobuf.up(sample: [0x08, 0x01]))?.reason == "Sample.value has wire type varint; expected 64-bit")
+                == RemoteWriteError(
+                    .malformedProtobuf, at: 0, "WriteRequest.timeseries has wire type varint; expected length-delimited"
+                ))
+        #expect(
+            failure(Protobuf.up(sample: [0x08, 0x01]))?.reason == "Sample.value has wire type varint; expected 64-bit")
         #expect(
             failure(Protobuf.up(sample: [0x11, 0, 0, 0, 0, 0, 0, 0, 0]))?.reason
                 == "Sample.timestamp has wire type 64-bit; expected varint")
-        #expect(failure(Protobuf.up(label: [0x08, 0x01]))?.reason == "Label.name has wire type varint; expected length-delimited")
-        #expect(failure(Protobuf.up(extra: [0x10, 0x01]))?.reason == "TimeSeries.samples has wire type varint; expected length-delimited")
-        #expect(failure([0x19, 0, 0, 0, 0, 0, 0, 0, 0])?.reason == "WriteRequest.metadata has wire type 64-bit; expected length-delimited")
+        #expect(
+            failure(Protobuf.up(label: [0x08, 0x01]))?.reason
+                == "Label.name has wire type varint; expected length-delimited")
+        #expect(
+            failure(Protobuf.up(extra: [0x10, 0x01]))?.reason
+                == "TimeSeries.samples has wire type varint; expected length-delimited")
+        #expect(
+            failure([0x19, 0, 0, 0, 0, 0, 0, 0, 0])?.reason
+                == "WriteRequest.metadata has wire type 64-bit; expected length-delimited")
     }
 
     @Test(arguments: [UInt8(0x0B), 0x0C, 0x0E, 0x0F, 0x1B, 0x24])
@@ -176,7 +187,9 @@ struct WriteRequestDecodingTests {
 
     @Test func metricNameRules() {
         let missing = Protobuf.request([Protobuf.series(labels: [Protobuf.label("job", "api")], samples: [])])
-        #expect(failure(missing) == RemoteWriteError(.invalidRequest, at: 2, "series 0: no metric name (label \"__name__\")"))
+        #expect(
+            failure(missing)
+                == RemoteWriteError(.invalidRequest, at: 2, "series 0: no metric name (label \"__name__\")"))
         let empty = Protobuf.request([Protobuf.series(labels: [Protobuf.label("__name__", "")], samples: [])])
         #expect(failure(empty)?.kind == .invalidRequest)
         let twice = Protobuf.request([
@@ -203,9 +216,16 @@ struct WriteRequestDecodingTests {
     @Test func limits() {
         var limits = RemoteWriteLimits()
         limits.maximumSeries = 2
-        let three = Protobuf.request([[UInt8]](repeating: Protobuf.series(labels: [Protobuf.label("__name__", "a")], samples: []), count: 3))
+        let three = Protobuf.request(
+            [[UInt8]](repeating: Protobuf.series(labels: [Protobuf.label("__name__", "a")], samples: []), count: 3))
         #expect(failure(three, limits: limits)?.kind == .limitExceeded)
-        #expect(failure(Array(Protobuf.request(Array(repeating: Protobuf.series(labels: [Protobuf.label("__name__", "a")], samples: []), count: 2))), limits: limits) == nil)
+        #expect(
+            failure(
+                Array(
+                    Protobuf.request(
+                        Array(
+                            repeating: Protobuf.series(labels: [Protobuf.label("__name__", "a")], samples: []), count: 2
+                        ))), limits: limits) == nil)
 
         limits = RemoteWriteLimits()
         limits.maximumSamples = 3
