@@ -115,8 +115,10 @@ struct SeriesKeyMappingTests {
         }
     }
 
-    /// A slice of the real datasets, sent as Prometheus would, comes out as the same readings.
-    @Test func realData() throws {
+    /// A slice of the real datasets, sent as Prometheus would (one series entry per sample, labels
+    /// repeated) and grouped per series, comes out as the same readings.
+    @Test(arguments: [true, false])
+    func realData(oneSamplePerSeries: Bool) throws {
         guard let datasets = try? RealDataset.loadAll() else {
             print(
                 "SeriesKeyMappingTests.realData: skipped: the real datasets are not in \(RealDataset.defaultDirectory.path)"
@@ -127,23 +129,29 @@ struct SeriesKeyMappingTests {
             let trimmed = RealDataset(
                 name: dataset.name, seriesKeys: dataset.seriesKeys, readings: Array(dataset.readings.prefix(20_000)))
             var decoded: [IncomingReading] = []
-            for request in trimmed.remoteWriteRequests(samplesPerRequest: 2_000) {
+            for request in trimmed.remoteWriteRequests(samplesPerRequest: 2_000, oneSamplePerSeries: oneSamplePerSeries)
+            {
                 let body = request.snappyEncoded()
                 #expect(body.count < request.protobufEncoded().count)
                 decoded += try RemoteWriteReadings.decode(snappyBody: body).readings
             }
             let keys = trimmed.seriesKeys.map { key in
-                RemoteWriteSeriesKey.make(
-                    name: dataset.name,
-                    labels: [Label("column", String(key.dropFirst(dataset.name.count + 1))), Label("source", "shared")])
+                let column = Label("column", String(key.dropFirst(dataset.name.count + 1)))
+                let extra = oneSamplePerSeries ? [Label("job", "sensors"), Label("instance", "gateway-1:9100")] : []
+                return RemoteWriteSeriesKey.make(
+                    name: dataset.name, labels: [column, Label("source", "shared")] + extra)
             }
-            // Within a request samples are grouped per series; compare per series, in order.
             let expected = trimmed.readings.map {
                 IncomingReading(seriesKey: keys[$0.series], timestamp: $0.timestamp, value: $0.value)
             }
-            #expect(decoded.count == expected.count)
-            for key in keys {
-                #expect(decoded.filter { $0.seriesKey == key } == expected.filter { $0.seriesKey == key })
+            if oneSamplePerSeries {
+                #expect(decoded == expected)
+            } else {
+                // Grouped requests reorder samples by series within a request: compare per series.
+                #expect(decoded.count == expected.count)
+                for key in keys {
+                    #expect(decoded.filter { $0.seriesKey == key } == expected.filter { $0.seriesKey == key })
+                }
             }
         }
     }
