@@ -11,7 +11,7 @@ import PrometheusRemoteWrite
 /// milliseconds to nanoseconds). Rates are per CPU-second of the decoding thread, best of three.
 enum RemoteWriteBenchmark: BenchmarkScenario {
     static let name = "remote-write"
-    static let summary = "edge: Prometheus remote write body → readings, samples/s on one core, real datasets"
+    static let summary = "edge: Prometheus remote write body → readings, samples per CPU-second, real datasets"
 
     static func run(_ options: BenchmarkOptions) async throws {
         var samplesPerRequest = [500, 2_000, 10_000]

@@ -36,7 +36,8 @@ struct PythonOracleTests {
             for j in range(20):
                 body += sample(20.0 + i / 10 + j / 100, 1700000000000 + 15000 * j - (i == 3) * 1800000000000)
             series.append(lengthed(1, body))
-        series.append(lengthed(1, label("__name__", "up") + label("job", "π") + sample(float("nan"), 7)))
+        stale = lengthed(2, field(1, 1, struct.pack("<Q", 0x7FF0000000000002)) + field(2, 0, varint(8)))
+        series.append(lengthed(1, label("__name__", "up") + label("job", "π") + sample(float("nan"), 7) + stale))
         message = b"".join(series)
         sys.stdout.write(bytes(cramjam.snappy.compress_raw(message)).hex())
         """#
@@ -48,7 +49,7 @@ struct PythonOracleTests {
         let body = try #require(Self.bytes(hex: output.stdout))
         let result = try RemoteWriteReadings.decode(snappyBody: body)
         #expect(result.droppedNonFinite == 1)
-        #expect(result.droppedStaleMarkers == 0)
+        #expect(result.droppedStaleMarkers == 1)
         var expected: [IncomingReading] = []
         for i in 0..<300 {
             let key = RemoteWriteSeriesKey.make(
