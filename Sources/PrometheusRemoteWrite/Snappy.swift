@@ -2,9 +2,10 @@
 ///
 /// A block is a varint of the uncompressed length followed by elements: literals (tag `00`) and
 /// copies with 1-, 2- or 4-byte offsets (tags `01`, `10`, `11`). The decoder is strict: the
-/// declared length is checked against the caller's maximum before anything is allocated, every
-/// element is bounds-checked against the input and the declared output, and the elements must
-/// produce exactly the declared length with nothing after them.
+/// declared length is checked against the caller's maximum, and against the most the remaining bytes
+/// could produce, before anything is allocated; every element is bounds-checked against the input
+/// and the declared output; the elements must produce exactly the declared length, with nothing
+/// after them.
 package enum Snappy {
     /// Decompresses one block.
     ///
@@ -34,10 +35,19 @@ package enum Snappy {
                 .tooLarge, at: 0,
                 "the preamble declares \(total) uncompressed bytes; at most \(maximumDecodedBytes) are accepted")
         }
+        // The densest element, a 3-byte copy of 64 bytes, expands 64/3 times: a body that cannot
+        // produce the declared length is refused before allocating it, whatever the caller's limit.
+        let elementBytes = UInt64(input.count - position)
+        guard total <= elementBytes * 64 / 3 else {
+            throw SnappyError(
+                .lengthMismatch, at: 0,
+                "the preamble declares \(total) uncompressed bytes; \(elementBytes) bytes of elements produce at most \(elementBytes * 64 / 3)"
+            )
+        }
         let count = Int(total)
         var failure: SnappyError?
         let output = [UInt8](unsafeUninitializedCapacity: count) { buffer, initializedCount in
-            // UInt8 is trivial: claiming the whole buffer is safe even when decoding stops early.
+            // Zeroed first, so the array is fully initialized even when decoding stops early.
             buffer.initialize(repeating: 0)
             initializedCount = count
             do throws(SnappyError) {

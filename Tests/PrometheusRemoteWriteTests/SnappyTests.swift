@@ -66,7 +66,7 @@ struct SnappyTests {
             failure([4, 0x0C, 1, 2])
                 == SnappyError(.truncated, at: 1, "a literal of 4 bytes runs past the end of the input (2 left)"))
         // Literal length byte missing; copy offsets cut short.
-        #expect(failure([100, 60 << 2])?.kind == .truncated)
+        #expect(failure([2, 60 << 2])?.kind == .truncated)
         #expect(failure([8, 0x04, 1, 2, 0b01])?.kind == .truncated)
         #expect(failure([8, 0x04, 1, 2, 0b10, 2])?.kind == .truncated)
         #expect(failure([8, 0x04, 1, 2, 0b11, 2, 0, 0])?.kind == .truncated)
@@ -106,7 +106,7 @@ struct SnappyTests {
         #expect(failure([0, 0x00])?.kind == .trailingBytes)
     }
 
-    @Test func bombPreambleIsRefusedBeforeAllocating() {
+    @Test func bombPreambleIsRefusedBeforeAllocating() throws {
         // 4 GiB - 1 declared by five bytes. Were it allocated, this test would take seconds and 4 GiB;
         // the error comes from the preamble check (offset 0), before any element is looked at.
         let bomb: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00, 0x00]
@@ -114,6 +114,23 @@ struct SnappyTests {
         #expect(error?.kind == .tooLarge)
         #expect(error?.offset == 0)
         #expect(error?.description.contains("4294967295") == true)
+        // Even a caller allowing any size gets no 4 GiB allocation: 2 bytes cannot produce that much.
+        let unlimited = failure(bomb, limit: .max)
+        #expect(unlimited?.kind == .lengthMismatch)
+        #expect(
+            unlimited?.reason
+                == "the preamble declares 4294967295 uncompressed bytes; 2 bytes of elements produce at most 42")
+        // The densest real stream: one literal byte, then 3-byte copies of 64 bytes.
+        let dense: [UInt8] = [0x00, 7] + Array(repeating: [0b10 | 63 << 2, 1, 0], count: 100).joined()
+        let declared = 1 + 64 * 100
+        var preamble: [UInt8] = []
+        var rest = declared
+        while rest >= 0x80 {
+            preamble.append(UInt8(rest & 0x7F) | 0x80)
+            rest >>= 7
+        }
+        preamble.append(UInt8(rest))
+        #expect(try decompress(preamble + dense, limit: declared) == [UInt8](repeating: 7, count: declared))
         // One over the limit is refused; at the limit is fine.
         #expect(failure([5, 0x10, 1, 2, 3, 4, 5], limit: 4)?.kind == .tooLarge)
         #expect(failure([5, 0x10, 1, 2, 3, 4, 5], limit: 5) == nil)

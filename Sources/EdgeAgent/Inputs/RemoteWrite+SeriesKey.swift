@@ -19,8 +19,9 @@ package struct RemoteWriteReadings: Sendable, Equatable {
     ///
     /// All or nothing: any error refuses the whole request. Each float sample becomes one reading
     /// (see `RemoteWriteSeriesKey`), its timestamp converted from milliseconds to nanoseconds.
-    /// Stale markers and other non-finite values are skipped and counted, not errors, so that a
-    /// Prometheus scraping a flapping target is not stuck retrying.
+    /// Stale markers and other non-finite values are skipped and counted, not errors: Prometheus
+    /// drops a request refused with a 4xx, so refusing would lose its good samples too. Map
+    /// `RemoteWriteError.Kind.limitExceeded` to 413 and the other kinds to 400.
     package static func decode(
         snappyBody: [UInt8], limits: RemoteWriteLimits = .default
     ) throws(RemoteWriteError) -> RemoteWriteReadings {
