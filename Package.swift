@@ -44,6 +44,9 @@ let package = Package(
         // Argument parsing, configuration files, progress and signals for both executables.
         .target(name: "EdgeSyncCommandLine"),
 
+        // Prometheus remote write 1.0: Snappy block decoding and the WriteRequest protobuf. No dependencies.
+        .target(name: "PrometheusRemoteWrite"),
+
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
 
@@ -58,14 +61,14 @@ let package = Package(
         ),
 
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
-        .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib"]),
+        .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib", "PrometheusRemoteWrite"]),
 
         // The edge agent: the durable spool, the importer, the uploader (and later the inputs).
         .target(
             name: "EdgeAgent",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "EdgeSyncMetrics", "HTTPCore",
-                "CCurl",
+                "CCurl", "PrometheusRemoteWrite",
             ]
         ),
         .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
@@ -75,7 +78,7 @@ let package = Package(
             name: "edge-sync-bench",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
-                "EdgeSyncSQLite", "EdgeSyncProtocol",
+                "EdgeSyncSQLite", "EdgeSyncProtocol", "PrometheusRemoteWrite",
             ]
         ),
 
@@ -89,7 +92,10 @@ let package = Package(
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
         .testTarget(
             name: "EdgeAgentTests",
-            dependencies: ["EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore", "edge-agent"]
+            dependencies: [
+                "EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore", "PrometheusRemoteWrite",
+                "edge-agent",
+            ]
         ),
         .testTarget(
             name: "CloudCollectorTests",
@@ -104,6 +110,10 @@ let package = Package(
             dependencies: [
                 "EdgeAgent", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent", "cloud-collector",
             ]
+        ),
+        .testTarget(
+            name: "PrometheusRemoteWriteTests",
+            dependencies: ["PrometheusRemoteWrite", "EdgeAgent", "EdgeSyncProtocol", "EdgeSyncTestSupport"]
         ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],

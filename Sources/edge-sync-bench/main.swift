@@ -10,6 +10,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     ReplayBenchmark.self,
     InputsBenchmark.self,
     QueryBenchmark.self,
+    RemoteWriteBenchmark.self,
 ]
 
 @MainActor func usage() -> String {
@@ -23,7 +24,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
 
         """
     for scenario in scenarios {
-        text += "  \(scenario.name.padding(toLength: 8, withPad: " ", startingAt: 0))  \(scenario.summary)\n"
+        text += "  \(scenario.name.padding(toLength: 12, withPad: " ", startingAt: 0))  \(scenario.summary)\n"
     }
     return text
 }

@@ -4,6 +4,7 @@ import EdgeSyncProtocol
 import EdgeSyncTestSupport
 import Foundation
 import HTTPCore
+import PrometheusRemoteWrite
 import Synchronization
 import Testing
 
@@ -283,5 +284,56 @@ extension HTTPResponse {
                 to: request("POST", "/write?db=x", body: Array("m v=1 1".utf8)), context: HTTPRequestContext())
             #expect(again.status == .noContent)
         }
+    }
+
+    @Test func prometheusRemoteWriteStoresSamplesWithTheirLabelsAndRefusesBrokenBodies() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink) { $0.maximumInflatedBytes = 1 << 20 }
+        let request = WriteRequest(timeseries: [
+            .init(
+                name: "node_temp_celsius", labels: [.init("instance", "gw:9100"), .init("chip", "a b")],
+                samples: [.init(value: 41.5, timestamp: 1_700_000_000_000), .init(value: 42, timestamp: 1_700_000_015_000)]),
+            .init(
+                name: "up", labels: [],
+                samples: [.init(value: Double(bitPattern: 0x7FF0_0000_0000_0002), timestamp: 1_700_000_000_000)]),
+        ])
+        let headers = [("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf")]
+        let good = try await inputs.respond(
+            to: EdgeAgentTests.request("POST", "/api/v1/write", body: request.snappyEncoded(), headers: headers),
+            context: HTTPRequestContext())
+        #expect(good.status == .noContent)
+        #expect(
+            sink.readings == [
+                IncomingReading(
+                    seriesKey: #"node_temp_celsius,chip=a\ b,instance=gw:9100 value"#,
+                    timestamp: 1_700_000_000_000_000_000, value: 41.5),
+                IncomingReading(
+                    seriesKey: #"node_temp_celsius,chip=a\ b,instance=gw:9100 value"#,
+                    timestamp: 1_700_000_015_000_000_000, value: 42),
+            ])
+        #expect(inputs.statistics.skippedSamples.load(ordering: .relaxed) == 1, "the stale marker is skipped")
+        // The key maps back to the metric name and labels.
+        let back = try #require(RemoteWriteSeriesKey.parse(sink.readings[0].seriesKey))
+        #expect(back.name == "node_temp_celsius" && Set(back.labels) == [.init("instance", "gw:9100"), .init("chip", "a b")])
+
+        let protobuf = request.protobufEncoded()
+        var bomb: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F]  // a preamble of 4 GiB
+        bomb += [0x00, 0x61]
+        let cases: [([UInt8], [(String, String)], Int, String)] = [
+            (Array("not snappy".utf8), headers, 400, "invalid_remote_write"),
+            (Snappy.compress(Array(protobuf.dropLast(3))), headers, 400, "invalid_remote_write"),
+            (Snappy.compress([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]), headers, 400, "invalid_remote_write"),
+            (bomb, headers, 413, "invalid_remote_write"),
+            (Snappy.compress([UInt8](repeating: 0, count: 2 << 20)), headers, 413, "invalid_remote_write"),
+            (request.snappyEncoded(), [("Content-Encoding", "gzip")], 415, "Snappy block-compressed"),
+        ]
+        for (body, headers, status, phrase) in cases {
+            let response = try await inputs.respond(
+                to: EdgeAgentTests.request("POST", "/api/v1/write", body: body, headers: headers),
+                context: HTTPRequestContext())
+            #expect(response.status.code == status, "\(response.bodyText)")
+            #expect(response.bodyText.contains(phrase), "\(response.bodyText)")
+        }
+        #expect(sink.appends.count == 1, "no refused request stored anything")
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the codec with libFuzzer and AddressSanitizer and fuzzes the decoder for a bounded time.
-# usage: Tests/Fuzz/run-fuzz.sh [seconds]   (default 60)
-# Seeds come from the golden vectors; crashes are written to Tests/Fuzz/crashes/ and fail the run.
+# Builds each decoder with libFuzzer and AddressSanitizer and fuzzes it for a bounded time.
+# usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60)
+# Harnesses: the batch decoder (seeds from the golden vectors) and Prometheus remote write (seeds in
+# Tests/Fuzz/seeds/remote-write/). Crashes are written to Tests/Fuzz/crashes/ and fail the run.
 set -euo pipefail
 seconds="${1:-60}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -9,6 +10,16 @@ build="$root/.build-fuzz"
 corpus="$build/corpus"
 crashes="$root/Tests/Fuzz/crashes"
 mkdir -p "$build" "$corpus" "$crashes"
+
+# Runs one harness for $seconds; libFuzzer exits non-zero on a crash, which ends the script.
+run_harness() {
+    local name="$1" binary="$2" corpus="$3"
+    shift 3
+    echo "fuzz: running $name for ${seconds}s"
+    "$binary" "$corpus" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$crashes/$name-" -print_final_stats=1 "$@" 2>&1 | tail -n 25
+    echo "fuzz: $name: no crash in ${seconds}s"
+}
 
 echo "fuzz: building the decoder with -sanitize=fuzzer,address"
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name EdgeSyncCodec \
@@ -29,7 +40,16 @@ printf '\x02\x02\x00\x80\x01\x02\x21\x02\x01\x0e' > "$corpus/column-huffman"
 printf '\x02\x01\x00\x80\x03\x04\x00\x00\x01\x01\x01' > "$corpus/column-single"
 printf '\x02\x07\x00\x01\x0a\x02\x00\x1b\x00' > "$corpus/column-packed"
 
-echo "fuzz: running for ${seconds}s"
-"$build/decoder-fuzzer" "$corpus" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$crashes/" -print_final_stats=1 2>&1 | tail -n 25
-echo "fuzz: no crash in ${seconds}s"
+run_harness decoder "$build/decoder-fuzzer" "$corpus" -max_len=4096
+
+echo "fuzz: building remote write decoding with -sanitize=fuzzer,address"
+swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name PrometheusRemoteWrite -package-name edge_sync \
+    "$root"/Sources/PrometheusRemoteWrite/*.swift "$root/Tests/Fuzz/RemoteWriteFuzzer.swift" \
+    -o "$build/remote-write-fuzzer"
+# The committed seeds stay as they are; libFuzzer adds what it finds to the working corpus.
+remote_corpus="$build/corpus-remote-write"
+mkdir -p "$remote_corpus"
+cp "$root"/Tests/Fuzz/seeds/remote-write/* "$remote_corpus/"
+# The decoder may allocate at most its 1 MiB decoded limit at once (plus the arrays of a request);
+# -malloc_limit_mb turns any larger single allocation into a failure.
+run_harness remote-write "$build/remote-write-fuzzer" "$remote_corpus" -max_len=8192 -malloc_limit_mb=16

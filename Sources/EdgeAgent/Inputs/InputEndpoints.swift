@@ -2,6 +2,7 @@ import EdgeSyncCodec
 import EdgeSyncProtocol
 import Foundation
 import HTTPCore
+import PrometheusRemoteWrite
 import Synchronization
 
 /// Where inputs put readings: the spool, or a test's stand-in.
@@ -88,6 +89,8 @@ package final class InputEndpoints: HTTPResponder {
             return try await writeLineProtocol(request, dialect: .influxV2)
         case ("POST", "/v1/readings"):
             return try await writeJSON(request)
+        case ("POST", "/api/v1/write"):
+            return try await writeRemote(request)
         case ("GET", "/query"), ("POST", "/query"):
             // The 1.x CLI sends DDL (CREATE DATABASE …) before an import; there is nothing to create.
             return json(.ok, #"{"results":[{"statement_id":0}]}"#)
@@ -98,7 +101,8 @@ package final class InputEndpoints: HTTPResponder {
                 }
                 return try await route(request)
             }
-            let known = ["/ping", "/health", "/write", "/api/v2/write", "/v1/readings", "/query"] + extraRoutes.keys
+            let known = ["/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query"]
+                + extraRoutes.keys
             if known.contains(request.path) {
                 throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
             }
@@ -164,23 +168,48 @@ package final class InputEndpoints: HTTPResponder {
         return json(.ok, answer ?? #"{"accepted":0}"#)
     }
 
+    // MARK: Prometheus remote write
+
+    /// Remote write 1.0: a Snappy block-compressed `WriteRequest` (`Content-Encoding: snappy`).
+    private func writeRemote(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        if let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces).lowercased(),
+            encoding != "snappy"
+        {
+            throw InputFailure(
+                .unsupportedMediaType, "unsupported_encoding",
+                "remote write bodies are Snappy block-compressed (Content-Encoding: snappy), not \(encoding)")
+        }
+        let body = try await readRawBody(request)
+        var limits = RemoteWriteLimits.default
+        limits.maximumDecodedBytes = configuration.maximumInflatedBytes
+        limits.maximumSamples = configuration.maximumReadingsPerRequest
+        let decoded: RemoteWriteReadings
+        do {
+            decoded = try RemoteWriteReadings.decode(snappyBody: body, limits: limits)
+        } catch {
+            let tooLarge = error.kind == .limitExceeded || error.kind == .compression(.tooLarge)
+            let status: HTTPStatus = tooLarge ? .contentTooLarge : .badRequest
+            throw InputFailure(status, "invalid_remote_write", "\(error); nothing from this request was stored")
+        }
+        statistics.skippedSamples.add(decoded.droppedStaleMarkers + decoded.droppedNonFinite, ordering: .relaxed)
+        var block = ReadingBlock()
+        block.append(contentsOf: decoded.readings)
+        try await store(block)
+        return HTTPResponse(status: .noContent)
+    }
+
     // MARK: Shared steps
 
-    /// Reads the body within the limits and inflates it when it is gzip.
-    package func readBody(_ request: HTTPRequest, maximumInflatedBytes: Int) async throws(InputFailure) -> [UInt8] {
+    /// The body as received, within `maximumBodyBytes`.
+    private func readRawBody(_ request: HTTPRequest) async throws(InputFailure) -> [UInt8] {
         let limit = configuration.maximumBodyBytes
         if let length = request.headers["content-length"].flatMap({ Int($0) }), length > limit {
             throw InputFailure(.contentTooLarge, "too_large", "the body of \(length) bytes exceeds the limit of \(limit)")
         }
-        let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces).lowercased()
-        guard encoding == nil || encoding == "identity" || encoding == "gzip" || encoding == "" else {
-            throw InputFailure(
-                .unsupportedMediaType, "unsupported_encoding",
-                "Content-Encoding \(encoding ?? "") is not supported (use gzip or none)")
-        }
-        let raw: [UInt8]
         do {
-            raw = try await request.body.collect(upTo: limit)
+            let raw = try await request.body.collect(upTo: limit)
+            statistics.bytesReceived.add(raw.count, ordering: .relaxed)
+            return raw
         } catch let error as HTTPError where error == .bodyTooLarge {
             throw InputFailure(.contentTooLarge, "too_large", "the body exceeds the limit of \(limit) bytes")
         } catch let error as any HTTPResponseError {
@@ -188,7 +217,17 @@ package final class InputEndpoints: HTTPResponder {
         } catch {
             throw InputFailure(.badRequest, "bad_body", "the body could not be read: \(error)")
         }
-        statistics.bytesReceived.add(raw.count, ordering: .relaxed)
+    }
+
+    /// Reads the body within the limits and inflates it when it is gzip.
+    package func readBody(_ request: HTTPRequest, maximumInflatedBytes: Int) async throws(InputFailure) -> [UInt8] {
+        let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard encoding == nil || encoding == "identity" || encoding == "gzip" || encoding == "" else {
+            throw InputFailure(
+                .unsupportedMediaType, "unsupported_encoding",
+                "Content-Encoding \(encoding ?? "") is not supported (use gzip or none)")
+        }
+        let raw = try await readRawBody(request)
         guard encoding == "gzip" else {
             guard raw.count <= maximumInflatedBytes else {
                 throw InputFailure(
@@ -236,6 +275,8 @@ package final class InputStatistics: Sendable {
     package let bytesReceived = Atomic<Int>(0)
     package let rejectedLines = Atomic<Int>(0)
     package let spoolRefusals = Atomic<Int>(0)
+    /// Remote write samples left out: stale markers, NaN and infinities.
+    package let skippedSamples = Atomic<Int>(0)
     private let responses = Mutex<[ResponseKey: Int]>([:])
 
     package struct ResponseKey: Hashable, Sendable {
