@@ -1,4 +1,5 @@
 import EdgeAgent
+import PrometheusRemoteWrite
 import EdgeSyncTestSupport
 import Foundation
 import Testing
@@ -185,4 +186,79 @@ func expectDelivered(_ expected: [ExpectedReading], pair: PairFixture, agent: Ag
             #expect(stored.rows == stored.bySequence.count)
         }
     }
+}
+
+/// Prometheus from Debian scrapes the agent's own `/metrics` and remote-writes the samples back to
+/// the agent, for a bounded time; the collector ends up with them under their metric names and labels.
+@Suite(.serialized) struct PrometheusRemoteWriteClientTests {
+    @Test func prometheusRemoteWritesScrapedSamplesWithTheirLabels() async throws {
+        let prometheus = URL(fileURLWithPath: "/usr/bin/prometheus")
+        guard FileManager.default.isExecutableFile(atPath: prometheus.path) else {
+            print("skipped: Prometheus is not installed (Debian package prometheus; .ci/run installs it)")
+            return
+        }
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector()
+            defer { collector.process.kill() }
+            let agent = try await AgentUnderTest.start(
+                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
+            defer { agent.process.kill() }
+            let port = agent.ports["http"]!
+            let config = pair.directory + "/prometheus.yml"
+            try """
+                global:
+                  scrape_interval: 1s
+                  external_labels: {site: test}
+                scrape_configs:
+                  - job_name: edge
+                    static_configs: [{targets: ['127.0.0.1:\(port)']}]
+                remote_write:
+                  - url: http://127.0.0.1:\(port)/api/v1/write
+                    queue_config: {batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}
+                """.write(toFile: config, atomically: false, encoding: .utf8)
+            let server = try ChildProcess(
+                prometheus,
+                [
+                    "--config.file=\(config)", "--storage.tsdb.path=\(pair.directory)/tsdb",
+                    "--web.listen-address=127.0.0.1:0", "--log.level=warn",
+                ])
+            defer { server.kill() }
+            // Await the agent counting remote writes it stored (bounded: 90 s).
+            let stored = try await eventually(within: .seconds(90)) {
+                let metrics = try await ChildProcess.run(
+                    URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-sS", "http://127.0.0.1:\(port)/metrics"])
+                let line = metrics.stdout.split(separator: "\n").first {
+                    $0.hasPrefix("edge_agent_input_requests_total{path=\"/api/v1/write\",code=\"204\"}")
+                }
+                return line.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } }.flatMap { $0 >= 3 ? $0 : nil }
+            }
+            #expect(stored != nil, "Prometheus never remote-wrote 3 requests to the agent: \(server.stderrLines.suffix(5))")
+            server.kill(SIGTERM)
+            _ = await server.waitForExit()
+            #expect(await agent.stop() == 0)
+            #expect(try await pair.drain(collector.url).status == 0)
+
+            let rows = try CollectorUnderTest.storedReadings(
+                dataDirectory: pair.collectorDirectory, device: PairFixture.device)
+            let keys = Set(rows.bySequence.values.map(\.key))
+            // `up` of the scrape target, with Prometheus' target labels and the external label.
+            let up = try #require(keys.first { RemoteWriteSeriesKey.parse($0)?.name == "up" }, "\(keys.prefix(10))")
+            let labels = Dictionary(uniqueKeysWithValues: RemoteWriteSeriesKey.parse(up)!.labels.map { ($0.name, $0.value) })
+            #expect(labels["job"] == "edge" && labels["instance"] == "127.0.0.1:\(port)" && labels["site"] == "test")
+            #expect(rows.bySequence.values.contains { $0.key == up && Double(bitPattern: $0.valueBits) == 1 })
+            // The agent's own metrics came back under their names too.
+            #expect(keys.contains { RemoteWriteSeriesKey.parse($0)?.name == "edge_agent_input_readings_total" })
+        }
+    }
+}
+
+/// Re-evaluates `condition` until it yields a value or `within` passes; for waiting on an external
+/// program that has no event to await (Prometheus sends on its own schedule).
+func eventually<T: Sendable>(within limit: Duration, _ condition: @Sendable () async throws -> T?) async throws -> T? {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if let value = try await condition() { return value }
+        try await Task.sleep(for: .milliseconds(250))
+    }
+    return nil
 }
