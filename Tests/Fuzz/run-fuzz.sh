@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds each decoder with libFuzzer and AddressSanitizer and fuzzes it for a bounded time.
 # usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60)
-# Harnesses: the batch decoder (seeds from the golden vectors) and Prometheus remote write (seeds in
-# Tests/Fuzz/seeds/remote-write/). Crashes are written to Tests/Fuzz/crashes/ and fail the run.
+# Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
+# Tests/Fuzz/seeds/remote-write/) and the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/). Crashes are written to Tests/Fuzz/crashes/ and fail the run.
 set -euo pipefail
 seconds="${1:-60}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -53,3 +53,19 @@ cp "$root"/Tests/Fuzz/seeds/remote-write/* "$remote_corpus/"
 # The decoder may allocate at most its 1 MiB decoded limit at once (plus the arrays of a request);
 # -malloc_limit_mb turns any larger single allocation into a failure.
 run_harness remote-write "$build/remote-write-fuzzer" "$remote_corpus" -max_len=8192 -malloc_limit_mb=16
+
+echo "fuzz: building the text inputs (line protocol, CSV, gzip) with -sanitize=fuzzer,address"
+# One module: the codec (limits, gzip) and the parsers' sources, their `import EdgeSyncCodec` dropped.
+inputs_src="$build/inputs-src"
+rm -rf "$inputs_src" && mkdir -p "$inputs_src"
+for file in "$root"/Sources/EdgeAgent/Import/{LineProtocol,LineProtocolParser,ReadingBlock,InputError,CSV}.swift \
+    "$root"/Sources/EdgeAgent/Spool/IncomingReading.swift "$root"/Sources/EdgeSyncProtocol/LineProtocolSeriesKey.swift; do
+    sed -e '/^import EdgeSyncCodec$/d' -e '/^import EdgeSyncProtocol$/d' "$file" > "$inputs_src/$(basename "$file")"
+done
+swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name EdgeAgentInputs -package-name edge_sync \
+    -I "$root/Sources/CZlib" -lz "$root"/Sources/EdgeSyncCodec/*.swift "$inputs_src"/*.swift \
+    "$root/Tests/Fuzz/InputFuzzer.swift" -o "$build/inputs-fuzzer"
+inputs_corpus="$build/corpus-inputs"
+mkdir -p "$inputs_corpus"
+cp "$root"/Tests/Fuzz/seeds/inputs/* "$inputs_corpus/"
+run_harness inputs "$build/inputs-fuzzer" "$inputs_corpus" -max_len=4096 -malloc_limit_mb=64
