@@ -222,8 +222,11 @@ final class SpoolStore {
         try database.execute("PRAGMA journal_size_limit = \(walBudget / 2)")
         backgroundCheckpointBytes = walBudget / 4
         capWALBytes = walBudget * 5 / 8
-        // Room for the -shm index (32 KiB) and slack.
-        let relaxed = (maxBytes - walBudget - 64 * 1024) / pageSize
+        // Room for the -shm index (32 KiB) and slack: under load a checkpoint can lag a commit or two
+        // behind, and the WAL then passes its budget by up to a transaction (seen: 30 KB over at a
+        // 1 MiB cap with 64 KiB of slack), so an eighth of the cap, between 64 and 160 KiB.
+        let slack = max(64 * 1024, min(160 * 1024, maxBytes / 8))
+        let relaxed = (maxBytes - walBudget - slack) / pageSize
         let normal = max(relaxed - 8, 1)
         pageLimits = (normal, relaxed)
         try setPageLimit(normal)
