@@ -72,6 +72,7 @@ package final class CollectorService: Sendable {
         )
         .register(in: &router)
         router.add("GET", "/healthz") { _, _ in HTTPResponse(text: "ok\n") }
+        DashboardEndpoint().register(in: &router)
         extraRoutes(&router)
 
         var server = HTTPServer.Configuration(host: configuration.host, port: configuration.port)
