@@ -99,7 +99,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "EdgeAgent", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent", "cloud-collector",
+                "EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "edge-agent",
+                "cloud-collector",
             ]
         ),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),

@@ -13,6 +13,7 @@ enum DashboardPage {
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
         <meta name="referrer" content="no-referrer">
+        <link rel="icon" href="data:,">
         <title>edge-sync collector</title>
         <style>\(style)</style>
         </head>
@@ -112,7 +113,7 @@ enum DashboardPage {
                   <th scope="col">Device</th><th scope="col">Completeness</th><th scope="col" class="num">Lag</th>
                   <th scope="col" class="num">Readings</th><th scope="col" class="num">Not received yet</th>
                   <th scope="col" class="num optional">Dropped at edge</th>
-                  <th scope="col" class="optional">Last seen</th><th scope="col" class="optional">Clock</th>
+                  <th scope="col" class="optional">Last seen (UTC)</th><th scope="col" class="optional">Clock</th>
                 </tr></thead>
                 <tbody></tbody>
               </table>
@@ -281,7 +282,7 @@ enum DashboardPage {
             return new Date(Number(ns) / 1e6).toISOString().replace(".000Z", "Z");
           }
           const utcSeconds = (ns) => ns === null || ns === undefined ? "—"
-            : new Date(Number(ns) / 1e6).toISOString().slice(0, 19) + "Z";
+            : new Date(Number(ns) / 1e6).toISOString().slice(0, 19).replace("T", " ");
           function tickLabel(ms, spanMs) {
             const iso = new Date(ms).toISOString();
             if (spanMs > 2 * 86400000) return iso.slice(0, 10);
@@ -527,7 +528,8 @@ enum DashboardPage {
           async function refresh() {
             if (state.busy || state.paused) return;
             if (!state.token) {
-              askForToken("The query API needs the operator token (kept in this tab only).");
+              // Asked already (perhaps because the token was refused): keep that message.
+              if ($("token-form").hidden) askForToken("The query API needs the operator token (kept in this tab only).");
               return;
             }
             state.busy = true;
