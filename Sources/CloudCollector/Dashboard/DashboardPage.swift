@@ -111,7 +111,8 @@ enum DashboardPage {
                 <caption id="devices-summary">No data yet.</caption>
                 <thead><tr>
                   <th scope="col">Device</th><th scope="col">Completeness</th><th scope="col" class="num">Lag</th>
-                  <th scope="col" class="num">Readings</th><th scope="col" class="num">Not received yet</th>
+                  <th scope="col" class="num optional">Readings</th>
+                  <th scope="col" class="num optional">Not received yet</th>
                   <th scope="col" class="num optional">Dropped at edge</th>
                   <th scope="col" class="optional">Last seen (UTC)</th><th scope="col" class="optional">Clock</th>
                 </tr></thead>
@@ -335,8 +336,8 @@ enum DashboardPage {
               row.append(name, complete,
                 element("td", { class: "num" }, duration(device.lag_seconds === null ? null
                   : Math.round(device.lag_seconds))),
-                element("td", { class: "num" }, integer.format(device.readings)),
-                element("td", { class: "num" + (device.gap_readings > 0 ? " flag" : "") },
+                element("td", { class: "num optional" }, integer.format(device.readings)),
+                element("td", { class: "num optional" + (device.gap_readings > 0 ? " flag" : "") },
                   integer.format(device.gap_readings)),
                 element("td", { class: "num optional" }, integer.format(device.dropped_readings)),
                 element("td", { class: "optional" }, utcSeconds(device.last_seen)), clock);
@@ -416,11 +417,16 @@ enum DashboardPage {
           }
 
           function drawChart(answer) {
-            const W = CHART_WIDTH, H = 340, left = 64, right = 16, top = 12, bottom = 32;
+            // The drawing is as wide as its box (in CSS pixels), so labels keep their size on a phone.
+            const chart = $("chart");
+            const W = Math.round(Math.max(320, Math.min(CHART_WIDTH, chart.clientWidth || CHART_WIDTH)));
+            const H = W < 600 ? 240 : 340, left = 56, right = 16, top = 12, bottom = 32;
+            const xTicks = W < 600 ? 2 : 4;
+            chart.setAttribute("viewBox", "0 0 " + W + " " + H);
+            state.chartWidth = W;
             const from = Number(answer.from), to = Number(answer.to), step = Number(answer.step);
             const finite = (value) => typeof value === "number" && Number.isFinite(value);
             const points = answer.buckets.filter((bucket) => finite(bucket.mean));
-            const chart = $("chart");
             chart.dataset.buckets = String(answer.buckets.length);
             chart.dataset.points = String(points.length);
             chart.dataset.device = answer.device;
@@ -450,11 +456,11 @@ enum DashboardPage {
               nodes.push(svg("text", { x: left - 6, y: y(tick) + 4, "text-anchor": "end" }, number(tick)));
             }
             const spanMs = (to - from) / 1e6;
-            for (let index = 0; index <= 4; index += 1) {
-              const ns = from + (to - from) * index / 4;
-              const px = left + (W - left - right) * index / 4;
+            for (let index = 0; index <= xTicks; index += 1) {
+              const ns = from + (to - from) * index / xTicks;
+              const px = left + (W - left - right) * index / xTicks;
               nodes.push(svg("line", { class: "axis", x1: px, x2: px, y1: H - bottom, y2: H - bottom + 4 }));
-              nodes.push(svg("text", { x: px, y: H - 10, "text-anchor": index === 0 ? "start" : index === 4 ? "end"
+              nodes.push(svg("text", { x: px, y: H - 10, "text-anchor": index === 0 ? "start" : index === xTicks ? "end"
                 : "middle" }, tickLabel(ns / 1e6, spanMs)));
             }
             nodes.push(svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }));
@@ -497,7 +503,7 @@ enum DashboardPage {
             if (!state.points.length) return;
             const chart = $("chart");
             const box = chart.getBoundingClientRect();
-            const px = (event.clientX - box.left) / box.width * CHART_WIDTH;
+            const px = (event.clientX - box.left) / box.width * state.chartWidth;
             let best = state.points[0];
             for (const point of state.points) if (Math.abs(point.px - px) < Math.abs(best.px - px)) best = point;
             state.cursor.setAttribute("x1", best.px);
