@@ -41,7 +41,10 @@ enum Chromium {
         try FileManager.default.createDirectory(
             atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let output = try await run(
-            ["--virtual-time-budget=10000", "--hide-scrollbars", "--window-size=1280,900", "--screenshot=\(file)", url],
+            [
+                "--virtual-time-budget=10000", "--hide-scrollbars", "--window-size=1280,900", "--screenshot=\(file)",
+                url,
+            ],
             scratch)
         guard output.status == 0 else {
             throw ChildProcess.Failure("chromium --screenshot failed (\(output.status)): \(output.stderr)")
