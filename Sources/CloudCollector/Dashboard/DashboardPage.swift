@@ -246,14 +246,17 @@ enum DashboardPage {
               if (from === null || to === null || to <= from) {
                 return { error: "Enter a range: from and to as RFC 3339 (2026-11-24T00:00:00Z) or nanoseconds." };
               }
-              return { from: state.from, to: state.to, step: state.step || autoStep(from, to) };
+              return { from: state.from, to: state.to, step: state.step || autoStep(from, to), shownFrom: state.from,
+                shownTo: state.to };
             }
-            if (!meta || meta.first_timestamp === null) return { error: "This series has no readings." };
+            if (!meta) return { error: "Device " + state.device + " has no series \u201c" + state.series + "\u201d." };
+            if (meta.first_timestamp === null) return { error: "This series has no readings." };
             const to = msCeil(meta.last_timestamp) + NS_PER_MS;
             let from = msFloor(meta.first_timestamp);
             const duration = DURATIONS[state.range];
             if (duration !== undefined && to - duration * 1000000000n > from) from = to - duration * 1000000000n;
-            return { from: String(from), to: String(to), step: state.step || autoStep(from, to) };
+            return { from: String(from), to: String(to), step: state.step || autoStep(from, to), shownFrom: utc(from),
+              shownTo: utc(to) };
           }
 
           // Formatting
@@ -291,6 +294,7 @@ enum DashboardPage {
             return iso.slice(11, 19);
           }
           function number(value) {
+            if (value === null || value === undefined) return "—";
             if (typeof value !== "number") return String(value);
             return Math.abs(value) >= 1e6 || (value !== 0 && Math.abs(value) < 1e-3)
               ? value.toExponential(3) : String(Math.round(value * 1000) / 1000);
@@ -381,8 +385,8 @@ enum DashboardPage {
             const range = chosenRange(meta);
             if (range.error) { showChartMessage(range.error); clearChart(); return; }
             if (document.activeElement !== $("from-input") && document.activeElement !== $("to-input")) {
-              $("from-input").value = utc(range.from);
-              $("to-input").value = utc(range.to);
+              $("from-input").value = range.shownFrom;
+              $("to-input").value = range.shownTo;
             }
             let answer;
             try {
@@ -532,7 +536,8 @@ enum DashboardPage {
           }
 
           async function refresh() {
-            if (state.busy || state.paused) return;
+            if (state.paused) return;
+            if (state.busy) { state.pending = true; return; }
             if (!state.token) {
               // Asked already (perhaps because the token was refused): keep that message.
               if ($("token-form").hidden) askForToken("The query API needs the operator token (kept in this tab only).");
@@ -567,6 +572,8 @@ enum DashboardPage {
             } finally {
               state.busy = false;
             }
+            // A choice made while this refresh ran is shown now rather than at the next tick.
+            if (state.pending) { state.pending = false; refresh(); }
           }
 
           function changed() {
@@ -619,6 +626,7 @@ enum DashboardPage {
             else refresh();
           });
 
+          if (![...$("range-choice").options].some((option) => option.value === state.range)) state.range = "all";
           $("range-choice").value = state.range;
           $("step-input").value = state.step;
           refresh();
