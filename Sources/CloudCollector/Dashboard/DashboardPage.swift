@@ -246,8 +246,10 @@ enum DashboardPage {
               if (from === null || to === null || to <= from) {
                 return { error: "Enter a range: from and to as RFC 3339 (2026-11-24T00:00:00Z) or nanoseconds." };
               }
-              return { from: state.from, to: state.to, step: state.step || autoStep(from, to), shownFrom: state.from,
-                shownTo: state.to };
+              // Nanoseconds are shown as dates; RFC 3339 as typed.
+              const shown = (text, ns) => /^-?\d+$/.test(text) ? utc(ns) : text;
+              return { from: state.from, to: state.to, step: state.step || autoStep(from, to),
+                shownFrom: shown(state.from, from), shownTo: shown(state.to, to) };
             }
             if (!meta) return { error: "Device " + state.device + " has no series \u201c" + state.series + "\u201d." };
             if (meta.first_timestamp === null) return { error: "This series has no readings." };
