@@ -108,7 +108,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "EdgeAgent", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "PrometheusRemoteWrite", "edge-agent",
+                "EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "PrometheusRemoteWrite",
+                "edge-agent",
                 "cloud-collector",
             ]
         ),

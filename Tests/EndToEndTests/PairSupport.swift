@@ -19,10 +19,13 @@ struct CollectorUnderTest {
     var url: String { "http://127.0.0.1:\(port)" }
 
     /// Starts the collector (on `port`, or a free one when 0) and returns once it is listening.
-    static func start(dataDirectory: String, port: Int = 0) async throws -> CollectorUnderTest {
+    /// `environment` adds variables (`CLOUD_COLLECTOR_OPERATOR_TOKEN`).
+    static func start(dataDirectory: String, port: Int = 0, environment: [String: String]? = nil) async throws
+        -> CollectorUnderTest
+    {
         let process = try ChildProcess(
             try ChildProcess.productURL("cloud-collector"),
-            ["serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory])
+            ["serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory], environment: environment)
         let line = try await process.waitForLine { $0.contains("event=listening") }
         guard let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
             let actual = address.split(separator: ":").last.flatMap({ Int($0) })
@@ -119,8 +122,8 @@ struct PairFixture {
         }
     }
 
-    func startCollector(port: Int = 0) async throws -> CollectorUnderTest {
-        try await CollectorUnderTest.start(dataDirectory: collectorDirectory, port: port)
+    func startCollector(port: Int = 0, environment: [String: String]? = nil) async throws -> CollectorUnderTest {
+        try await CollectorUnderTest.start(dataDirectory: collectorDirectory, port: port, environment: environment)
     }
 
     func importLineProtocol(_ text: String, name: String) async throws {

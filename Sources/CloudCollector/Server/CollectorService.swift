@@ -88,6 +88,7 @@ package final class CollectorService: Sendable {
             }
             return HTTPResponse(text: "ready\n")
         }
+        DashboardEndpoint().register(in: &router)
         extraRoutes(&router)
         // /metrics reads the timing wrapper that wraps the router it is part of: late-bound.
         let timing = Mutex<TimedResponder<CollectorRouter>?>(nil)
