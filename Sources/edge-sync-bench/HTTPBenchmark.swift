@@ -46,7 +46,7 @@ enum HTTPBenchmark: BenchmarkScenario {
         let server = HTTPServer(configuration: configuration, responder: responder)
         let serving = Task { try await server.run() }
         let address = try await server.localAddress
-        let baseline = residentMegabytes()
+        let baseline = BenchmarkProcess.residentMegabytes()
 
         var table = TextTable(
             "load", "connections", "requests/s", "p50", "p99", "server CPU µs/request", "server RSS", "generator")
@@ -73,7 +73,8 @@ enum HTTPBenchmark: BenchmarkScenario {
             table.append(
                 scenario.label, String(scenario.connections), String(format: "%.0f", result.requestsPerSecond),
                 String(format: "%.2f ms", result.p50), String(format: "%.2f ms", result.p99),
-                String(format: "%.1f", cpuPerRequest * 1e6), String(format: "%.1f MB", residentMegabytes()),
+                String(format: "%.1f", cpuPerRequest * 1e6),
+                String(format: "%.1f MB", BenchmarkProcess.residentMegabytes()),
                 result.generator)
         }
 
@@ -104,7 +105,7 @@ enum HTTPBenchmark: BenchmarkScenario {
     private static func load(
         address: HTTPServer.Address, bodySize: Int, connections: Int, seconds: Int, wrkThreads: Int
     ) async throws -> LoadResult {
-        if let wrk = executable("wrk") {
+        if let wrk = BenchmarkProcess.executable("wrk") {
             return try await runWrk(
                 wrk, address: address, bodySize: bodySize, connections: connections, seconds: seconds,
                 wrkThreads: wrkThreads)
@@ -128,32 +129,15 @@ enum HTTPBenchmark: BenchmarkScenario {
             "-t\(wrkThreads)", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script.path,
             "http://\(address)/ingest",
         ]
-        let output = try await runProcess(wrk, arguments)
-        guard let rate = number(after: "Requests/sec:", in: output),
-            let p50 = latency(percentile: "50%", in: output), let p99 = latency(percentile: "99%", in: output)
+        let output = try await BenchmarkProcess.run(wrk, arguments)
+        guard let rate = BenchmarkProcess.number(after: "Requests/sec:", in: output),
+            let p50 = BenchmarkProcess.latency(percentile: "50%", in: output),
+            let p99 = BenchmarkProcess.latency(percentile: "99%", in: output)
         else { throw BenchmarkError("could not read wrk output:\n\(output)") }
         if output.contains("Non-2xx") || output.contains("Socket errors") {
             FileHandle.standardError.write(Data("wrk reported errors:\n\(output)\n".utf8))
         }
         return LoadResult(requestsPerSecond: rate, p50: p50, p99: p99, generator: "wrk -t\(wrkThreads)")
-    }
-
-    private static func number(after label: String, in text: String) -> Double? {
-        guard let line = text.split(separator: "\n").first(where: { $0.contains(label) }) else { return nil }
-        return line.split(separator: " ").last.flatMap { Double($0) }
-    }
-
-    /// A percentile line of wrk's `--latency` table, converted to milliseconds.
-    private static func latency(percentile: String, in text: String) -> Double? {
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count == 2, fields[0] == percentile else { continue }
-            let value = fields[1]
-            for (unit, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0)] where value.hasSuffix(unit) {
-                return Double(value.dropLast(unit.count)).map { $0 * scale }
-            }
-        }
-        return nil
     }
 
     /// One blocking thread per connection, each sending POSTs back to back and timing every response.
@@ -169,7 +153,7 @@ enum HTTPBenchmark: BenchmarkScenario {
         let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
             for _ in 0..<connections {
                 group.addTask {
-                    try await onThread {
+                    try await BenchmarkProcess.onThread {
                         let client = try BlockingClient(address: address)
                         var samples: [Double] = []
                         while Date() < deadline {
@@ -221,7 +205,7 @@ enum HTTPBenchmark: BenchmarkScenario {
         holder.standardOutput = output
         holder.standardInput = input
         try holder.run()
-        let line = try await onThread { () -> String in
+        let line = try await BenchmarkProcess.onThread { () -> String in
             var collected = Data()
             while !collected.contains(0x0A) {
                 let chunk = output.fileHandleForReading.availableData
@@ -233,13 +217,14 @@ enum HTTPBenchmark: BenchmarkScenario {
         guard line.hasPrefix("ready"), let opened = Int(line.dropFirst(6).prefix { $0.isNumber }) else {
             throw BenchmarkError("connection holder failed: \(line)")
         }
-        return IdleConnections(count: opened, residentMegabytes: residentMegabytes(), holder: holder, input: input)
+        return IdleConnections(
+            count: opened, residentMegabytes: BenchmarkProcess.residentMegabytes(), holder: holder, input: input)
     }
 
     /// The child side: open the connections, make one request on each, report, wait for stdin to close.
     private static func holdConnectionsAsChild(host: String, port: Int, count: Int) async throws {
         let address = HTTPServer.Address(host: host, port: port)
-        let descriptors = try await onThread {
+        let descriptors = try await BenchmarkProcess.onThread {
             var open: [Int32] = []
             open.reserveCapacity(count)
             let request = Array("GET /idle HTTP/1.1\r\nHost: bench\r\n\r\n".utf8)
@@ -272,45 +257,6 @@ enum HTTPBenchmark: BenchmarkScenario {
         }
     }
 
-    /// Resident set size of this process in MB (2^20 bytes), from /proc.
-    private static func residentMegabytes() -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
-        else { return 0 }
-        return kilobytes / 1024
-    }
-
-    private static func executable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(name)" }.first {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }
-    }
-
-    private static func runProcess(_ executable: String, _ arguments: [String]) async throws -> String {
-        try await onThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                throw BenchmarkError("\(executable) exited with \(process.terminationStatus)")
-            }
-            return String(decoding: data, as: UTF8.self)
-        }
-    }
-
-    /// Blocking work runs on its own thread, never on the pool that runs the server's handlers.
-    private static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try work() }) }.start()
-        }
-    }
 }
 
 /// A minimal blocking HTTP/1.1 client for the benchmark: Content-Length responses only.
