@@ -77,17 +77,26 @@ func expectDelivered(_ expected: [ExpectedReading], pair: PairFixture, agent: Ag
     #expect(got.count == want.count && differing == 0, "\(differing) stored readings differ from those sent")
 }
 
+/// A collector, and an agent uploading to it with its HTTP inputs on a free port, for `body`.
+func withPairServingHTTP(
+    _ body: (PairFixture, CollectorUnderTest, AgentUnderTest) async throws -> Void
+) async throws {
+    try await PairFixture.with { pair in
+        let collector = try await pair.startCollector()
+        defer { collector.process.kill() }
+        let agent = try await AgentUnderTest.start(
+            pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
+        defer { agent.process.kill() }
+        try await body(pair, collector, agent)
+    }
+}
+
 /// Clients nobody here wrote, sending the real datasets to a real agent that uploads to a real
 /// collector.
 @Suite(.serialized) struct InputClientTests {
     @Test func pythonInfluxDBClientWritesEveryPointWithBatchingAndGzip() async throws {
         guard let python = try await pythonWith(module: "influxdb_client", package: "influxdb-client") else { return }
-        try await PairFixture.with { pair in
-            let collector = try await pair.startCollector()
-            defer { collector.process.kill() }
-            let agent = try await AgentUnderTest.start(
-                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
-            defer { agent.process.kill() }
+        try await withPairServingHTTP { pair, collector, agent in
             let (text, expected) = try realDataAsLineProtocol()
             let data = pair.directory + "/points.lp"
             try text.write(toFile: data, atomically: false, encoding: .utf8)
@@ -129,12 +138,7 @@ func expectDelivered(_ expected: [ExpectedReading], pair: PairFixture, agent: Ag
             print("skipped: the influx 1.x CLI is not installed (Debian package influxdb-client; .ci/run installs it)")
             return
         }
-        try await PairFixture.with { pair in
-            let collector = try await pair.startCollector()
-            defer { collector.process.kill() }
-            let agent = try await AgentUnderTest.start(
-                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
-            defer { agent.process.kill() }
+        try await withPairServingHTTP { pair, collector, agent in
             let (text, expected) = try realDataAsLineProtocol()
             // The 1.x export format: DDL, then DML with the target database.
             let file = pair.directory + "/export.txt"
@@ -197,12 +201,7 @@ func expectDelivered(_ expected: [ExpectedReading], pair: PairFixture, agent: Ag
             print("skipped: Prometheus is not installed (Debian package prometheus; .ci/run installs it)")
             return
         }
-        try await PairFixture.with { pair in
-            let collector = try await pair.startCollector()
-            defer { collector.process.kill() }
-            let agent = try await AgentUnderTest.start(
-                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
-            defer { agent.process.kill() }
+        try await withPairServingHTTP { pair, collector, agent in
             let port = agent.ports["http"]!
             let config = pair.directory + "/prometheus.yml"
             try """
