@@ -12,6 +12,7 @@ import EdgeSyncProtocol
 /// - 413: split the batch (quarantine when it holds one reading: it can never fit).
 /// - 400 and 415: quarantine the batch.
 /// - 401 and 403: halt uploading; data stays in the spool.
+/// - A TLS certificate the configured CAs do not trust: halt likewise.
 package struct UploadRetryPolicy: Sendable {
     package struct Configuration: Sendable, Equatable {
         /// The backoff ceiling after the first failure; doubles with every further failure.
@@ -81,6 +82,12 @@ package struct UploadRetryPolicy: Sendable {
 
         case .transportFailure(let message):
             return failure(retryAfter: nil, reason: message, using: &random)
+
+        case .untrustedCollector(let message):
+            // Sending the readings to a server we cannot authenticate would hand them (and the
+            // token) to whoever answers; retrying cannot fix a CA file.
+            window = 1
+            return .halt(reason: "the collector's TLS certificate is not trusted (\(message)); check collector.ca_file")
         }
     }
 
