@@ -79,7 +79,7 @@ private func boundedDrain(_ pair: PairFixture, _ url: String, _ arguments: [Stri
 }
 
 /// A test CA, a server certificate it signs for 127.0.0.1 and localhost, and an unrelated CA.
-private func makeCertificates(in directory: String, openssl: URL) async throws {
+func makeCertificates(in directory: String, openssl: URL) async throws {
     let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     try """
     subjectAltName = IP:127.0.0.1, DNS:localhost
@@ -186,7 +186,7 @@ private struct NginxUnderTest {
 
 /// The executable `name` from PATH or `extraDirectories` (nginx lives in /usr/sbin, often not on
 /// a non-root PATH).
-private func executableOnPath(_ name: String, extraDirectories: [String] = []) -> URL? {
+func executableOnPath(_ name: String, extraDirectories: [String] = []) -> URL? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
     for directory in path.split(separator: ":").map(String.init) + extraDirectories {
         let candidate = directory + "/" + name
