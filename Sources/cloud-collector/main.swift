@@ -8,6 +8,8 @@ do {
     switch arguments.first {
     case "serve": status = try await ServeCommand.run(Array(arguments.dropFirst()))
     case "token": status = try TokenCommand.run(Array(arguments.dropFirst()))
+    case "config" where arguments.dropFirst().first == "check":
+        status = try ConfigCheckCommand.run(Array(arguments.dropFirst(2)))
     case "--help", "-h", "help":
         print(usage, terminator: "")
         status = .success
