@@ -124,7 +124,7 @@ enum DrainCommand: Subcommand {
         print(Self.summary(statistics, elapsed: elapsed, remaining: after?.queuedReadings))
         if let reason = statistics.haltReason {
             StandardError.print(
-                reason.contains("TLS certificate")
+                reason.hasPrefix(UploadRetryPolicy.untrustedCertificateReason)
                     ? "edge-agent drain: uploading stopped: \(reason); every reading stays queued"
                     : "edge-agent drain: the collector refused device \(spool.device): \(reason)")
             return .noPermission

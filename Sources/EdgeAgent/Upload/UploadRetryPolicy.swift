@@ -14,6 +14,9 @@ import EdgeSyncProtocol
 /// - 401 and 403: halt uploading; data stays in the spool.
 /// - A TLS certificate the configured CAs do not trust: halt likewise.
 package struct UploadRetryPolicy: Sendable {
+    /// How a halt for an untrusted TLS certificate begins, so commands can tell it from a refused token.
+    package static let untrustedCertificateReason = "the collector's TLS certificate is not trusted"
+
     package struct Configuration: Sendable, Equatable {
         /// The backoff ceiling after the first failure; doubles with every further failure.
         package var initialBackoff = Duration.milliseconds(250)
@@ -87,7 +90,7 @@ package struct UploadRetryPolicy: Sendable {
             // Sending the readings to a server we cannot authenticate would hand them (and the
             // token) to whoever answers; retrying cannot fix a CA file.
             window = 1
-            return .halt(reason: "the collector's TLS certificate is not trusted (\(message)); check collector.ca_file")
+            return .halt(reason: "\(Self.untrustedCertificateReason) (\(message)); check collector.ca_file")
         }
     }
 
