@@ -40,8 +40,10 @@ import Testing
             let status = try await ChildProcess.run(
                 try ChildProcess.productURL("edge-agent"), ["status", "--data-dir", pair.spoolDirectory, "--json"])
             #expect(status.stdout.contains("\"queued_readings\":\(expected.count)"), "\(status.stdout)")
-            #expect(try CollectorUnderTest.storedReadings(
-                dataDirectory: pair.collectorDirectory, device: PairFixture.device).rows == 0)
+            #expect(
+                try CollectorUnderTest.storedReadings(
+                    dataDirectory: pair.collectorDirectory, device: PairFixture.device
+                ).rows == 0)
 
             // The right CA, from the configuration file's collector.ca_file.
             let config = try pair.writeAgentConfig(
@@ -164,7 +166,8 @@ private struct NginxUnderTest {
             """
         try config.write(toFile: directory + "/nginx.conf", atomically: false, encoding: .utf8)
         let process = try ChildProcess(
-            nginx, ["-p", directory, "-c", directory + "/nginx.conf", "-e", directory + "/error.log", "-g", "daemon off;"])
+            nginx,
+            ["-p", directory, "-c", directory + "/nginx.conf", "-e", directory + "/error.log", "-g", "daemon off;"])
         let proxy = NginxUnderTest(process: process, port: port)
         let deadline = ContinuousClock.now + .seconds(20)
         while !isListening(port: port) {

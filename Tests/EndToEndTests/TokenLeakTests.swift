@@ -97,7 +97,8 @@ import Testing
             }
             // The scenarios did what they claim: the wrong token was refused, the query answered.
             #expect(outputs.contains { $0.what == "drain, wrong token" && $0.text.contains("refused device") })
-            #expect(outputs.contains { $0.what == "drain, bad config, token flag" && $0.text.contains("collector.tokn") })
+            #expect(
+                outputs.contains { $0.what == "drain, bad config, token flag" && $0.text.contains("collector.tokn") })
         }
     }
 }

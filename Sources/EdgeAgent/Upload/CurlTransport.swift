@@ -145,7 +145,8 @@ private final class CurlHandle: @unchecked Sendable {
                 CURLE_SSL_PINNEDPUBKEYNOTMATCH,
             ].contains(code)
             return .failure(
-                UploadTransportError(detail.isEmpty ? summary : "\(summary): \(detail)", isUntrustedCollector: isUntrusted))
+                UploadTransportError(
+                    detail.isEmpty ? summary : "\(summary): \(detail)", isUntrustedCollector: isUntrusted))
         }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
