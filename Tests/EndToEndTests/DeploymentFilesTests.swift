@@ -34,12 +34,7 @@ import Testing
     }
 
     @Test func nginxAcceptsTheExampleConfiguration() async throws {
-        guard let nginx = executableOnPath("nginx", extraDirectories: ["/usr/sbin"]),
-            let openssl = executableOnPath("openssl")
-        else {
-            print("skipped: nginx or openssl is not installed (apt-get install nginx openssl)")
-            return
-        }
+        guard let (nginx, openssl) = nginxAndOpenSSL() else { return }
         try await withTemporaryDirectory { directory in
             try await makeCertificates(in: directory, openssl: openssl)
             let site = try String(contentsOfFile: Self.root + "/cloud/nginx.conf", encoding: .utf8)
@@ -48,22 +43,8 @@ import Testing
                 .replacingOccurrences(of: "/var/log/nginx/", with: directory + "/")
             try site.write(toFile: directory + "/edge-sync.conf", atomically: false, encoding: .utf8)
             // The example is a conf.d file: wrap it the way Debian's nginx.conf includes it.
-            try """
-            \(geteuid() == 0 ? "user nobody nogroup;" : "")
-            pid \(directory)/nginx.pid;
-            error_log \(directory)/error.log;
-            events {}
-            http {
-                access_log \(directory)/access.log;
-                client_body_temp_path \(directory)/client_body;
-                proxy_temp_path \(directory)/proxy;
-                fastcgi_temp_path \(directory)/fastcgi;
-                uwsgi_temp_path \(directory)/uwsgi;
-                scgi_temp_path \(directory)/scgi;
-                include \(directory)/edge-sync.conf;
-            }
-
-            """.write(toFile: directory + "/nginx.conf", atomically: false, encoding: .utf8)
+            try nginxMainConfiguration(directory: directory, http: "    include \(directory)/edge-sync.conf;")
+                .write(toFile: directory + "/nginx.conf", atomically: false, encoding: .utf8)
             let output = try await ChildProcess.run(
                 nginx, ["-t", "-p", directory, "-c", directory + "/nginx.conf", "-e", directory + "/error.log"])
             #expect(output.status == 0, "\(output.stderr)")

@@ -10,12 +10,7 @@ import Testing
 /// agent trusts the collector's certificate only through its configured CA file.
 @Suite(.serialized) struct TLSTests {
     @Test func drainOverHTTPSThroughNginxTrustsOnlyTheConfiguredCA() async throws {
-        guard let nginx = executableOnPath("nginx", extraDirectories: ["/usr/sbin"]),
-            let openssl = executableOnPath("openssl")
-        else {
-            print("skipped: nginx or openssl is not installed (apt-get install nginx openssl)")
-            return
-        }
+        guard let (nginx, openssl) = nginxAndOpenSSL() else { return }
         try await PairFixture.with { pair in
             let tls = pair.directory + "/tls"
             try FileManager.default.createDirectory(atPath: tls, withIntermediateDirectories: true)
@@ -116,6 +111,40 @@ func makeCertificates(in directory: String, openssl: URL) async throws {
     }
 }
 
+/// Debian's nginx and openssl, or nil (with the reason printed: the test is skipped) when missing.
+func nginxAndOpenSSL() -> (nginx: URL, openssl: URL)? {
+    guard let nginx = executableOnPath("nginx", extraDirectories: ["/usr/sbin"]),
+        let openssl = executableOnPath("openssl")
+    else {
+        print("skipped: nginx or openssl is not installed (apt-get install nginx openssl)")
+        return nil
+    }
+    return (nginx, openssl)
+}
+
+/// An nginx main configuration keeping everything (pid, logs, temporary files) in `directory`, with
+/// `http` as the body of the `http` block.
+func nginxMainConfiguration(directory: String, http: String) -> String {
+    // As root the workers would default to an account that may not exist: name one that does.
+    """
+    \(geteuid() == 0 ? "user nobody nogroup;" : "")
+    worker_processes 1;
+    pid \(directory)/nginx.pid;
+    error_log \(directory)/error.log info;
+    events { worker_connections 64; }
+    http {
+        access_log \(directory)/access.log;
+        client_body_temp_path \(directory)/client_body;
+        proxy_temp_path \(directory)/proxy;
+        fastcgi_temp_path \(directory)/fastcgi;
+        uwsgi_temp_path \(directory)/uwsgi;
+        scgi_temp_path \(directory)/scgi;
+    \(http)
+    }
+
+    """
+}
+
 /// Debian's nginx in the foreground with everything (pid, logs, temp files) in its own folder.
 private struct NginxUnderTest {
     let process: ChildProcess
@@ -126,21 +155,9 @@ private struct NginxUnderTest {
     ) async throws -> NginxUnderTest {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let port = try freeLoopbackPort()
-        // As root the workers would default to an account that may not exist: name one that does.
-        let user = geteuid() == 0 ? "user nobody nogroup;" : ""
-        let config = """
-            \(user)
-            worker_processes 1;
-            pid \(directory)/nginx.pid;
-            error_log \(directory)/error.log info;
-            events { worker_connections 64; }
-            http {
-                access_log \(directory)/access.log;
-                client_body_temp_path \(directory)/client_body;
-                proxy_temp_path \(directory)/proxy;
-                fastcgi_temp_path \(directory)/fastcgi;
-                uwsgi_temp_path \(directory)/uwsgi;
-                scgi_temp_path \(directory)/scgi;
+        let config = nginxMainConfiguration(
+            directory: directory,
+            http: """
                 upstream collectors {
                     server 127.0.0.1:\(upstreamPort);
                     keepalive 4;
@@ -161,9 +178,7 @@ private struct NginxUnderTest {
                         proxy_read_timeout 60s;
                     }
                 }
-            }
-
-            """
+                """)
         try config.write(toFile: directory + "/nginx.conf", atomically: false, encoding: .utf8)
         let process = try ChildProcess(
             nginx,
