@@ -167,8 +167,11 @@ package final class ConfigurationFile {
         object.flatMap { name, value -> [String] in
             let path = prefix.isEmpty ? name : "\(prefix).\(name)"
             if consumed.contains(path) { return [] }
-            if case .object(let inner) = value { return unknownKeys(in: inner, prefix: path) }
-            return [path]
+            // A section no getter looked inside is unknown as a whole, even when empty (`"limts": {}`).
+            guard case .object(let inner) = value, consumed.contains(where: { $0.hasPrefix(path + ".") }) else {
+                return [path]
+            }
+            return unknownKeys(in: inner, prefix: path)
         }
     }
 

@@ -42,8 +42,11 @@ enum ServeCommand {
         return .success
     }
 
+    /// The effective configuration `serve` would run with. `readsOperatorToken: false` (for `config
+    /// check`) leaves the token unread and `operatorToken` nil.
     static func settings(
-        _ parsed: ParsedArguments, environment: [String: String] = ProcessInfo.processInfo.environment
+        _ parsed: ParsedArguments, environment: [String: String] = ProcessInfo.processInfo.environment,
+        readsOperatorToken: Bool = true
     ) throws -> CollectorService.Configuration {
         let file = try parsed.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
         // Read the file's value even when the flag wins, so the key counts as known.
@@ -103,6 +106,7 @@ enum ServeCommand {
             }
             try file.rejectUnknownKeys()
         }
+        guard readsOperatorToken else { return configuration }
         configuration.operatorToken = try operatorToken(
             flag: parsed.value("--operator-token-file"), fileKey: operatorTokenFile,
             environment: environment[operatorTokenVariable])

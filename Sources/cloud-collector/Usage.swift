@@ -5,6 +5,7 @@ let usage = """
            cloud-collector token add --data-dir DIR DEVICE     (prints only the new token)
            cloud-collector token list --data-dir DIR
            cloud-collector token revoke --data-dir DIR DEVICE
+           cloud-collector config check FILE [--data-dir DIR] [--listen HOST:PORT]
            cloud-collector demo [--gateways N] [--sensors N] [--rate HZ] [--listen HOST:PORT] [--keep]
                                  (a collector and simulated gateways on this machine; Ctrl-C stops)
 

@@ -9,6 +9,8 @@ do {
     case "serve": status = try await ServeCommand.run(Array(arguments.dropFirst()))
     case "token": status = try TokenCommand.run(Array(arguments.dropFirst()))
     case "demo": status = try await DemoCommand.run(Array(arguments.dropFirst()))
+    case "config" where arguments.dropFirst().first == "check":
+        status = try ConfigCheckCommand.run(Array(arguments.dropFirst(2)))
     case "--help", "-h", "help":
         print(usage, terminator: "")
         status = .success

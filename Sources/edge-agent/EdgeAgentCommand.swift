@@ -22,6 +22,7 @@ extension Subcommand {
 enum EdgeAgentCommand {
     static let subcommands: [any Subcommand.Type] = [
         RunCommand.self, DrainCommand.self, ImportCommand.self, StatusCommand.self, SpoolCheckCommand.self,
+        ConfigCheckCommand.self,
         SpoolTortureCommand.self,
     ]
 

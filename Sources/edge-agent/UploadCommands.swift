@@ -47,7 +47,7 @@ enum RunCommand: Subcommand {
             if statistics.haltReason != nil, keepServing {
                 // Producers keep writing into the spool; it uploads after a restart with a good token.
                 StandardError.print(
-                    "edge-agent run: uploading stopped (the collector refused the token); still accepting readings until SIGTERM"
+                    "edge-agent run: uploading stopped (\(statistics.haltReason ?? "")); still accepting readings until SIGTERM"
                 )
                 while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             }
@@ -57,7 +57,7 @@ enum RunCommand: Subcommand {
         UploadLog.info("event=stopped \(UploadLog.fields(statistics)) \(inputFields(inputs))")
         if let reason = statistics.haltReason {
             StandardError.print(
-                "edge-agent run: the collector refused device \(spool.device) (\(reason)); uploading stopped and every reading stays in the spool. Fix the token and restart."
+                "edge-agent run: uploading stopped for device \(spool.device) (\(reason)); every reading stays in the spool. Fix the token or CA file and restart."
             )
             return .noPermission
         }
@@ -123,7 +123,10 @@ enum DrainCommand: Subcommand {
         let after = try? await spool.status()
         print(Self.summary(statistics, elapsed: elapsed, remaining: after?.queuedReadings))
         if let reason = statistics.haltReason {
-            StandardError.print("edge-agent drain: the collector refused device \(spool.device): \(reason)")
+            StandardError.print(
+                reason.hasPrefix(UploadRetryPolicy.untrustedCertificateReason)
+                    ? "edge-agent drain: uploading stopped: \(reason); every reading stays queued"
+                    : "edge-agent drain: the collector refused device \(spool.device): \(reason)")
             return .noPermission
         }
         guard let after, after.queuedReadings == 0 else {

@@ -82,6 +82,21 @@ import Testing
         }
     }
 
+    @Test func anUntrustedCertificateHaltsInsteadOfRetrying() {
+        var policy = UploadRetryPolicy()
+        var random = SeededRandom(seed: 1)
+        let decision = policy.decide(
+            .untrustedCollector("SSL peer certificate or SSH remote key was not OK"), for: SequenceRange(1, 2),
+            device: "gw", stream: 42, using: &random)
+        guard case .halt(let reason) = decision else {
+            Issue.record("expected halt, got \(decision)")
+            return
+        }
+        #expect(reason.contains("TLS certificate is not trusted"))
+        #expect(reason.contains("collector.ca_file"))
+        #expect(policy.window == 1)
+    }
+
     @Test func backoffDoublesUpToTheCapAndJitterStaysBelowIt() {
         var configuration = UploadRetryPolicy.Configuration()
         configuration.initialBackoff = .milliseconds(100)

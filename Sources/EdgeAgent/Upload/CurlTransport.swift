@@ -140,7 +140,13 @@ private final class CurlHandle: @unchecked Sendable {
         guard code == CURLE_OK else {
             let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let summary = String(cString: curl_easy_strerror(code))
-            return .failure(UploadTransportError(detail.isEmpty ? summary : "\(summary): \(detail)"))
+            let isUntrusted = [
+                CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR,
+                CURLE_SSL_PINNEDPUBKEYNOTMATCH,
+            ].contains(code)
+            return .failure(
+                UploadTransportError(
+                    detail.isEmpty ? summary : "\(summary): \(detail)", isUntrustedCollector: isUntrusted))
         }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

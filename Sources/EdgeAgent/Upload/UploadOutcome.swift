@@ -8,6 +8,8 @@ package enum UploadOutcome: Sendable, Equatable {
     case status(code: Int, retryAfter: Duration?, message: String)
     /// No HTTP answer: refused, reset, timed out, TLS failure.
     case transportFailure(String)
+    /// The collector's TLS certificate failed verification against the trusted CAs.
+    case untrustedCollector(String)
 }
 
 /// What the uploader does next with a batch, decided by `UploadRetryPolicy`.
@@ -21,6 +23,7 @@ package enum UploadDecision: Sendable, Equatable {
     /// The collector will never accept this batch (400, 415, or 413 for a single reading): keep it on
     /// disk aside from the queue, count it, and move on.
     case quarantine(reason: String)
-    /// The collector refuses this device (401, 403): stop uploading, keep every reading, and say so.
+    /// The collector refuses this device (401, 403), or its TLS certificate is not trusted: stop
+    /// uploading, keep every reading, and say so.
     case halt(reason: String)
 }

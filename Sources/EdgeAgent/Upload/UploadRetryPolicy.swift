@@ -12,7 +12,11 @@ import EdgeSyncProtocol
 /// - 413: split the batch (quarantine when it holds one reading: it can never fit).
 /// - 400 and 415: quarantine the batch.
 /// - 401 and 403: halt uploading; data stays in the spool.
+/// - A TLS certificate the configured CAs do not trust: halt likewise.
 package struct UploadRetryPolicy: Sendable {
+    /// How a halt for an untrusted TLS certificate begins, so commands can tell it from a refused token.
+    package static let untrustedCertificateReason = "the collector's TLS certificate is not trusted"
+
     package struct Configuration: Sendable, Equatable {
         /// The backoff ceiling after the first failure; doubles with every further failure.
         package var initialBackoff = Duration.milliseconds(250)
@@ -81,6 +85,12 @@ package struct UploadRetryPolicy: Sendable {
 
         case .transportFailure(let message):
             return failure(retryAfter: nil, reason: message, using: &random)
+
+        case .untrustedCollector(let message):
+            // Sending the readings to a server we cannot authenticate would hand them (and the
+            // token) to whoever answers; retrying cannot fix a CA file.
+            window = 1
+            return .halt(reason: "\(Self.untrustedCertificateReason) (\(message)); check collector.ca_file")
         }
     }
 

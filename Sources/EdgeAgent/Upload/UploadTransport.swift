@@ -38,8 +38,14 @@ package protocol UploadTransport: Sendable {
 /// Why no HTTP answer arrived (connection refused, reset, timeout, TLS verification failure).
 package struct UploadTransportError: Error, Sendable, Equatable, CustomStringConvertible {
     package var message: String
+    /// The TLS handshake failed because the collector's certificate is not trusted (or the CA file
+    /// cannot be used): retrying cannot help until the configuration changes.
+    package var isUntrustedCollector: Bool
 
-    package init(_ message: String) { self.message = message }
+    package init(_ message: String, isUntrustedCollector: Bool = false) {
+        self.message = message
+        self.isUntrustedCollector = isUntrustedCollector
+    }
 
     package var description: String { message }
 }

@@ -381,7 +381,7 @@ package actor Uploader {
     static func outcome(of response: Result<UploadResponse, UploadTransportError>) -> UploadOutcome {
         switch response {
         case .failure(let error):
-            return .transportFailure(error.message)
+            return error.isUntrustedCollector ? .untrustedCollector(error.message) : .transportFailure(error.message)
         case .success(let answer):
             if (200..<300).contains(answer.status),
                 let ack = try? JSONDecoder().decode(BatchAcknowledgement.self, from: Data(answer.body))
