@@ -53,7 +53,9 @@ let package = Package(
         // The cloud collector: authenticated ingest, dedup by sequence ranges, central storage.
         .target(
             name: "CloudCollector",
-            dependencies: ["EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncMetrics", "HTTPCore"]
+            dependencies: [
+                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncMetrics", "EdgeSyncCommandLine", "HTTPCore",
+            ]
         ),
         .executableTarget(
             name: "cloud-collector",

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -167,8 +168,32 @@ package enum StandardError {
         }
     }
 
-    /// Writes `message` and a newline.
+    /// Writes `message` and a newline; a log line (`level=… event=…`) is made readable on a terminal.
     package static func print(_ message: String) {
-        write(message + "\n")
+        write(LogLine.forTerminal(message, isTerminal: isTerminal) + "\n")
+    }
+
+    /// Whether standard error is a terminal (read once).
+    package static let isTerminal = isatty(STDERR_FILENO) == 1
+}
+
+/// Log lines are `level=info event=listening key=value …`: one event per line, for log collectors.
+/// On a terminal the same line reads `12:04:05 INFO  listening  key=value …`.
+package enum LogLine {
+    package static func forTerminal(_ line: String, isTerminal: Bool, now: Int64? = nil) -> String {
+        guard isTerminal, line.hasPrefix("level=") else { return line }
+        var fields = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        let level = String(fields.removeFirst().dropFirst("level=".count)).uppercased()
+        var event = ""
+        if let first = fields.first, first.hasPrefix("event=") {
+            event = String(first.dropFirst("event=".count))
+            fields.removeFirst()
+        }
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        let seconds = now.map { $0 / 1_000_000_000 } ?? Int64(time.tv_sec)
+        let clock = String(format: "%02d:%02d:%02d", Int((seconds / 3600) % 24), Int((seconds / 60) % 60), Int(seconds % 60))
+        let padded = level.padding(toLength: 5, withPad: " ", startingAt: 0)
+        return ([clock, padded, event] + fields).filter { !$0.isEmpty }.joined(separator: " ")
     }
 }

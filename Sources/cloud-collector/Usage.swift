@@ -1,3 +1,4 @@
+import EdgeSyncCommandLine
 import Foundation
 
 let usage = """
@@ -11,6 +12,11 @@ let usage = """
 
     """
 
+/// Writes to standard error; log lines (`level=… event=…`) are made readable on a terminal.
 func standardError(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
+    if text.hasPrefix("level="), text.hasSuffix("\n") {
+        StandardError.print(String(text.dropLast()))
+    } else {
+        StandardError.write(text)
+    }
 }

@@ -148,3 +148,14 @@ import Testing
         #expect(sink.text.contains("100% 4/4 r"))
     }
 }
+
+@Suite struct LogLineTests {
+    @Test func logLinesReadAsTextOnATerminalAndStayKeyValueElsewhere() {
+        let line = "level=warn event=retry range=1-10 wait_ms=250 reason=\"503\""
+        #expect(LogLine.forTerminal(line, isTerminal: false) == line)
+        #expect(
+            LogLine.forTerminal(line, isTerminal: true, now: 45_296_000_000_000)
+                == "12:34:56 WARN  retry range=1-10 wait_ms=250 reason=\"503\"")
+        #expect(LogLine.forTerminal("not a log line", isTerminal: true) == "not a log line")
+    }
+}

@@ -1,3 +1,4 @@
+import EdgeSyncCommandLine
 import EdgeSyncMetrics
 import EdgeSyncSQLite
 import Foundation
@@ -48,7 +49,7 @@ package final class CollectorService: Sendable {
     package init(
         configuration: Configuration,
         log: @escaping @Sendable (String) -> Void = { message in
-            FileHandle.standardError.write(Data("\(message)\n".utf8))
+            StandardError.print(message)
         },
         makeStore: StoreFactory = { configuration, log in
             try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage, log: log)
