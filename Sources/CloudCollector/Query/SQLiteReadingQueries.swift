@@ -23,8 +23,8 @@ package final class SQLiteReadingQueries: ReadingQueries {
             let select = try db.statement(
                 """
                 SELECT s.device, s.series_key,
-                       (SELECT timestamp FROM readings WHERE series_id = s.series_id ORDER BY timestamp LIMIT 1),
-                       (SELECT timestamp FROM readings WHERE series_id = s.series_id ORDER BY timestamp DESC LIMIT 1)
+                       (SELECT min(min_timestamp) FROM series_blocks WHERE series_id = s.series_id),
+                       (SELECT max(max_timestamp) FROM series_blocks WHERE series_id = s.series_id)
                 FROM series AS s
                 WHERE (?1 IS NULL OR s.device = ?1) AND substr(s.series_key, 1, length(?2)) = ?2
                 ORDER BY s.device, s.series_key
@@ -64,37 +64,73 @@ package final class SQLiteReadingQueries: ReadingQueries {
         return ReadingPosition(timestamp: from, readingID: .min)
     }
 
+    /// The readings of one series in a time window, through `series_blocks` (decision 0008): every
+    /// block that overlaps [?2, ?4) is read by reading_id range and its rows filtered by series and
+    /// time. Parameters: ?1 series, ?2 and ?3 the exclusive lower position, ?4 the exclusive upper
+    /// timestamp.
+    private static let windowRows = """
+        FROM series_blocks AS b CROSS JOIN readings AS r
+             ON r.reading_id BETWEEN b.first_reading_id AND b.last_reading_id
+        WHERE b.series_id = ?1 AND b.max_timestamp >= ?2 AND b.min_timestamp < ?4
+          AND r.series_id = ?1 AND r.timestamp >= ?2 AND (r.timestamp > ?2 OR r.reading_id > ?3) AND r.timestamp < ?4
+        """
+
+    /// An exclusive upper timestamp, at most `to`, below which the blocks after `lower` hold about
+    /// `rows` readings: where the first block starts once the blocks before it hold `rows`. Blocks
+    /// that overlap in time (late readings) and blocks that begin before `lower` make the window
+    /// hold fewer; callers widen it until it holds what they need or reaches `to`.
+    private static func windowEnd(
+        of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in db: SQLiteDatabase
+    ) throws -> Int64 {
+        let select = try db.statement(
+            """
+            SELECT min_timestamp, last_reading_id - first_reading_id + 1 FROM series_blocks
+            WHERE series_id = ?1 AND max_timestamp >= ?2 AND min_timestamp < ?3
+            ORDER BY min_timestamp
+            """)
+        defer { select.reset() }
+        try select.bind(series, at: 1)
+        try select.bind(lower.timestamp, at: 2)
+        try select.bind(to, at: 3)
+        var total = 0
+        while try select.step() {
+            let start = select.int64(at: 0)
+            if total >= rows, start > lower.timestamp { return start }
+            total += Int(clamping: select.int64(at: 1))
+        }
+        return to
+    }
+
     package func pageEnd(
         of series: SeriesReference, after: ReadingPosition?, from: Int64, to: Int64, limit: Int
     ) async throws -> (last: ReadingPosition, hasMore: Bool)? {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
-            // Walks the index only (it holds timestamp and reading_id): no table rows are read.
             let select = try db.statement(
-                """
-                SELECT timestamp, reading_id FROM readings
-                WHERE series_id = ?1 AND timestamp >= ?2 AND (timestamp > ?2 OR reading_id > ?3) AND timestamp < ?4
-                ORDER BY timestamp, reading_id
-                LIMIT 2 OFFSET ?5
-                """)
-            defer { select.reset() }
-            try select.bind(series.id, at: 1)
-            try select.bind(lower.timestamp, at: 2)
-            try select.bind(lower.readingID, at: 3)
-            try select.bind(to, at: 4)
-            try select.bind(max(0, limit - 1), at: 5)
-            if try select.step() {
-                let last = ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1))
-                return (last, try select.step())
+                "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp, r.reading_id LIMIT 2 OFFSET ?5"
+            )
+            var wanted = limit + 1
+            while true {
+                // Exact within the window: any reading not in it is stamped at or after its end.
+                let end = try Self.windowEnd(of: series.id, after: lower, to: to, rows: wanted, in: db)
+                defer { select.reset() }
+                try select.bind(series.id, at: 1)
+                try select.bind(lower.timestamp, at: 2)
+                try select.bind(lower.readingID, at: 3)
+                try select.bind(end, at: 4)
+                try select.bind(max(0, limit - 1), at: 5)
+                if try select.step() {
+                    let last = ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1))
+                    let hasMore = try select.step()
+                    if hasMore || end == to { return (last, hasMore) }
+                } else if end == to {
+                    break
+                }
+                wanted = wanted.multipliedReportingOverflow(by: 2).overflow ? Int.max : wanted * 2
             }
-            // Fewer than `limit` readings: the page ends at the last one there is.
+            // Fewer than `limit` readings before `to`: the page ends at the last one there is.
             let tail = try db.statement(
-                """
-                SELECT timestamp, reading_id FROM readings
-                WHERE series_id = ?1 AND timestamp >= ?2 AND (timestamp > ?2 OR reading_id > ?3) AND timestamp < ?4
-                ORDER BY timestamp DESC, reading_id DESC
-                LIMIT 1
-                """)
+                "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp DESC, r.reading_id DESC LIMIT 1")
             defer { tail.reset() }
             try tail.bind(series.id, at: 1)
             try tail.bind(lower.timestamp, at: 2)
@@ -111,21 +147,21 @@ package final class SQLiteReadingQueries: ReadingQueries {
     ) async throws -> [QueriedReading] {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
-            // CROSS JOIN keeps readings (through the index) as the outer loop.
+            // The page ends at `through`, which `pageEnd` found, so the window ends right after it.
             let select = try db.statement(
                 """
-                SELECT r.timestamp, r.reading_id, r.value, r.value_bits, s.stream, r.seq
-                FROM readings AS r CROSS JOIN streams AS s ON s.stream_ref = r.stream_ref
-                WHERE r.series_id = ?1 AND r.timestamp >= ?2 AND (r.timestamp > ?2 OR r.reading_id > ?3)
-                  AND r.timestamp < ?4 AND r.timestamp <= ?5 AND (r.timestamp < ?5 OR r.reading_id <= ?6)
+                SELECT r.timestamp, r.reading_id, r.value, r.value_bits,
+                       (SELECT stream FROM streams WHERE stream_ref = r.stream_ref), r.seq
+                \(Self.windowRows) AND (r.timestamp < ?5 OR r.reading_id <= ?6)
                 ORDER BY r.timestamp, r.reading_id
                 LIMIT ?7
                 """)
             defer { select.reset() }
+            let end = through.timestamp < to ? through.timestamp + 1 : to
             try select.bind(series.id, at: 1)
             try select.bind(lower.timestamp, at: 2)
             try select.bind(lower.readingID, at: 3)
-            try select.bind(to, at: 4)
+            try select.bind(end, at: 4)
             try select.bind(through.timestamp, at: 5)
             try select.bind(through.readingID, at: 6)
             try select.bind(limit, at: 7)
@@ -149,20 +185,21 @@ package final class SQLiteReadingQueries: ReadingQueries {
     {
         try await run { db in
             // `value` is NULL for NaN, so min/max/avg skip NaNs while count(*) counts them. The caller
-            // guarantees to - from fits in 64 bits, so timestamp - from cannot overflow.
+            // guarantees to - from fits in 64 bits, so timestamp - from cannot overflow. Rows come in
+            // block order, so SQLite groups them in a sorter (which spills to disk, not to RAM).
             let select = try db.statement(
                 """
-                SELECT (timestamp - ?2) / ?4 AS bucket, count(*), min(value), max(value), avg(value)
-                FROM readings
-                WHERE series_id = ?1 AND timestamp >= ?2 AND timestamp < ?3
+                SELECT (r.timestamp - ?2) / ?5 AS bucket, count(*), min(r.value), max(r.value), avg(r.value)
+                \(Self.windowRows)
                 GROUP BY bucket
                 ORDER BY bucket
                 """)
             defer { select.reset() }
             try select.bind(series.id, at: 1)
             try select.bind(from, at: 2)
-            try select.bind(to, at: 3)
-            try select.bind(step, at: 4)
+            try select.bind(Int64.min, at: 3)
+            try select.bind(to, at: 4)
+            try select.bind(step, at: 5)
             var buckets: [AggregateBucket] = []
             while try select.step() {
                 func optional(_ column: Int32) -> Double? {
