@@ -69,24 +69,28 @@ package final class SQLiteReadingQueries: ReadingQueries {
     /// time. Parameters: ?1 series, ?2 and ?3 the exclusive lower position, ?4 the exclusive upper
     /// timestamp.
     private static let windowRows = """
-        FROM series_blocks AS b CROSS JOIN readings AS r
+        FROM series_blocks AS b INDEXED BY series_blocks_by_end CROSS JOIN readings AS r
              ON r.reading_id BETWEEN b.first_reading_id AND b.last_reading_id
         WHERE b.series_id = ?1 AND b.max_timestamp >= ?2 AND b.min_timestamp < ?4
           AND r.series_id = ?1 AND r.timestamp >= ?2 AND (r.timestamp > ?2 OR r.reading_id > ?3) AND r.timestamp < ?4
         """
 
-    /// An exclusive upper timestamp, at most `to`, below which the blocks after `lower` hold about
-    /// `rows` readings: where the first block starts once the blocks before it hold `rows`. Blocks
-    /// that overlap in time (late readings) and blocks that begin before `lower` make the window
-    /// hold fewer; callers widen it until it holds what they need or reaches `to`.
+    /// Most readings one window of a query covers: what a page's statements read and sort at once.
+    private static let windowReadings = 65_536
+
+    /// An exclusive upper timestamp, at most `to`, below which the readings after `lower` lie
+    /// within the first blocks (by end time) that hold `rows` readings. Blocks that overlap in time
+    /// (late readings) or begin before `lower` can make the window hold more or fewer; callers
+    /// move on window by window.
     private static func windowEnd(
         of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in db: SQLiteDatabase
     ) throws -> Int64 {
         let select = try db.statement(
             """
-            SELECT min_timestamp, last_reading_id - first_reading_id + 1 FROM series_blocks
-            WHERE series_id = ?1 AND max_timestamp >= ?2 AND min_timestamp < ?3
-            ORDER BY min_timestamp
+            SELECT max_timestamp, last_reading_id - first_reading_id + 1
+            FROM series_blocks INDEXED BY series_blocks_by_end
+            WHERE series_id = ?1 AND max_timestamp >= ?2 AND max_timestamp < ?3
+            ORDER BY max_timestamp
             """)
         defer { select.reset() }
         try select.bind(series, at: 1)
@@ -94,11 +98,21 @@ package final class SQLiteReadingQueries: ReadingQueries {
         try select.bind(to, at: 3)
         var total = 0
         while try select.step() {
-            let start = select.int64(at: 0)
-            if total >= rows, start > lower.timestamp { return start }
             total += Int(clamping: select.int64(at: 1))
+            // max_timestamp < to, so one more cannot overflow.
+            if total >= rows { return select.int64(at: 0) + 1 }
         }
         return to
+    }
+
+    /// The readings of the series in (lower, end), counted or positioned; see `windowRows`.
+    private static func bindWindow(
+        _ statement: SQLiteStatement, series: Int64, after lower: ReadingPosition, end: Int64
+    ) throws {
+        try statement.bind(series, at: 1)
+        try statement.bind(lower.timestamp, at: 2)
+        try statement.bind(lower.readingID, at: 3)
+        try statement.bind(end, at: 4)
     }
 
     package func pageEnd(
@@ -106,36 +120,47 @@ package final class SQLiteReadingQueries: ReadingQueries {
     ) async throws -> (last: ReadingPosition, hasMore: Bool)? {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
-            let select = try db.statement(
+            // Window by window in time: each is counted without sorting; the window holding the
+            // page's last reading is sorted (at most `limit` plus one entries kept).
+            let count = try db.statement("SELECT count(*) \(Self.windowRows)")
+            let position = try db.statement(
                 "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp, r.reading_id LIMIT 2 OFFSET ?5"
             )
-            var wanted = limit + 1
+            let any = try db.statement("SELECT 1 \(Self.windowRows) LIMIT 1")
+            var start = lower
+            var remaining = max(1, limit)
+            var lastFilled: (start: ReadingPosition, end: Int64)?
             while true {
-                // Exact within the window: any reading not in it is stamped at or after its end.
-                let end = try Self.windowEnd(of: series.id, after: lower, to: to, rows: wanted, in: db)
-                defer { select.reset() }
-                try select.bind(series.id, at: 1)
-                try select.bind(lower.timestamp, at: 2)
-                try select.bind(lower.readingID, at: 3)
-                try select.bind(end, at: 4)
-                try select.bind(max(0, limit - 1), at: 5)
-                if try select.step() {
-                    let last = ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1))
-                    let hasMore = try select.step()
-                    if hasMore || end == to { return (last, hasMore) }
-                } else if end == to {
-                    break
+                let wanted = min(remaining, Self.windowReadings - 1) + 1
+                let end = try Self.windowEnd(of: series.id, after: start, to: to, rows: wanted, in: db)
+                try Self.bindWindow(count, series: series.id, after: start, end: end)
+                _ = try count.step()
+                let found = Int(count.int64(at: 0))
+                count.reset()
+                if found >= remaining {
+                    defer { position.reset() }
+                    try Self.bindWindow(position, series: series.id, after: start, end: end)
+                    try position.bind(remaining - 1, at: 5)
+                    guard try position.step() else { break }
+                    let last = ReadingPosition(timestamp: position.int64(at: 0), readingID: position.int64(at: 1))
+                    if try position.step() { return (last, true) }
+                    if end == to { return (last, false) }
+                    // The page ends with this window; anything at or after its end comes next.
+                    defer { any.reset() }
+                    try Self.bindWindow(any, series: series.id, after: ReadingPosition(timestamp: end, readingID: .min), end: to)
+                    return (last, try any.step())
                 }
-                wanted = wanted.multipliedReportingOverflow(by: 2).overflow ? Int.max : wanted * 2
+                remaining -= found
+                if found > 0 { lastFilled = (start, end) }
+                if end == to { break }
+                start = ReadingPosition(timestamp: end, readingID: .min)
             }
             // Fewer than `limit` readings before `to`: the page ends at the last one there is.
+            guard let lastFilled else { return nil }
             let tail = try db.statement(
                 "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp DESC, r.reading_id DESC LIMIT 1")
             defer { tail.reset() }
-            try tail.bind(series.id, at: 1)
-            try tail.bind(lower.timestamp, at: 2)
-            try tail.bind(lower.readingID, at: 3)
-            try tail.bind(to, at: 4)
+            try Self.bindWindow(tail, series: series.id, after: lastFilled.start, end: lastFilled.end)
             guard try tail.step() else { return nil }
             return (ReadingPosition(timestamp: tail.int64(at: 0), readingID: tail.int64(at: 1)), false)
         }
@@ -147,7 +172,7 @@ package final class SQLiteReadingQueries: ReadingQueries {
     ) async throws -> [QueriedReading] {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
-            // The page ends at `through`, which `pageEnd` found, so the window ends right after it.
+            // The page ends at `through`, which `pageEnd` found; windows in time up to right after it.
             let select = try db.statement(
                 """
                 SELECT r.timestamp, r.reading_id, r.value, r.value_bits,
@@ -156,25 +181,32 @@ package final class SQLiteReadingQueries: ReadingQueries {
                 ORDER BY r.timestamp, r.reading_id
                 LIMIT ?7
                 """)
-            defer { select.reset() }
-            let end = through.timestamp < to ? through.timestamp + 1 : to
-            try select.bind(series.id, at: 1)
-            try select.bind(lower.timestamp, at: 2)
-            try select.bind(lower.readingID, at: 3)
-            try select.bind(end, at: 4)
-            try select.bind(through.timestamp, at: 5)
-            try select.bind(through.readingID, at: 6)
-            try select.bind(limit, at: 7)
+            let stop = through.timestamp < to ? through.timestamp + 1 : to
             var rows: [QueriedReading] = []
             rows.reserveCapacity(limit)
-            while try select.step() {
-                let value =
-                    select.isNull(at: 3)
-                    ? select.double(at: 2) : Double(bitPattern: UInt64(bitPattern: select.int64(at: 3)))
-                rows.append(
-                    QueriedReading(
-                        position: ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1)),
-                        value: value, stream: UInt64(select.text(at: 4) ?? "") ?? 0, seq: select.int64(at: 5)))
+            var start = lower
+            while rows.count < limit {
+                let wanted = limit - rows.count
+                let end = try Self.windowEnd(of: series.id, after: start, to: stop, rows: wanted, in: db)
+                defer { select.reset() }
+                try Self.bindWindow(select, series: series.id, after: start, end: end)
+                try select.bind(through.timestamp, at: 5)
+                try select.bind(through.readingID, at: 6)
+                try select.bind(wanted, at: 7)
+                var found = 0
+                while try select.step() {
+                    let value =
+                        select.isNull(at: 3)
+                        ? select.double(at: 2) : Double(bitPattern: UInt64(bitPattern: select.int64(at: 3)))
+                    rows.append(
+                        QueriedReading(
+                            position: ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1)),
+                            value: value, stream: UInt64(select.text(at: 4) ?? "") ?? 0, seq: select.int64(at: 5)))
+                    found += 1
+                }
+                // A full fetch, or the window reached the page's end: nothing before it is missing.
+                if found == wanted || end == stop { break }
+                start = ReadingPosition(timestamp: end, readingID: .min)
             }
             return rows
         }

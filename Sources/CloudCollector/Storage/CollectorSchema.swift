@@ -98,7 +98,9 @@ package enum CollectorSchema {
             last_reading_id INTEGER NOT NULL
         );
         CREATE INDEX IF NOT EXISTS series_blocks_by_start ON series_blocks (series_id, min_timestamp);
-        CREATE INDEX IF NOT EXISTS series_blocks_by_end ON series_blocks (series_id, max_timestamp);
+        -- Covering: a query walks the blocks ending at or after its start without reading the table.
+        CREATE INDEX IF NOT EXISTS series_blocks_by_end
+            ON series_blocks (series_id, max_timestamp, min_timestamp, first_reading_id, last_reading_id);
 
         -- Per-stream facts the ingest transaction keeps up to date, so `/v1/devices` never scans
         -- readings: the sender's clock skew (receive time minus the batch's sentAt, smoothed), the
