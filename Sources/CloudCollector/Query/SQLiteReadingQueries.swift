@@ -147,7 +147,8 @@ package final class SQLiteReadingQueries: ReadingQueries {
                     if end == to { return (last, false) }
                     // The page ends with this window; anything at or after its end comes next.
                     defer { any.reset() }
-                    try Self.bindWindow(any, series: series.id, after: ReadingPosition(timestamp: end, readingID: .min), end: to)
+                    let next = ReadingPosition(timestamp: end, readingID: .min)
+                    try Self.bindWindow(any, series: series.id, after: next, end: to)
                     return (last, try any.step())
                 }
                 remaining -= found
@@ -158,7 +159,8 @@ package final class SQLiteReadingQueries: ReadingQueries {
             // Fewer than `limit` readings before `to`: the page ends at the last one there is.
             guard let lastFilled else { return nil }
             let tail = try db.statement(
-                "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp DESC, r.reading_id DESC LIMIT 1")
+                "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp DESC, r.reading_id DESC LIMIT 1"
+            )
             defer { tail.reset() }
             try Self.bindWindow(tail, series: series.id, after: lastFilled.start, end: lastFilled.end)
             guard try tail.step() else { return nil }
