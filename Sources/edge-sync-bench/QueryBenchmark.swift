@@ -84,8 +84,8 @@ enum QueryBenchmark: BenchmarkScenario {
     static func fill(databasePath: String, readings: Int) throws {
         var configuration = SQLiteReadingStore.Configuration()
         configuration.synchronous = .normal
+        configuration.maintainsQueryIndex = !IngestBenchmark.dropsQueryIndex
         let store = try SQLiteReadingStore(path: databasePath, configuration: configuration)
-        try IngestBenchmark.dropQueryIndexIfAsked(databasePath: databasePath)
         let start: Int64 = 1_700_000_000_000_000_000
         var stored = 0
         while stored < readings {

@@ -23,8 +23,8 @@ package final class SQLiteReadingQueries: ReadingQueries {
             let select = try db.statement(
                 """
                 SELECT s.device, s.series_key,
-                       (SELECT timestamp FROM readings WHERE series_id = s.series_id ORDER BY timestamp LIMIT 1),
-                       (SELECT timestamp FROM readings WHERE series_id = s.series_id ORDER BY timestamp DESC LIMIT 1)
+                       (SELECT min(min_timestamp) FROM series_blocks WHERE series_id = s.series_id),
+                       (SELECT max(max_timestamp) FROM series_blocks WHERE series_id = s.series_id)
                 FROM series AS s
                 WHERE (?1 IS NULL OR s.device = ?1) AND substr(s.series_key, 1, length(?2)) = ?2
                 ORDER BY s.device, s.series_key
@@ -64,42 +64,105 @@ package final class SQLiteReadingQueries: ReadingQueries {
         return ReadingPosition(timestamp: from, readingID: .min)
     }
 
+    /// The readings of one series in a time window, through `series_blocks` (decision 0008): every
+    /// block that overlaps [?2, ?4) is read by reading_id range and its rows filtered by series and
+    /// time. Parameters: ?1 series, ?2 and ?3 the exclusive lower position, ?4 the exclusive upper
+    /// timestamp.
+    private static let windowRows = """
+        FROM series_blocks AS b INDEXED BY series_blocks_by_end CROSS JOIN readings AS r
+             ON r.reading_id BETWEEN b.first_reading_id AND b.last_reading_id
+        WHERE b.series_id = ?1 AND b.max_timestamp >= ?2 AND b.min_timestamp < ?4
+          AND r.series_id = ?1 AND r.timestamp >= ?2 AND (r.timestamp > ?2 OR r.reading_id > ?3) AND r.timestamp < ?4
+        """
+
+    /// Most readings one window of a query covers: what a page's statements read and sort at once.
+    private static let windowReadings = 65_536
+
+    /// An exclusive upper timestamp, at most `to`, below which the readings after `lower` lie
+    /// within the first blocks (by end time) that hold `rows` readings. Blocks that overlap in time
+    /// (late readings) or begin before `lower` can make the window hold more or fewer; callers
+    /// move on window by window.
+    private static func windowEnd(
+        of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in db: SQLiteDatabase
+    ) throws -> Int64 {
+        let select = try db.statement(
+            """
+            SELECT max_timestamp, last_reading_id - first_reading_id + 1
+            FROM series_blocks INDEXED BY series_blocks_by_end
+            WHERE series_id = ?1 AND max_timestamp >= ?2 AND max_timestamp < ?3
+            ORDER BY max_timestamp
+            """)
+        defer { select.reset() }
+        try select.bind(series, at: 1)
+        try select.bind(lower.timestamp, at: 2)
+        try select.bind(to, at: 3)
+        var total = 0
+        while try select.step() {
+            total += Int(clamping: select.int64(at: 1))
+            // max_timestamp < to, so one more cannot overflow.
+            if total >= rows { return select.int64(at: 0) + 1 }
+        }
+        return to
+    }
+
+    /// The readings of the series in (lower, end), counted or positioned; see `windowRows`.
+    private static func bindWindow(
+        _ statement: SQLiteStatement, series: Int64, after lower: ReadingPosition, end: Int64
+    ) throws {
+        try statement.bind(series, at: 1)
+        try statement.bind(lower.timestamp, at: 2)
+        try statement.bind(lower.readingID, at: 3)
+        try statement.bind(end, at: 4)
+    }
+
     package func pageEnd(
         of series: SeriesReference, after: ReadingPosition?, from: Int64, to: Int64, limit: Int
     ) async throws -> (last: ReadingPosition, hasMore: Bool)? {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
-            // Walks the index only (it holds timestamp and reading_id): no table rows are read.
-            let select = try db.statement(
-                """
-                SELECT timestamp, reading_id FROM readings
-                WHERE series_id = ?1 AND timestamp >= ?2 AND (timestamp > ?2 OR reading_id > ?3) AND timestamp < ?4
-                ORDER BY timestamp, reading_id
-                LIMIT 2 OFFSET ?5
-                """)
-            defer { select.reset() }
-            try select.bind(series.id, at: 1)
-            try select.bind(lower.timestamp, at: 2)
-            try select.bind(lower.readingID, at: 3)
-            try select.bind(to, at: 4)
-            try select.bind(max(0, limit - 1), at: 5)
-            if try select.step() {
-                let last = ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1))
-                return (last, try select.step())
+            // Window by window in time: each is counted without sorting; the window holding the
+            // page's last reading is sorted (at most `limit` plus one entries kept).
+            let count = try db.statement("SELECT count(*) \(Self.windowRows)")
+            let position = try db.statement(
+                "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp, r.reading_id LIMIT 2 OFFSET ?5"
+            )
+            let any = try db.statement("SELECT 1 \(Self.windowRows) LIMIT 1")
+            var start = lower
+            var remaining = max(1, limit)
+            var lastFilled: (start: ReadingPosition, end: Int64)?
+            while true {
+                let wanted = min(remaining, Self.windowReadings - 1) + 1
+                let end = try Self.windowEnd(of: series.id, after: start, to: to, rows: wanted, in: db)
+                try Self.bindWindow(count, series: series.id, after: start, end: end)
+                _ = try count.step()
+                let found = Int(count.int64(at: 0))
+                count.reset()
+                if found >= remaining {
+                    defer { position.reset() }
+                    try Self.bindWindow(position, series: series.id, after: start, end: end)
+                    try position.bind(remaining - 1, at: 5)
+                    guard try position.step() else { break }
+                    let last = ReadingPosition(timestamp: position.int64(at: 0), readingID: position.int64(at: 1))
+                    if try position.step() { return (last, true) }
+                    if end == to { return (last, false) }
+                    // The page ends with this window; anything at or after its end comes next.
+                    defer { any.reset() }
+                    let next = ReadingPosition(timestamp: end, readingID: .min)
+                    try Self.bindWindow(any, series: series.id, after: next, end: to)
+                    return (last, try any.step())
+                }
+                remaining -= found
+                if found > 0 { lastFilled = (start, end) }
+                if end == to { break }
+                start = ReadingPosition(timestamp: end, readingID: .min)
             }
-            // Fewer than `limit` readings: the page ends at the last one there is.
+            // Fewer than `limit` readings before `to`: the page ends at the last one there is.
+            guard let lastFilled else { return nil }
             let tail = try db.statement(
-                """
-                SELECT timestamp, reading_id FROM readings
-                WHERE series_id = ?1 AND timestamp >= ?2 AND (timestamp > ?2 OR reading_id > ?3) AND timestamp < ?4
-                ORDER BY timestamp DESC, reading_id DESC
-                LIMIT 1
-                """)
+                "SELECT r.timestamp, r.reading_id \(Self.windowRows) ORDER BY r.timestamp DESC, r.reading_id DESC LIMIT 1"
+            )
             defer { tail.reset() }
-            try tail.bind(series.id, at: 1)
-            try tail.bind(lower.timestamp, at: 2)
-            try tail.bind(lower.readingID, at: 3)
-            try tail.bind(to, at: 4)
+            try Self.bindWindow(tail, series: series.id, after: lastFilled.start, end: lastFilled.end)
             guard try tail.step() else { return nil }
             return (ReadingPosition(timestamp: tail.int64(at: 0), readingID: tail.int64(at: 1)), false)
         }
@@ -111,34 +174,41 @@ package final class SQLiteReadingQueries: ReadingQueries {
     ) async throws -> [QueriedReading] {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
-            // CROSS JOIN keeps readings (through the index) as the outer loop.
+            // The page ends at `through`, which `pageEnd` found; windows in time up to right after it.
             let select = try db.statement(
                 """
-                SELECT r.timestamp, r.reading_id, r.value, r.value_bits, s.stream, r.seq
-                FROM readings AS r CROSS JOIN streams AS s ON s.stream_ref = r.stream_ref
-                WHERE r.series_id = ?1 AND r.timestamp >= ?2 AND (r.timestamp > ?2 OR r.reading_id > ?3)
-                  AND r.timestamp < ?4 AND r.timestamp <= ?5 AND (r.timestamp < ?5 OR r.reading_id <= ?6)
+                SELECT r.timestamp, r.reading_id, r.value, r.value_bits,
+                       (SELECT stream FROM streams WHERE stream_ref = r.stream_ref), r.seq
+                \(Self.windowRows) AND (r.timestamp < ?5 OR r.reading_id <= ?6)
                 ORDER BY r.timestamp, r.reading_id
                 LIMIT ?7
                 """)
-            defer { select.reset() }
-            try select.bind(series.id, at: 1)
-            try select.bind(lower.timestamp, at: 2)
-            try select.bind(lower.readingID, at: 3)
-            try select.bind(to, at: 4)
-            try select.bind(through.timestamp, at: 5)
-            try select.bind(through.readingID, at: 6)
-            try select.bind(limit, at: 7)
+            let stop = through.timestamp < to ? through.timestamp + 1 : to
             var rows: [QueriedReading] = []
             rows.reserveCapacity(limit)
-            while try select.step() {
-                let value =
-                    select.isNull(at: 3)
-                    ? select.double(at: 2) : Double(bitPattern: UInt64(bitPattern: select.int64(at: 3)))
-                rows.append(
-                    QueriedReading(
-                        position: ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1)),
-                        value: value, stream: UInt64(select.text(at: 4) ?? "") ?? 0, seq: select.int64(at: 5)))
+            var start = lower
+            while rows.count < limit {
+                let wanted = limit - rows.count
+                let end = try Self.windowEnd(of: series.id, after: start, to: stop, rows: wanted, in: db)
+                defer { select.reset() }
+                try Self.bindWindow(select, series: series.id, after: start, end: end)
+                try select.bind(through.timestamp, at: 5)
+                try select.bind(through.readingID, at: 6)
+                try select.bind(wanted, at: 7)
+                var found = 0
+                while try select.step() {
+                    let value =
+                        select.isNull(at: 3)
+                        ? select.double(at: 2) : Double(bitPattern: UInt64(bitPattern: select.int64(at: 3)))
+                    rows.append(
+                        QueriedReading(
+                            position: ReadingPosition(timestamp: select.int64(at: 0), readingID: select.int64(at: 1)),
+                            value: value, stream: UInt64(select.text(at: 4) ?? "") ?? 0, seq: select.int64(at: 5)))
+                    found += 1
+                }
+                // A full fetch, or the window reached the page's end: nothing before it is missing.
+                if found == wanted || end == stop { break }
+                start = ReadingPosition(timestamp: end, readingID: .min)
             }
             return rows
         }
@@ -149,20 +219,21 @@ package final class SQLiteReadingQueries: ReadingQueries {
     {
         try await run { db in
             // `value` is NULL for NaN, so min/max/avg skip NaNs while count(*) counts them. The caller
-            // guarantees to - from fits in 64 bits, so timestamp - from cannot overflow.
+            // guarantees to - from fits in 64 bits, so timestamp - from cannot overflow. Rows come in
+            // block order, so SQLite groups them in a sorter (which spills to disk, not to RAM).
             let select = try db.statement(
                 """
-                SELECT (timestamp - ?2) / ?4 AS bucket, count(*), min(value), max(value), avg(value)
-                FROM readings
-                WHERE series_id = ?1 AND timestamp >= ?2 AND timestamp < ?3
+                SELECT (r.timestamp - ?2) / ?5 AS bucket, count(*), min(r.value), max(r.value), avg(r.value)
+                \(Self.windowRows)
                 GROUP BY bucket
                 ORDER BY bucket
                 """)
             defer { select.reset() }
             try select.bind(series.id, at: 1)
             try select.bind(from, at: 2)
-            try select.bind(to, at: 3)
-            try select.bind(step, at: 4)
+            try select.bind(Int64.min, at: 3)
+            try select.bind(to, at: 4)
+            try select.bind(step, at: 5)
             var buckets: [AggregateBucket] = []
             while try select.step() {
                 func optional(_ column: Int32) -> Double? {

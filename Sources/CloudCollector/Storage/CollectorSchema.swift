@@ -1,12 +1,27 @@
 /// The collector's SQLite schema. Tables and the view are meant to be read by standard tools
 /// (`sqlite3`, pandas, Grafana); `Docs/protocol.md` and decision 0004 describe them.
 package enum CollectorSchema {
-    /// 1: ingest tables. 2: the query index and `stream_stats` (issue 8); a version-1 database is
-    /// upgraded in place when a collector opens it (`SQLiteReadingStore.createSchema`).
-    package static let version: Int64 = 2
+    /// 1: ingest tables. 2: the per-reading query index and `stream_stats` (issue 8). 3: the
+    /// per-reading index replaced by `series_blocks` (decision 0008). A version-1 or version-2
+    /// database is upgraded in place when a collector opens it (`SQLiteReadingStore.createSchema`).
+    package static let version: Int64 = 3
 
     /// The database file inside a data directory.
     package static let databaseFileName = "collector.sqlite"
+
+    /// Builds `series_blocks` for readings stored before schema version 3: one block per run of
+    /// consecutive reading_ids of one series (reading_id minus the row's rank within its series is
+    /// constant exactly along such a run), then drops the per-reading index it replaces.
+    package static let upgradeToBlocks = """
+        DELETE FROM series_blocks;
+        INSERT INTO series_blocks (series_id, min_timestamp, max_timestamp, first_reading_id, last_reading_id)
+        SELECT series_id, min(timestamp), max(timestamp), min(reading_id), max(reading_id)
+        FROM (SELECT series_id, timestamp, reading_id,
+                     reading_id - row_number() OVER (PARTITION BY series_id ORDER BY reading_id) AS run
+              FROM readings)
+        GROUP BY series_id, run;
+        DROP INDEX IF EXISTS readings_by_series_time;
+        """
 
     package static let statements = """
         CREATE TABLE IF NOT EXISTS collector_schema (version INTEGER NOT NULL);
@@ -69,10 +84,23 @@ package enum CollectorSchema {
             value_bits INTEGER
         );
 
-        -- Queries by series and time (`/v1/readings`, `/v1/aggregate`, `/v1/series`). The implicit
-        -- rowid (reading_id) at the end of every index entry breaks ties, so paging by
-        -- (timestamp, reading_id) walks this index in order. Added in schema version 2.
-        CREATE INDEX IF NOT EXISTS readings_by_series_time ON readings (series_id, timestamp);
+        -- Queries by series and time (`/v1/readings`, `/v1/aggregate`, `/v1/series`), decision 0008.
+        -- A batch's rows are inserted grouped by series, so the rows one transaction stores for one
+        -- series of one batch have consecutive reading_ids: one row here per such block, with the
+        -- block's time span, instead of one index entry per reading. A query reads the blocks that
+        -- overlap its time range by reading_id range. Added in schema version 3, replacing the
+        -- per-reading index `readings_by_series_time` of version 2.
+        CREATE TABLE IF NOT EXISTS series_blocks (
+            series_id INTEGER NOT NULL,
+            min_timestamp INTEGER NOT NULL,
+            max_timestamp INTEGER NOT NULL,
+            first_reading_id INTEGER NOT NULL,
+            last_reading_id INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS series_blocks_by_start ON series_blocks (series_id, min_timestamp);
+        -- Covering: a query walks the blocks ending at or after its start without reading the table.
+        CREATE INDEX IF NOT EXISTS series_blocks_by_end
+            ON series_blocks (series_id, max_timestamp, min_timestamp, first_reading_id, last_reading_id);
 
         -- Per-stream facts the ingest transaction keeps up to date, so `/v1/devices` never scans
         -- readings: the sender's clock skew (receive time minus the batch's sentAt, smoothed), the
