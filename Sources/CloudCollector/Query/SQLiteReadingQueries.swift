@@ -64,7 +64,7 @@ package final class SQLiteReadingQueries: ReadingQueries {
         return ReadingPosition(timestamp: from, readingID: .min)
     }
 
-    /// The readings of one series in a time window, through `series_blocks` (decision 0008): every
+    /// The readings of one series in a time window, through `series_blocks` (decision 0010): every
     /// block that overlaps [?2, ?4) is read by reading_id range and its rows filtered by series and
     /// time. Parameters: ?1 series, ?2 and ?3 the exclusive lower position, ?4 the exclusive upper
     /// timestamp.

@@ -2,7 +2,7 @@
 /// (`sqlite3`, pandas, Grafana); `Docs/protocol.md` and decision 0004 describe them.
 package enum CollectorSchema {
     /// 1: ingest tables. 2: the per-reading query index and `stream_stats` (issue 8). 3: the
-    /// per-reading index replaced by `series_blocks` (decision 0008). A version-1 or version-2
+    /// per-reading index replaced by `series_blocks` (decision 0010). A version-1 or version-2
     /// database is upgraded in place when a collector opens it (`SQLiteReadingStore.createSchema`).
     package static let version: Int64 = 3
 
@@ -84,7 +84,7 @@ package enum CollectorSchema {
             value_bits INTEGER
         );
 
-        -- Queries by series and time (`/v1/readings`, `/v1/aggregate`, `/v1/series`), decision 0008.
+        -- Queries by series and time (`/v1/readings`, `/v1/aggregate`, `/v1/series`), decision 0010.
         -- A batch's rows are inserted grouped by series, so the rows one transaction stores for one
         -- series of one batch have consecutive reading_ids: one row here per such block, with the
         -- block's time span, instead of one index entry per reading. A query reads the blocks that

@@ -45,7 +45,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private static let rowsPerInsert = 64
     /// Most readings one `series_blocks` row covers. A query reads whole blocks, so this bounds
     /// what a page reads beyond the readings it returns; one block row per 1,024 readings costs
-    /// ingest next to nothing (decision 0008).
+    /// ingest next to nothing (decision 0010).
     package static let rowsPerBlock = 1024
 
     /// - Parameter log: receives structured lines about background trouble (a failed checkpoint).
