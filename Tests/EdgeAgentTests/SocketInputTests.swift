@@ -94,6 +94,19 @@ final class LogLines: Sendable {
         #expect(logs.all.contains { $0.contains("event=spool_refused") })
     }
 
+    @Test func aLineStillArrivingWhenTheAgentStopsIsNotStoredHalfWay() async throws {
+        let sink = RecordingSink()
+        let logs = LogLines()
+        let (input, address) = try start(.tcp, sink: sink, logs: logs)
+        let client = try ClientSocket(address)
+        client.send("m v=1 1000\nm v=12")  // the second line is cut off mid-value
+        await sink.wait { stored, _ in stored == 1 }
+        try await onOwnThread { input.stop() }
+        client.close()
+        #expect(sink.readings == [IncomingReading(seriesKey: "m v", timestamp: 1000, value: 1)])
+        #expect(logs.all.contains { $0.contains("event=partial_line_dropped") })
+    }
+
     @Test func udpDatagramsAreStoredAndAFullSpoolDropsThemCounted() async throws {
         let sink = RecordingSink()
         let logs = LogLines()

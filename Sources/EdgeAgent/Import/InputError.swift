@@ -7,11 +7,14 @@ package struct InputError: Error, CustomStringConvertible, Sendable, Hashable {
     /// 1-based byte column where the problem starts, when known.
     package var column: Int?
     package var reason: String
+    /// Not a bad line: the input holds more readings than the caller accepts at once (HTTP: 413).
+    package var isLimitExceeded = false
 
-    package init(line: Int, column: Int? = nil, _ reason: String) {
+    package init(line: Int, column: Int? = nil, _ reason: String, isLimitExceeded: Bool = false) {
         self.line = line
         self.column = column
         self.reason = reason
+        self.isLimitExceeded = isLimitExceeded
     }
 
     package var description: String {

@@ -103,12 +103,14 @@ package struct LineProtocolParser: Sendable {
 
     /// Parses every newline-separated line of `text` (a request body), counting lines from
     /// `firstLineNumber`. Throws at the first bad line; the caller discards `block` then, so a body
-    /// is taken whole or not at all. Returns the number of lines.
+    /// is taken whole or not at all. Returns the number of lines. Stops with an error marked
+    /// `isLimitExceeded` as soon as `block` holds more than `maximumReadings`, before parsing the rest.
     @discardableResult
     package mutating func parseLines(
         _ text: UnsafeBufferPointer<UInt8>,
         firstLineNumber: Int = 1,
         defaultTimestamp: Int64,
+        maximumReadings: Int = .max,
         into block: inout ReadingBlock
     ) throws(InputError) -> Int {
         var lineNumber = firstLineNumber
@@ -122,6 +124,11 @@ package struct LineProtocolParser: Sendable {
             try parseLine(
                 UnsafeBufferPointer(rebasing: text[start..<end]), lineNumber: lineNumber,
                 defaultTimestamp: { defaultTimestamp }, into: &block)
+            guard block.count <= maximumReadings else {
+                throw InputError(
+                    line: lineNumber, "more than \(maximumReadings) readings in one request; split it",
+                    isLimitExceeded: true)
+            }
             lineNumber += 1
             start = end + 1
         }

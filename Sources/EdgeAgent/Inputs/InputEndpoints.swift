@@ -21,7 +21,7 @@ package final class InputEndpoints: HTTPResponder {
         /// Largest request body as received (compressed or not); more gets 413.
         package var maximumBodyBytes = 32 << 20
         /// Largest body after gzip inflation; more gets 413 (decompression bombs stop here).
-        package var maximumInflatedBytes = 128 << 20
+        package var maximumInflatedBytes = 64 << 20
         /// Largest JSON body after inflation; JSON costs far more memory per reading than line protocol.
         package var maximumJSONBytes = 8 << 20
         /// Most readings one request may carry (it is one atomic spool append).
@@ -139,11 +139,17 @@ package final class InputEndpoints: HTTPResponder {
         var block = ReadingBlock()
         let result = body.withUnsafeBufferPointer { buffer in
             Result { () throws(InputError) in
-                try parser.parseLines(buffer, defaultTimestamp: now(), into: &block)
+                try parser.parseLines(
+                    buffer, defaultTimestamp: now(), maximumReadings: configuration.maximumReadingsPerRequest,
+                    into: &block)
             }
         }
-        parsers.withLock { $0.append(parser) }
+        // A few warm parsers are enough; more would each keep their series cache.
+        parsers.withLock { if $0.count < 8 { $0.append(parser) } }
         if case .failure(let error) = result {
+            if error.isLimitExceeded {
+                throw InputFailure(.contentTooLarge, "too_many_readings", "\(error.reason); nothing was stored")
+            }
             statistics.rejectedLines.add(1, ordering: .relaxed)
             throw InputFailure(.badRequest, "invalid_line", "\(error); nothing from this request was stored")
         }

@@ -36,7 +36,9 @@ package struct InputFailure: Error, CustomStringConvertible, Sendable {
         let document: [String: String]
         switch dialect {
         case .influxV1:
-            headers.add("X-Influxdb-Error", message.replacingOccurrences(of: "\n", with: " "))
+            // The message quotes the client's bytes; a header may only carry visible ASCII and spaces.
+            let visible = message.unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?" }
+            headers.add("X-Influxdb-Error", String(visible))
             document = ["error": message]
         case .influxV2:
             document = ["code": influxV2Code, "message": message]

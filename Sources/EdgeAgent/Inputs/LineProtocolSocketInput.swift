@@ -163,6 +163,10 @@ package final class LineProtocolSocketInput: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         var lineNumber = 1
         var stoppingSince: ContinuousClock.Instant?
+        var endOfFile = false
+        var lost = false
+        // A device that sees its connection reset (not a clean end of file) knows lines were lost.
+        defer { if lost { Self.resetOnClose(fd) } }
         while true {
             // Wake up now and then to notice a stop. Once stopping, keep reading while data is
             // waiting (what the device sent before the stop is stored), for at most two seconds.
@@ -173,11 +177,16 @@ package final class LineProtocolSocketInput: Sendable {
             if ready == 0 || (ready < 0 && errno == EINTR) { continue }
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0, errno == EINTR { continue }
-            guard count > 0 else { break }
+            guard count > 0 else {
+                endOfFile = count == 0
+                break
+            }
             pending.append(contentsOf: buffer[0..<count])
             guard let lastNewline = pending.lastIndex(of: 0x0A) else {
                 if pending.count > LineProtocolParser.maximumLineBytes {
                     reject(InputError(line: lineNumber, "the line is longer than \(LineProtocolParser.maximumLineBytes) bytes; the connection is closed"), peer: peer)
+                    pending.removeAll()
+                    lost = true
                     break
                 }
                 continue
@@ -186,13 +195,27 @@ package final class LineProtocolSocketInput: Sendable {
             pending.removeSubrange(0...lastNewline)
             // Append when the block is large or the device paused (the read did not fill the buffer).
             if block.count >= configuration.blockReadings || count < buffer.count {
-                guard storeRetrying(&block, peer: peer) else { return }
+                guard storeRetrying(&block, peer: peer) else {
+                    lost = true
+                    return
+                }
             }
         }
-        if !pending.isEmpty {
+        // A last line without a newline is complete only when the device closed its side; when the
+        // agent stops, it is the start of a line still on its way, and is not stored.
+        if endOfFile, !pending.isEmpty {
             parse(pending[...], parser: &parser, lineNumber: &lineNumber, into: &block, peer: peer)
+        } else if !pending.isEmpty {
+            lost = true
+            log("level=warn event=partial_line_dropped input=tcp remote=\(peer) bytes=\(pending.count) reason=\"stopping\"")
         }
-        _ = storeRetrying(&block, peer: peer)
+        if !storeRetrying(&block, peer: peer) { lost = true }
+    }
+
+    /// `SO_LINGER` 0: `close` sends a reset instead of a clean end of file.
+    private static func resetOnClose(_ fd: Int32) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
     }
 
     /// Parses complete lines, skipping (and reporting) bad ones.
@@ -241,7 +264,7 @@ package final class LineProtocolSocketInput: Sendable {
             case .failure(let error):
                 log("level=error event=lines_not_stored input=tcp remote=\(peer) readings=\(block.count) error=\"\(error.message)\"")
                 block.removeAll()
-                return true
+                return false
             }
         }
     }
