@@ -191,3 +191,19 @@ struct OperatorTokenSettingsTests {
         }
     }
 }
+
+@Suite struct LineProtocolExportEscapingTests {
+    @Test(arguments: [
+        ("a b,c", false, #"a\ b\,c"#),
+        ("k=v", true, #"k\=v"#),
+        ("k=v", false, "k=v"),
+        ("line\r\nbreak", true, #"line\ \ break"#),
+        ("x\u{605} y", true, "x\u{605}\\ y"),
+        (#"ends\"#, true, #"ends\\"#),
+        (#"a\b"#, true, #"a\b"#),
+        (#"a\ b"#, true, #"a\\\ b"#),
+    ])
+    func partsAreEscapedOnBytesSoNothingEndsTheLineOrEatsADelimiter(text: String, alsoEquals: Bool, expected: String) {
+        #expect(ReadingFormatter.escape(text, alsoEquals: alsoEquals) == expected)
+    }
+}

@@ -187,6 +187,8 @@ extension HTTPResponse {
         ("/v1/readings", "{\"readings\":[{\"series\":\"a\",\"value\":1,\"timestamp\":\"yesterday\"}]}", [], 400, "RFC 3339"),
         ("/v1/readings", "{\"readings\":[{\"measurement\":\"m\",\"fields\":{}}]}", [], 400, "needs at least one field"),
         ("/v1/readings", "{\"readings\":[{\"value\":1}]}", [], 400, "needs \\\"series\\\" and \\\"value\\\""),
+        ("/v1/readings", "{\"readings\":[{\"measurement\":\"m\",\"tags\":{\"site\":\"\"},\"fields\":{\"t\":1}}]}", [], 400, "must not be empty"),
+        ("/v1/readings", "{\"readings\":[{\"measurement\":\"m\",\"fields\":{\"\":1}}]}", [], 400, "a field key must not be empty"),
         ("/v1/readings", "{\"readings\":[{\"series\":\"a\",\"value\":1}", [], 400, "invalid_json"),
         ("/v1/readings", "[1,2]", [], 400, "invalid_json"),
         ("/v1/readings", "{}", [], 400, "readings: is required"),

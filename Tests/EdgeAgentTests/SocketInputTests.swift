@@ -147,4 +147,15 @@ final class LogLines: Sendable {
         #expect(temperatures.allSatisfy { (10...35).contains($0) })
         #expect(simulator.counters.readingsStored == 24 && simulator.counters.ticks == 3)
     }
+
+    @Test func fractionalRatesAreKeptOnAverageAndImpossibleOnesRefused() async throws {
+        let sink = RecordingSink()
+        let simulator = SimulatedSensors(
+            configuration: .init(sensors: 2, rateHz: 15), sink: sink, clock: ImmediateClock(), now: { 0 })
+        await simulator.run(ticks: 4)
+        // 1.5 readings per sensor per 100 ms tick: 1, 2, 1, 2.
+        #expect(sink.appends.map(\.count) == [2, 4, 2, 4])
+        #expect(SimulatedSensors.Configuration(sensors: 1_000_000, rateHz: 1_000_000).isFeasible == false)
+        #expect(SimulatedSensors.Configuration(sensors: 1_000, rateHz: 10).isFeasible)
+    }
 }

@@ -43,18 +43,36 @@ package struct ReadingFormatter: Sendable {
     }
 
     /// Line protocol escaping: measurements escape comma and space; tag keys, tag values and field
-    /// keys escape equals signs too.
-    private static func escape(_ text: String, alsoEquals: Bool) -> String {
-        var out = ""
-        for character in text {
-            if character == "," || character == " " || (alsoEquals && character == "=") { out.append("\\") }
-            if character == "\n" || character == "\r" {
-                out.append(" ")  // a line break would end the line; InfluxDB cannot store one in a key
-                continue
-            }
-            out.append(character)
+    /// keys escape equals signs too. A backslash is doubled where it would otherwise escape what
+    /// follows it (or end the part). CR and LF, which would end the line, become spaces (escaped).
+    ///
+    /// Works on UTF-8 bytes: as Characters, "\r\n" or a prepended mark before a space are single
+    /// graphemes that equal neither delimiter.
+    package static func escape(_ text: String, alsoEquals: Bool) -> String {
+        func isSpecial(_ byte: UInt8) -> Bool {
+            byte == UInt8(ascii: ",") || byte == UInt8(ascii: " ") || byte == 0x0A || byte == 0x0D
+                || (alsoEquals && byte == UInt8(ascii: "="))
         }
-        return out
+        let bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 4)
+        for (index, byte) in bytes.enumerated() {
+            switch byte {
+            case 0x0A, 0x0D:
+                out += [UInt8(ascii: "\\"), UInt8(ascii: " ")]
+            case UInt8(ascii: "\\"):
+                let next = index + 1 < bytes.count ? bytes[index + 1] : nil
+                if next == nil || next == UInt8(ascii: "\\") || next.map(isSpecial) == true {
+                    out.append(byte)
+                }
+                out.append(byte)
+            case _ where isSpecial(byte):
+                out += [UInt8(ascii: "\\"), byte]
+            default:
+                out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// What comes before the first reading.

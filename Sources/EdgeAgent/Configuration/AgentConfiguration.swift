@@ -150,7 +150,13 @@ package struct AgentConfiguration: Sendable {
                 guard let sensors else {
                     throw UsageError("is required with inputs.simulator.rate_hz", setting: "\(file.source): inputs.simulator.sensors")
                 }
-                inputs.simulator = SimulatedSensors.Configuration(sensors: Int(sensors), rateHz: rate ?? 1)
+                let simulator = SimulatedSensors.Configuration(sensors: Int(sensors), rateHz: rate ?? 1)
+                guard simulator.isFeasible else {
+                    throw UsageError(
+                        "sensors × rate_hz / 10 must stay under 1,000,000 readings per 100 ms tick",
+                        setting: "\(file.source): inputs.simulator.sensors")
+                }
+                inputs.simulator = simulator
             }
             guard upload.retry.maximumBackoff >= upload.retry.initialBackoff else {
                 throw UsageError(
@@ -202,7 +208,8 @@ package struct AgentConfiguration: Sendable {
         }
         let rate = parts.count == 2 ? Double(parts[1]) : 1
         guard let rate, rate.isFinite, rate >= 0.001, rate <= 1_000_000 else { return nil }
-        return SimulatedSensors.Configuration(sensors: sensors, rateHz: rate)
+        let configuration = SimulatedSensors.Configuration(sensors: sensors, rateHz: rate)
+        return configuration.isFeasible ? configuration : nil
     }
 
     private static func isHTTPURL(_ text: String) -> Bool {

@@ -90,12 +90,22 @@ package enum JSONReadings {
                 try Key.refuseUnknown(in: container, allowed: ["measurement", "tags", "fields", "timestamp"])
                 let measurement = try container.decode(String.self, forKey: Key("measurement"))
                 let tags = try container.decodeIfPresent([String: String].self, forKey: Key("tags")) ?? [:]
+                // Empty parts would make a key that does not split back into measurement, tags and field.
+                guard !measurement.isEmpty, tags.allSatisfy({ !$0.key.isEmpty && !$0.value.isEmpty }) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: Key("measurement"), in: container,
+                        debugDescription: "the measurement, tag keys and tag values must not be empty")
+                }
                 let fieldContainer = try container.nestedContainer(keyedBy: Key.self, forKey: Key("fields"))
                 guard !fieldContainer.allKeys.isEmpty else {
                     throw DecodingError.dataCorruptedError(
                         forKey: Key("fields"), in: container, debugDescription: "needs at least one field")
                 }
                 for field in fieldContainer.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+                    guard !field.stringValue.isEmpty else {
+                        throw DecodingError.dataCorruptedError(
+                            forKey: field, in: fieldContainer, debugDescription: "a field key must not be empty")
+                    }
                     let key = LineProtocolSeriesKey.make(
                         measurement: measurement, tags: tags.map { ($0.key, $0.value) }, field: field.stringValue)
                     readings.append(

@@ -24,7 +24,13 @@ package final class SimulatedSensors: Sendable {
         /// Wall time between appends: one reading per sensor per tick up to 10 Hz, above that 100 ms
         /// worth of readings per sensor per tick.
         var tick: Duration { rateHz <= 10 ? .nanoseconds(Int64(1e9 / rateHz)) : .milliseconds(100) }
-        var readingsPerSensorPerTick: Int { rateHz <= 10 ? 1 : Int((rateHz / 10).rounded()) }
+        /// Readings per sensor per tick, on average (above 10 Hz the fraction is carried from tick to tick).
+        var readingsPerSensorPerTick: Double { rateHz <= 10 ? 1 : rateHz / 10 }
+
+        /// One tick's append fits in one spool append (at most 1,000,000 readings).
+        package var isFeasible: Bool {
+            Double(sensors) * readingsPerSensorPerTick.rounded(.up) <= Double(DecodingLimits.default.maximumReadings)
+        }
     }
 
     package struct Counters: Sendable, Equatable {
@@ -83,11 +89,14 @@ package final class SimulatedSensors: Sendable {
         let keys = seriesKeys
         var random = SplitMix64(seed: configuration.seed)
         var levels = (0..<configuration.sensors).map { Self.instruments[$0 % Self.instruments.count].mean }
-        let perTick = configuration.readingsPerSensorPerTick
         let spacing = Int64(1e9 / configuration.rateHz)
+        var owed = 0.0
         var done = 0
         while limit.map({ done < $0 }) ?? true, !Task.isCancelled {
             let start = now()
+            owed += configuration.readingsPerSensorPerTick
+            let perTick = Int(owed)
+            owed -= Double(perTick)
             var readings: [Reading] = []
             readings.reserveCapacity(configuration.sensors * perTick)
             for step in 0..<perTick {
