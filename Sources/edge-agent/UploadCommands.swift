@@ -42,18 +42,42 @@ enum RunCommand: Subcommand {
         UploadLog.info(
             "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")
         let keepServing = !inputs.isEmpty
-        let statistics = try await runUntilSignal(signals) {
-            let statistics = try await uploader.run(.continuous)
-            if statistics.haltReason != nil, keepServing {
-                // Producers keep writing into the spool; it uploads after a restart with a good token.
-                StandardError.print(
-                    "edge-agent run: uploading stopped (\(statistics.haltReason ?? "")); still accepting readings until SIGTERM"
-                )
-                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-            }
-            return statistics
+        let outcome: Result<UploadStatistics, any Error>
+        do {
+            outcome = .success(
+                try await runUntilSignal(signals) {
+                    let statistics: UploadStatistics
+                    do {
+                        statistics = try await uploader.run(.continuous)
+                    } catch  where keepServing && !(error is CancellationError) {
+                        // The inputs are healthy: keep taking readings (they stay in the spool) until SIGTERM.
+                        StandardError.print(
+                            "level=error event=upload_failed error=\"\(error)\" action=\"inputs keep accepting readings until SIGTERM\""
+                        )
+                        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                        throw error
+                    }
+                    if statistics.haltReason != nil, keepServing {
+                        // Producers keep writing into the spool; it uploads after a restart with a good token.
+                        StandardError.print(
+                            "edge-agent run: uploading stopped (\(statistics.haltReason ?? "")); still accepting readings until SIGTERM"
+                        )
+                        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                    }
+                    return statistics
+                })
+        } catch {
+            outcome = .failure(error)
         }
+        // Whatever the uploader did, the inputs stop cleanly: requests in flight finish, TCP drains.
         await inputs.stop()
+        let statistics: UploadStatistics
+        switch outcome {
+        case .success(let value): statistics = value
+        case .failure(let error):
+            StandardError.print("edge-agent run: uploading failed: \(error)")
+            return (error as? SpoolError)?.exitCode ?? .failure
+        }
         UploadLog.info("event=stopped \(UploadLog.fields(statistics)) \(inputFields(inputs))")
         if let reason = statistics.haltReason {
             StandardError.print(
@@ -66,7 +90,8 @@ enum RunCommand: Subcommand {
 
     private static func inputFields(_ inputs: InputServices) -> String {
         let statistics = inputs.endpoints.statistics
-        var fields = "http_readings=\(statistics.readingsStored.load(ordering: .relaxed))"
+        var fields =
+            "http_readings=\(statistics.readingsStored.load(ordering: .relaxed))"
             + " http_rejected_lines=\(statistics.rejectedLines.load(ordering: .relaxed))"
         if let simulator = inputs.simulator { fields += " simulated_readings=\(simulator.counters.readingsStored)" }
         return fields
