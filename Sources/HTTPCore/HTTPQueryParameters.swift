@@ -8,8 +8,9 @@ public struct HTTPQueryParameters: Sendable {
         guard let query, !query.isEmpty else { return }
         for pair in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             let equals = pair.firstIndex(of: UInt8(ascii: "="))
-            guard let name = Self.decode(pair[..<(equals ?? pair.endIndex)]),
-                let value = Self.decode(equals.map { pair[pair.index(after: $0)...] } ?? pair[pair.endIndex...])
+            guard let name = try? Self.decodeComponent(pair[..<(equals ?? pair.endIndex)]),
+                let value = try? Self.decodeComponent(
+                    equals.map { pair[pair.index(after: $0)...] } ?? pair[pair.endIndex...])
             else { return nil }
             items.append((name, value))
         }
@@ -24,25 +25,33 @@ public struct HTTPQueryParameters: Sendable {
         items.filter { $0.name == name }.map(\.value)
     }
 
-    private static func decode(_ bytes: Substring.UTF8View.SubSequence) -> String? {
+    /// Why a query component does not decode.
+    public enum DecodingFailure: Error, Sendable, Equatable {
+        /// A `%` not followed by two hex digits.
+        case malformedEscape
+        /// The decoded bytes are not UTF-8.
+        case notUTF8
+    }
+
+    /// One percent-encoded name or value (`+` is a space) as text.
+    public static func decodeComponent(_ bytes: some Sequence<UInt8>) throws(DecodingFailure) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "%") {
-                let high = bytes.index(after: index)
-                guard high < bytes.endIndex, bytes.index(after: high) < bytes.endIndex,
-                    let upper = hexValue(bytes[high]), let lower = hexValue(bytes[bytes.index(after: high)])
-                else { return nil }
+        out.reserveCapacity(bytes.underestimatedCount)
+        var iterator = bytes.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "+"):
+                out.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard let upper = iterator.next().flatMap(hexValue), let lower = iterator.next().flatMap(hexValue)
+                else { throw .malformedEscape }
                 out.append(upper << 4 | lower)
-                index = bytes.index(high, offsetBy: 2)
-                continue
+            default:
+                out.append(byte)
             }
-            out.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
-            index = bytes.index(after: index)
         }
-        return String(validating: out, as: UTF8.self)
+        guard let text = String(validating: out, as: UTF8.self) else { throw .notUTF8 }
+        return text
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

@@ -1,3 +1,5 @@
+import HTTPCore
+
 /// The decoded query string of a request, checked strictly: a parameter the endpoint does not know,
 /// a parameter given twice or a malformed escape is a 400 naming it, never silently ignored.
 package struct QueryParameters: Sendable {
@@ -59,35 +61,15 @@ package struct QueryParameters: Sendable {
     }
 
     private static func decode(_ text: Substring, what: String) throws(CollectorError) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            switch byte {
-            case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
-            case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(Self.hexValue),
-                    let low = iterator.next().flatMap(Self.hexValue)
-                else {
-                    throw CollectorError(
-                        .badRequest, "malformed_query", "\(what): a % must be followed by two hex digits")
-                }
-                bytes.append(high << 4 | low)
-            default: bytes.append(byte)
+        do {
+            return try HTTPQueryParameters.decodeComponent(text.utf8)
+        } catch {
+            switch error {
+            case .malformedEscape:
+                throw CollectorError(.badRequest, "malformed_query", "\(what): a % must be followed by two hex digits")
+            case .notUTF8:
+                throw CollectorError(.badRequest, "malformed_query", "\(what) is not valid UTF-8")
             }
-        }
-        guard let decoded = String(validating: bytes, as: UTF8.self) else {
-            throw CollectorError(.badRequest, "malformed_query", "\(what) is not valid UTF-8")
-        }
-        return decoded
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
         }
     }
 }
