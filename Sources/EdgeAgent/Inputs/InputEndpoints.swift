@@ -37,18 +37,21 @@ package final class InputEndpoints: HTTPResponder {
     private let sink: any ReadingSink
     private let now: @Sendable () -> Int64
     private let parsers = Mutex<[LineProtocolParser]>([])
-    private let extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse]
+
+    /// Every path the input listener answers (`/metrics` is served beside these by `InputServices`);
+    /// metric labels use these and fold anything else into `other`.
+    package static let paths: Set<String> = [
+        "/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics",
+    ]
 
     package init(
         configuration: Configuration = Configuration(),
         sink: any ReadingSink,
-        now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
-        extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse] = [:]
+        now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock
     ) {
         self.configuration = configuration
         self.sink = sink
         self.now = now
-        self.extraRoutes = extraRoutes
     }
 
     package static let wallClock: @Sendable () -> Int64 = {
@@ -95,15 +98,7 @@ package final class InputEndpoints: HTTPResponder {
             // The 1.x CLI sends DDL (CREATE DATABASE …) before an import; there is nothing to create.
             return json(.ok, #"{"results":[{"statement_id":0}]}"#)
         default:
-            if let route = extraRoutes[request.path] {
-                guard request.method == "POST" else {
-                    throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
-                }
-                return try await route(request)
-            }
-            let known = ["/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query"]
-                + extraRoutes.keys
-            if known.contains(request.path) {
+            if Self.paths.contains(request.path) {
                 throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
             }
             throw InputFailure(.notFound, "not_found", "no endpoint \(request.path)")
@@ -292,8 +287,7 @@ package final class InputStatistics: Sendable {
 
     func count(path: String, status: Int) {
         // Unknown paths are folded together so a scanner cannot grow the table.
-        let known = ["/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics"]
-        let key = ResponseKey(path: known.contains(path) ? path : "other", status: status)
+        let key = ResponseKey(path: InputEndpoints.paths.contains(path) ? path : "other", status: status)
         responses.withLock { $0[key, default: 0] += 1 }
     }
 

@@ -18,14 +18,13 @@ package final class InputServices: Sendable {
 
     package init(
         configuration: AgentConfiguration.Inputs, sink: any ReadingSink,
-        extraRoutes: [String: @Sendable (HTTPRequest) async throws(InputFailure) -> HTTPResponse] = [:],
         metrics: AgentMetrics? = nil,
         log: @escaping @Sendable (String) -> Void
     ) {
         self.configuration = configuration
         self.sink = sink
         self.log = log
-        endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink, extraRoutes: extraRoutes)
+        endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink)
         var sockets: [LineProtocolSocketInput] = []
         if let tcp = configuration.tcp {
             sockets.append(
@@ -43,11 +42,8 @@ package final class InputServices: Sendable {
             var server = HTTPServer.Configuration(host: http.host, port: http.port)
             server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
             server.maxConnections = 1024
-            let known: Set<String> = [
-                "/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics",
-            ]
             let responder = AgentHTTPResponder(
-                services: self, metrics: metrics, timed: TimedResponder(endpoints, knownPaths: known))
+                services: self, metrics: metrics, timed: TimedResponder(endpoints, knownPaths: InputEndpoints.paths))
             self.server.withLock { $0 = HTTPServer(configuration: server, responder: responder) }
         }
     }
