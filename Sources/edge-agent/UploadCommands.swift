@@ -42,32 +42,26 @@ enum RunCommand: Subcommand {
         UploadLog.info(
             "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")
         let keepServing = !inputs.isEmpty
-        let outcome: Result<UploadStatistics, any Error>
-        do {
-            outcome = .success(
-                try await runUntilSignal(signals) {
-                    let statistics: UploadStatistics
-                    do {
-                        statistics = try await uploader.run(.continuous)
-                    } catch  where keepServing && !(error is CancellationError) {
-                        // The inputs are healthy: keep taking readings (they stay in the spool) until SIGTERM.
-                        StandardError.print(
-                            "level=error event=upload_failed error=\"\(error)\" action=\"inputs keep accepting readings until SIGTERM\""
-                        )
-                        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-                        throw error
-                    }
-                    if statistics.haltReason != nil, keepServing {
-                        // Producers keep writing into the spool; it uploads after a restart with a good token.
-                        StandardError.print(
-                            "edge-agent run: uploading stopped (\(statistics.haltReason ?? "")); still accepting readings until SIGTERM"
-                        )
-                        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-                    }
-                    return statistics
-                })
-        } catch {
-            outcome = .failure(error)
+        let outcome = try await runUntilSignal(signals) { () async -> Result<UploadStatistics, any Error> in
+            let result: Result<UploadStatistics, any Error>
+            do {
+                result = .success(try await uploader.run(.continuous))
+            } catch {
+                result = .failure(error)
+            }
+            // Uploading stopped on its own (a refused token or certificate, a failure) while the inputs
+            // are healthy: keep taking readings into the spool until SIGTERM; they upload after a restart.
+            let reason: String? =
+                switch result {
+                case .success(let statistics): statistics.haltReason
+                case .failure(let error): error is CancellationError ? nil : "\(error)"
+                }
+            if let reason, keepServing, !Task.isCancelled {
+                StandardError.print(
+                    "edge-agent run: uploading stopped (\(reason)); still accepting readings until SIGTERM")
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            }
+            return result
         }
         // Whatever the uploader did, the inputs stop cleanly: requests in flight finish, TCP drains.
         await inputs.stop()
