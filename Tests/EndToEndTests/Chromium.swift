@@ -6,8 +6,7 @@ import Testing
 enum Chromium {
     /// The `chromium` executable on `PATH`, or `nil` (the tests that need it are then skipped).
     static let path: String? = {
-        let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-        let found = directories.map { "\($0)/chromium" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        let found = executableOnPath("chromium")?.path
         if found == nil { print("DashboardBrowserTests skipped: \(missingReason)") }
         return found
     }()

@@ -133,11 +133,7 @@ func withPairServingHTTP(
         """#
 
     @Test func influxOneCLIImportsARealDatasetFile() async throws {
-        let influx = URL(fileURLWithPath: "/usr/bin/influx")
-        guard FileManager.default.isExecutableFile(atPath: influx.path) else {
-            print("skipped: the influx 1.x CLI is not installed (Debian package influxdb-client; .ci/run installs it)")
-            return
-        }
+        guard let influx = programOrSkip("influx", debianPackage: "influxdb-client") else { return }
         try await withPairServingHTTP { pair, collector, agent in
             let (text, expected) = try realDataAsLineProtocol()
             // The 1.x export format: DDL, then DML with the target database.
@@ -196,11 +192,7 @@ func withPairServingHTTP(
 /// the agent, for a bounded time; the collector ends up with them under their metric names and labels.
 @Suite(.serialized) struct PrometheusRemoteWriteClientTests {
     @Test func prometheusRemoteWritesScrapedSamplesWithTheirLabels() async throws {
-        let prometheus = URL(fileURLWithPath: "/usr/bin/prometheus")
-        guard FileManager.default.isExecutableFile(atPath: prometheus.path) else {
-            print("skipped: Prometheus is not installed (Debian package prometheus; .ci/run installs it)")
-            return
-        }
+        guard let prometheus = programOrSkip("prometheus", debianPackage: "prometheus") else { return }
         try await withPairServingHTTP { pair, collector, agent in
             let port = agent.ports["http"]!
             let config = pair.directory + "/prometheus.yml"

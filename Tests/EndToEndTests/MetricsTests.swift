@@ -13,13 +13,8 @@ import Testing
 
     /// `promtool check metrics` reads the exposition on standard input; nil when promtool is missing.
     func promtoolProblems(_ exposition: String) async throws -> String? {
-        let promtool = "/usr/bin/promtool"
-        guard FileManager.default.isExecutableFile(atPath: promtool) else {
-            print("skipped promtool: not installed (Debian package prometheus; .ci/run installs it)")
-            return nil
-        }
-        let output = try await ChildProcess.run(
-            URL(fileURLWithPath: promtool), ["check", "metrics"], input: Data(exposition.utf8))
+        guard let promtool = programOrSkip("promtool", debianPackage: "prometheus") else { return nil }
+        let output = try await ChildProcess.run(promtool, ["check", "metrics"], input: Data(exposition.utf8))
         return output.status == 0 ? "" : output.stdout + output.stderr
     }
 
@@ -29,12 +24,7 @@ import Testing
     }
 
     @Test func bothBinariesExposeValidMetricsThatMatchTheTraffic() async throws {
-        try await PairFixture.with { pair in
-            let collector = try await pair.startCollector()
-            defer { collector.process.kill() }
-            let agent = try await AgentUnderTest.start(
-                pair, collectorURL: collector.url, arguments: ["--listen", "0"], inputs: ["http"])
-            defer { agent.process.kill() }
+        try await withPairServingHTTP { pair, collector, agent in
             let port = agent.ports["http"]!
             let lines = (1...500).map { "room,site=a temperature=\(20 + Double($0) / 100) \($0)" }.joined(separator: "\n")
             let write = try await ChildProcess.run(

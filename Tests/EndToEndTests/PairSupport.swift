@@ -162,3 +162,21 @@ struct PairFixture {
         try EndToEndTests.expectExactly(expected, collectorDirectory: collectorDirectory, device: PairFixture.device)
     }
 }
+
+/// The executable `name` from PATH or `extraDirectories` (nginx lives in /usr/sbin, often not on
+/// a non-root PATH).
+func executableOnPath(_ name: String, extraDirectories: [String] = []) -> URL? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+    for directory in path.split(separator: ":").map(String.init) + extraDirectories {
+        let candidate = directory + "/" + name
+        if FileManager.default.isExecutableFile(atPath: candidate) { return URL(fileURLWithPath: candidate) }
+    }
+    return nil
+}
+
+/// `name` from PATH (or /usr/sbin), or nil after printing why the calling test is skipped.
+func programOrSkip(_ name: String, debianPackage: String) -> URL? {
+    if let found = executableOnPath(name, extraDirectories: ["/usr/sbin"]) { return found }
+    print("skipped: \(name) is not installed (Debian package \(debianPackage); .ci/run installs it)")
+    return nil
+}

@@ -202,17 +202,6 @@ private struct NginxUnderTest {
     }
 }
 
-/// The executable `name` from PATH or `extraDirectories` (nginx lives in /usr/sbin, often not on
-/// a non-root PATH).
-func executableOnPath(_ name: String, extraDirectories: [String] = []) -> URL? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    for directory in path.split(separator: ":").map(String.init) + extraDirectories {
-        let candidate = directory + "/" + name
-        if FileManager.default.isExecutableFile(atPath: candidate) { return URL(fileURLWithPath: candidate) }
-    }
-    return nil
-}
-
 /// A port the kernel just handed out on 127.0.0.1 (nginx cannot report one it chose itself).
 private func freeLoopbackPort() throws -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
