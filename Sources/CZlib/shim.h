@@ -3,11 +3,7 @@
 
 #include <zlib.h>
 
-/// `deflateInit` and `inflateInit` are macros that Swift cannot call; these wrap them.
-static inline int czlib_deflate_init(z_streamp stream, int level) {
-    return deflateInit(stream, level);
-}
-
+/// `inflateInit` is a macro that Swift cannot call; this wraps it.
 static inline int czlib_inflate_init(z_streamp stream) {
     return inflateInit(stream);
 }

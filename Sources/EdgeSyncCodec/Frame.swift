@@ -75,9 +75,14 @@ enum Checksum {
 
 /// One-shot zlib deflate and bounded inflate.
 enum Deflate {
-    static func compress(_ input: [UInt8], level: Int) throws(CodecError) -> [UInt8] {
+    /// `windowBits` 15 writes a zlib stream (the frame payload), 31 a gzip member (`Gzip.compress`).
+    static func compress(_ input: [UInt8], level: Int, windowBits: Int32 = 15) throws(CodecError) -> [UInt8] {
         var stream = z_stream()
-        guard czlib_deflate_init(&stream, Int32(level)) == Z_OK else {
+        guard
+            deflateInit2_(
+                &stream, Int32(level), Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                Int32(MemoryLayout<z_stream>.size)) == Z_OK
+        else {
             throw CodecError(.compressionFailed, "deflateInit failed for level \(level)")
         }
         defer { deflateEnd(&stream) }
