@@ -29,6 +29,11 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        .systemLibrary(
+            name: "CPostgres",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
 
         // The wire contract shared by the edge agent and the collector.
         .target(name: "EdgeSyncCodec", dependencies: ["CZlib"]),
@@ -49,12 +54,16 @@ let package = Package(
 
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
+        // A thin libpq layer (connections that reconnect, COPY, a small pool) for the collector's
+        // PostgreSQL storage.
+        .target(name: "EdgeSyncPostgres", dependencies: ["CPostgres"]),
 
         // The cloud collector: authenticated ingest, dedup by sequence ranges, central storage.
         .target(
             name: "CloudCollector",
             dependencies: [
-                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncMetrics", "EdgeSyncCommandLine", "HTTPCore",
+                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
+                "EdgeSyncCommandLine", "HTTPCore",
             ]
         ),
         .executableTarget(
@@ -103,7 +112,7 @@ let package = Package(
             name: "CloudCollectorTests",
             dependencies: [
                 "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
-                "cloud-collector",
+                "EdgeSyncPostgres", "cloud-collector",
             ]
         ),
         // Both real binaries on loopback; builds them.

@@ -320,7 +320,7 @@ package final class SQLiteReadingStore: ReadingStore {
         let rows = Self.rowsPerInsert
         let many = try db.statement(Self.insertSQL(rows: rows))
         let one = try db.statement(Self.insertSQL(rows: 1))
-        let order = try Self.groupedBySeries(batch.readings, start..<end, seriesCount: ids.count)
+        let order = try StorageLayout.groupedBySeries(batch.readings, start..<end, seriesCount: ids.count)
         var index = 0
         var firstID: Int64?
         try batch.readings.withUnsafeBufferPointer { readings in
@@ -394,32 +394,6 @@ package final class SQLiteReadingStore: ReadingStore {
         }
     }
 
-    /// The positions `range` of `readings`, grouped by series and in sequence order within each.
-    ///
-    /// Rows are inserted in this order so consecutive entries of the (series_id, timestamp) index
-    /// land next to each other: SQLite then finds the leaf for the next entry where its cursor
-    /// already is instead of descending the tree for every row, which interleaved series force.
-    /// reading_id order within a batch carries no meaning (decision 0004), so nothing else changes.
-    static func groupedBySeries(_ readings: [Reading], _ range: Range<Int>, seriesCount: Int) throws -> [Int] {
-        var counts = [Int](repeating: 0, count: seriesCount + 1)
-        for position in range {
-            let series = readings[position].series
-            guard series >= 0, series < seriesCount else {
-                throw CollectorStorageError("reading refers to series \(series) of \(seriesCount)")
-            }
-            counts[series + 1] += 1
-        }
-        if counts[1] == range.count { return Array(range) }  // one series: already grouped
-        for series in 0..<seriesCount { counts[series + 1] += counts[series] }
-        var order = [Int](repeating: 0, count: range.count)
-        for position in range {
-            let series = readings[position].series
-            order[counts[series]] = position
-            counts[series] += 1
-        }
-        return order
-    }
-
     @inline(__always)
     private func bind(
         _ reading: Reading, stream: Int64, seq: Int64, _ ids: [Int64], _ statement: SQLiteStatement,
@@ -432,15 +406,15 @@ package final class SQLiteReadingStore: ReadingStore {
         try statement.bind(seq, at: parameter + 1)
         try statement.bind(ids[reading.series], at: parameter + 2)
         try statement.bind(reading.timestamp, at: parameter + 3)
-        let value = reading.value
-        if value.isNaN {
-            try statement.bindNull(at: parameter + 4)
-            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 5)
-        } else if value == 0 && value.sign == .minus {
-            try statement.bind(0.0, at: parameter + 4)
-            try statement.bind(Int64(bitPattern: value.bitPattern), at: parameter + 5)
-        } else {
+        let stored = StoredValue(reading.value)
+        if let value = stored.value {
             try statement.bind(value, at: parameter + 4)
+        } else {
+            try statement.bindNull(at: parameter + 4)
+        }
+        if let bits = stored.bits {
+            try statement.bind(bits, at: parameter + 5)
+        } else {
             try statement.bindNull(at: parameter + 5)
         }
         parameter += 6
@@ -451,27 +425,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private func updateStats(
         _ batch: Batch, newRanges: [SequenceRange], streamReference: Int64, receivedAt: Int64, in db: SQLiteDatabase
     ) throws {
-        let clock = configuration.clock
-        var newest = Int64.min
-        var oldest = Int64.max
-        var future: Int64 = 0
-        var past: Int64 = 0
-        let futureLimit = receivedAt.addingReportingOverflow(clock.futureToleranceNanoseconds)
-        let ageLimit = receivedAt.subtractingReportingOverflow(clock.maximumAgeNanoseconds)
-        let latestPlausible = futureLimit.overflow ? Int64.max : futureLimit.partialValue
-        let earliestPlausible = max(clock.earliestTimestamp, ageLimit.overflow ? Int64.min : ageLimit.partialValue)
-        batch.readings.withUnsafeBufferPointer { readings in
-            for range in newRanges {
-                let start = Int(range.first - batch.firstSequence)
-                for index in start..<start + Int(range.count) {
-                    let timestamp = readings[index].timestamp
-                    newest = max(newest, timestamp)
-                    oldest = min(oldest, timestamp)
-                    if timestamp > latestPlausible { future += 1 }
-                    if timestamp < earliestPlausible { past += 1 }
-                }
-            }
-        }
+        let stats = BatchTimestamps(batch, newRanges: newRanges, receivedAt: receivedAt, clock: configuration.clock)
         let upsert = try db.statement(
             """
             INSERT INTO stream_stats (stream_ref, skew_ns, last_skew_ns, skew_samples, newest_timestamp,
@@ -491,25 +445,23 @@ package final class SQLiteReadingStore: ReadingStore {
                 past_readings = stream_stats.past_readings + excluded.past_readings
             """)
         try upsert.bind(streamReference, at: 1)
-        if batch.sentAt != 0 {
-            // Receive time minus the sender's clock: positive when the gateway's clock is behind.
-            let sample = receivedAt.subtractingReportingOverflow(batch.sentAt)
-            try upsert.bind(sample.overflow ? (batch.sentAt > 0 ? Int64.min : Int64.max) : sample.partialValue, at: 2)
+        if let sample = stats.skewSample {
+            try upsert.bind(sample, at: 2)
             try upsert.bind(1, at: 3)
         } else {
             try upsert.bindNull(at: 2)
             try upsert.bind(0, at: 3)
         }
-        if newest >= oldest {
+        if let newest = stats.newest, let oldest = stats.oldest {
             try upsert.bind(newest, at: 4)
             try upsert.bind(oldest, at: 5)
         } else {
             try upsert.bindNull(at: 4)
             try upsert.bindNull(at: 5)
         }
-        try upsert.bind(future, at: 6)
-        try upsert.bind(past, at: 7)
-        try upsert.bind(clock.skewSmoothing, at: 8)
+        try upsert.bind(stats.future, at: 6)
+        try upsert.bind(stats.past, at: 7)
+        try upsert.bind(configuration.clock.skewSmoothing, at: 8)
         try upsert.run()
     }
 

@@ -1,0 +1,105 @@
+import EdgeSyncCodec
+import EdgeSyncProtocol
+
+/// How both stores lay readings out: the order rows are inserted in, what one stored value looks
+/// like, and the per-batch facts `stream_stats` keeps.
+package enum StorageLayout {
+    /// The positions `range` of `readings`, grouped by series and in sequence order within each.
+    ///
+    /// Rows are inserted in this order so the rows of one series in one batch get consecutive
+    /// reading_ids and `series_blocks` needs one row per run (decision 0010). reading_id order
+    /// within a batch carries no meaning (decision 0004), so nothing else changes.
+    static func groupedBySeries(_ readings: [Reading], _ range: Range<Int>, seriesCount: Int) throws -> [Int] {
+        var counts = [Int](repeating: 0, count: seriesCount + 1)
+        for position in range {
+            let series = readings[position].series
+            guard series >= 0, series < seriesCount else {
+                throw CollectorStorageError("reading refers to series \(series) of \(seriesCount)")
+            }
+            counts[series + 1] += 1
+        }
+        if counts[1] == range.count { return Array(range) }  // one series: already grouped
+        for series in 0..<seriesCount { counts[series + 1] += counts[series] }
+        var order = [Int](repeating: 0, count: range.count)
+        for position in range {
+            let series = readings[position].series
+            order[counts[series]] = position
+            counts[series] += 1
+        }
+        return order
+    }
+
+}
+
+/// A reading's value as the `value` and `value_bits` columns hold it: `value` is NULL for NaN and
+/// +0 for -0.0 (what SQL REAL columns and comparisons can hold), and `value_bits` then carries the
+/// exact IEEE 754 bits as a signed 64-bit integer; otherwise `value` alone is exact.
+package struct StoredValue: Hashable, Sendable {
+    package var value: Double?
+    package var bits: Int64?
+
+    @inline(__always)
+    package init(_ value: Double) {
+        if value.isNaN {
+            self.value = nil
+            bits = Int64(bitPattern: value.bitPattern)
+        } else if value == 0 && value.sign == .minus {
+            self.value = 0
+            bits = Int64(bitPattern: value.bitPattern)
+        } else {
+            self.value = value
+            bits = nil
+        }
+    }
+
+    /// The reading's exact value from the two columns.
+    package static func decode(value: Double?, bits: Int64?) -> Double {
+        if let bits { return Double(bitPattern: UInt64(bitPattern: bits)) }
+        return value ?? .nan
+    }
+}
+
+/// What one batch adds to its stream's `stream_stats` row: the timestamps of the readings it
+/// stored, how many were implausible, and one clock-skew sample.
+package struct BatchTimestamps: Sendable {
+    package var newest: Int64?
+    package var oldest: Int64?
+    package var future: Int64 = 0
+    package var past: Int64 = 0
+    /// Receive time minus the batch's `sentAt` (positive when the gateway's clock is behind);
+    /// `nil` when the sender did not stamp it.
+    package var skewSample: Int64?
+
+    package init(_ batch: Batch, newRanges: [SequenceRange], receivedAt: Int64, clock: ClockPlausibility) {
+        var newest = Int64.min
+        var oldest = Int64.max
+        let futureLimit = receivedAt.addingReportingOverflow(clock.futureToleranceNanoseconds)
+        let ageLimit = receivedAt.subtractingReportingOverflow(clock.maximumAgeNanoseconds)
+        let latestPlausible = futureLimit.overflow ? Int64.max : futureLimit.partialValue
+        let earliestPlausible = max(clock.earliestTimestamp, ageLimit.overflow ? Int64.min : ageLimit.partialValue)
+        var future: Int64 = 0
+        var past: Int64 = 0
+        batch.readings.withUnsafeBufferPointer { readings in
+            for range in newRanges {
+                let start = Int(range.first - batch.firstSequence)
+                for index in start..<start + Int(range.count) {
+                    let timestamp = readings[index].timestamp
+                    newest = max(newest, timestamp)
+                    oldest = min(oldest, timestamp)
+                    if timestamp > latestPlausible { future += 1 }
+                    if timestamp < earliestPlausible { past += 1 }
+                }
+            }
+        }
+        if newest >= oldest {
+            self.newest = newest
+            self.oldest = oldest
+        }
+        self.future = future
+        self.past = past
+        if batch.sentAt != 0 {
+            let sample = receivedAt.subtractingReportingOverflow(batch.sentAt)
+            skewSample = sample.overflow ? (batch.sentAt > 0 ? Int64.min : Int64.max) : sample.partialValue
+        }
+    }
+}
