@@ -127,6 +127,11 @@ struct IngestHTTPTests {
             payload += Fixtures.varint(1) + Fixtures.varint(0)  // first sequence, sent at
             payload += Fixtures.varint(1 << 40) + Fixtures.varint(1) + Fixtures.varint(1) + Array("x".utf8)
             let hugeCount = Fixtures.frame(payload: payload)
+            // A well-formed frame whose series key holds U+0000 (PostgreSQL text cannot store it).
+            let nulKey = try encoder.encode(
+                Batch(
+                    device: "gateway-1", stream: 1, firstSequence: 1, seriesKeys: ["temp\u{0}erature"],
+                    readings: [Reading(series: 0, timestamp: 1, value: 1)]))
 
             let cases: [(String, [UInt8], Int)] = [
                 ("truncated", Array(valid.prefix(valid.count - 9)), 400),
@@ -140,6 +145,7 @@ struct IngestHTTPTests {
                 ("deflate bomb", inflatesHuge, 413),
                 ("deflate bomb with a small declared size", lyingHeader, 400),
                 ("huge declared reading count", hugeCount, 413),
+                ("series key with U+0000", nulKey, 400),
             ]
             for (name, body, status) in cases {
                 let response = try await collector.post(ProtocolPath.batches, body: body, token: tokens["gateway-1"])

@@ -247,6 +247,7 @@ import Testing
     @Test(arguments: [
         [], [IncomingReading(seriesKey: "", timestamp: 0, value: 1)],
         [IncomingReading(seriesKey: String(repeating: "k", count: 1025), timestamp: 0, value: 1)],
+        [IncomingReading(seriesKey: "ok", timestamp: 0, value: 1), IncomingReading(seriesKey: "n\u{0}ul", timestamp: 0, value: 1)],
     ])
     func invalidWritesAreRefusedWithoutUsingSequenceNumbers(_ readings: [IncomingReading]) async throws {
         try await withTemporaryDirectory { directory in

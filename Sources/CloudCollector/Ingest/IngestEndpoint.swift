@@ -80,6 +80,11 @@ package final class IngestEndpoint: Sendable {
                 .forbidden, "wrong_device",
                 "the token belongs to device \"\(device)\", the batch to \"\(batch.device)\"")
         }
+        if let key = batch.seriesKeys.first(where: { $0.utf8.contains(0) }) {
+            // PostgreSQL text cannot hold it; refused on every backend so the protocol is one.
+            throw CollectorError(
+                .badRequest, "invalid_batch", "series key \(key.prefix(80).debugDescription) contains U+0000 (NUL)")
+        }
         guard
             batch.readings.isEmpty
                 || (batch.firstSequence >= 1

@@ -160,7 +160,7 @@ package final class Spool: Sendable {
     ///
     /// The write is atomic: on any error nothing of it is stored and no sequence number is used.
     /// - Throws: `.invalidInput` for an empty write or a series key that is empty, longer than 1024
-    ///   bytes of UTF-8; `.full` (cap reached, policy reject), `.diskFull` or `.ioError`, all retryable.
+    ///   bytes of UTF-8 or holds U+0000; `.full` (cap reached, policy reject), `.diskFull` or `.ioError`, all retryable.
     package func append(_ readings: some Collection<IncomingReading>) async throws(SpoolError) -> SequenceRange {
         var keys: [String] = []
         var index: [String: Int] = [:]
@@ -254,6 +254,11 @@ package final class Spool: Sendable {
             throw SpoolError(
                 .invalidInput,
                 "series key must be 1...\(limit) bytes of UTF-8, got \(key.utf8.count): \"\(key.prefix(80))\"")
+        }
+        // PostgreSQL text cannot hold U+0000, and no series name needs it: refused here, where
+        // every input passes, so the producer hears about it instead of a collector refusing it later.
+        for key in seriesKeys where key.utf8.contains(0) {
+            throw SpoolError(.invalidInput, "series key contains U+0000 (NUL): \"\(key.prefix(80).debugDescription)\"")
         }
         guard Set(seriesKeys).count == seriesKeys.count else {
             throw SpoolError(.invalidInput, "a series key appears twice in one append")
