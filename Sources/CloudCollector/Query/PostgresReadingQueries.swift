@@ -59,11 +59,22 @@ package final class PostgresReadingQueries: ReadingQueries {
     /// overlaps [$2, $4) (found through `series_blocks_by_end`) is read by reading_id range (the
     /// readings primary key) and its rows filtered by series and time. Parameters: $1 series, $2
     /// and $3 the exclusive lower position, $4 the exclusive upper timestamp.
+    ///
+    /// The plan is spelled out because PostgreSQL has no index hints and, left alone, prefers a
+    /// (parallel) sequential scan of readings joined to the blocks, which costs the whole table
+    /// per page. `OFFSET 0` keeps the lateral subquery from being flattened, so it runs once per
+    /// block as a range scan of the primary key; `min_timestamp + 0` is not indexable, so the
+    /// blocks come from `series_blocks_by_end` (index only: it covers every column read) rather
+    /// than from a scan of the series' blocks from its start.
     private static let windowRows = """
-        FROM series_blocks AS b JOIN readings AS r
-             ON r.reading_id BETWEEN b.first_reading_id AND b.last_reading_id
-        WHERE b.series_id = $1 AND b.max_timestamp >= $2 AND b.min_timestamp < $4
-          AND r.series_id = $1 AND r.timestamp >= $2 AND (r.timestamp > $2 OR r.reading_id > $3) AND r.timestamp < $4
+        FROM series_blocks AS b CROSS JOIN LATERAL (
+            SELECT r.reading_id, r.timestamp, r.value, r.value_bits, r.stream_ref, r.seq
+            FROM readings AS r
+            WHERE r.reading_id BETWEEN b.first_reading_id AND b.last_reading_id
+              AND r.series_id = $1 AND r.timestamp >= $2 AND (r.timestamp > $2 OR r.reading_id > $3) AND r.timestamp < $4
+            OFFSET 0
+        ) AS r
+        WHERE b.series_id = $1 AND b.max_timestamp >= $2 AND b.min_timestamp + 0 < $4
         """
 
     /// Most readings one window of a query covers: what a page's statements read and sort at once.
@@ -71,8 +82,9 @@ package final class PostgresReadingQueries: ReadingQueries {
 
     /// An exclusive upper timestamp, at most `to`, below which the readings after `lower` lie
     /// within the first blocks (by end time) that hold `rows` readings; see `SQLiteReadingQueries`.
-    /// The running sum stops at the first block that reaches `rows` (the LIMIT ends the scan), so
-    /// a window costs the blocks it covers, not the rest of the series.
+    /// Every block holds at least one reading, so the first `rows` blocks by end time always
+    /// suffice: the inner LIMIT bounds the work and makes an ordered scan of
+    /// `series_blocks_by_end` the plan, not a sort of every later block of the series.
     private static func windowEnd(
         of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in connection: PostgresConnection
     ) throws -> Int64 {
@@ -80,10 +92,14 @@ package final class PostgresReadingQueries: ReadingQueries {
             """
             SELECT max_timestamp FROM (
                 SELECT max_timestamp,
-                       sum(last_reading_id - first_reading_id + 1) OVER (ORDER BY max_timestamp ROWS UNBOUNDED PRECEDING)
-                           AS total
-                FROM series_blocks
-                WHERE series_id = $1 AND max_timestamp >= $2 AND max_timestamp < $3
+                       sum(readings) OVER (ORDER BY max_timestamp ROWS UNBOUNDED PRECEDING) AS total
+                FROM (
+                    SELECT max_timestamp, last_reading_id - first_reading_id + 1 AS readings
+                    FROM series_blocks
+                    WHERE series_id = $1 AND max_timestamp >= $2 AND max_timestamp < $3
+                    ORDER BY max_timestamp
+                    LIMIT $4
+                ) AS first_blocks
             ) AS blocks
             WHERE total >= $4
             ORDER BY max_timestamp
@@ -100,15 +116,24 @@ package final class PostgresReadingQueries: ReadingQueries {
     }
 
     /// Runs `body` in one read-only snapshot, committed (or rolled back) before returning.
+    ///
+    /// `readsWindows` steers the planner for `windowRows` and `windowEnd` within the transaction
+    /// only: without sequential and bitmap scans the blocks come from ordered index scans of
+    /// `series_blocks_by_end` (index only), which the LIMITs stop early, instead of every block of
+    /// the series collected and sorted. Readings are read by primary key either way.
     private static func snapshot<T>(
-        _ connection: PostgresConnection, _ body: (PostgresConnection) throws -> T
+        _ connection: PostgresConnection, readsWindows: Bool = false, _ body: (PostgresConnection) throws -> T
     ) throws -> T {
-        try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         do {
+            // One round trip for all three statements.
+            try connection.execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                    + (readsWindows ? "; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off" : ""))
             let value = try body(connection)
             try connection.execute("COMMIT")
             return value
         } catch {
+            // ROLLBACK outside a transaction only warns, so this is safe whatever failed.
             if !connection.isBroken { try? connection.execute("ROLLBACK") }
             throw error
         }
@@ -119,7 +144,7 @@ package final class PostgresReadingQueries: ReadingQueries {
     ) async throws -> (last: ReadingPosition, hasMore: Bool)? {
         let lower = Self.lowerBound(after: after, from: from)
         let page = try await pool.run { connection -> PageEnd? in
-            try Self.snapshot(connection) { connection in
+            try Self.snapshot(connection, readsWindows: true) { connection in
                 try Self.pageEnd(of: series.id, after: lower, to: to, limit: limit, in: connection)
             }
         }
@@ -183,7 +208,7 @@ package final class PostgresReadingQueries: ReadingQueries {
     ) async throws -> [QueriedReading] {
         let lower = Self.lowerBound(after: after, from: from)
         return try await pool.run { connection in
-            try Self.snapshot(connection) { connection in
+            try Self.snapshot(connection, readsWindows: true) { connection in
                 // The page ends at `through`, which `pageEnd` found; windows in time up to right after it.
                 let stop = through.timestamp < to ? through.timestamp + 1 : to
                 var rows: [QueriedReading] = []
@@ -234,19 +259,21 @@ package final class PostgresReadingQueries: ReadingQueries {
         try await pool.run { connection in
             // `value` is NULL for NaN, so min/max/sum/count(value) skip NaNs while count(*) counts them.
             // The caller guarantees to - from fits in 64 bits, so timestamp - from cannot overflow.
-            let rows = try connection.query(
-                """
-                SELECT (r.timestamp - $2) / $5 AS bucket, count(*), min(r.value), max(r.value), count(r.value),
-                       sum(CASE WHEN abs(r.value) >= $6::float8 THEN r.value * $7::float8 END),
-                       sum(CASE WHEN abs(r.value) < $6::float8 THEN r.value END)
-                \(Self.windowRows)
-                GROUP BY bucket
-                ORDER BY bucket
-                """,
-                [
-                    String(series.id), String(from), String(Int64.min), String(to), String(step),
-                    String(Self.unscaledBelow), String(1 / Self.meanScale),
-                ])
+            let parameters: [String?] = [
+                String(series.id), String(from), String(Int64.min), String(to), String(step),
+                String(Self.unscaledBelow), String(1 / Self.meanScale),
+            ]
+            let rows = try Self.snapshot(connection, readsWindows: true) { connection in
+                try connection.query(
+                    """
+                    SELECT (r.timestamp - $2) / $5 AS bucket, count(*), min(r.value), max(r.value), count(r.value),
+                           sum(CASE WHEN abs(r.value) >= $6::float8 THEN r.value * $7::float8 END),
+                           sum(CASE WHEN abs(r.value) < $6::float8 THEN r.value END)
+                    \(Self.windowRows)
+                    GROUP BY bucket
+                    ORDER BY bucket
+                    """, parameters)
+            }
             return try (0..<rows.count).map { row in
                 let numbers = try rows.requiredInt64(row, 4)
                 var mean: Double?
