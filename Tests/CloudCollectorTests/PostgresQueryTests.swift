@@ -372,6 +372,51 @@ import Testing
         }
     }
 
+    /// On a populated, analyzed database, pages read blocks from `series_blocks_by_end` and
+    /// readings by primary key: no statement scans all of readings, wherever the window lies.
+    @Test func pagesReadBlocksAndThePrimaryKeyNeverAllReadings() async throws {
+        try await withPostgresDatabase { url in
+            let store = try PostgresReadingStore(session: PostgresSession.Configuration(url: url))
+            let keys = (0..<20).map { "s\($0)" }
+            for chunk in 0..<40 {
+                let readings = (0..<5_000).map { index -> Reading in
+                    let n = chunk * 5_000 + index
+                    return Reading(series: n % 20, timestamp: Self.base + Int64(n / 20) * Self.second, value: Double(n))
+                }
+                let batch = Batch(
+                    device: "d", stream: 1, firstSequence: UInt64(chunk * 5_000 + 1), seriesKeys: keys, readings: readings)
+                _ = try store.store([batch], receivedAt: Self.base)
+            }
+            try PostgresConnection(url: url).execute("VACUUM ANALYZE")
+            let queries = PostgresReadingQueries(
+                pool: PostgresPool(configuration: PostgresSession.Configuration(url: url), count: 1, label: "test.plans"))
+            let series = try #require(try await queries.series(device: "d", key: "s7"))
+            let last = Self.base + 10_000 * Self.second
+            let windows: [(Int64, Int64, Bool)] = [
+                (Self.base, Self.base + 1_000 * Self.second, false),
+                (Self.base + 5_000 * Self.second, Self.base + 6_000 * Self.second, true),
+                (last - 1_000 * Self.second, .max, true),
+            ]
+            for (from, to, late) in windows {
+                let plans = try await queries.plans(of: series, from: from, to: to, step: 3_600 * Self.second)
+                try #require(plans.count == 5)
+                for plan in plans {
+                    #expect(!plan.contains("Seq Scan on readings"), "\(plan)")
+                }
+                for plan in plans.dropFirst() {
+                    #expect(plan.contains("readings_pkey"), "\(plan)")
+                }
+                if late {
+                    // Early windows may start from series_blocks_by_start: every block of the
+                    // series lies after `from` there, so both indexes read the same entries.
+                    for plan in plans.prefix(4) {
+                        #expect(plan.contains("series_blocks_by_end"), "\(plan)")
+                    }
+                }
+            }
+        }
+    }
+
     /// A database nobody answers for: every query fails as unavailable (the API's 503), quickly.
     @Test func anUnreachableDatabaseIsUnavailable() async throws {
         let port = try freeLoopbackPort()

@@ -80,6 +80,24 @@ package final class PostgresReadingQueries: ReadingQueries {
     /// Most readings one window of a query covers: what a page's statements read and sort at once.
     private static let windowReadings = 65_536
 
+    /// `windowEnd`'s statement: $1 series, $2 lower timestamp, $3 upper bound, $4 readings wanted.
+    private static let windowEndQuery = """
+        SELECT max_timestamp FROM (
+            SELECT max_timestamp,
+                   sum(readings) OVER (ORDER BY max_timestamp ROWS UNBOUNDED PRECEDING) AS total
+            FROM (
+                SELECT max_timestamp, last_reading_id - first_reading_id + 1 AS readings
+                FROM series_blocks
+                WHERE series_id = $1 AND max_timestamp >= $2 AND max_timestamp < $3
+                ORDER BY max_timestamp
+                LIMIT $4
+            ) AS first_blocks
+        ) AS blocks
+        WHERE total >= $4
+        ORDER BY max_timestamp
+        LIMIT 1
+        """
+
     /// An exclusive upper timestamp, at most `to`, below which the readings after `lower` lie
     /// within the first blocks (by end time) that hold `rows` readings; see `SQLiteReadingQueries`.
     /// Every block holds at least one reading, so the first `rows` blocks by end time always
@@ -89,22 +107,7 @@ package final class PostgresReadingQueries: ReadingQueries {
         of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in connection: PostgresConnection
     ) throws -> Int64 {
         let found = try connection.query(
-            """
-            SELECT max_timestamp FROM (
-                SELECT max_timestamp,
-                       sum(readings) OVER (ORDER BY max_timestamp ROWS UNBOUNDED PRECEDING) AS total
-                FROM (
-                    SELECT max_timestamp, last_reading_id - first_reading_id + 1 AS readings
-                    FROM series_blocks
-                    WHERE series_id = $1 AND max_timestamp >= $2 AND max_timestamp < $3
-                    ORDER BY max_timestamp
-                    LIMIT $4
-                ) AS first_blocks
-            ) AS blocks
-            WHERE total >= $4
-            ORDER BY max_timestamp
-            LIMIT 1
-            """, [String(series), String(lower.timestamp), String(to), String(rows)])
+            windowEndQuery, [String(series), String(lower.timestamp), String(to), String(rows)])
         guard found.count > 0 else { return to }
         // max_timestamp < to, so one more cannot overflow.
         return try found.requiredInt64(0, 0) + 1
@@ -157,6 +160,10 @@ package final class PostgresReadingQueries: ReadingQueries {
         var hasMore: Bool
     }
 
+    /// The `remaining`-th reading of a window ($5 = remaining - 1) and whether one follows it.
+    private static let positionQuery =
+        "SELECT r.timestamp, r.reading_id \(windowRows) ORDER BY r.timestamp, r.reading_id LIMIT 2 OFFSET $5"
+
     private static func pageEnd(
         of series: Int64, after lower: ReadingPosition, to: Int64, limit: Int, in connection: PostgresConnection
     ) throws -> PageEnd? {
@@ -173,8 +180,7 @@ package final class PostgresReadingQueries: ReadingQueries {
             let found = Int(try counted.requiredInt64(0, 0))
             if found >= remaining {
                 let position = try connection.query(
-                    "SELECT r.timestamp, r.reading_id \(windowRows) ORDER BY r.timestamp, r.reading_id LIMIT 2 OFFSET $5",
-                    window(series: series, after: start, end: end) + [String(remaining - 1)])
+                    positionQuery, window(series: series, after: start, end: end) + [String(remaining - 1)])
                 guard position.count > 0 else { break }
                 let last = ReadingPosition(
                     timestamp: try position.requiredInt64(0, 0), readingID: try position.requiredInt64(0, 1))
@@ -202,6 +208,15 @@ package final class PostgresReadingQueries: ReadingQueries {
             hasMore: false)
     }
 
+    /// `readings`' statement: `windowRows`, then $5 and $6 the inclusive upper position, $7 the limit.
+    private static let readingsQuery = """
+        SELECT r.timestamp, r.reading_id, r.value, r.value_bits,
+               (SELECT stream FROM streams WHERE stream_ref = r.stream_ref), r.seq
+        \(windowRows) AND (r.timestamp < $5 OR r.reading_id <= $6)
+        ORDER BY r.timestamp, r.reading_id
+        LIMIT $7
+        """
+
     package func readings(
         of series: SeriesReference, after: ReadingPosition?, through: ReadingPosition, from: Int64, to: Int64,
         limit: Int
@@ -218,13 +233,7 @@ package final class PostgresReadingQueries: ReadingQueries {
                     let wanted = limit - rows.count
                     let end = try Self.windowEnd(of: series.id, after: start, to: stop, rows: wanted, in: connection)
                     let found = try connection.query(
-                        """
-                        SELECT r.timestamp, r.reading_id, r.value, r.value_bits,
-                               (SELECT stream FROM streams WHERE stream_ref = r.stream_ref), r.seq
-                        \(Self.windowRows) AND (r.timestamp < $5 OR r.reading_id <= $6)
-                        ORDER BY r.timestamp, r.reading_id
-                        LIMIT $7
-                        """,
+                        Self.readingsQuery,
                         Self.window(series: series.id, after: start, end: end)
                             + [String(through.timestamp), String(through.readingID), String(wanted)])
                     for row in 0..<found.count {
@@ -253,26 +262,32 @@ package final class PostgresReadingQueries: ReadingQueries {
     /// error); such values are summed unscaled, where they cannot overflow either.
     private static let unscaledBelow = 0x1p-900
 
+    /// `aggregate`'s statement: `windowRows` over the whole range, $5 the step, $6 and $7 see `meanScale`.
+    private static let aggregateQuery = """
+        SELECT (r.timestamp - $2) / $5 AS bucket, count(*), min(r.value), max(r.value), count(r.value),
+               sum(CASE WHEN abs(r.value) >= $6::float8 THEN r.value * $7::float8 END),
+               sum(CASE WHEN abs(r.value) < $6::float8 THEN r.value END)
+        \(windowRows)
+        GROUP BY bucket
+        ORDER BY bucket
+        """
+
+    private static func aggregateParameters(series: Int64, from: Int64, to: Int64, step: Int64) -> [String?] {
+        [
+            String(series), String(from), String(Int64.min), String(to), String(step), String(unscaledBelow),
+            String(1 / meanScale),
+        ]
+    }
+
     package func aggregate(of series: SeriesReference, from: Int64, to: Int64, step: Int64) async throws
         -> [AggregateBucket]
     {
         try await pool.run { connection in
             // `value` is NULL for NaN, so min/max/sum/count(value) skip NaNs while count(*) counts them.
             // The caller guarantees to - from fits in 64 bits, so timestamp - from cannot overflow.
-            let parameters: [String?] = [
-                String(series.id), String(from), String(Int64.min), String(to), String(step),
-                String(Self.unscaledBelow), String(1 / Self.meanScale),
-            ]
+            let parameters = Self.aggregateParameters(series: series.id, from: from, to: to, step: step)
             let rows = try Self.snapshot(connection, readsWindows: true) { connection in
-                try connection.query(
-                    """
-                    SELECT (r.timestamp - $2) / $5 AS bucket, count(*), min(r.value), max(r.value), count(r.value),
-                           sum(CASE WHEN abs(r.value) >= $6::float8 THEN r.value * $7::float8 END),
-                           sum(CASE WHEN abs(r.value) < $6::float8 THEN r.value END)
-                    \(Self.windowRows)
-                    GROUP BY bucket
-                    ORDER BY bucket
-                    """, parameters)
+                try connection.query(Self.aggregateQuery, parameters)
             }
             return try (0..<rows.count).map { row in
                 let numbers = try rows.requiredInt64(row, 4)
@@ -288,6 +303,31 @@ package final class PostgresReadingQueries: ReadingQueries {
                 return AggregateBucket(
                     start: from + (try rows.requiredInt64(row, 0)) * step, count: try rows.requiredInt64(row, 1),
                     min: try rows.double(row, 2), max: try rows.double(row, 3), mean: mean)
+            }
+        }
+    }
+
+    /// The plans PostgreSQL picks, under the settings the queries run with, for the statements of
+    /// a page over [`from`, `to`) of `series` (block window, count, page end, readings) and for an
+    /// aggregate with `step`: `EXPLAIN` text, one string per statement. For tests and operators
+    /// checking that pages read `series_blocks_by_end` and the readings primary key, never all of
+    /// readings.
+    package func plans(of series: SeriesReference, from: Int64, to: Int64, step: Int64) async throws -> [String] {
+        try await pool.run { connection in
+            try Self.snapshot(connection, readsWindows: true) { connection in
+                let window = Self.window(
+                    series: series.id, after: ReadingPosition(timestamp: from, readingID: .min), end: to)
+                let statements: [(String, [String?])] = [
+                    (Self.windowEndQuery, [String(series.id), String(from), String(to), "1001"]),
+                    ("SELECT count(*) \(Self.windowRows)", window),
+                    (Self.positionQuery, window + ["999"]),
+                    (Self.readingsQuery, window + [String(to), String(Int64.max), "1000"]),
+                    (Self.aggregateQuery, Self.aggregateParameters(series: series.id, from: from, to: to, step: step)),
+                ]
+                return try statements.map { sql, parameters in
+                    let rows = try connection.query("EXPLAIN " + sql, parameters)
+                    return (0..<rows.count).compactMap { rows.string($0, 0) }.joined(separator: "\n")
+                }
             }
         }
     }
