@@ -372,6 +372,39 @@ import Testing
         }
     }
 
+    /// PostgreSQL's float8 `sum` and `avg` raise "value out of range" where finite values overflow
+    /// (`avg` already when squares do, near 1e154); the aggregate must answer anyway. Where the
+    /// sum only overflows part-way, the mean is the exact sum's, not infinity as SQLite's
+    /// left-to-right sum gives.
+    @Test func largeValuesNeitherFailTheAggregateNorOverflowItsMean() async throws {
+        let values: [[Double]] = [
+            [1e200, -1e200, 4], [1e300, 1e300], [.greatestFiniteMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude],
+            [.greatestFiniteMagnitude, .greatestFiniteMagnitude], [-1e-310, 3e-320, .leastNonzeroMagnitude], [.nan, 1e308, 1e308],
+        ]
+        let readings = values.enumerated().flatMap { bucket, values in
+            values.map { Reading(series: 0, timestamp: Self.base + Int64(bucket) * Self.second, value: $0) }
+        }
+        let batch = Batch(device: "d", stream: 1, firstSequence: 1, seriesKeys: ["k"], readings: readings)
+        try await Self.withBothBackends(groups: [([batch], Self.base)]) { sqlite, postgres, _ in
+            let a = try #require(try await sqlite.series(device: "d", key: "k"))
+            let b = try #require(try await postgres.series(device: "d", key: "k"))
+            let to = Self.base + Int64(values.count) * Self.second
+            let x = try await sqlite.aggregate(of: a, from: Self.base, to: to, step: Self.second)
+            let y = try await postgres.aggregate(of: b, from: Self.base, to: to, step: Self.second)
+            #expect(y.map(\.count) == values.map { Int64($0.count) })
+            #expect(x.map(\.count) == y.map(\.count))
+            #expect(x.map(\.min) == y.map(\.min) && x.map(\.max) == y.map(\.max))
+            let means = y.map(\.mean)
+            #expect(means[0] == 4.0 / 3 && x[0].mean == 4.0 / 3)
+            #expect(means[1] == 1e300 && x[1].mean == 1e300)
+            #expect(means[4] == x[4].mean && means[4] != nil)
+            // gfm + gfm - gfm: SQLite's running sum overflows to infinity; the exact mean is gfm / 3.
+            #expect(x[2].mean == .infinity && means[2] == .greatestFiniteMagnitude / 3)
+            #expect(means[3] == .infinity && x[3].mean == .infinity)
+            #expect(means[5] == .infinity && x[5].mean == .infinity)
+        }
+    }
+
     /// On a populated, analyzed database, pages read blocks from `series_blocks_by_end` and
     /// readings by primary key: no statement scans all of readings, wherever the window lies.
     @Test func pagesReadBlocksAndThePrimaryKeyNeverAllReadings() async throws {
