@@ -104,7 +104,8 @@ import Testing
     /// Runs `body` with SQLite and PostgreSQL queries over the same stored data.
     static func withBothBackends(
         groups: [(batches: [Batch], receivedAt: Int64)], dropped: [(DroppedRangesReport, Int64)] = [],
-        _ body: (_ sqlite: any ReadingQueries, _ postgres: any ReadingQueries, _ postgresURL: String) async throws -> Void
+        _ body: (_ sqlite: any ReadingQueries, _ postgres: any ReadingQueries, _ postgresURL: String) async throws ->
+            Void
     ) async throws {
         try await withPostgresDatabase { url in
             try await withTemporaryDirectory(prefix: "pg-query-parity") { directory in
@@ -121,7 +122,8 @@ import Testing
                     try postgresStore.recordDropped(report, device: report.device, receivedAt: receivedAt)
                 }
                 let sqlite = try SQLiteReadingQueries(databasePath: path)
-                let pool = PostgresPool(configuration: PostgresSession.Configuration(url: url), count: 2, label: "test.query")
+                let pool = PostgresPool(
+                    configuration: PostgresSession.Configuration(url: url), count: 2, label: "test.query")
                 try await body(sqlite, PostgresReadingQueries(pool: pool), url)
             }
         }
@@ -212,7 +214,8 @@ import Testing
                 #expect(a.device == b.device && a.key == b.key)
                 let first = summary.firstTimestamp ?? Self.base
                 let last = summary.lastTimestamp ?? Self.base
-                let stored = Self.expectedCount(groups, device: summary.device, key: summary.series, from: .min, to: .max)
+                let stored = Self.expectedCount(
+                    groups, device: summary.device, key: summary.series, from: .min, to: .max)
                 let limits = summary.series == "big" ? [997, 5_000, 20_000] : [1, 3, 16, 1_000]
                 for limit in limits {
                     for fetch in [limit, 256] {
@@ -228,17 +231,21 @@ import Testing
                     (first + (last - first) / 3, first + 2 * (last - first) / 3),
                 ]
                 for (from, to) in edges {
-                    let expected = Self.expectedCount(groups, device: summary.device, key: summary.series, from: from, to: to)
+                    let expected = Self.expectedCount(
+                        groups, device: summary.device, key: summary.series, from: from, to: to)
                     for limit in summary.series == "big" ? [1_000, 7_919] : [1, 2, 50] {
                         try await Self.expectSameWalk(
-                            sqlite, a, postgres, b, from: from, to: to, limit: limit, fetch: 300, expectedCount: expected)
+                            sqlite, a, postgres, b, from: from, to: to, limit: limit, fetch: 300,
+                            expectedCount: expected)
                     }
                 }
                 try await Self.expectSameAfterPositions(sqlite, a, postgres, b, from: first, to: last + 1)
                 // Aggregates with several steps, aligned and not.
                 let steps: [Int64] = [1, 999_999_999, Self.second, 7 * Self.second, 3_600 * Self.second, .max]
                 for step in steps {
-                    for (from, to) in [(first, last + 1), (first - 1, last), (first + 5, first + 5), (.min / 2, .max / 2)] {
+                    for (from, to) in [
+                        (first, last + 1), (first - 1, last), (first + 5, first + 5), (.min / 2, .max / 2),
+                    ] {
                         if step == 1, to - from > 100 { continue }
                         let x = try await sqlite.aggregate(of: a, from: from, to: to, step: step)
                         let y = try await postgres.aggregate(of: b, from: from, to: to, step: step)
@@ -303,7 +310,8 @@ import Testing
             for (left, right) in positions {
                 for limit in [1, 2, 999] {
                     let x = try await sqlite.pageEnd(of: sqliteSeries, after: left, from: from, to: to, limit: limit)
-                    let y = try await postgres.pageEnd(of: postgresSeries, after: right, from: from, to: to, limit: limit)
+                    let y = try await postgres.pageEnd(
+                        of: postgresSeries, after: right, from: from, to: to, limit: limit)
                     #expect(x?.hasMore == y?.hasMore && x?.last.timestamp == y?.last.timestamp, "after #\(index)")
                     guard let x, let y else {
                         #expect(x == nil && y == nil)
@@ -344,7 +352,9 @@ import Testing
         let batches = ["gw'1", "gw\\2", "ünï\"cødé"].enumerated().map { index, device in
             Batch(
                 device: device, stream: UInt64(index + 1), firstSequence: 1, seriesKeys: hostile,
-                readings: hostile.indices.map { Reading(series: $0, timestamp: Self.base + Int64($0), value: Double($0)) })
+                readings: hostile.indices.map {
+                    Reading(series: $0, timestamp: Self.base + Int64($0), value: Double($0))
+                })
         }
         try await Self.withBothBackends(groups: [(batches, Self.base)]) { sqlite, postgres, _ in
             for device in ["gw'1", "gw\\2", "ünï\"cødé"] {
@@ -362,11 +372,16 @@ import Testing
                     let readings = try await Self.walk(
                         postgres, b, from: .min, to: .max, limit: 10, fetch: 10
                     ).flatMap(\.readings)
-                    #expect(readings.map(\.value) == [Double(index)] && readings.map(\.timestamp) == [Self.base + Int64(index)])
+                    #expect(
+                        readings.map(\.value) == [Double(index)]
+                            && readings.map(\.timestamp) == [Self.base + Int64(index)])
                 }
             }
             // Listed in byte order, as SQLite's BINARY collation has it: 0x6D ("m") before 0xCC.
-            #expect(try await postgres.series(device: "gw'1", prefix: "e", limit: 10).map(\.series) == ["emoji 🌡️", "e\u{301}"])
+            #expect(
+                try await postgres.series(device: "gw'1", prefix: "e", limit: 10).map(\.series) == [
+                    "emoji 🌡️", "e\u{301}",
+                ])
             #expect(try await postgres.series(device: "gw'1'", key: "it's") == nil)
             #expect(try await sqlite.streams() == (try await postgres.streams()))
         }
@@ -378,8 +393,10 @@ import Testing
     /// left-to-right sum gives.
     @Test func largeValuesNeitherFailTheAggregateNorOverflowItsMean() async throws {
         let values: [[Double]] = [
-            [1e200, -1e200, 4], [1e300, 1e300], [.greatestFiniteMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude],
-            [.greatestFiniteMagnitude, .greatestFiniteMagnitude], [-1e-310, 3e-320, .leastNonzeroMagnitude], [.nan, 1e308, 1e308],
+            [1e200, -1e200, 4], [1e300, 1e300],
+            [.greatestFiniteMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude],
+            [.greatestFiniteMagnitude, .greatestFiniteMagnitude], [-1e-310, 3e-320, .leastNonzeroMagnitude],
+            [.nan, 1e308, 1e308],
         ]
         let readings = values.enumerated().flatMap { bucket, values in
             values.map { Reading(series: 0, timestamp: Self.base + Int64(bucket) * Self.second, value: $0) }
@@ -417,12 +434,14 @@ import Testing
                     return Reading(series: n % 20, timestamp: Self.base + Int64(n / 20) * Self.second, value: Double(n))
                 }
                 let batch = Batch(
-                    device: "d", stream: 1, firstSequence: UInt64(chunk * 5_000 + 1), seriesKeys: keys, readings: readings)
+                    device: "d", stream: 1, firstSequence: UInt64(chunk * 5_000 + 1), seriesKeys: keys,
+                    readings: readings)
                 _ = try store.store([batch], receivedAt: Self.base)
             }
             try PostgresConnection(url: url).execute("VACUUM ANALYZE")
             let queries = PostgresReadingQueries(
-                pool: PostgresPool(configuration: PostgresSession.Configuration(url: url), count: 1, label: "test.plans"))
+                pool: PostgresPool(
+                    configuration: PostgresSession.Configuration(url: url), count: 1, label: "test.plans"))
             let series = try #require(try await queries.series(device: "d", key: "s7"))
             let last = Self.base + 10_000 * Self.second
             let windows: [(Int64, Int64, Bool)] = [
@@ -455,7 +474,8 @@ import Testing
         let port = try freeLoopbackPort()
         var configuration = PostgresSession.Configuration(url: "postgres://postgres@127.0.0.1:\(port)/nothing")
         configuration.connectTimeoutSeconds = 2
-        let queries = PostgresReadingQueries(pool: PostgresPool(configuration: configuration, count: 1, label: "test.down"))
+        let queries = PostgresReadingQueries(
+            pool: PostgresPool(configuration: configuration, count: 1, label: "test.down"))
         let series = SeriesReference(device: "d", key: "k", id: 1)
         let calls: [@Sendable () async throws -> Void] = [
             { _ = try await queries.series(device: nil, prefix: "", limit: 10) },

@@ -240,8 +240,10 @@ package final class PostgresReadingQueries: ReadingQueries {
                         rows.append(
                             QueriedReading(
                                 position: ReadingPosition(
-                                    timestamp: try found.requiredInt64(row, 0), readingID: try found.requiredInt64(row, 1)),
-                                value: StoredValue.decode(value: try found.double(row, 2), bits: try found.int64(row, 3)),
+                                    timestamp: try found.requiredInt64(row, 0),
+                                    readingID: try found.requiredInt64(row, 1)),
+                                value: StoredValue.decode(
+                                    value: try found.double(row, 2), bits: try found.int64(row, 3)),
                                 stream: UInt64(found.string(row, 4) ?? "") ?? 0, seq: try found.requiredInt64(row, 5)))
                     }
                     // A full fetch, or the window reached the page's end: nothing before it is missing.
