@@ -63,9 +63,11 @@ package final class PostgresReadingQueries: ReadingQueries {
     /// The plan is spelled out because PostgreSQL has no index hints and, left alone, prefers a
     /// (parallel) sequential scan of readings joined to the blocks, which costs the whole table
     /// per page. `OFFSET 0` keeps the lateral subquery from being flattened, so it runs once per
-    /// block as a range scan of the primary key; `min_timestamp + 0` is not indexable, so the
-    /// blocks come from `series_blocks_by_end` (index only: it covers every column read) rather
-    /// than from a scan of the series' blocks from its start.
+    /// block as a range scan of the primary key. `min_timestamp + 0` is not indexable, so
+    /// `series_blocks_by_start` cannot look cheaper than it is: the blocks come from
+    /// `series_blocks_by_end` (index only: it covers every column read), except in windows near a
+    /// series' start, where the planner may take by_start on `series_id` alone (both then read
+    /// the same entries: every block of the series lies after the window's start).
     private static let windowRows = """
         FROM series_blocks AS b CROSS JOIN LATERAL (
             SELECT r.reading_id, r.timestamp, r.value, r.value_bits, r.stream_ref, r.seq
