@@ -68,7 +68,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "cloud-collector",
-            dependencies: ["CloudCollector", "EdgeSyncCommandLine", "EdgeSyncSQLite"]
+            dependencies: ["CloudCollector", "EdgeSyncCommandLine", "EdgeSyncSQLite", "EdgeSyncPostgres"]
         ),
 
         // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
@@ -89,7 +89,7 @@ let package = Package(
             name: "edge-sync-bench",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
-                "EdgeSyncSQLite", "EdgeSyncProtocol", "PrometheusRemoteWrite",
+                "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
             ]
         ),
 
@@ -119,7 +119,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncTestSupport", "PrometheusRemoteWrite",
+                "EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncTestSupport",
+                "PrometheusRemoteWrite",
                 "edge-agent",
                 "cloud-collector",
             ]

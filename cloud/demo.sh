@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # The C libraries the build links, by pkg-config name and the Debian package that provides them.
 missing=()
-for pair in zlib:zlib1g-dev sqlite3:libsqlite3-dev libcurl:libcurl4-openssl-dev; do
+for pair in zlib:zlib1g-dev sqlite3:libsqlite3-dev libcurl:libcurl4-openssl-dev libpq:libpq-dev; do
     module="${pair%%:*}" package="${pair##*:}"
     if ! pkg-config --exists "$module" 2>/dev/null; then missing+=("$package"); fi
 done

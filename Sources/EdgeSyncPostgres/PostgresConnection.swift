@@ -15,9 +15,14 @@ package final class PostgresConnection {
         throws(PostgresError)
     {
         // Keywords are processed in order and the last value wins, so the URL (expanded from
-        // `dbname`) overrides the defaults given before it.
-        let keys = ["connect_timeout", "application_name", "dbname"]
-        let values = [String(connectTimeoutSeconds), applicationName, url]
+        // `dbname`) overrides the defaults given before it. TCP keepalives and a user timeout make
+        // a database that vanished without closing the connection (a dead host, a dropped route)
+        // an error within about half a minute instead of a writer blocked for hours.
+        let keys = [
+            "connect_timeout", "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
+            "tcp_user_timeout", "dbname",
+        ]
+        let values = [String(connectTimeoutSeconds), applicationName, "10", "5", "3", "30000", url]
         let connection: OpaquePointer? = withCStringArray(keys) { keys in
             withCStringArray(values) { values in PQconnectdbParams(keys, values, 1) }
         }

@@ -19,6 +19,7 @@ enum ConfigCheckCommand {
         let file = try ConfigurationFile(path: path)
         var filled = parsed
         filled.values["--config"] = [path]
+        let hasDatabase = try parsed.value("--database") != nil || file.string("database") != nil
         let hasDataDirectory = try parsed.value("--data-dir") != nil || file.string("data_dir") != nil
         if !hasDataDirectory { filled.values["--data-dir"] = ["not-set"] }
         let configuration = try ServeCommand.settings(filled, readsOperatorToken: false)
@@ -38,7 +39,9 @@ enum ConfigCheckCommand {
             [
                 "\(path): ok",
                 "listen: \(configuration.host):\(configuration.port)",
-                "data_dir: \(hasDataDirectory ? configuration.dataDirectory : "not set (give it as --data-dir)")",
+                hasDatabase
+                    ? "database: \(configuration.databaseDescription)"
+                    : "data_dir: \(hasDataDirectory ? configuration.dataDirectory : "not set (give it as --data-dir)")",
                 "synchronous: \(configuration.storage.synchronous.rawValue.lowercased())",
                 "operator token: \(tokenSource)",
                 "limits: max_frame_bytes \(limits.maximumFrameBytes), max_payload_bytes \(limits.maximumPayloadBytes),"

@@ -8,7 +8,10 @@ import Foundation
 enum ServeCommand {
     static let parser = ArgumentParser(options: [
         .value("--listen", "HOST:PORT", help: "address to listen on (default 127.0.0.1:8080; IPv6 as [::1]:PORT)"),
-        .value("--data-dir", "DIR", help: "directory holding collector.sqlite"),
+        .value("--data-dir", "DIR", help: "directory holding collector.sqlite (embedded storage, the default)"),
+        .value(
+            "--database", "URL",
+            help: "store in PostgreSQL instead: postgres://USER@HOST:PORT/DB (password in ~/.pgpass or $PGPASSWORD)"),
         .value("--config", "FILE", help: "JSON configuration file (keys in Docs/protocol.md)"),
         .value(
             "--operator-token-file", "FILE",
@@ -27,7 +30,7 @@ enum ServeCommand {
         async let serving: Void = service.run()
         let address = try await service.localAddress
         standardError(
-            "level=info event=listening address=\(address) data_dir=\(configuration.dataDirectory)"
+            "level=info event=listening address=\(address) database=\(configuration.databaseDescription)"
                 + " query_api=\(configuration.operatorToken == nil ? "disabled" : "enabled")\n")
         let watcher = Task {
             for await number in signals {
@@ -51,10 +54,14 @@ enum ServeCommand {
         let file = try parsed.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
         // Read the file's value even when the flag wins, so the key counts as known.
         let fileDirectory = try file?.string("data_dir")
-        guard let directory = parsed.value("--data-dir") ?? fileDirectory, !directory.isEmpty else {
-            throw UsageError("is required", setting: "--data-dir")
+        let fileDatabase = try file?.string("database", as: "a postgres:// URL", parseDatabaseURL)
+        let database = try parsed.value("--database", as: "a postgres:// URL", parseDatabaseURL) ?? fileDatabase
+        let directory = parsed.value("--data-dir") ?? fileDirectory
+        guard database != nil || directory?.isEmpty == false else {
+            throw UsageError("is required (or --database postgres://…)", setting: "--data-dir")
         }
-        var configuration = CollectorService.Configuration(dataDirectory: directory)
+        var configuration = CollectorService.Configuration(dataDirectory: directory ?? "")
+        configuration.postgresURL = database
         let operatorTokenFile = try file?.string("operator_token_file")
         if let listen = try file?.string("listen", as: "HOST:PORT", parseListen) {
             (configuration.host, configuration.port) = listen
@@ -104,6 +111,9 @@ enum ServeCommand {
             if let v = try file.integer("storage.cache_kib", in: 1024...Int64(Int32.max)) {
                 configuration.storage.cacheKiB = Int(v)
             }
+            if let v = try file.integer("storage.query_connections", in: 1...64) {
+                configuration.queryConnections = Int(v)
+            }
             try file.rejectUnknownKeys()
         }
         guard readsOperatorToken else { return configuration }
@@ -111,6 +121,15 @@ enum ServeCommand {
             flag: parsed.value("--operator-token-file"), fileKey: operatorTokenFile,
             environment: environment[operatorTokenVariable])
         return configuration
+    }
+
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`); anything else is refused by name.
+    static func parseDatabaseURL(_ text: String) -> String? {
+        let lowered = text.lowercased()
+        guard lowered.hasPrefix("postgres://") || lowered.hasPrefix("postgresql://"),
+            text.count <= 4096, !text.contains(where: { $0.isNewline || $0 == "\u{0}" })
+        else { return nil }
+        return text
     }
 
     /// The operator token from, in order: the flag's file, the environment variable, the config

@@ -70,39 +70,9 @@ enum IngestBenchmark: BenchmarkScenario {
         let roundsByIndex = arguments.contains("--rounds-by-index")
         if dropsQueryIndex { print("without the query index (series_blocks not written)") }
 
-        let datasets: [RealDataset]
-        do {
-            datasets = try RealDataset.loadAll(from: benchmarkOptions.dataDirectory)
-        } catch {
-            throw BenchmarkError("real datasets not found in \(benchmarkOptions.dataDirectory.path): \(error)")
-        }
-        // Templates: every dataset cut into batches of `batchSize`; each gateway cycles through them,
-        // shifting timestamps each round so rows differ.
-        let templates = datasets.flatMap { $0.batches(of: options.batchSize) }.filter {
-            $0.readings.count == options.batchSize
-        }
-        guard !templates.isEmpty else {
-            throw BenchmarkError("no full batch of \(options.batchSize) readings in the data")
-        }
-        var workloads: [[Batch]] = []
-        for gateway in 0..<options.gateways {
-            var batches: [Batch] = []
-            for index in 0..<options.batchesPerGateway {
-                var batch = templates[(gateway + index) % templates.count]
-                batch.device = "gateway-\(gateway)"
-                batch.stream = 0xB0B0_0000_0000_0000 + UInt64(gateway)
-                batch.firstSequence = UInt64(index * options.batchSize + 1)
-                // A new round starts each time this gateway wraps around to the first template, so
-                // each of its series moves forward in time as a real gateway's do (`--rounds-by-index`:
-                // the earlier workload, where gateways 1… wrap to older readings within a round and
-                // index inserts land mid-series).
-                let round = roundsByIndex ? index / templates.count : (gateway + index) / templates.count
-                let shift = Int64(round) * 86_400_000_000_000 * 400
-                for position in batch.readings.indices { batch.readings[position].timestamp += shift }
-                batches.append(batch)
-            }
-            workloads.append(batches)
-        }
+        let (datasets, workloads) = try makeWorkloads(
+            benchmarkOptions, gateways: options.gateways, batchesPerGateway: options.batchesPerGateway,
+            batchSize: options.batchSize, roundsByIndex: roundsByIndex)
         let encoder = BatchEncoder()
         let frames = try workloads.map { try $0.map { try encoder.encode($0) } }
         let totalReadings = options.gateways * options.batchesPerGateway * options.batchSize
@@ -147,6 +117,49 @@ enum IngestBenchmark: BenchmarkScenario {
                 milliseconds(duplicate.p99), "-")
         }
         print(table.render())
+    }
+
+    /// Every gateway's batches: real datasets cut into `batchSize` templates that each gateway
+    /// cycles through with its own device, stream and sequence numbers, shifting timestamps each
+    /// round so rows differ.
+    static func makeWorkloads(
+        _ benchmarkOptions: BenchmarkOptions, gateways: Int, batchesPerGateway: Int, batchSize: Int,
+        roundsByIndex: Bool = false
+    ) throws -> (datasets: [RealDataset], workloads: [[Batch]]) {
+        let datasets: [RealDataset]
+        do {
+            datasets = try RealDataset.loadAll(from: benchmarkOptions.dataDirectory)
+        } catch {
+            throw BenchmarkError("real datasets not found in \(benchmarkOptions.dataDirectory.path): \(error)")
+        }
+        // Templates: every dataset cut into batches of `batchSize`; each gateway cycles through them,
+        // shifting timestamps each round so rows differ.
+        let templates = datasets.flatMap { $0.batches(of: batchSize) }.filter {
+            $0.readings.count == batchSize
+        }
+        guard !templates.isEmpty else {
+            throw BenchmarkError("no full batch of \(batchSize) readings in the data")
+        }
+        var workloads: [[Batch]] = []
+        for gateway in 0..<gateways {
+            var batches: [Batch] = []
+            for index in 0..<batchesPerGateway {
+                var batch = templates[(gateway + index) % templates.count]
+                batch.device = "gateway-\(gateway)"
+                batch.stream = 0xB0B0_0000_0000_0000 + UInt64(gateway)
+                batch.firstSequence = UInt64(index * batchSize + 1)
+                // A new round starts each time this gateway wraps around to the first template, so
+                // each of its series moves forward in time as a real gateway's do (`--rounds-by-index`:
+                // the earlier workload, where gateways 1… wrap to older readings within a round and
+                // index inserts land mid-series).
+                let round = roundsByIndex ? index / templates.count : (gateway + index) / templates.count
+                let shift = Int64(round) * 86_400_000_000_000 * 400
+                for position in batch.readings.indices { batch.readings[position].timestamp += shift }
+                batches.append(batch)
+            }
+            workloads.append(batches)
+        }
+        return (datasets, workloads)
     }
 
     struct LoadResult {
@@ -249,10 +262,16 @@ enum IngestBenchmark: BenchmarkScenario {
     }
 
     static func load(_ frames: [[[UInt8]]], tokens: [String], port: Int, readings: Int) async throws -> LoadResult {
+        try await load(frames, tokens: tokens, ports: frames.map { _ in port }, readings: readings)
+    }
+
+    /// Gateway `g` posts its frames to `ports[g]` on a keep-alive connection of its own thread.
+    static func load(_ frames: [[[UInt8]]], tokens: [String], ports: [Int], readings: Int) async throws -> LoadResult {
         let start = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
             for (gateway, mine) in frames.enumerated() {
                 let token = tokens[gateway]
+                let port = ports[gateway]
                 group.addTask {
                     try await onDedicatedThread {
                         let client = BlockingHTTPClient(port: port)

@@ -5,6 +5,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     CodecBenchmark.self,
     HTTPBenchmark.self,
     IngestBenchmark.self,
+    PostgresIngestBenchmark.self,
     SpoolBenchmark.self,
     TransportBenchmark.self,
     ReplayBenchmark.self,

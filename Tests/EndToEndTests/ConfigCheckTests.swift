@@ -51,6 +51,8 @@ import Testing
         ("cloud-collector", #"{"limits": {"max_frame_bytes": "8m"}}"#, "limits.max_frame_bytes"),
         ("cloud-collector", #"{"http": {"event_loops": 0}}"#, "http.event_loops"),
         ("cloud-collector", #"{"synchronous": "off"}"#, "synchronous"),
+        ("cloud-collector", #"{"database": "mysql://db/edgesync"}"#, "database"),
+        ("cloud-collector", #"{"storage": {"query_connections": 0}}"#, "storage.query_connections"),
     ])
     func aBadFileIsRefusedByName(binary: String, contents: String, named: String) async throws {
         try await withTemporaryDirectory { directory in
@@ -61,5 +63,27 @@ import Testing
             #expect(output.stderr.contains(named), "\(output.stderr)")
             #expect(!output.stdout.contains(": ok"))
         }
+    }
+
+    /// A PostgreSQL URL in the file: the summary shows where, never the password.
+    @Test func theCollectorSummaryShowsTheDatabaseWithoutItsPassword() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/collector.json"
+            try #"{"database": "postgres://edgesync:s3cret-pass@db.example.net:5433/central?sslmode=require"}"#
+                .write(toFile: path, atomically: false, encoding: .utf8)
+            let output = try await ChildProcess.run(
+                try ChildProcess.productURL("cloud-collector"), ["config", "check", path])
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(output.stdout.contains("database: postgres://edgesync:***@db.example.net:5433/central"), "\(output.stdout)")
+            #expect(!(output.stdout + output.stderr).contains("s3cret-pass"))
+        }
+    }
+
+    /// `serve` needs a data directory or a database, and names both when it has neither.
+    @Test func serveWithoutStorageIsRefusedByName() async throws {
+        let output = try await ChildProcess.run(
+            try ChildProcess.productURL("cloud-collector"), ["serve", "--listen", "127.0.0.1:0"])
+        #expect(output.status == 64)
+        #expect(output.stderr.contains("--data-dir") && output.stderr.contains("--database"), "\(output.stderr)")
     }
 }

@@ -23,9 +23,22 @@ struct CollectorUnderTest {
     static func start(dataDirectory: String, port: Int = 0, environment: [String: String]? = nil) async throws
         -> CollectorUnderTest
     {
+        try await start(storage: ["--data-dir", dataDirectory], port: port, environment: environment)
+    }
+
+    /// Starts a collector on PostgreSQL (`--database url`).
+    static func start(postgres url: String, port: Int = 0, environment: [String: String]? = nil) async throws
+        -> CollectorUnderTest
+    {
+        try await start(storage: ["--database", url], port: port, environment: environment)
+    }
+
+    private static func start(storage: [String], port: Int, environment: [String: String]?) async throws
+        -> CollectorUnderTest
+    {
         let process = try ChildProcess(
             try ChildProcess.productURL("cloud-collector"),
-            ["serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory], environment: environment)
+            ["serve", "--listen", "127.0.0.1:\(port)"] + storage, environment: environment)
         let line = try await process.waitForLine { $0.contains("event=listening") }
         guard let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
             let actual = address.split(separator: ":").last.flatMap({ Int($0) })
@@ -35,8 +48,16 @@ struct CollectorUnderTest {
 
     /// Registers `device` in the collector's database and returns its new token.
     static func addToken(dataDirectory: String, device: String) async throws -> String {
+        try await addToken(storage: ["--data-dir", dataDirectory], device: device)
+    }
+
+    static func addToken(postgres url: String, device: String) async throws -> String {
+        try await addToken(storage: ["--database", url], device: device)
+    }
+
+    private static func addToken(storage: [String], device: String) async throws -> String {
         let output = try await ChildProcess.run(
-            try ChildProcess.productURL("cloud-collector"), ["token", "add", "--data-dir", dataDirectory, device])
+            try ChildProcess.productURL("cloud-collector"), ["token", "add"] + storage + [device])
         guard output.status == 0 else { throw ChildProcess.Failure("token add failed: \(output.stderr)") }
         return output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

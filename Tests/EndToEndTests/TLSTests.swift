@@ -19,8 +19,8 @@ import Testing
             let collector = try await pair.startCollector()
             defer { collector.process.kill() }
             let proxy = try await NginxUnderTest.start(
-                nginx, directory: pair.directory + "/nginx", upstreamPort: collector.port,
-                certificate: tls + "/server.pem", key: tls + "/server.key")
+                nginx, directory: pair.directory + "/nginx", upstreamPorts: [collector.port],
+                tls: (certificate: tls + "/server.pem", key: tls + "/server.key"))
             defer { proxy.stop() }
             let url = "https://127.0.0.1:\(proxy.port)"
 
@@ -131,9 +131,10 @@ func nginxMainConfiguration(directory: String, http: String) -> String {
     worker_processes 1;
     pid \(directory)/nginx.pid;
     error_log \(directory)/error.log info;
-    events { worker_connections 64; }
+    events { worker_connections 1024; }
     http {
-        access_log \(directory)/access.log;
+        log_format upstreams '$remote_addr "$request" $status upstream=$upstream_addr';
+        access_log \(directory)/access.log upstreams;
         client_body_temp_path \(directory)/client_body;
         proxy_temp_path \(directory)/proxy;
         fastcgi_temp_path \(directory)/fastcgi;
@@ -145,29 +146,41 @@ func nginxMainConfiguration(directory: String, http: String) -> String {
     """
 }
 
-/// Debian's nginx in the foreground with everything (pid, logs, temp files) in its own folder.
-private struct NginxUnderTest {
+/// Debian's nginx in the foreground with everything (pid, logs, temp files) in its own folder,
+/// spreading requests round-robin over `upstreamPorts`; HTTPS when `tls` is given.
+struct NginxUnderTest {
     let process: ChildProcess
     let port: Int
 
     static func start(
-        _ nginx: URL, directory: String, upstreamPort: Int, certificate: String, key: String
+        _ nginx: URL, directory: String, upstreamPorts: [Int], tls: (certificate: String, key: String)? = nil
     ) async throws -> NginxUnderTest {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let port = try freeLoopbackPort()
+        // A collector that is down is tried again after a second, not nginx's default 10 s.
+        let servers = upstreamPorts.map { "        server 127.0.0.1:\($0) max_fails=1 fail_timeout=1s;" }
+            .joined(separator: "\n")
+        let listen =
+            if let tls {
+                """
+                listen 127.0.0.1:\(port) ssl;
+                        ssl_certificate \(tls.certificate);
+                        ssl_certificate_key \(tls.key);
+                        ssl_protocols TLSv1.2 TLSv1.3;
+                """
+            } else {
+                "listen 127.0.0.1:\(port);"
+            }
         let config = nginxMainConfiguration(
             directory: directory,
             http: """
                 upstream collectors {
-                    server 127.0.0.1:\(upstreamPort);
-                    keepalive 4;
+                \(servers)
+                    keepalive 16;
                 }
                 server {
-                    listen 127.0.0.1:\(port) ssl;
+                    \(listen)
                     server_name localhost;
-                    ssl_certificate \(certificate);
-                    ssl_certificate_key \(key);
-                    ssl_protocols TLSv1.2 TLSv1.3;
                     client_max_body_size 8m;
                     location / {
                         proxy_pass http://collectors;
@@ -202,29 +215,9 @@ private struct NginxUnderTest {
     }
 }
 
-/// A port the kernel just handed out on 127.0.0.1 (nginx cannot report one it chose itself).
-private func freeLoopbackPort() throws -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw ChildProcess.Failure("socket: errno \(errno)") }
-    defer { close(descriptor) }
-    var address = loopbackAddress(port: 0)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard bound == 0 else { throw ChildProcess.Failure("bind: errno \(errno)") }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-    }
-    guard named == 0 else { throw ChildProcess.Failure("getsockname: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 /// Whether something accepts TCP connections on 127.0.0.1:`port` (a loopback connect answers at
 /// once, so this does not hold a thread).
-private func isListening(port: Int) -> Bool {
+func isListening(port: Int) -> Bool {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard descriptor >= 0 else { return false }
     defer { close(descriptor) }

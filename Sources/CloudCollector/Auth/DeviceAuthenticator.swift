@@ -1,13 +1,20 @@
+import EdgeSyncPostgres
 import EdgeSyncSQLite
 
-/// Resolves `Authorization: Bearer <token>` to the device the token belongs to, on read-only
-/// connections of the central database so authentication never waits for the writer.
+/// Resolves `Authorization: Bearer <token>` to the device the token belongs to, on connections of
+/// their own so authentication never waits for the writer.
 package final class DeviceAuthenticator: Sendable {
-    private let readers: SQLiteReaderPool
+    private let lookup: @Sendable (DeviceToken) async throws -> String?
 
-    /// Opens `readerCount` read-only connections to the database at `path` (which must exist).
+    /// Opens `readerCount` read-only connections to the SQLite database at `path` (which must exist).
     package init(databasePath path: String, readerCount: Int = 2) throws {
-        readers = try SQLiteReaderPool(path: path, count: readerCount, label: "cloud-collector.auth")
+        let readers = try SQLiteReaderPool(path: path, count: readerCount, label: "cloud-collector.auth")
+        lookup = { token in try await readers.run { db in try TokenStore.device(for: token, in: db) } }
+    }
+
+    /// Looks tokens up in PostgreSQL through `pool`.
+    package init(postgres pool: PostgresPool) {
+        lookup = { token in try await pool.run { connection in try PostgresTokenStore.device(for: token, in: connection) } }
     }
 
     /// The device of the request's bearer token.
@@ -22,7 +29,7 @@ package final class DeviceAuthenticator: Sendable {
             throw CollectorError(.unauthorized, "unauthorized", "Authorization must be \"Bearer <token>\"")
         }
         let token = DeviceToken(text: String(parts[1]).trimmingSpaces())
-        let device = try await readers.run { db in try TokenStore.device(for: token, in: db) }
+        let device = try await lookup(token)
         guard let device else {
             throw CollectorError(.unauthorized, "unauthorized", "unknown or revoked token")
         }

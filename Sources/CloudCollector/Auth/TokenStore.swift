@@ -1,3 +1,4 @@
+import EdgeSyncPostgres
 import EdgeSyncSQLite
 
 /// Device tokens in the central database: one token per device, kept only as its SHA-256.
@@ -58,5 +59,41 @@ package enum TokenStore {
         // The index lookup already matched; the constant-time check keeps the decision itself
         // independent of where two digests differ.
         return DeviceToken.digestsMatch(stored, digest) ? device : nil
+    }
+}
+
+/// The same device tokens in a PostgreSQL database (`device_tokens`, token hashes as `bytea`).
+package enum PostgresTokenStore {
+    package static func add(device: String, in connection: PostgresConnection, now: Int64) throws -> DeviceToken {
+        guard !device.isEmpty, device.utf8.count <= 256 else {
+            throw CollectorStorageError("device id must be 1 to 256 bytes of UTF-8")
+        }
+        let token = DeviceToken.generate()
+        try connection.query(
+            """
+            INSERT INTO device_tokens (device, token_hash, created_at) VALUES ($1, decode($2, 'hex'), $3)
+            ON CONFLICT (device) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at
+            """, [device, hexString(token.hash), String(now)])
+        return token
+    }
+
+    package static func list(in connection: PostgresConnection) throws -> [TokenStore.Entry] {
+        let rows = try connection.query("SELECT device, created_at FROM device_tokens ORDER BY device")
+        return try (0..<rows.count).map { row in
+            TokenStore.Entry(device: rows.string(row, 0) ?? "", createdAt: try rows.requiredInt64(row, 1))
+        }
+    }
+
+    package static func revoke(device: String, in connection: PostgresConnection) throws -> Bool {
+        try connection.query("DELETE FROM device_tokens WHERE device = $1", [device]).affectedRows > 0
+    }
+
+    package static func device(for token: DeviceToken, in connection: PostgresConnection) throws -> String? {
+        let digest = token.hash
+        let rows = try connection.query(
+            "SELECT device, encode(token_hash, 'hex') FROM device_tokens WHERE token_hash = decode($1, 'hex')",
+            [hexString(digest)])
+        guard rows.count == 1, let device = rows.string(0, 0), let stored = rows.string(0, 1) else { return nil }
+        return DeviceToken.digestsMatch(Array(stored.utf8), Array(hexString(digest).utf8)) ? device : nil
     }
 }

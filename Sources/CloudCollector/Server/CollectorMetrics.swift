@@ -1,4 +1,5 @@
 import EdgeSyncMetrics
+import EdgeSyncPostgres
 import EdgeSyncSQLite
 import Foundation
 import HTTPCore
@@ -64,32 +65,72 @@ package final class CollectorMetrics: Sendable {
 /// second, and the data directory's file system has room.
 package struct ReadinessProbe: Sendable {
     package static let minimumFreeBytes: Int64 = 64 << 20
-    private let connection: SQLiteConnectionQueue
-    private let dataDirectory: String
+    /// How long the database may take to answer before the collector counts as not ready.
+    package static let databaseTimeout = Duration.seconds(2)
+    private let databaseProblem: @Sendable () async -> String?
+    private let dataDirectory: String?
 
+    /// Embedded SQLite: the write lock must be free within a second and the data directory must
+    /// have room.
     package init(databasePath: String, dataDirectory: String) throws {
         var configuration = SQLiteDatabase.Configuration()
         configuration.createsFile = false
         configuration.busyTimeout = .seconds(1)
-        connection = try SQLiteConnectionQueue(path: databasePath, configuration: configuration, label: "readiness")
+        let connection = try SQLiteConnectionQueue(path: databasePath, configuration: configuration, label: "readiness")
         self.dataDirectory = dataDirectory
+        databaseProblem = {
+            do {
+                try await connection.run { database in
+                    try database.execute("BEGIN IMMEDIATE")
+                    try database.execute("ROLLBACK")
+                }
+                return nil
+            } catch {
+                return "the database does not take writes: \(error)"
+            }
+        }
+    }
+
+    /// PostgreSQL: the server must answer within `databaseTimeout` and take writes (a primary,
+    /// not a standby in recovery).
+    package init(postgres pool: PostgresPool) {
+        dataDirectory = nil
+        databaseProblem = {
+            // A hung server must not hang the probe: whichever comes first, the answer or the
+            // timeout, decides; a late answer is ignored.
+            let decided = Mutex<CheckedContinuation<String?, Never>?>(nil)
+            return await withCheckedContinuation { continuation in
+                decided.withLock { $0 = continuation }
+                let decide: @Sendable (String?) -> Void = { problem in
+                    decided.withLock { $0.take() }?.resume(returning: problem)
+                }
+                Task {
+                    do {
+                        let inRecovery = try await pool.run { connection in
+                            try connection.query("SELECT pg_is_in_recovery()").string(0, 0)
+                        }
+                        decide(inRecovery == "t" ? "PostgreSQL is a read-only standby (in recovery)" : nil)
+                    } catch {
+                        decide("PostgreSQL is unreachable: \(error)")
+                    }
+                }
+                Task {
+                    try? await Task.sleep(for: Self.databaseTimeout)
+                    decide("PostgreSQL did not answer within \(Self.databaseTimeout)")
+                }
+            }
+        }
     }
 
     /// nil when ready, else why not.
     package func problem() async -> String? {
-        var stats = statvfs()
-        if statvfs(dataDirectory, &stats) == 0 {
-            let free = Int64(stats.f_bavail) * Int64(stats.f_frsize)
-            if free < Self.minimumFreeBytes { return "only \(free) bytes free in the data directory" }
-        }
-        do {
-            try await connection.run { database in
-                try database.execute("BEGIN IMMEDIATE")
-                try database.execute("ROLLBACK")
+        if let dataDirectory {
+            var stats = statvfs()
+            if statvfs(dataDirectory, &stats) == 0 {
+                let free = Int64(stats.f_bavail) * Int64(stats.f_frsize)
+                if free < Self.minimumFreeBytes { return "only \(free) bytes free in the data directory" }
             }
-            return nil
-        } catch {
-            return "the database does not take writes: \(error)"
         }
+        return await databaseProblem()
     }
 }

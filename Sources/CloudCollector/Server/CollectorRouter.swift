@@ -1,3 +1,4 @@
+import EdgeSyncPostgres
 import EdgeSyncSQLite
 import HTTPCore
 
@@ -64,6 +65,16 @@ package struct CollectorRouter: HTTPResponder {
         } catch let error as HTTPResponseError {
             // The HTTP core's own errors (body too large, timeouts) keep their status.
             return failure(CollectorError(error.status, "http_error", error.responseMessage ?? "\(error.status)"))
+        } catch let error as PostgresError where error.isUnavailable {
+            // The database restarts or the network to it broke: the edge keeps its readings and
+            // retries; the writer's session reconnects by itself.
+            log(
+                "level=warning event=database_unavailable method=\(request.method) path=\(request.path)"
+                    + " error=\"\(error)\"")
+            return failure(CollectorError(
+                .serviceUnavailable, "database_unavailable", "the database is unavailable; retry later",
+                retryAfterSeconds: 5
+            ))
         } catch let error as SQLiteError where error.isBusy {
             return failure(CollectorError(
                     .serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1

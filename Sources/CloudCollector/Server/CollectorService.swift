@@ -1,5 +1,6 @@
 import EdgeSyncCommandLine
 import EdgeSyncMetrics
+import EdgeSyncPostgres
 import EdgeSyncSQLite
 import Foundation
 import HTTPCore
@@ -13,6 +14,10 @@ package final class CollectorService: Sendable {
         package var port = 8080
         package var dataDirectory: String
         package var storage = SQLiteReadingStore.Configuration()
+        /// Central storage on PostgreSQL instead of embedded SQLite (`--database postgres://…`).
+        /// The data directory is then unused; several collectors may share the database.
+        package var postgresURL: String?
+        package var postgres = PostgresReadingStore.Configuration()
         package var writer = IngestWriter.Configuration()
         package var ingest = IngestEndpoint.Configuration()
         package var readerConnections = 2
@@ -32,10 +37,23 @@ package final class CollectorService: Sendable {
         package var databasePath: String {
             (dataDirectory as NSString).appendingPathComponent(CollectorSchema.databaseFileName)
         }
+
+        /// Where central data lives, as logs may show it (never a password).
+        package var databaseDescription: String {
+            if let postgresURL { return postgresRedactedURL(postgresURL) }
+            return databasePath
+        }
+
+        func postgresSession(_ role: String) -> PostgresSession.Configuration? {
+            guard let postgresURL else { return nil }
+            var session = PostgresSession.Configuration(url: postgresURL)
+            session.applicationName = "cloud-collector \(role)"
+            return session
+        }
     }
 
-    /// Makes the store the writer owns; the default opens `SQLiteReadingStore` in the data directory.
-    /// Another store (PostgreSQL, or a test's wrapper) plugs in here.
+    /// Makes the store the writer owns; the default opens `PostgresReadingStore` when a PostgreSQL
+    /// URL is configured, else `SQLiteReadingStore` in the data directory. A test's wrapper plugs in here.
     package typealias StoreFactory =
         @Sendable (Configuration, @escaping @Sendable (String) -> Void) throws -> any ReadingStore
 
@@ -52,36 +70,38 @@ package final class CollectorService: Sendable {
             StandardError.print(message)
         },
         makeStore: StoreFactory = { configuration, log in
-            try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage, log: log)
+            if let session = configuration.postgresSession("writer") {
+                return try PostgresReadingStore(session: session, configuration: configuration.postgres)
+            }
+            return try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage, log: log)
         },
         extraRoutes: (inout CollectorRouter) -> Void = { _ in },
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }
     ) throws {
         self.configuration = configuration
-        try FileManager.default.createDirectory(
-            atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        if configuration.postgresURL == nil {
+            try FileManager.default.createDirectory(
+                atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        }
         let store = try makeStore(configuration, log)
         writer = IngestWriter(store: store, configuration: configuration.writer, now: now)
-        let authenticator = try DeviceAuthenticator(
-            databasePath: configuration.databasePath, readerCount: configuration.readerConnections)
+        let backend = try Backend(configuration)
 
         let metrics = self.metrics
         var router = CollectorRouter(log: log, metrics: metrics)
         IngestEndpoint(
-            configuration: configuration.ingest, authenticator: authenticator, writer: writer, metrics: metrics
+            configuration: configuration.ingest, authenticator: backend.authenticator, writer: writer, metrics: metrics
         )
         .register(in: &router)
         QueryEndpoint(
             configuration: configuration.query,
             authenticator: OperatorAuthenticator(token: configuration.operatorToken),
-            queries: try SQLiteReadingQueries(
-                databasePath: configuration.databasePath, connections: configuration.queryConnections),
+            queries: backend.queries,
             skewToleranceNanoseconds: configuration.storage.clock.futureToleranceNanoseconds, now: now
         )
         .register(in: &router)
         router.add("GET", "/healthz") { _, _ in HTTPResponse(text: "ok\n") }
-        let readiness = try ReadinessProbe(
-            databasePath: configuration.databasePath, dataDirectory: configuration.dataDirectory)
+        let readiness = backend.readiness
         let writer = self.writer
         router.add("GET", "/readyz") { _, _ in
             if let problem = await readiness.problem() {
@@ -126,5 +146,32 @@ package final class CollectorService: Sendable {
 
     package func shutdown() {
         server.shutdown(grace: configuration.shutdownGrace)
+    }
+}
+
+/// What the server reads central data through besides the writer: device authentication, the
+/// query API and the readiness probe, on connections of their own.
+private struct Backend {
+    var authenticator: DeviceAuthenticator
+    var queries: any ReadingQueries
+    var readiness: ReadinessProbe
+
+    init(_ configuration: CollectorService.Configuration) throws {
+        if let auth = configuration.postgresSession("auth"), let query = configuration.postgresSession("query"),
+            let probe = configuration.postgresSession("readiness")
+        {
+            authenticator = DeviceAuthenticator(
+                postgres: PostgresPool(configuration: auth, count: configuration.readerConnections, label: "cloud-collector.auth"))
+            queries = PostgresReadingQueries(
+                pool: PostgresPool(configuration: query, count: configuration.queryConnections, label: "cloud-collector.query"))
+            readiness = ReadinessProbe(postgres: PostgresPool(configuration: probe, count: 1, label: "cloud-collector.readiness"))
+        } else {
+            authenticator = try DeviceAuthenticator(
+                databasePath: configuration.databasePath, readerCount: configuration.readerConnections)
+            queries = try SQLiteReadingQueries(
+                databasePath: configuration.databasePath, connections: configuration.queryConnections)
+            readiness = try ReadinessProbe(
+                databasePath: configuration.databasePath, dataDirectory: configuration.dataDirectory)
+        }
     }
 }
