@@ -80,12 +80,12 @@ public struct BatchDecoder: Sendable {
         }
         var seriesKeys: [String] = []
         seriesKeys.reserveCapacity(seriesCount)
-        var seen = Set<String>(minimumCapacity: seriesCount)
+        var seen = Set<ExactString>(minimumCapacity: seriesCount)
         for index in 0..<seriesCount {
             let keyOffset = reader.position
             let key = try reader.readString("series key \(index)", maxBytes: limits.maximumSeriesKeyBytes)
             guard !key.isEmpty else { throw reader.error(.malformed, "series key \(index) is empty", at: keyOffset) }
-            guard seen.insert(key).inserted else {
+            guard seen.insert(ExactString(key)).inserted else {
                 throw reader.error(.malformed, "series key \(index) \"\(key)\" repeats an earlier key", at: keyOffset)
             }
             seriesKeys.append(key)

@@ -135,12 +135,12 @@ public struct BatchEncoder: Sendable {
         guard batch.seriesKeys.count <= limits.maximumSeries else {
             throw CodecError(.invalidBatch, "\(batch.seriesKeys.count) series exceed the limit of \(limits.maximumSeries)")
         }
-        var seen = Set<String>(minimumCapacity: batch.seriesKeys.count)
+        var seen = Set<ExactString>(minimumCapacity: batch.seriesKeys.count)
         for key in batch.seriesKeys {
             guard !key.isEmpty, key.utf8.count <= limits.maximumSeriesKeyBytes else {
                 throw CodecError(.invalidBatch, "series key must be 1...\(limits.maximumSeriesKeyBytes) bytes, got \(key.utf8.count)")
             }
-            guard seen.insert(key).inserted else {
+            guard seen.insert(ExactString(key)).inserted else {
                 throw CodecError(.invalidBatch, "series key \"\(key)\" appears twice")
             }
         }

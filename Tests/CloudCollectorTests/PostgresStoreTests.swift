@@ -188,6 +188,24 @@ extension Fixtures {
         }
     }
 
+    /// Series keys are bytes: "é" precomposed and decomposed are two series, in one group or two.
+    @Test func canonicallyEquivalentKeysAreTwoSeries() async throws {
+        try await withPostgresDatabase { url in
+            let store = try store(url)
+            let keys = ["caf\u{e9} v", "cafe\u{301} v"]
+            let both = Batch(
+                device: "gw", stream: 1, firstSequence: 1, seriesKeys: keys,
+                readings: [Reading(series: 0, timestamp: 1, value: 1), Reading(series: 1, timestamp: 2, value: 2)])
+            let later = Batch(
+                device: "gw", stream: 1, firstSequence: 3, seriesKeys: [keys[1]],
+                readings: [Reading(series: 0, timestamp: 3, value: 3)])
+            _ = try store.store([both], receivedAt: 0)
+            _ = try store.store([later], receivedAt: 0)
+            let stored = try Fixtures.storedReadings(postgresURL: url)
+            #expect(stored.map { Array($0.seriesKey.utf8) } == [keys[0], keys[1], keys[1]].map { Array($0.utf8) })
+        }
+    }
+
     @Test func droppedRangesAreRecordedOnce() async throws {
         try await withPostgresDatabase { url in
             let store = try store(url)

@@ -16,6 +16,23 @@ struct StoreDedupTests {
         }
     }
 
+    /// Series keys and devices are bytes: "é" precomposed and decomposed are two series.
+    @Test func canonicallyEquivalentKeysAreTwoSeries() throws {
+        try withStore { store, path in
+            let keys = ["caf\u{e9} v", "cafe\u{301} v"]
+            let first = Batch(
+                device: "gw", stream: 1, firstSequence: 1, seriesKeys: [keys[0]],
+                readings: [Reading(series: 0, timestamp: 1, value: 1)])
+            let second = Batch(
+                device: "gw", stream: 1, firstSequence: 2, seriesKeys: [keys[1]],
+                readings: [Reading(series: 0, timestamp: 2, value: 2)])
+            _ = try store.store([first], receivedAt: 0)
+            _ = try store.store([second], receivedAt: 0)
+            let stored = try Fixtures.storedReadings(databasePath: path)
+            #expect(stored.map { Array($0.seriesKey.utf8) } == keys.map { Array($0.utf8) })
+        }
+    }
+
     @Test func sameBatchTwiceIsStoredOnce() throws {
         try withStore { store, path in
             let batch = Fixtures.batch(first: 1, count: 500)

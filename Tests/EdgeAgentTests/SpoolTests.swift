@@ -244,6 +244,19 @@ import Testing
         }
     }
 
+    /// Keys equal as Swift `String`s (canonical equivalence) but different bytes stay two series.
+    @Test func canonicallyEquivalentKeysStayTwoSeries() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            let keys = ["caf\u{e9} v", "cafe\u{301} v"]
+            _ = try await spool.append(keys.enumerated().map { IncomingReading(seriesKey: $0.element, timestamp: Int64($0.offset), value: 1) })
+            _ = try await spool.append(seriesKeys: keys, readings: [Reading(series: 1, timestamp: 5, value: 2)])
+            let batch = try #require(try await spool.batches(from: 1, maxReadings: 10)).batch
+            let stored = batch.readings.map { Array(batch.seriesKeys[$0.series].utf8) }
+            #expect(stored == [keys[0], keys[1], keys[1]].map { Array($0.utf8) })
+        }
+    }
+
     @Test(arguments: [
         [], [IncomingReading(seriesKey: "", timestamp: 0, value: 1)],
         [IncomingReading(seriesKey: String(repeating: "k", count: 1025), timestamp: 0, value: 1)],

@@ -21,6 +21,18 @@ struct RoundTripTests {
         #expect(try roundTrip(batch, options: EncodingOptions(deflateLevel: 6)) == batch)
     }
 
+    /// "é" precomposed and "e" + combining acute are equal as Swift `String`s but are two keys.
+    @Test("canonically equivalent series keys stay two series, byte for byte")
+    func canonicallyEquivalentKeys() throws {
+        let keys = ["caf\u{e9} v", "cafe\u{301} v"]
+        let batch = Batch(
+            device: "gw", stream: 1, firstSequence: 1, seriesKeys: keys,
+            readings: [Reading(series: 0, timestamp: 1, value: 1), Reading(series: 1, timestamp: 2, value: 2)])
+        let decoded = try roundTrip(batch)
+        #expect(decoded.seriesKeys.map { Array($0.utf8) } == keys.map { Array($0.utf8) })
+        #expect(decoded.readings.map(\.series) == [0, 1])
+    }
+
     @Test("every edge value in every position keeps its exact bits")
     func edgeValues() throws {
         for rotation in 0..<Fixtures.edgeValues.count {

@@ -29,7 +29,7 @@ package final class PostgresReadingStore: ReadingStore {
     private let configuration: Configuration
     private var rangeCache = ReceivedRangeCache()
     private var streamReferences: [StreamKey: Int64] = [:]
-    private var seriesIDs: [String: [String: Int64]] = [:]
+    private var seriesIDs: [ExactString: [ExactString: Int64]] = [:]
 
     /// Connects, creates or migrates the schema, and keeps the session for the writer.
     package init(session sessionConfiguration: PostgresSession.Configuration, configuration: Configuration = Configuration())
@@ -61,7 +61,7 @@ package final class PostgresReadingStore: ReadingStore {
 
     private func storeOnce(_ batches: [Batch], receivedAt: Int64) throws -> StoreCommit {
         var newStreams: [StreamKey: Int64] = [:]
-        var newSeries: [String: [String: Int64]] = [:]
+        var newSeries: [ExactString: [ExactString: Int64]] = [:]
         var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] =
             [:]
         var outcomes: [StoreOutcome] = []
@@ -80,7 +80,10 @@ package final class PostgresReadingStore: ReadingStore {
                 }
                 let keys = Set(batches.filter { !$0.readings.isEmpty }.map { StreamKey(device: $0.device, stream: $0.stream) })
                 var references: [StreamKey: Int64] = [:]
-                for key in keys.sorted(by: { ($0.device, $0.stream) < ($1.device, $1.stream) }) {
+                for key in keys.sorted(by: { a, b in
+                    a.device.utf8.elementsEqual(b.device.utf8)
+                        ? a.stream < b.stream : a.device.utf8.lexicographicallyPrecedes(b.device.utf8)
+                }) {
                     let (reference, version) = try lockStream(key, in: connection, new: &newStreams)
                     references[key] = reference
                     let ranges = try rangeCache.ranges(of: reference, atVersion: version)
@@ -246,28 +249,35 @@ package final class PostgresReadingStore: ReadingStore {
     /// Series ids for every series key of the batches in `used`, creating missing series in sorted
     /// order (two collectors creating the same series then wait for each other instead of deadlocking).
     private func resolveSeries(
-        _ batches: [Batch], used: Set<Int>, in connection: PostgresConnection, new: inout [String: [String: Int64]]
+        _ batches: [Batch], used: Set<Int>, in connection: PostgresConnection, new: inout [ExactString: [ExactString: Int64]]
     ) throws -> [Int: [Int64]] {
-        var missing: Set<[String]> = []
+        var missing: [ExactString: Set<ExactString>] = [:]
         for index in used {
             let batch = batches[index]
-            for key in batch.seriesKeys where seriesIDs[batch.device]?[key] == nil && new[batch.device]?[key] == nil {
-                missing.insert([batch.device, key])
+            let device = ExactString(batch.device)
+            for key in batch.seriesKeys.map(ExactString.init)
+            where seriesIDs[device]?[key] == nil && new[device]?[key] == nil {
+                missing[device, default: []].insert(key)
             }
         }
-        for pair in missing.sorted(by: { ($0[0], $0[1]) < ($1[0], $1[1]) }) {
-            try connection.query(
-                "INSERT INTO series (device, series_key) VALUES ($1, $2) ON CONFLICT DO NOTHING", [pair[0], pair[1]])
-            let rows = try connection.query(
-                "SELECT series_id FROM series WHERE device = $1 AND series_key = $2", [pair[0], pair[1]])
-            guard rows.count == 1 else { throw CollectorStorageError("series \(pair[1]) vanished while being created") }
-            new[pair[0], default: [:]][pair[1]] = try rows.requiredInt64(0, 0)
+        // Byte order, the same in every collector (String's `<` is not byte order).
+        func byteOrder(_ a: ExactString, _ b: ExactString) -> Bool { a.value.utf8.lexicographicallyPrecedes(b.value.utf8) }
+        for device in missing.keys.sorted(by: byteOrder) {
+            for key in (missing[device] ?? []).sorted(by: byteOrder) {
+                try connection.query(
+                    "INSERT INTO series (device, series_key) VALUES ($1, $2) ON CONFLICT DO NOTHING", [device.value, key.value])
+                let rows = try connection.query(
+                    "SELECT series_id FROM series WHERE device = $1 AND series_key = $2", [device.value, key.value])
+                guard rows.count == 1 else { throw CollectorStorageError("series \(key) vanished while being created") }
+                new[device, default: [:]][key] = try rows.requiredInt64(0, 0)
+            }
         }
         var result: [Int: [Int64]] = [:]
         for index in used {
             let batch = batches[index]
+            let device = ExactString(batch.device)
             result[index] = try batch.seriesKeys.map { key in
-                guard let id = seriesIDs[batch.device]?[key] ?? new[batch.device]?[key] else {
+                guard let id = seriesIDs[device]?[ExactString(key)] ?? new[device]?[ExactString(key)] else {
                     throw CollectorStorageError("series \(key) has no id")
                 }
                 return id

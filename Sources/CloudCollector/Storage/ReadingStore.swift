@@ -11,6 +11,16 @@ package struct StreamKey: Hashable, Sendable, CustomStringConvertible {
         self.stream = stream
     }
 
+    // Device ids are compared as bytes, as the database compares them (`ExactString`).
+    package static func == (lhs: StreamKey, rhs: StreamKey) -> Bool {
+        lhs.stream == rhs.stream && ExactString(lhs.device) == ExactString(rhs.device)
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(stream)
+        hasher.combine(ExactString(device))
+    }
+
     package var description: String { "\(device)/\(stream)" }
 }
 

@@ -39,7 +39,7 @@ package final class SQLiteReadingStore: ReadingStore {
     /// Committed stream references; a reference never changes once committed.
     private var streamReferences: [StreamKey: Int64] = [:]
     /// Committed series ids per device and key.
-    private var seriesIDs: [String: [String: Int64]] = [:]
+    private var seriesIDs: [ExactString: [ExactString: Int64]] = [:]
 
     /// Rows per multi-row INSERT: fewer statement executions, same bytes.
     private static let rowsPerInsert = 64
@@ -109,7 +109,7 @@ package final class SQLiteReadingStore: ReadingStore {
 
     package func store(_ batches: [Batch], receivedAt: Int64) throws -> StoreCommit {
         var newStreams: [StreamKey: Int64] = [:]
-        var newSeries: [String: [String: Int64]] = [:]
+        var newSeries: [ExactString: [ExactString: Int64]] = [:]
         // Ranges of each stream touched in this transaction: (version read at its start, ranges now).
         var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] =
             [:]
@@ -294,10 +294,10 @@ package final class SQLiteReadingStore: ReadingStore {
         try bump.run()
     }
 
-    private func seriesID(device: String, key: String, in db: SQLiteDatabase, new: inout [String: [String: Int64]])
+    private func seriesID(device: String, key: String, in db: SQLiteDatabase, new: inout [ExactString: [ExactString: Int64]])
         throws -> Int64
     {
-        if let known = seriesIDs[device]?[key] ?? new[device]?[key] { return known }
+        if let known = seriesIDs[ExactString(device)]?[ExactString(key)] ?? new[ExactString(device)]?[ExactString(key)] { return known }
         let insert = try db.statement("INSERT INTO series (device, series_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
         try insert.bind(device, at: 1)
         try insert.bind(key, at: 2)
@@ -308,7 +308,7 @@ package final class SQLiteReadingStore: ReadingStore {
         guard try select.step() else { throw CollectorStorageError("series \(key) vanished while being created") }
         let id = select.int64(at: 0)
         select.reset()
-        new[device, default: [:]][key] = id
+        new[ExactString(device), default: [:]][ExactString(key)] = id
         return id
     }
 

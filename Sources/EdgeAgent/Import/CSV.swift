@@ -72,12 +72,12 @@ package struct CSVParser: Sendable {
                 line: lineNumber,
                 "the header needs exactly one column named \"time\" or \"timestamp\", found \(timeColumns.count)")
         }
-        var seen = Set<String>()
+        var seen = Set<ExactString>()
         for (column, name) in cells.enumerated() where column != timeColumns[0] {
             guard !name.isEmpty, name.utf8.count <= DecodingLimits.default.maximumSeriesKeyBytes else {
                 throw InputError(line: lineNumber, "header column \(column + 1): a series name must be 1...1024 bytes")
             }
-            guard seen.insert(name).inserted else {
+            guard seen.insert(ExactString(name)).inserted else {
                 throw InputError(line: lineNumber, "header column \"\(name)\" appears twice")
             }
         }

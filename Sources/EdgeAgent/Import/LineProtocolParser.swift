@@ -480,7 +480,7 @@ package struct SeriesInterner: Sendable {
     private var entries: [Entry] = []
     private var arena: [UInt8] = []
     private var keys: [String] = []
-    private var idByKey: [String: Int32] = [:]
+    private var idByKey: [ExactString: Int32] = [:]
 
     var isFull: Bool { entries.count >= Self.maximumEntries || arena.count >= Self.maximumArenaBytes }
 
@@ -518,12 +518,12 @@ package struct SeriesInterner: Sendable {
         }
         let key = try makeKey()
         let id: Int32
-        if let known = idByKey[key] {
+        if let known = idByKey[ExactString(key)] {
             id = known
         } else {
             id = Int32(keys.count)
             keys.append(key)
-            idByKey[key] = id
+            idByKey[ExactString(key)] = id
         }
         let entry = Entry(
             hash: hash, seriesOffset: arena.count, seriesCount: series.count, fieldOffset: arena.count + series.count,

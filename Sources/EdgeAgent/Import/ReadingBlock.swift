@@ -8,7 +8,7 @@ import EdgeSyncCodec
 package struct ReadingBlock: Sendable {
     package private(set) var seriesKeys: [String] = []
     package private(set) var readings: [Reading] = []
-    private var localByKey: [String: Int] = [:]
+    private var localByKey: [ExactString: Int] = [:]
     /// Interned series id → index in `seriesKeys` + 1 (0: not in this block yet).
     private var localByID: [Int32] = []
     private var usedIDs: [Int32] = []
@@ -50,10 +50,10 @@ package struct ReadingBlock: Sendable {
     }
 
     private mutating func local(forKey key: String) -> Int {
-        if let known = localByKey[key] { return known }
+        if let known = localByKey[ExactString(key)] { return known }
         let local = seriesKeys.count
         seriesKeys.append(key)
-        localByKey[key] = local
+        localByKey[ExactString(key)] = local
         return local
     }
 

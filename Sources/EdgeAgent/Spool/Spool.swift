@@ -163,17 +163,18 @@ package final class Spool: Sendable {
     ///   bytes of UTF-8 or holds U+0000; `.full` (cap reached, policy reject), `.diskFull` or `.ioError`, all retryable.
     package func append(_ readings: some Collection<IncomingReading>) async throws(SpoolError) -> SequenceRange {
         var keys: [String] = []
-        var index: [String: Int] = [:]
+        var index: [ExactString: Int] = [:]
         var converted: [Reading] = []
         converted.reserveCapacity(readings.count)
         for reading in readings {
             let series: Int
-            if let known = index[reading.seriesKey] {
+            let key = ExactString(reading.seriesKey)
+            if let known = index[key] {
                 series = known
             } else {
                 series = keys.count
                 keys.append(reading.seriesKey)
-                index[reading.seriesKey] = series
+                index[key] = series
             }
             converted.append(Reading(series: series, timestamp: reading.timestamp, value: reading.value))
         }
@@ -260,7 +261,7 @@ package final class Spool: Sendable {
         for key in seriesKeys where key.utf8.contains(0) {
             throw SpoolError(.invalidInput, "series key contains U+0000 (NUL): \"\(key.prefix(80).debugDescription)\"")
         }
-        guard Set(seriesKeys).count == seriesKeys.count else {
+        guard Set(seriesKeys.map(ExactString.init)).count == seriesKeys.count else {
             throw SpoolError(.invalidInput, "a series key appears twice in one append")
         }
         for reading in readings where !(0..<seriesKeys.count).contains(reading.series) {

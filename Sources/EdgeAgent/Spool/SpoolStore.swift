@@ -349,7 +349,7 @@ final class SpoolStore {
         // process on the same data directory) committed meanwhile, sequence numbers still never repeat.
         var next = max(nextSequence, UInt64(try metaInteger("next_seq") ?? 1))
         var keys: [String] = []
-        var keyIndex: [String: Int] = [:]
+        var keyIndex: [ExactString: Int] = [:]
         var readings: [Reading] = []
         readings.reserveCapacity(min(configuration.maxChunkReadings, writes.reduce(0) { $0 + $1.readings.count }))
         func emit() throws {
@@ -367,12 +367,12 @@ final class SpoolStore {
                 var series = map[reading.series]
                 if series < 0 {
                     let key = write.seriesKeys[reading.series]
-                    if let existing = keyIndex[key] {
+                    if let existing = keyIndex[ExactString(key)] {
                         series = existing
                     } else {
                         series = keys.count
                         keys.append(key)
-                        keyIndex[key] = series
+                        keyIndex[ExactString(key)] = series
                     }
                     map[reading.series] = series
                 }
@@ -436,14 +436,14 @@ final class SpoolStore {
                 load.reset()
                 guard expected == last + 1, batches.count == run.count else { throw CompactionSkipped() }
                 var keys: [String] = []
-                var keyIndex: [String: Int] = [:]
+                var keyIndex: [ExactString: Int] = [:]
                 var readings: [Reading] = []
                 readings.reserveCapacity(Int(last - first + 1))
                 for batch in batches {
                     let map = batch.seriesKeys.map { key -> Int in
-                        if let known = keyIndex[key] { return known }
+                        if let known = keyIndex[ExactString(key)] { return known }
                         keys.append(key)
-                        keyIndex[key] = keys.count - 1
+                        keyIndex[ExactString(key)] = keys.count - 1
                         return keys.count - 1
                     }
                     for reading in batch.readings {
@@ -591,7 +591,7 @@ final class SpoolStore {
         try statement.bind(Int64(clamping: from), at: 1)
         defer { statement.reset() }
         var keys: [String] = []
-        var keyIndex: [String: Int] = [:]
+        var keyIndex: [ExactString: Int] = [:]
         var readings: [Reading] = []
         var first: UInt64 = 0
         var expected: UInt64 = 0
@@ -621,10 +621,10 @@ final class SpoolStore {
                 var series = map[reading.series]
                 if series < 0 {
                     let key = decoded.seriesKeys[reading.series]
-                    series = keyIndex[key] ?? keys.count
+                    series = keyIndex[ExactString(key)] ?? keys.count
                     if series == keys.count {
                         keys.append(key)
-                        keyIndex[key] = series
+                        keyIndex[ExactString(key)] = series
                     }
                     map[reading.series] = series
                 }
