@@ -23,7 +23,8 @@ package enum CollectorSchema {
         DROP INDEX IF EXISTS readings_by_series_time;
         """
 
-    package static let statements = """
+    package static var statements: String {
+        """
         CREATE TABLE IF NOT EXISTS collector_schema (version INTEGER NOT NULL);
 
         -- Device tokens: only the SHA-256 of each token is kept.
@@ -118,7 +119,12 @@ package enum CollectorSchema {
         );
 
         -- The documented way to read central data: one row per reading.
-        CREATE VIEW IF NOT EXISTS readings_view AS
+        CREATE VIEW IF NOT EXISTS readings_view AS \(readingsView);
+        """
+    }
+
+    /// The body of `readings_view`, the same on SQLite and PostgreSQL.
+    package static let readingsView = """
         SELECT streams.device AS device,
                series.series_key AS series_key,
                readings.timestamp AS timestamp,
@@ -128,6 +134,6 @@ package enum CollectorSchema {
                readings.value_bits AS value_bits
         FROM readings
         JOIN streams ON streams.stream_ref = readings.stream_ref
-        JOIN series ON series.series_id = readings.series_id;
+        JOIN series ON series.series_id = readings.series_id
         """
 }

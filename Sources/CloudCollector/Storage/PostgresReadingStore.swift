@@ -27,9 +27,7 @@ package final class PostgresReadingStore: ReadingStore {
 
     private let session: PostgresSession
     private let configuration: Configuration
-    private var rangeCache = ReceivedRangeCache()
-    private var streamReferences: [StreamKey: Int64] = [:]
-    private var seriesIDs: [ExactString: [ExactString: Int64]] = [:]
+    private var caches = StoreCaches()
 
     /// Connects, creates or migrates the schema, and keeps the session for the writer.
     package init(session sessionConfiguration: PostgresSession.Configuration, configuration: Configuration = Configuration())
@@ -62,8 +60,7 @@ package final class PostgresReadingStore: ReadingStore {
     private func storeOnce(_ batches: [Batch], receivedAt: Int64) throws -> StoreCommit {
         var newStreams: [StreamKey: Int64] = [:]
         var newSeries: [ExactString: [ExactString: Int64]] = [:]
-        var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] =
-            [:]
+        var working: [Int64: WorkingRanges] = [:]
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
@@ -86,7 +83,7 @@ package final class PostgresReadingStore: ReadingStore {
                 }) {
                     let (reference, version) = try lockStream(key, in: connection, new: &newStreams)
                     references[key] = reference
-                    let ranges = try rangeCache.ranges(of: reference, atVersion: version)
+                    let ranges = try caches.ranges.ranges(of: reference, atVersion: version)
                         ?? loadRanges(reference, in: connection)
                     working[reference] = (key, version, ranges, ranges)
                 }
@@ -127,14 +124,7 @@ package final class PostgresReadingStore: ReadingStore {
             }
         }
 
-        for (key, reference) in newStreams { streamReferences[key] = reference }
-        for (device, keys) in newSeries { seriesIDs[device, default: [:]].merge(keys) { _, new in new } }
-        var committed: [StreamKey: SequenceRangeSet] = [:]
-        for (reference, state) in working {
-            let version = state.ranges != state.original ? state.version + 1 : state.version
-            rangeCache.update(reference, version: version, ranges: state.ranges)
-            committed[state.key] = state.ranges
-        }
+        let committed = caches.learn(streams: newStreams, series: newSeries, working: working)
         return StoreCommit(outcomes: outcomes, committedRanges: committed)
     }
 
@@ -159,7 +149,7 @@ package final class PostgresReadingStore: ReadingStore {
                 }
             }
         }
-        for (key, reference) in newStreams { streamReferences[key] = reference }
+        _ = caches.learn(streams: newStreams, series: [:], working: [:])
     }
 
     package func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet {
@@ -179,7 +169,7 @@ package final class PostgresReadingStore: ReadingStore {
     private func streamReference(_ key: StreamKey, in connection: PostgresConnection, new: inout [StreamKey: Int64])
         throws -> Int64
     {
-        if let known = streamReferences[key] ?? new[key] { return known }
+        if let known = caches.streamReferences[key] ?? new[key] { return known }
         try connection.query(
             "INSERT INTO streams (device, stream) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             [key.device, String(key.stream)])
@@ -256,7 +246,7 @@ package final class PostgresReadingStore: ReadingStore {
             let batch = batches[index]
             let device = ExactString(batch.device)
             for key in batch.seriesKeys.map(ExactString.init)
-            where seriesIDs[device]?[key] == nil && new[device]?[key] == nil {
+            where caches.seriesIDs[device]?[key] == nil && new[device]?[key] == nil {
                 missing[device, default: []].insert(key)
             }
         }
@@ -277,7 +267,7 @@ package final class PostgresReadingStore: ReadingStore {
             let batch = batches[index]
             let device = ExactString(batch.device)
             result[index] = try batch.seriesKeys.map { key in
-                guard let id = seriesIDs[device]?[ExactString(key)] ?? new[device]?[ExactString(key)] else {
+                guard let id = caches.seriesIDs[device]?[ExactString(key)] ?? new[device]?[ExactString(key)] else {
                     throw CollectorStorageError("series \(key) has no id")
                 }
                 return id

@@ -19,7 +19,8 @@ package enum PostgresSchema {
     /// Key of the advisory lock that serializes schema changes across collectors.
     static let migrationLock: Int64 = 0x6564_6765_7379_6E63  // "edgesync"
 
-    static let migrations: [String] = [
+    static var migrations: [String] {
+        [
         // 1: the shape of SQLite schema version 3.
         """
         CREATE TABLE device_tokens (
@@ -97,19 +98,10 @@ package enum PostgresSchema {
             past_readings bigint NOT NULL DEFAULT 0
         );
 
-        CREATE VIEW readings_view AS
-        SELECT streams.device AS device,
-               series.series_key AS series_key,
-               readings.timestamp AS timestamp,
-               readings.value AS value,
-               streams.stream AS stream,
-               readings.seq AS seq,
-               readings.value_bits AS value_bits
-        FROM readings
-        JOIN streams ON streams.stream_ref = readings.stream_ref
-        JOIN series ON series.series_id = readings.series_id;
+        CREATE VIEW readings_view AS \(CollectorSchema.readingsView);
         """
-    ]
+        ]
+    }
 
     /// Brings the database to `version`, creating it when empty; refuses a database written by a
     /// newer collector. Safe to run from several collectors at once.

@@ -35,11 +35,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private let checkpointer: WALCheckpointer?
     private let log: @Sendable (String) -> Void
     private var walFrames = 0
-    private var rangeCache = ReceivedRangeCache()
-    /// Committed stream references; a reference never changes once committed.
-    private var streamReferences: [StreamKey: Int64] = [:]
-    /// Committed series ids per device and key.
-    private var seriesIDs: [ExactString: [ExactString: Int64]] = [:]
+    private var caches = StoreCaches()
 
     /// Rows per multi-row INSERT: fewer statement executions, same bytes.
     private static let rowsPerInsert = 64
@@ -111,8 +107,7 @@ package final class SQLiteReadingStore: ReadingStore {
         var newStreams: [StreamKey: Int64] = [:]
         var newSeries: [ExactString: [ExactString: Int64]] = [:]
         // Ranges of each stream touched in this transaction: (version read at its start, ranges now).
-        var working: [Int64: (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)] =
-            [:]
+        var working: [Int64: WorkingRanges] = [:]
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
@@ -167,14 +162,7 @@ package final class SQLiteReadingStore: ReadingStore {
         }
 
         // Committed: only now may the caches learn what this transaction created.
-        for (key, reference) in newStreams { streamReferences[key] = reference }
-        for (device, keys) in newSeries { seriesIDs[device, default: [:]].merge(keys) { _, new in new } }
-        var committed: [StreamKey: SequenceRangeSet] = [:]
-        for (reference, state) in working {
-            let version = state.ranges != state.original ? state.version + 1 : state.version
-            rangeCache.update(reference, version: version, ranges: state.ranges)
-            committed[state.key] = state.ranges
-        }
+        let committed = caches.learn(streams: newStreams, series: newSeries, working: working)
         return StoreCommit(outcomes: outcomes, committedRanges: committed)
     }
 
@@ -197,7 +185,7 @@ package final class SQLiteReadingStore: ReadingStore {
                 try insert.run()
             }
         }
-        for (key, reference) in newStreams { streamReferences[key] = reference }
+        _ = caches.learn(streams: newStreams, series: [:], working: [:])
     }
 
     package func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet {
@@ -230,7 +218,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private func streamReference(for key: StreamKey, in db: SQLiteDatabase, new: inout [StreamKey: Int64]) throws
         -> Int64
     {
-        if let known = streamReferences[key] ?? new[key] { return known }
+        if let known = caches.streamReferences[key] ?? new[key] { return known }
         let insert = try db.statement("INSERT INTO streams (device, stream) VALUES (?, ?) ON CONFLICT DO NOTHING")
         try insert.bind(key.device, at: 1)
         try insert.bind(String(key.stream), at: 2)
@@ -252,7 +240,7 @@ package final class SQLiteReadingStore: ReadingStore {
         guard try version.step() else { throw CollectorStorageError("stream_ref \(reference) has no streams row") }
         let current = version.int64(at: 0)
         version.reset()
-        if let cached = rangeCache.ranges(of: reference, atVersion: current) { return (current, cached) }
+        if let cached = caches.ranges.ranges(of: reference, atVersion: current) { return (current, cached) }
         let select = try db.statement(
             "SELECT first_seq, last_seq FROM received_ranges WHERE stream_ref = ? ORDER BY first_seq")
         try select.bind(reference, at: 1)
@@ -297,7 +285,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private func seriesID(device: String, key: String, in db: SQLiteDatabase, new: inout [ExactString: [ExactString: Int64]])
         throws -> Int64
     {
-        if let known = seriesIDs[ExactString(device)]?[ExactString(key)] ?? new[ExactString(device)]?[ExactString(key)] { return known }
+        if let known = caches.seriesIDs[ExactString(device)]?[ExactString(key)] ?? new[ExactString(device)]?[ExactString(key)] { return known }
         let insert = try db.statement("INSERT INTO series (device, series_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
         try insert.bind(device, at: 1)
         try insert.bind(key, at: 2)

@@ -103,3 +103,31 @@ package struct BatchTimestamps: Sendable {
         }
     }
 }
+
+/// One stream as a write transaction sees it: the version and ranges read at its start, and the
+/// ranges as the transaction's batches extend them.
+typealias WorkingRanges = (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)
+
+/// What a store remembers between transactions: committed stream references, series ids and
+/// received ranges (by version). A transaction's new rows are learned only after it commits, so the
+/// caches never hold what a rolled-back transaction created.
+struct StoreCaches {
+    var ranges = ReceivedRangeCache()
+    var streamReferences: [StreamKey: Int64] = [:]
+    var seriesIDs: [ExactString: [ExactString: Int64]] = [:]
+
+    /// Learns what a committed transaction created and changed; returns each touched stream's ranges.
+    mutating func learn(
+        streams: [StreamKey: Int64], series: [ExactString: [ExactString: Int64]], working: [Int64: WorkingRanges]
+    ) -> [StreamKey: SequenceRangeSet] {
+        for (key, reference) in streams { streamReferences[key] = reference }
+        for (device, keys) in series { seriesIDs[device, default: [:]].merge(keys) { _, new in new } }
+        var committed: [StreamKey: SequenceRangeSet] = [:]
+        for (reference, state) in working {
+            let version = state.ranges != state.original ? state.version + 1 : state.version
+            ranges.update(reference, version: version, ranges: state.ranges)
+            committed[state.key] = state.ranges
+        }
+        return committed
+    }
+}
