@@ -124,6 +124,24 @@ import Testing
         #expect(collector.state.withLock { $0.requests } <= 4)
     }
 
+    /// A refused certificate halts before any frame byte leaves: nothing counts as sent.
+    @Test func anUntrustedCollectorHaltsWithNoBytesCountedAsSent() async throws {
+        let source = MemorySource(readings: 2000)
+        let collector = MemoryCollector { _, _ in
+            .respond(.failure(UploadTransportError("SSL peer certificate was not OK", isUntrustedCollector: true)))
+        }
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        #expect(statistics.haltReason != nil)
+        #expect(statistics.bytesSent == 0)
+        #expect(source.queuedCount == 2000)
+        // A 500 did carry the frame: those bytes count.
+        let failing = MemoryCollector { request, _ in
+            request == 1 ? .respond(.success(UploadResponse(status: 500))) : nil
+        }
+        let sent = try await makeUploader(source: MemorySource(readings: 10), collector: failing).run(.untilEmpty)
+        #expect(sent.bytesSent > 0)
+    }
+
     @Test func theLiveLaneSendsFreshReadingsBeforeTheBacklogEnds() async throws {
         let source = MemorySource(readings: 200_000)
         let collector = MemoryCollector()

@@ -254,10 +254,12 @@ package actor Uploader {
                 statistics.splits += 1
                 return .again(halves(of: batch, range: range))
             }
-            statistics.bytesSent += Int64(frame.count)
             let response = await transport.send(
                 UploadRequest(path: ProtocolPath.batches, contentType: FrameHeader.mediaType, body: frame))
             let outcome = Self.outcome(of: response)
+            // A refused certificate ends the handshake before a byte of the frame leaves; any other
+            // attempt may have sent some or all of it and counts in full.
+            if case .untrustedCollector = outcome {} else { statistics.bytesSent += Int64(frame.count) }
             let decision = policy.decide(outcome, for: range, device: device, stream: stream, using: &random)
             switch decision {
             case .acknowledge(let ranges):
