@@ -41,6 +41,36 @@ enum QueryBenchmark: BenchmarkScenario {
             ofDatabaseAt: directory + "/" + CollectorSchema.databaseFileName
         ).total
 
+        var table = TextTable(
+            "window bound", "readings", "format", "fill readings/s", "seconds", "readings/s", "MB/s", "database",
+            "collector RSS idle", "collector peak RSS")
+        // Baseline in the same run: the same database with every series' block span set to the
+        // maximum, which makes each window scan every block entry after its start, as schema 3 did.
+        for (label, span) in [("max_block_span (schema 4)", nil), ("none: unbounded scan (schema 3, baseline)", Int64.max)] {
+            if let span {
+                try SQLiteDatabase(path: directory + "/" + CollectorSchema.databaseFileName)
+                    .execute("UPDATE series SET max_block_span = \(span)")
+            }
+            // One request returns at most the query API's limit (10 M): a larger series is exported
+            // from its start, which is where an unbounded window scan reads the most block entries.
+            let exported = min(readings, QueryEndpoint.Configuration().maximumReadingLimit)
+            let run = try export(collector: collector, directory: directory, format: format, readings: exported)
+            table.append(
+                label, String(run.rows), format, SpoolBenchmark.grouped(Double(readings) / fillSeconds),
+                SpoolBenchmark.format(run.seconds, 2), SpoolBenchmark.grouped(Double(run.rows) / run.seconds),
+                SpoolBenchmark.format(Double(run.bytes) / run.seconds / 1_048_576, 1),
+                SpoolBenchmark.format(Double(databaseBytes) / 1_048_576, 0) + " MB",
+                SpoolBenchmark.format(run.idleRSS, 1) + " MB", SpoolBenchmark.format(run.peakRSS, 1) + " MB")
+            guard run.rows == exported else { throw BenchmarkError("received \(run.rows) of \(exported) readings") }
+        }
+        print(table.render())
+        print("\n(1 MB = 2^20 bytes; peak RSS is the collector's VmHWM after the export)")
+    }
+
+    /// Starts the real collector on `directory`, streams the whole series once, stops it.
+    static func export(collector: String, directory: String, format: String, readings: Int) throws
+        -> (rows: Int, bytes: Int, seconds: Double, idleRSS: Double, peakRSS: Double)
+    {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: collector)
         server.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", directory]
@@ -55,29 +85,16 @@ enum QueryBenchmark: BenchmarkScenario {
 
         let series = seriesKey.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? seriesKey
         let target = "/v1/readings?device=bench-gateway&series=\(series)&format=\(format)&limit=\(readings)"
-        print("query: GET \(target) …\n")
+        print("query: GET \(target) …")
         let start = ContinuousClock.now
         let received = try StreamingCount.get(port: port, target: target, token: operatorToken)
         let elapsed = SpoolBenchmark.seconds(ContinuousClock.now - start)
         let peakRSS = ReplayBenchmark.peakResidentMegabytes(pid: server.processIdentifier)
         server.terminate()
         server.waitUntilExit()
-
         // CSV has a header line, JSON one line before and one after the readings.
         let rows = received.lines - (format == "csv" ? 1 : (format == "json" ? 2 : 0))
-        var table = TextTable(
-            "readings", "format", "fill readings/s", "seconds", "readings/s", "MB/s", "database", "collector RSS idle",
-            "collector peak RSS")
-        table.append(
-            String(rows), format, SpoolBenchmark.grouped(Double(readings) / fillSeconds),
-            SpoolBenchmark.format(elapsed, 2),
-            SpoolBenchmark.grouped(Double(rows) / elapsed),
-            SpoolBenchmark.format(Double(received.bytes) / elapsed / 1_048_576, 1),
-            SpoolBenchmark.format(Double(databaseBytes) / 1_048_576, 0) + " MB",
-            SpoolBenchmark.format(idleRSS, 1) + " MB", SpoolBenchmark.format(peakRSS, 1) + " MB")
-        print(table.render())
-        print("\n(1 MB = 2^20 bytes; peak RSS is the collector's VmHWM after the export)")
-        guard rows == readings else { throw BenchmarkError("received \(rows) of \(readings) readings") }
+        return (rows, received.bytes, elapsed, idleRSS, peakRSS)
     }
 
     /// One stream, one series, a reading per second with decimal values, 100,000 per transaction.

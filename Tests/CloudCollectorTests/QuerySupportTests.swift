@@ -72,9 +72,10 @@ struct QuerySupportTests {
         #expect(report.devices[0].implausibleTimestamps && report.devices[0].clockSkewSeconds == -400)
     }
 
-    /// A version-1 database (no query index, no stream_stats) or a version-2 one (a per-reading
-    /// index instead of series_blocks) opens, is upgraded and keeps its data, queryable.
-    @Test(arguments: [1, 2]) func olderDatabaseIsUpgradedInPlace(version old: Int) throws {
+    /// A version-1 database (no query index, no stream_stats), a version-2 one (a per-reading
+    /// index instead of series_blocks) or a version-3 one (no block spans) opens, is upgraded and
+    /// keeps its data, queryable.
+    @Test(arguments: [1, 2, 3]) func olderDatabaseIsUpgradedInPlace(version old: Int) throws {
         try withTemporaryDirectory(prefix: "collector-upgrade") { directory in
             let path = directory + "/collector.sqlite"
             do {
@@ -82,10 +83,16 @@ struct QuerySupportTests {
                 _ = try store.store([Fixtures.batch(first: 1, count: 30)], receivedAt: 1)
             }
             let database = try SQLiteDatabase(path: path)
+            let shape =
+                switch old {
+                case 1: "DROP TABLE series_blocks; DROP TABLE stream_stats;"
+                case 2: "DROP TABLE series_blocks; CREATE INDEX readings_by_series_time ON readings (series_id, timestamp);"
+                default: ""
+                }
             try database.execute(
                 """
-                DROP TABLE series_blocks;
-                \(old == 1 ? "DROP TABLE stream_stats;" : "CREATE INDEX readings_by_series_time ON readings (series_id, timestamp);")
+                \(shape)
+                ALTER TABLE series DROP COLUMN max_block_span;
                 UPDATE collector_schema SET version = \(old);
                 """)
             let store = try SQLiteReadingStore(path: path)
@@ -110,6 +117,15 @@ struct QuerySupportTests {
                 """)
             _ = try covered.step()
             #expect(covered.int64(at: 0) == 60)
+            // Each series' block span is filled from its blocks, old and new.
+            let spans = try database.prepare(
+                """
+                SELECT count(*) FROM series AS s
+                WHERE s.max_block_span = (SELECT max(max_timestamp - min_timestamp) FROM series_blocks
+                                          WHERE series_id = s.series_id) AND s.max_block_span > 0
+                """)
+            _ = try spans.step()
+            #expect(spans.int64(at: 0) == 3)
 
             // A database from a newer collector is refused, naming both versions.
             try database.execute("UPDATE collector_schema SET version = 99")

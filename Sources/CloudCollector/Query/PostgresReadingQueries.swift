@@ -77,6 +77,8 @@ package final class PostgresReadingQueries: ReadingQueries {
             OFFSET 0
         ) AS r
         WHERE b.series_id = $1 AND b.max_timestamp >= $2 AND b.min_timestamp + 0 < $4
+          AND b.max_timestamp <= (SELECT least($4::numeric - 1 + s.max_block_span, 9223372036854775807)::bigint
+                                  FROM series AS s WHERE s.series_id = $1)
         """
 
     /// Most readings one window of a query covers: what a page's statements read and sort at once.

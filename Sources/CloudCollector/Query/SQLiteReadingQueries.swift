@@ -68,10 +68,18 @@ package final class SQLiteReadingQueries: ReadingQueries {
     /// block that overlaps [?2, ?4) is read by reading_id range and its rows filtered by series and
     /// time. Parameters: ?1 series, ?2 and ?3 the exclusive lower position, ?4 the exclusive upper
     /// timestamp.
+    ///
+    /// A block overlapping the window ends at most `max_block_span` after the window's last
+    /// timestamp (schema 4): that upper bound on `max_timestamp` stops the index scan there instead
+    /// of at the series' last block, so a long export reads each block entry a bounded number of
+    /// times. The bound is read in the same statement, so it covers every block the statement sees.
     private static let windowRows = """
         FROM series_blocks AS b INDEXED BY series_blocks_by_end CROSS JOIN readings AS r
              ON r.reading_id BETWEEN b.first_reading_id AND b.last_reading_id
         WHERE b.series_id = ?1 AND b.max_timestamp >= ?2 AND b.min_timestamp < ?4
+          AND b.max_timestamp <= (SELECT CASE WHEN ?4 - 1 > 9223372036854775807 - s.max_block_span
+                                              THEN 9223372036854775807 ELSE ?4 - 1 + s.max_block_span END
+                                  FROM series AS s WHERE s.series_id = ?1)
           AND r.series_id = ?1 AND r.timestamp >= ?2 AND (r.timestamp > ?2 OR r.reading_id > ?3) AND r.timestamp < ?4
         """
 

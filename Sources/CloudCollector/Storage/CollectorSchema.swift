@@ -2,9 +2,10 @@
 /// (`sqlite3`, pandas, Grafana); `Docs/protocol.md` and decision 0004 describe them.
 package enum CollectorSchema {
     /// 1: ingest tables. 2: the per-reading query index and `stream_stats` (issue 8). 3: the
-    /// per-reading index replaced by `series_blocks` (decision 0010). A version-1 or version-2
-    /// database is upgraded in place when a collector opens it (`SQLiteReadingStore.createSchema`).
-    package static let version: Int64 = 3
+    /// per-reading index replaced by `series_blocks` (decision 0010). 4: `series.max_block_span`,
+    /// which bounds how many block entries a query window reads. A database of an older version is
+    /// upgraded in place when a collector opens it (`SQLiteReadingStore.createSchema`).
+    package static let version: Int64 = 4
 
     /// The database file inside a data directory.
     package static let databaseFileName = "collector.sqlite"
@@ -21,6 +22,20 @@ package enum CollectorSchema {
               FROM readings)
         GROUP BY series_id, run;
         DROP INDEX IF EXISTS readings_by_series_time;
+        """
+
+    /// Adds `series.max_block_span` to a version 1-3 database and fills it from its blocks.
+    package static let upgradeToBlockSpans = """
+        ALTER TABLE series ADD COLUMN max_block_span INTEGER NOT NULL DEFAULT 0;
+        UPDATE series SET max_block_span = coalesce((SELECT max(\(clampedSpan)) FROM series_blocks AS b
+                                                     WHERE b.series_id = series.series_id), 0);
+        """
+
+    /// `max_timestamp - min_timestamp` of a block, at most 2^63-1 (a hostile batch may hold both ends
+    /// of the 64-bit range; SQL subtraction would overflow).
+    static let clampedSpan = """
+        CASE WHEN b.min_timestamp < 0 AND b.max_timestamp > b.min_timestamp + 9223372036854775807
+             THEN 9223372036854775807 ELSE b.max_timestamp - b.min_timestamp END
         """
 
     package static var statements: String {
@@ -63,10 +78,14 @@ package enum CollectorSchema {
             PRIMARY KEY (stream_ref, first_seq, last_seq)
         ) WITHOUT ROWID;
 
+        -- `max_block_span`: the longest max_timestamp - min_timestamp of the series' blocks (schema
+        -- 4). A block overlapping [start, end) ends before end + max_block_span, which bounds the
+        -- block entries a query window reads.
         CREATE TABLE IF NOT EXISTS series (
             series_id INTEGER PRIMARY KEY,
             device TEXT NOT NULL,
             series_key TEXT NOT NULL,
+            max_block_span INTEGER NOT NULL DEFAULT 0,
             UNIQUE (device, series_key)
         );
 

@@ -61,6 +61,7 @@ package final class PostgresReadingStore: ReadingStore {
         var newStreams: [StreamKey: Int64] = [:]
         var newSeries: [ExactString: [ExactString: Int64]] = [:]
         var working: [Int64: WorkingRanges] = [:]
+        var spans = BlockSpans()
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
@@ -107,7 +108,7 @@ package final class PostgresReadingStore: ReadingStore {
                 if !pieces.isEmpty {
                     let seriesByBatch = try resolveSeries(
                         batches, used: Set(pieces.map(\.batch)), in: connection, new: &newSeries)
-                    try insertReadings(batches, pieces, seriesByBatch, in: connection)
+                    try insertReadings(batches, pieces, seriesByBatch, spans: &spans, in: connection)
                     var statsRanges: [Int: [SequenceRange]] = [:]
                     for piece in pieces { statsRanges[piece.batch, default: []].append(piece.range) }
                     for (index, ranges) in statsRanges.sorted(by: { $0.key < $1.key }) {
@@ -121,10 +122,15 @@ package final class PostgresReadingStore: ReadingStore {
                 for (reference, state) in working where state.ranges != state.original {
                     try writeRanges(reference, from: state.original, to: state.ranges, receivedAt: receivedAt, in: connection)
                 }
+                for (series, span) in caches.spansToWrite(spans) {
+                    try connection.query(
+                        "UPDATE series SET max_block_span = $1 WHERE series_id = $2 AND max_block_span < $1",
+                        [String(span), String(series)])
+                }
             }
         }
 
-        let committed = caches.learn(streams: newStreams, series: newSeries, working: working)
+        let committed = caches.learn(streams: newStreams, series: newSeries, working: working, spans: spans)
         return StoreCommit(outcomes: outcomes, committedRanges: committed)
     }
 
@@ -280,7 +286,7 @@ package final class PostgresReadingStore: ReadingStore {
     /// `reading_id_chunks` sequence; a block never spans two chunks, so its ids are consecutive.
     private func insertReadings(
         _ batches: [Batch], _ pieces: [(batch: Int, range: SequenceRange, stream: Int64)], _ seriesByBatch: [Int: [Int64]],
-        in connection: PostgresConnection
+        spans: inout BlockSpans, in connection: PostgresConnection
     ) throws {
         let total = pieces.reduce(0) { $0 + Int($1.range.count) }
         var ids = try ReadingIDs(count: total, in: connection)
@@ -322,6 +328,7 @@ package final class PostgresReadingStore: ReadingStore {
                             end += 1
                         }
                         blocks.append((series[seriesIndex], minimum, maximum, firstID, firstID + Int64(end - index) - 1))
+                        spans.add(series: series[seriesIndex], minimum: minimum, maximum: maximum)
                         index = end
                     }
                 }

@@ -80,11 +80,13 @@ package final class SQLiteReadingStore: ReadingStore {
             if try select.step() {
                 let found = select.int64(at: 0)
                 select.reset()
-                if found == 1 || found == 2 {
+                if (1...3).contains(found) {
                     // Versions 2 and 3 add `stream_stats` and `series_blocks`, which the statements
                     // above just created; streams stored before the upgrade simply have no stats yet,
-                    // and their blocks are built from the readings here.
-                    try db.execute(CollectorSchema.upgradeToBlocks)
+                    // and their blocks are built from the readings here. Version 4 adds the series'
+                    // block spans, computed from the blocks.
+                    if found < 3 { try db.execute(CollectorSchema.upgradeToBlocks) }
+                    try db.execute(CollectorSchema.upgradeToBlockSpans)
                     try db.execute("UPDATE collector_schema SET version = \(CollectorSchema.version)")
                     return
                 }
@@ -108,6 +110,7 @@ package final class SQLiteReadingStore: ReadingStore {
         var newSeries: [ExactString: [ExactString: Int64]] = [:]
         // Ranges of each stream touched in this transaction: (version read at its start, ranges now).
         var working: [Int64: WorkingRanges] = [:]
+        var spans = BlockSpans()
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
@@ -141,13 +144,21 @@ package final class SQLiteReadingStore: ReadingStore {
                     ids.append(try seriesID(device: batch.device, key: seriesKey, in: db, new: &newSeries))
                 }
                 for range in decision.newRanges {
-                    try insertReadings(batch, range: range, seriesIDs: ids, streamReference: reference, in: db)
+                    try insertReadings(
+                        batch, range: range, seriesIDs: ids, streamReference: reference, spans: &spans, in: db)
                 }
                 try updateStats(
                     batch, newRanges: decision.newRanges, streamReference: reference, receivedAt: receivedAt, in: db)
             }
             for (reference, state) in working where state.ranges != state.original {
                 try writeRanges(reference, from: state.original, to: state.ranges, receivedAt: receivedAt, in: db)
+            }
+            let widen = try db.statement(
+                "UPDATE series SET max_block_span = ?1 WHERE series_id = ?2 AND max_block_span < ?1")
+            for (series, span) in caches.spansToWrite(spans) {
+                try widen.bind(span, at: 1)
+                try widen.bind(series, at: 2)
+                try widen.run()
             }
         }
 
@@ -162,7 +173,7 @@ package final class SQLiteReadingStore: ReadingStore {
         }
 
         // Committed: only now may the caches learn what this transaction created.
-        let committed = caches.learn(streams: newStreams, series: newSeries, working: working)
+        let committed = caches.learn(streams: newStreams, series: newSeries, working: working, spans: spans)
         return StoreCommit(outcomes: outcomes, committedRanges: committed)
     }
 
@@ -301,7 +312,8 @@ package final class SQLiteReadingStore: ReadingStore {
     }
 
     private func insertReadings(
-        _ batch: Batch, range: SequenceRange, seriesIDs ids: [Int64], streamReference: Int64, in db: SQLiteDatabase
+        _ batch: Batch, range: SequenceRange, seriesIDs ids: [Int64], streamReference: Int64,
+        spans: inout BlockSpans, in db: SQLiteDatabase
     ) throws {
         let start = Int(range.first - batch.firstSequence)
         let end = start + Int(range.count)
@@ -339,13 +351,14 @@ package final class SQLiteReadingStore: ReadingStore {
             }
         }
         guard configuration.maintainsQueryIndex, let firstID else { return }
-        try insertBlocks(batch, order: order, firstID: firstID, seriesIDs: ids, in: db)
+        try insertBlocks(batch, order: order, firstID: firstID, seriesIDs: ids, spans: &spans, in: db)
     }
 
     /// One `series_blocks` row per series among the rows just inserted in `order`, the first of
     /// them with reading_id `firstID`.
     private func insertBlocks(
-        _ batch: Batch, order: [Int], firstID: Int64, seriesIDs ids: [Int64], in db: SQLiteDatabase
+        _ batch: Batch, order: [Int], firstID: Int64, seriesIDs ids: [Int64], spans: inout BlockSpans,
+        in db: SQLiteDatabase
     ) throws {
         // SQLite gives each new row the largest reading_id plus one, so the rows of this call are
         // consecutive; a table whose largest id reached 2^63-1 would get random ids instead.
@@ -371,6 +384,7 @@ package final class SQLiteReadingStore: ReadingStore {
                     maximum = max(maximum, timestamp)
                     end += 1
                 }
+                spans.add(series: ids[series], minimum: minimum, maximum: maximum)
                 try insert.bind(ids[series], at: 1)
                 try insert.bind(minimum, at: 2)
                 try insert.bind(maximum, at: 3)

@@ -115,11 +115,23 @@ struct StoreCaches {
     var ranges = ReceivedRangeCache()
     var streamReferences: [StreamKey: Int64] = [:]
     var seriesIDs: [ExactString: [ExactString: Int64]] = [:]
+    /// The largest block span known to be committed per series id (`series.max_block_span`).
+    var blockSpans: [Int64: Int64] = [:]
+
+    /// The spans of `spans` that are larger than what is known committed: what the transaction
+    /// must write to `series.max_block_span` (with `WHERE max_block_span < new`, so a stale cache
+    /// never lowers it).
+    func spansToWrite(_ spans: BlockSpans) -> [(series: Int64, span: Int64)] {
+        spans.largest.filter { $0.value > (blockSpans[$0.key] ?? 0) }.map { ($0.key, $0.value) }
+            .sorted { $0.series < $1.series }
+    }
 
     /// Learns what a committed transaction created and changed; returns each touched stream's ranges.
     mutating func learn(
-        streams: [StreamKey: Int64], series: [ExactString: [ExactString: Int64]], working: [Int64: WorkingRanges]
+        streams: [StreamKey: Int64], series: [ExactString: [ExactString: Int64]], working: [Int64: WorkingRanges],
+        spans: BlockSpans = BlockSpans()
     ) -> [StreamKey: SequenceRangeSet] {
+        for (series, span) in spans.largest { blockSpans[series] = max(blockSpans[series] ?? 0, span) }
         for (key, reference) in streams { streamReferences[key] = reference }
         for (device, keys) in series { seriesIDs[device, default: [:]].merge(keys) { _, new in new } }
         var committed: [StreamKey: SequenceRangeSet] = [:]
@@ -129,5 +141,16 @@ struct StoreCaches {
             committed[state.key] = state.ranges
         }
         return committed
+    }
+}
+
+/// The longest `max_timestamp - min_timestamp` among the blocks one transaction writes, per series.
+struct BlockSpans {
+    private(set) var largest: [Int64: Int64] = [:]
+
+    mutating func add(series: Int64, minimum: Int64, maximum: Int64) {
+        let span = maximum.subtractingReportingOverflow(minimum)
+        let clamped = span.overflow ? Int64.max : span.partialValue
+        if clamped > (largest[series] ?? 0) { largest[series] = clamped }
     }
 }
