@@ -1,4 +1,5 @@
 import CPostgres
+import Foundation
 
 /// One libpq connection, used from one thread at a time (it is not `Sendable`; `PostgresPool`
 /// gives each connection its own serial queue).
@@ -30,7 +31,12 @@ package final class PostgresConnection {
         guard PQstatus(connection) == CONNECTION_OK else {
             let message = Self.message(PQerrorMessage(connection))
             PQfinish(connection)
-            throw PostgresError("cannot connect: \(message)", isConnectionFailure: true)
+            // libpq's message spans lines ("…failed: Connection refused\n\tIs the server running…"):
+            // one line for the log.
+            let oneLine = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .joined(separator: " ")
+            throw PostgresError(
+                "cannot connect to \(postgresRedactedURL(url)): \(oneLine)", isConnectionFailure: true)
         }
         cpostgres_silence_notices(connection)
         handle = connection
