@@ -22,6 +22,19 @@ import Testing
         }
     }
 
+    /// Review: libpq's own URI-parse errors quote the offending token or the whole URI, so a
+    /// malformed URL (a literal `%` in the password, a missing `]`) puts the password into the
+    /// "cannot connect" error that `serve` logs, although `postgresRedactedURL` hid it.
+    @Test func malformedURLErrorsDoNotLeakThePassword() throws {
+        for url in ["postgres://edge:hunter2%zz@127.0.0.1/db", "postgres://edge:hunter2@[::1/db"] {
+            #expect {
+                _ = try PostgresConnection(url: url, connectTimeoutSeconds: 1)
+            } throws: { error in
+                !"\(error)".contains("hunter2")
+            }
+        }
+    }
+
     @Test func redactedURLsHideThePasswordAndQuery() {
         #expect(postgresRedactedURL("postgres://u:pw@h:5432/db?sslmode=require&password=x") == "postgres://u:***@h:5432/db")
         #expect(postgresRedactedURL("postgresql://h/db") == "postgresql://h/db")
