@@ -79,6 +79,20 @@ import Testing
         }
     }
 
+    /// Review: a refused `database` value is echoed in full in the usage error, so a libpq
+    /// keyword string (which `PostgresConnection` documents as accepted) prints its password.
+    @Test func aRefusedDatabaseSettingDoesNotEchoItsPassword() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/collector.json"
+            try #"{"database": "host=db.example.net user=edgesync password=s3cret-pass dbname=central"}"#
+                .write(toFile: path, atomically: false, encoding: .utf8)
+            let output = try await ChildProcess.run(
+                try ChildProcess.productURL("cloud-collector"), ["config", "check", path])
+            #expect(output.status == 64, "\(output.stderr)")
+            #expect(!(output.stdout + output.stderr).contains("s3cret-pass"), "\(output.stderr)")
+        }
+    }
+
     /// `serve` needs a data directory or a database, and names both when it has neither.
     @Test func serveWithoutStorageIsRefusedByName() async throws {
         let output = try await ChildProcess.run(
