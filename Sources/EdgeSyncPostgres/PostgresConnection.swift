@@ -15,15 +15,25 @@ package final class PostgresConnection {
     package init(url: String, applicationName: String = "edge-sync", connectTimeoutSeconds: Int = 5)
         throws(PostgresError)
     {
+        // libpq's own parse errors quote the URL, password included: check it first and say only
+        // that it is malformed.
+        var parseError: UnsafeMutablePointer<CChar>?
+        guard let parsed = PQconninfoParse(url, &parseError) else {
+            if let parseError { PQfreemem(parseError) }
+            throw PostgresError(
+                "the database URL \(postgresRedactedURL(url)) is malformed (not shown: it may hold a password)")
+        }
+        PQconninfoFree(parsed)
         // Keywords are processed in order and the last value wins, so the URL (expanded from
-        // `dbname`) overrides the defaults given before it. TCP keepalives and a user timeout make
+        // `dbname`) overrides the defaults given before it, except `client_encoding`, which comes
+        // after it: every collector must send the same bytes for the same device and series. TCP keepalives and a user timeout make
         // a database that vanished without closing the connection (a dead host, a dropped route)
         // an error within about half a minute instead of a writer blocked for hours.
         let keys = [
             "connect_timeout", "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
-            "tcp_user_timeout", "dbname",
+            "tcp_user_timeout", "dbname", "client_encoding",
         ]
-        let values = [String(connectTimeoutSeconds), applicationName, "10", "5", "3", "30000", url]
+        let values = [String(connectTimeoutSeconds), applicationName, "10", "5", "3", "30000", url, "UTF8"]
         let connection: OpaquePointer? = withCStringArray(keys) { keys in
             withCStringArray(values) { values in PQconnectdbParams(keys, values, 1) }
         }
@@ -33,8 +43,11 @@ package final class PostgresConnection {
             PQfinish(connection)
             // libpq's message spans lines ("…failed: Connection refused\n\tIs the server running…"):
             // one line for the log.
-            let oneLine = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            var oneLine = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                 .joined(separator: " ")
+            if let password = URLComponents(string: url)?.password, !password.isEmpty {
+                oneLine = oneLine.replacingOccurrences(of: password, with: "***")
+            }
             throw PostgresError(
                 "cannot connect to \(postgresRedactedURL(url)): \(oneLine)", isConnectionFailure: true)
         }
@@ -72,11 +85,21 @@ package final class PostgresConnection {
         try execute("BEGIN")
         do {
             let value = try body(self)
-            try execute("COMMIT")
+            try commit()
             return value
         } catch {
             if !isBroken { try? execute("ROLLBACK") }
             throw error
+        }
+    }
+
+    /// `COMMIT`, checking that it committed: in a transaction that already failed, PostgreSQL
+    /// answers COMMIT with a successful "ROLLBACK".
+    package func commit() throws(PostgresError) {
+        let result = PQexec(handle, "COMMIT")
+        let rows = try check(result, sql: "COMMIT")
+        guard rows.commandStatus == "COMMIT" else {
+            throw PostgresError("COMMIT rolled back: the transaction had failed (\(rows.commandStatus))")
         }
     }
 
@@ -88,11 +111,13 @@ package final class PostgresConnection {
         _ sql: String, format: PostgresCopyFormat, _ body: (PostgresCopyWriter) throws -> Void
     ) throws -> Int {
         let start = PQexec(handle, sql)
-        defer { PQclear(start) }
-        guard PQresultStatus(start) == PGRES_COPY_IN else {
-            _ = try check(start, sql: sql, clear: false)
+        guard let start, PQresultStatus(start) == PGRES_COPY_IN else {
+            // Not a COPY: `check` takes over the result (freeing it once) and throws the server's
+            // error when there is one.
+            _ = try check(start, sql: sql)
             throw PostgresError("\(sql.prefix(60)) did not start a COPY FROM STDIN")
         }
+        PQclear(start)
         let writer = PostgresCopyWriter(connection: self, format: format)
         do {
             try body(writer)
@@ -162,6 +187,9 @@ package final class PostgresRows {
     deinit { PQclear(result) }
 
     package var count: Int { Int(PQntuples(result)) }
+
+    /// The command tag (`INSERT 0 3`, `COMMIT`, `ROLLBACK`...).
+    package var commandStatus: String { PQcmdStatus(result).map { String(cString: $0) } ?? "" }
 
     /// Rows a command changed or copied (`INSERT`, `UPDATE`, `COPY`...), 0 when it does not say.
     package var affectedRows: Int {

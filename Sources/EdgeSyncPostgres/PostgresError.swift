@@ -21,13 +21,15 @@ package struct PostgresError: Error, CustomStringConvertible, Sendable {
         sqlState == "40P01" || sqlState == "40001"
     }
 
-    /// The database cannot be used right now but may be soon: a lost or refused connection, or the
+    /// The database cannot be used right now but may be soon: a lost or refused connection, the
     /// server refusing work while it starts up, shuts down or runs out of resources (class 08
-    /// connection exception, 53 insufficient resources, 57P0x operator intervention / cannot connect now).
+    /// connection exception, 53 insufficient resources, 57P0x operator intervention / cannot connect
+    /// now), a standby that takes no writes (25006), or a lock another session held too long (55P03).
     package var isUnavailable: Bool {
         if isConnectionFailure { return true }
         guard let sqlState else { return false }
         return sqlState.hasPrefix("08") || sqlState.hasPrefix("53") || sqlState.hasPrefix("57P")
+            || sqlState == "25006" || sqlState == "55P03"
     }
 
     package var description: String {

@@ -38,11 +38,15 @@ package final class PostgresSession {
         do {
             return try body(connection)
         } catch {
-            if connection.isBroken {
-                self.connection = nil
-                if let failure = error as? PostgresError { lastFailure = (failure, .now) }
-            }
-            throw error
+            guard connection.isBroken else { throw error }
+            self.connection = nil
+            // libpq may notice the broken socket only after the error was made (a failed write is
+            // reported late): an error without SQLSTATE on a connection that is now broken is the
+            // lost connection, whatever it said.
+            guard var failure = error as? PostgresError else { throw error }
+            if failure.sqlState == nil { failure.isConnectionFailure = true }
+            lastFailure = (failure, .now)
+            throw failure
         }
     }
 

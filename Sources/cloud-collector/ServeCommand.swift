@@ -54,8 +54,8 @@ enum ServeCommand {
         let file = try parsed.value("--config").map { path throws(UsageError) in try ConfigurationFile(path: path) }
         // Read the file's value even when the flag wins, so the key counts as known.
         let fileDirectory = try file?.string("data_dir")
-        let fileDatabase = try file?.string("database", as: "a postgres:// URL", parseDatabaseURL)
-        let database = try parsed.value("--database", as: "a postgres:// URL", parseDatabaseURL) ?? fileDatabase
+        let fileDatabase = try file?.string("database").map { try databaseURL($0, setting: "database") }
+        let database = try parsed.value("--database").map { try databaseURL($0, setting: "--database") } ?? fileDatabase
         let directory = parsed.value("--data-dir") ?? fileDirectory
         guard database != nil || directory?.isEmpty == false else {
             throw UsageError("is required (or --database postgres://…)", setting: "--data-dir")
@@ -123,12 +123,17 @@ enum ServeCommand {
         return configuration
     }
 
-    /// A PostgreSQL URL (`postgres://` or `postgresql://`); anything else is refused by name.
-    static func parseDatabaseURL(_ text: String) -> String? {
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`); anything else is refused by name, without
+    /// echoing the value (a URL or libpq keyword string may hold a password).
+    static func databaseURL(_ text: String, setting: String) throws(UsageError) -> String {
         let lowered = text.lowercased()
         guard lowered.hasPrefix("postgres://") || lowered.hasPrefix("postgresql://"),
             text.count <= 4096, !text.contains(where: { $0.isNewline || $0 == "\u{0}" })
-        else { return nil }
+        else {
+            throw UsageError(
+                "must be a postgres:// or postgresql:// URL (the value is not shown: it may hold a password)",
+                setting: setting)
+        }
         return text
     }
 

@@ -49,7 +49,9 @@ private enum TokenDatabase {
     case postgres(PostgresConnection)
 
     static func open(_ parsed: ParsedArguments) throws -> TokenDatabase {
-        if let url = try parsed.value("--database", as: "a postgres:// URL", ServeCommand.parseDatabaseURL) {
+        if let url = try parsed.value("--database").map({ text throws(UsageError) in
+            try ServeCommand.databaseURL(text, setting: "--database")
+        }) {
             let connection = try PostgresConnection(url: url, applicationName: "cloud-collector token")
             try PostgresSchema.migrate(connection)
             return .postgres(connection)

@@ -166,6 +166,51 @@ extension Fixtures {
         }
     }
 
+    /// The writer's connection is cut (a restart, a failover): the next commit comes from a new
+    /// connection with every cache dropped, and says so, so the ingest writer drops its own.
+    @Test func aReconnectedWriterForgetsWhatItCached() async throws {
+        try await withPostgresDatabase { url in
+            var session = PostgresSession.Configuration(url: url)
+            session.applicationName = "writer-under-test"
+            session.retryInterval = .zero
+            let store = try PostgresReadingStore(session: session)
+            #expect(try store.store([Fixtures.batch(first: 1, count: 10)], receivedAt: 0).forgetsEarlierRanges == false)
+            let admin = try PostgresConnection(url: url)
+            try admin.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                ["writer-under-test"])
+            #expect {
+                _ = try store.store([Fixtures.batch(first: 11, count: 10)], receivedAt: 0)
+            } throws: { error in
+                (error as? PostgresError)?.isUnavailable == true
+            }
+            let after = try store.store([Fixtures.batch(first: 11, count: 10)], receivedAt: 0)
+            #expect(after.forgetsEarlierRanges)
+            #expect(after.outcomes == [StoreOutcome(accepted: 10, duplicates: 0)])
+            #expect(store.connectCount == 2)
+        }
+    }
+
+    /// Another session holds the stream's row lock (a frozen collector): the writer gives up after
+    /// its lock timeout with an error the collector answers 503 for, and stores nothing.
+    @Test func aStreamLockedElsewhereTimesOutAsUnavailable() async throws {
+        try await withPostgresDatabase { url in
+            var configuration = PostgresReadingStore.Configuration()
+            configuration.lockTimeout = .milliseconds(300)
+            let store = try PostgresReadingStore(session: PostgresSession.Configuration(url: url), configuration: configuration)
+            _ = try store.store([Fixtures.batch(first: 1, count: 10)], receivedAt: 0)
+            let holder = try PostgresConnection(url: url)
+            try holder.execute("BEGIN; SELECT * FROM streams FOR UPDATE")
+            #expect {
+                _ = try store.store([Fixtures.batch(first: 11, count: 10)], receivedAt: 0)
+            } throws: { error in
+                (error as? PostgresError)?.sqlState == "55P03" && (error as? PostgresError)?.isUnavailable == true
+            }
+            try holder.execute("ROLLBACK")
+            #expect(try store.store([Fixtures.batch(first: 11, count: 10)], receivedAt: 0).outcomes[0].accepted == 10)
+        }
+    }
+
     @Test func collectorsStartingTogetherCreateTheSchemaOnce() async throws {
         try await withPostgresDatabase { url in
             let results = await withTaskGroup(of: String?.self) { group in

@@ -135,9 +135,12 @@ import Testing
             let total = expected.count * devices.count
 
             // 1: fast shutdown at a quarter; a collector reports the database unavailable; start again.
-            _ = try await eventually(within: .seconds(300)) {
-                try Self.count(url, "SELECT count(*) FROM readings") >= total / 4 ? true : nil
-            }
+            let beforeStop = try #require(
+                try await eventually(within: .seconds(300)) { () -> Int? in
+                    let stored = try Self.count(url, "SELECT count(*) FROM readings")
+                    return stored >= total / 4 ? stored : nil
+                }, "a quarter of the readings arrived")
+            #expect(beforeStop < total, "PostgreSQL stops mid-ingest")
             await server.stop()
             _ = try await collectors[0].process.waitForLine { $0.contains("event=database_unavailable") }
             let notReady = try await onDedicatedThread {
@@ -148,9 +151,12 @@ import Testing
             try await server.start()
 
             // 2: a crash at two thirds (recovery replays the WAL at the next start).
-            _ = try await eventually(within: .seconds(300)) {
-                try Self.count(url, "SELECT count(*) FROM readings") >= total * 2 / 3 ? true : nil
-            }
+            let beforeCrash = try #require(
+                try await eventually(within: .seconds(300)) { () -> Int? in
+                    let stored = try Self.count(url, "SELECT count(*) FROM readings")
+                    return stored >= total * 2 / 3 ? stored : nil
+                }, "two thirds of the readings arrived")
+            #expect(beforeCrash < total, "PostgreSQL crashes mid-ingest")
             await server.crash()
             try await server.start()
 

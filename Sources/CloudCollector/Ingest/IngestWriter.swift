@@ -151,6 +151,7 @@ package final class IngestWriter: Sendable {
         do {
             let result = try box.store.store(group.map(\.batch), receivedAt: now())
             state.withLock { state in
+                if result.forgetsEarlierRanges { state.committed.removeAll() }
                 for (key, ranges) in result.committedRanges { state.committed[key] = ranges }
             }
             for (pending, outcome) in zip(group, result.outcomes) { pending.continuation.resume(returning: outcome) }

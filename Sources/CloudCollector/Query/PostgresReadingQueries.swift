@@ -137,7 +137,7 @@ package final class PostgresReadingQueries: ReadingQueries {
                 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
                     + (readsWindows ? "; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off" : ""))
             let value = try body(connection)
-            try connection.execute("COMMIT")
+            try connection.commit()
             return value
         } catch {
             // ROLLBACK outside a transaction only warns, so this is safe whatever failed.

@@ -111,7 +111,9 @@ package struct ReadinessProbe: Sendable {
                         }
                         decide(inRecovery == "t" ? "PostgreSQL is a read-only standby (in recovery)" : nil)
                     } catch {
-                        decide("PostgreSQL is unreachable: \(error)")
+                        // Unauthenticated callers read this: no host, user or database names. The
+                        // details are in the log lines of the batches that fail meanwhile.
+                        decide("PostgreSQL is unreachable")
                     }
                 }
                 Task {

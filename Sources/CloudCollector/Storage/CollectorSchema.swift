@@ -50,8 +50,8 @@ package enum CollectorSchema {
         );
 
         -- One row per (device, stream). `stream` is the 64-bit id as a decimal string; `version`
-        -- increases with every commit that changes the stream's received ranges, so a collector can
-        -- tell whether its cached ranges are current.
+        -- changes (to a new random value) with every commit that changes the stream's received
+        -- ranges, so a collector can tell whether its cached ranges are current.
         CREATE TABLE IF NOT EXISTS streams (
             stream_ref INTEGER PRIMARY KEY,
             device TEXT NOT NULL,

@@ -21,6 +21,9 @@ package final class PostgresReadingStore: ReadingStore {
         /// `synchronous_commit` of the writer's sessions. `on` (the default) makes each commit
         /// durable before a batch is acknowledged; never weaken it outside benchmarks.
         package var synchronousCommit = "on"
+        /// How long the writer waits for a stream another collector holds before the batch gets a
+        /// 503 (`lock_timeout`).
+        package var lockTimeout = Duration.seconds(15)
 
         package init() {}
     }
@@ -28,14 +31,31 @@ package final class PostgresReadingStore: ReadingStore {
     private let session: PostgresSession
     private let configuration: Configuration
     private var caches = StoreCaches()
+    /// `session.connectCount` when the caches were last known to match the database.
+    private var cachesConnection = 0
 
     /// Connects, creates or migrates the schema, and keeps the session for the writer.
     package init(session sessionConfiguration: PostgresSession.Configuration, configuration: Configuration = Configuration())
         throws
     {
         let synchronousCommit = configuration.synchronousCommit
+        let lockTimeoutMilliseconds = max(1, configuration.lockTimeout.components.seconds * 1000
+            + configuration.lockTimeout.components.attoseconds / 1_000_000_000_000_000)
         session = PostgresSession(configuration: sessionConfiguration) { connection in
             try connection.query("SELECT set_config('synchronous_commit', $1, false)", [synchronousCommit])
+            // A collector that freezes or loses its network inside a transaction must not hold its
+            // streams' locks for hours (the server's default TCP keepalive): the server ends an idle
+            // transaction after a minute and notices a dead client within about half a minute, and
+            // a writer waiting for a stream another collector holds gives up after 15 s (503).
+            try connection.execute(
+                """
+                SET idle_in_transaction_session_timeout = '60s';
+                SET lock_timeout = \(lockTimeoutMilliseconds);
+                SET tcp_keepalives_idle = 10;
+                SET tcp_keepalives_interval = 5;
+                SET tcp_keepalives_count = 3;
+                SET tcp_user_timeout = 30000
+                """)
         }
         self.configuration = configuration
         try session.withConnection { connection in try PostgresSchema.migrate(connection) }
@@ -65,7 +85,9 @@ package final class PostgresReadingStore: ReadingStore {
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
+        var forgets = false
         try session.withConnection { connection in
+            forgets = refreshCachesAfterReconnecting()
             try connection.transaction { connection in
                 // Validate first, then lock every stream of the group in one order: two collectors
                 // storing groups that share streams take the locks in the same order.
@@ -86,7 +108,7 @@ package final class PostgresReadingStore: ReadingStore {
                     references[key] = reference
                     let ranges = try caches.ranges.ranges(of: reference, atVersion: version)
                         ?? loadRanges(reference, in: connection)
-                    working[reference] = (key, version, ranges, ranges)
+                    working[reference] = WorkingRanges(key: key, version: version, ranges: ranges)
                 }
 
                 // Dedup each batch in order against its stream's ranges as they grow.
@@ -119,8 +141,8 @@ package final class PostgresReadingStore: ReadingStore {
                         try updateStats(batch, newRanges: ranges, streamReference: reference, receivedAt: receivedAt, in: connection)
                     }
                 }
-                for (reference, state) in working where state.ranges != state.original {
-                    try writeRanges(reference, from: state.original, to: state.ranges, receivedAt: receivedAt, in: connection)
+                for (reference, state) in working where state.changed {
+                    try writeRanges(reference, state, receivedAt: receivedAt, in: connection)
                 }
                 for (series, span) in caches.spansToWrite(spans) {
                     try connection.query(
@@ -131,7 +153,7 @@ package final class PostgresReadingStore: ReadingStore {
         }
 
         let committed = caches.learn(streams: newStreams, series: newSeries, working: working, spans: spans)
-        return StoreCommit(outcomes: outcomes, committedRanges: committed)
+        return StoreCommit(outcomes: outcomes, committedRanges: committed, forgetsEarlierRanges: forgets)
     }
 
     package func recordDropped(_ report: DroppedRangesReport, device: String, receivedAt: Int64) throws {
@@ -142,6 +164,7 @@ package final class PostgresReadingStore: ReadingStore {
             }
         }
         try session.withConnection { connection in
+            _ = refreshCachesAfterReconnecting()
             try connection.transaction { connection in
                 let key = StreamKey(device: device, stream: report.stream.value)
                 let reference = try streamReference(key, in: connection, new: &newStreams)
@@ -170,6 +193,17 @@ package final class PostgresReadingStore: ReadingStore {
     }
 
     // MARK: Pieces of the write transaction
+
+    /// A new connection may lead to a database that went back (a failover to a standby that missed
+    /// the last commits, a restore): nothing the caches learned before it is trusted after it.
+    /// Returns whether caches from an earlier connection were dropped.
+    private func refreshCachesAfterReconnecting() -> Bool {
+        guard session.connectCount != cachesConnection else { return false }
+        let hadEarlier = cachesConnection != 0
+        caches = StoreCaches()
+        cachesConnection = session.connectCount
+        return hadEarlier
+    }
 
     /// The stream's reference, creating its row when new (not locked).
     private func streamReference(_ key: StreamKey, in connection: PostgresConnection, new: inout [StreamKey: Int64])
@@ -220,11 +254,10 @@ package final class PostgresReadingStore: ReadingStore {
     }
 
     private func writeRanges(
-        _ reference: Int64, from original: SequenceRangeSet, to updated: SequenceRangeSet, receivedAt: Int64,
-        in connection: PostgresConnection
+        _ reference: Int64, _ state: WorkingRanges, receivedAt: Int64, in connection: PostgresConnection
     ) throws {
-        let before = Set(original.ranges)
-        let after = Set(updated.ranges)
+        let before = Set(state.original.ranges)
+        let after = Set(state.ranges.ranges)
         for range in before.subtracting(after) {
             try connection.query(
                 "DELETE FROM received_ranges WHERE stream_ref = $1 AND first_seq = $2",
@@ -238,8 +271,8 @@ package final class PostgresReadingStore: ReadingStore {
                 """, [String(reference), String(range.first), String(range.last)])
         }
         try connection.query(
-            "UPDATE streams SET version = version + 1, last_seen = $1 WHERE stream_ref = $2",
-            [String(receivedAt), String(reference)])
+            "UPDATE streams SET version = $1, last_seen = $2 WHERE stream_ref = $3",
+            [String(state.next), String(receivedAt), String(reference)])
     }
 
     /// Series ids for every series key of the batches in `used`, creating missing series in sorted

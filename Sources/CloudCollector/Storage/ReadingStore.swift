@@ -41,10 +41,17 @@ package struct StoreCommit: Sendable {
     package var outcomes: [StoreOutcome]
     /// The committed received ranges of every stream the transaction touched.
     package var committedRanges: [StreamKey: SequenceRangeSet]
+    /// The store reconnected to its database before this transaction and dropped what it had
+    /// cached: ranges learned from earlier commits may be gone (the database went back to a
+    /// standby or a backup), so callers drop theirs too.
+    package var forgetsEarlierRanges: Bool
 
-    package init(outcomes: [StoreOutcome], committedRanges: [StreamKey: SequenceRangeSet]) {
+    package init(
+        outcomes: [StoreOutcome], committedRanges: [StreamKey: SequenceRangeSet], forgetsEarlierRanges: Bool = false
+    ) {
         self.outcomes = outcomes
         self.committedRanges = committedRanges
+        self.forgetsEarlierRanges = forgetsEarlierRanges
     }
 }
 

@@ -129,7 +129,7 @@ package final class SQLiteReadingStore: ReadingStore {
                 let reference = try streamReference(for: key, in: db, new: &newStreams)
                 if working[reference] == nil {
                     let (version, ranges) = try loadRanges(reference, in: db)
-                    working[reference] = (key, version, ranges, ranges)
+                    working[reference] = WorkingRanges(key: key, version: version, ranges: ranges)
                 }
                 guard let index = working.index(forKey: reference) else { continue }
                 // In place: a copy out of the dictionary would copy the range array for every batch.
@@ -150,8 +150,8 @@ package final class SQLiteReadingStore: ReadingStore {
                 try updateStats(
                     batch, newRanges: decision.newRanges, streamReference: reference, receivedAt: receivedAt, in: db)
             }
-            for (reference, state) in working where state.ranges != state.original {
-                try writeRanges(reference, from: state.original, to: state.ranges, receivedAt: receivedAt, in: db)
+            for (reference, state) in working where state.changed {
+                try writeRanges(reference, state, receivedAt: receivedAt, in: db)
             }
             let widen = try db.statement(
                 "UPDATE series SET max_block_span = ?1 WHERE series_id = ?2 AND max_block_span < ?1")
@@ -267,12 +267,11 @@ package final class SQLiteReadingStore: ReadingStore {
         return (current, SequenceRangeSet(ranges))
     }
 
-    private func writeRanges(
-        _ reference: Int64, from original: SequenceRangeSet, to updated: SequenceRangeSet, receivedAt: Int64,
-        in db: SQLiteDatabase
-    ) throws {
-        let before = Set(original.ranges)
-        let after = Set(updated.ranges)
+    private func writeRanges(_ reference: Int64, _ state: WorkingRanges, receivedAt: Int64, in db: SQLiteDatabase)
+        throws
+    {
+        let before = Set(state.original.ranges)
+        let after = Set(state.ranges.ranges)
         let delete = try db.statement("DELETE FROM received_ranges WHERE stream_ref = ? AND first_seq = ?")
         for range in before.subtracting(after) {
             try delete.bind(reference, at: 1)
@@ -287,9 +286,10 @@ package final class SQLiteReadingStore: ReadingStore {
             try insert.bind(Int64(range.last), at: 3)
             try insert.run()
         }
-        let bump = try db.statement("UPDATE streams SET version = version + 1, last_seen = ? WHERE stream_ref = ?")
-        try bump.bind(receivedAt, at: 1)
-        try bump.bind(reference, at: 2)
+        let bump = try db.statement("UPDATE streams SET version = ?, last_seen = ? WHERE stream_ref = ?")
+        try bump.bind(state.next, at: 1)
+        try bump.bind(receivedAt, at: 2)
+        try bump.bind(reference, at: 3)
         try bump.run()
     }
 

@@ -104,9 +104,32 @@ package struct BatchTimestamps: Sendable {
     }
 }
 
-/// One stream as a write transaction sees it: the version and ranges read at its start, and the
-/// ranges as the transaction's batches extend them.
-typealias WorkingRanges = (key: StreamKey, version: Int64, original: SequenceRangeSet, ranges: SequenceRangeSet)
+/// One stream as a write transaction sees it: the version and ranges read at its start, the ranges
+/// as the transaction's batches extend them, and the version it writes when they changed.
+///
+/// Versions are random, not counters: a database that goes back in time (a restore, a failover to
+/// a standby that missed the last commits) would otherwise reach an old version number again with
+/// other ranges, and a collector's cache of the lost ranges would look current.
+struct WorkingRanges {
+    var key: StreamKey
+    var version: Int64
+    var original: SequenceRangeSet
+    var ranges: SequenceRangeSet
+    /// `streams.version` after this transaction when the ranges changed: random, never the old one.
+    var next: Int64
+
+    init(key: StreamKey, version: Int64, ranges: SequenceRangeSet) {
+        self.key = key
+        self.version = version
+        self.original = ranges
+        self.ranges = ranges
+        var next = Int64.random(in: 1...Int64.max)
+        while next == version { next = Int64.random(in: 1...Int64.max) }
+        self.next = next
+    }
+
+    var changed: Bool { ranges != original }
+}
 
 /// What a store remembers between transactions: committed stream references, series ids and
 /// received ranges (by version). A transaction's new rows are learned only after it commits, so the
@@ -136,7 +159,7 @@ struct StoreCaches {
         for (device, keys) in series { seriesIDs[device, default: [:]].merge(keys) { _, new in new } }
         var committed: [StreamKey: SequenceRangeSet] = [:]
         for (reference, state) in working {
-            let version = state.ranges != state.original ? state.version + 1 : state.version
+            let version = state.changed ? state.next : state.version
             ranges.update(reference, version: version, ranges: state.ranges)
             committed[state.key] = state.ranges
         }
