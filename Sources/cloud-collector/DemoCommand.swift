@@ -82,7 +82,7 @@ enum DemoCommand {
                 process.environment = ProcessInfo.processInfo.environment.merging(["EDGE_AGENT_TOKEN": token.text]) {
                     $1
                 }
-                FileManager.default.createFile(atPath: "\(directory)/\(device).log", contents: nil)
+                _ = FileManager.default.createFile(atPath: "\(directory)/\(device).log", contents: nil)
                 process.standardError = FileHandle(forWritingAtPath: "\(directory)/\(device).log")
                 process.standardOutput = FileHandle.nullDevice
                 try process.run()

@@ -69,7 +69,7 @@ enum InputsBenchmark: BenchmarkScenario {
             while start < buffer.count {
                 var end = min(buffer.count, start + 500_000)
                 while end < buffer.count, buffer[end] != 0x0A { end += 1 }
-                try? parser.parseLines(
+                _ = try? parser.parseLines(
                     UnsafeBufferPointer(rebasing: buffer[start..<end]), defaultTimestamp: 0, into: &block)
                 count += block.count
                 block.removeAll()

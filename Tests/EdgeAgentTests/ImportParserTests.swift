@@ -280,14 +280,14 @@ import Testing
         let bad = Array("a v=1 1\nb v=x 2\nc v=3".utf8)
         #expect(throws: InputError(line: 2, column: 5, "field \"v\": expected a number, found \"x\"")) {
             var scratch = ReadingBlock()
-            try bad.withUnsafeBufferPointer { buffer throws(InputError) in
+            _ = try bad.withUnsafeBufferPointer { buffer throws(InputError) in
                 try parser.parseLines(buffer, defaultTimestamp: 0, into: &scratch)
             }
         }
         let long = Array("a v=1 1\n".utf8) + Array(repeating: UInt8(ascii: "x"), count: 70_000)
         #expect(throws: InputError(line: 2, "the line is longer than 65536 bytes")) {
             var scratch = ReadingBlock()
-            try long.withUnsafeBufferPointer { buffer throws(InputError) in
+            _ = try long.withUnsafeBufferPointer { buffer throws(InputError) in
                 try parser.parseLines(buffer, defaultTimestamp: 0, into: &scratch)
             }
         }
