@@ -104,20 +104,27 @@ struct HostileClient {
         case .deflateBombHonest:
             let bomb = Self.deflateBombFrame(declaredBytes: 64 << 20)
             return Array(
-                head(token: fuzzDeviceToken, extra: ["Content-Type: \(FrameHeader.mediaType)", "Content-Length: \(bomb.count)"])
-                    .utf8) + bomb
+                head(
+                    token: fuzzDeviceToken,
+                    extra: ["Content-Type: \(FrameHeader.mediaType)", "Content-Length: \(bomb.count)"]
+                )
+                .utf8) + bomb
         case .deflateBombLying:
             let bomb = Self.deflateBombFrame(declaredBytes: 1024)
             return Array(
-                head(token: fuzzDeviceToken, extra: ["Content-Type: \(FrameHeader.mediaType)", "Content-Length: \(bomb.count)"])
-                    .utf8) + bomb
+                head(
+                    token: fuzzDeviceToken,
+                    extra: ["Content-Type: \(FrameHeader.mediaType)", "Content-Length: \(bomb.count)"]
+                )
+                .utf8) + bomb
         case .gzipContentEncoding:
             let body = Self.gzippedZeros
             return Array(
                 head(
                     token: fuzzDeviceToken,
                     extra: [
-                        "Content-Type: \(FrameHeader.mediaType)", "Content-Encoding: gzip", "Content-Length: \(body.count)",
+                        "Content-Type: \(FrameHeader.mediaType)", "Content-Encoding: gzip",
+                        "Content-Length: \(body.count)",
                     ]
                 ).utf8) + body
         case .wrongToken:
@@ -130,8 +137,11 @@ struct HostileClient {
             return Array(head(extra: frameHeaders).utf8) + frame
         case .hugeContentLength:
             return Array(
-                head(token: fuzzDeviceToken, extra: ["Content-Type: \(FrameHeader.mediaType)", "Content-Length: 9223372036854775807"])
-                    .utf8)
+                head(
+                    token: fuzzDeviceToken,
+                    extra: ["Content-Type: \(FrameHeader.mediaType)", "Content-Length: 9223372036854775807"]
+                )
+                .utf8)
         case .mutatedFrame:
             let mutated = Self.mutate(frame, random: &random)
             return Array(
@@ -219,7 +229,9 @@ struct HostileClient {
         guard connected == 0 else { return "refused" }
         var offset = 0
         while offset < request.count {
-            let sent = request[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = request[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if sent < 0 && errno == EINTR { continue }
             // The server may answer (413, 401) and close before the body is all sent: read the answer.
             if sent <= 0 { break }

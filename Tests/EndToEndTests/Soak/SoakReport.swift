@@ -56,9 +56,12 @@ struct SoakReport: Sendable {
                     + "\(row.lostWithDamagedSpool) | \(row.streams) | \(Self.mebibytes(row.peakRSSKiB)) |")
         }
         lines.append("")
-        lines.append("Collector peak RSS: \(Self.mebibytes(collectorPeakRSSKiB)) (VmHWM, highest over its incarnations)")
+        lines.append(
+            "Collector peak RSS: \(Self.mebibytes(collectorPeakRSSKiB)) (VmHWM, highest over its incarnations)")
         lines.append("")
-        lines.append("| gateway | producer answers | collector dropped / agent dropped | quarantined | value mismatches | foreign rows | stored and also reported dropped (received wins) |")
+        lines.append(
+            "| gateway | producer answers | collector dropped / agent dropped | quarantined | value mismatches | foreign rows | stored and also reported dropped (received wins) |"
+        )
         lines.append("|---|---|---:|---:|---:|---:|---:|")
         for row in gateways {
             let answers = row.producerOutcomes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(

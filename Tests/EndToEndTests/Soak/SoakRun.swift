@@ -61,7 +61,7 @@ final class SoakGateway {
     var stopStatus: Int32?
     var agentStatusJSON: [String: Any] = [:]
 
-    var role_: String { "edge-agent \(device)" }
+    var processRole: String { "edge-agent \(device)" }
 
     init(index: Int, device: String, role: GatewayRole, spoolDirectory: String, configPath: String, token: String) {
         self.index = index
@@ -191,7 +191,8 @@ final class SoakRun {
                     device: "fuzz-gw", stream: 77, firstSequence: UInt64(number * 50 + 1),
                     seriesKeys: ["fuzz value", "fuzz other"],
                     readings: (0..<50).map {
-                        Reading(series: $0 % 2, timestamp: Int64(1_700_000_000_000_000_000 + $0), value: Double($0) / 10)
+                        Reading(
+                            series: $0 % 2, timestamp: Int64(1_700_000_000_000_000_000 + $0), value: Double($0) / 10)
                     }))
         }
         hostileClient = HostileClient(
@@ -221,7 +222,8 @@ final class SoakRun {
                 gateway: gateway.index, port: gateway.port, input: gateway.role == .dropOldest ? .json : .lineProtocol,
                 source: source, readingsPerSecond: rate,
                 // The drop-oldest bound is exact while one write holds at most max_bytes / 192 readings.
-                maximumPerRequest: gateway.role == .dropOldest ? 1000 : 400, seed: configuration.seed &+ UInt64(gateway.index))
+                maximumPerRequest: gateway.role == .dropOldest ? 1000 : 400,
+                seed: configuration.seed &+ UInt64(gateway.index))
             gateway.producer = producer
             producer.start()
         }
@@ -262,17 +264,18 @@ final class SoakRun {
                 "--collector", "http://127.0.0.1:\(proxy.port)", "--listen", "127.0.0.1:\(gateway.port)",
             ], environment: ["EDGE_AGENT_TOKEN": gateway.token], name: gateway.device)
         gateway.agent = process
-        watch.register(gateway.role_, process)
+        watch.register(gateway.processRole, process)
         let outcome = try await eventually(within: .seconds(60)) { () -> String? in
             if process.stderrLines.contains(where: { $0.contains("event=started") }) { return "started" }
             if let status = process.exitStatus { return "exited \(status)" }
             return nil
         }
         guard let outcome else {
-            throw SoakFailure("\(gateway.device): edge-agent did not start within 60 s: \(process.stderrLines.suffix(5))")
+            throw SoakFailure(
+                "\(gateway.device): edge-agent did not start within 60 s: \(process.stderrLines.suffix(5))")
         }
         if outcome != "started" {
-            watch.expectExit(gateway.role_)
+            watch.expectExit(gateway.processRole)
             return "\(outcome): " + process.stderrLines.suffix(3).joined(separator: " | ")
         }
         if gateway.port == 0 {
@@ -287,7 +290,7 @@ final class SoakRun {
 
     private func killAgent(_ gateway: SoakGateway) async {
         guard let agent = gateway.agent else { return }
-        watch.expectExit(gateway.role_)
+        watch.expectExit(gateway.processRole)
         agent.kill(SIGKILL)
         _ = await agent.waitForExit()
     }
@@ -297,7 +300,8 @@ final class SoakRun {
     private func injectFaultsUntilDeadline() async throws {
         let deadline = started + .seconds(configuration.seconds)
         let corruptAt = started + .seconds(Double(configuration.seconds) * Double.random(in: 0.3...0.5, using: &random))
-        let slowlorisAt = started + .seconds(Double(configuration.seconds) * Double.random(in: 0.55...0.7, using: &random))
+        let slowlorisAt =
+            started + .seconds(Double(configuration.seconds) * Double.random(in: 0.55...0.7, using: &random))
         var isCorrupted = false
         var isSlowlorisDone = false
         var lastProgress = ContinuousClock.now
@@ -329,7 +333,9 @@ final class SoakRun {
             if ContinuousClock.now - lastProgress > .seconds(60) {
                 lastProgress = ContinuousClock.now
                 let acked = gateways.map { $0.producer?.snapshot.acknowledgedCount ?? 0 }
-                log("progress: acknowledged \(acked), faults \(faults.map { "\($0.key.rawValue)=\($0.value)" }.sorted())")
+                log(
+                    "progress: acknowledged \(acked), faults \(faults.map { "\($0.key.rawValue)=\($0.value)" }.sorted())"
+                )
             }
         }
     }
@@ -456,7 +462,8 @@ final class SoakRun {
         for (kind, outcome) in results {
             hostile[kind.rawValue, default: [:]][outcome, default: 0] += 1
             if !kind.acceptable.contains(outcome) {
-                failures.append("hostile \(kind.rawValue): answered \(outcome), expected one of \(kind.acceptable.sorted())")
+                failures.append(
+                    "hostile \(kind.rawValue): answered \(outcome), expected one of \(kind.acceptable.sorted())")
             }
         }
         try await expectCollectorHealthy(after: "hostile requests")
@@ -526,7 +533,7 @@ final class SoakRun {
         if let fillerPath { try? FileManager.default.removeItem(atPath: fillerPath) }
         for gateway in gateways {
             guard let agent = gateway.agent else { continue }
-            watch.expectExit(gateway.role_)
+            watch.expectExit(gateway.processRole)
             agent.kill(SIGTERM)
             gateway.stopStatus = try await eventually(within: .seconds(30)) { agent.exitStatus }
             if gateway.stopStatus == nil {
@@ -543,7 +550,10 @@ final class SoakRun {
         for gateway in gateways {
             let drain = try ChildProcess(
                 try ChildProcess.productURL("edge-agent"),
-                ["drain", "--data-dir", gateway.spoolDirectory, "--collector", collector.url, "--config", drainConfigPath],
+                [
+                    "drain", "--data-dir", gateway.spoolDirectory, "--collector", collector.url, "--config",
+                    drainConfigPath,
+                ],
                 environment: ["EDGE_AGENT_TOKEN": gateway.token], name: "drain \(gateway.device)")
             gateway.drainStatus = try await eventually(within: .seconds(300)) { drain.exitStatus }
             if gateway.drainStatus == nil { drain.kill(SIGKILL) }
@@ -555,7 +565,8 @@ final class SoakRun {
                         + drain.stderrLines.suffix(3).joined(separator: " | "))
             }
             let status = try await runTool(
-                try ChildProcess.productURL("edge-agent").path, ["status", "--data-dir", gateway.spoolDirectory, "--json"])
+                try ChildProcess.productURL("edge-agent").path,
+                ["status", "--data-dir", gateway.spoolDirectory, "--json"])
             gateway.agentStatusJSON =
                 (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]) ?? [:]
         }
@@ -656,7 +667,8 @@ final class SoakRun {
                     continue
                 }
                 let entry = source.entry(index, gateway: gateway.index)
-                let bits = select.isNull(at: 3) ? select.double(at: 2).bitPattern : UInt64(bitPattern: select.int64(at: 3))
+                let bits =
+                    select.isNull(at: 3) ? select.double(at: 2).bitPattern : UInt64(bitPattern: select.int64(at: 3))
                 if select.text(at: 0) != source.seriesKeys[Int(source.seriesOfEntry[entry])]
                     || bits != source.values[entry].bitPattern
                 {
@@ -691,7 +703,7 @@ final class SoakRun {
                 let missing = (0..<ledger.produced).filter { ledger.acknowledged[$0] && copies[$0] == 0 }.prefix(5)
                 notes.append("\(gateway.device): first lost reading indexes \(Array(missing))")
             }
-            row.peakRSSKiB = watch.peakKiB[gateway.role_] ?? 0
+            row.peakRSSKiB = watch.peakKiB[gateway.processRole] ?? 0
             row.drainSummary = gateway.drainOutput.split(separator: "\n").last.map(String.init) ?? ""
             if let outcome = gateway.corruptionOutcome { notes.append("\(gateway.device) corruption: \(outcome)") }
             rows.append(row)
