@@ -4,7 +4,8 @@
 # Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
 # Tests/Fuzz/seeds/remote-write/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
 # the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the
-# collector's query parameters, timestamps and paging cursor, and the JSON configuration files.
+# collector's query parameters, timestamps and paging cursor, the JSON messages (the agent's JSON
+# input, the dropped-range report, the acknowledgement), and the JSON configuration files.
 # Each harness keeps its working corpus in Tests/Fuzz/corpus/<harness>/ (committed): libFuzzer adds
 # what it finds there, then the corpus is minimized (-merge=1) and capped at $max_files inputs, so
 # the repository stays small. Hand-written seeds (seed-*) and the inputs of fixed crashes
@@ -117,6 +118,20 @@ gather_sources "$build/query-src" "$root"/Sources/HTTPCore/*.swift "$root"/Sourc
 swiftc "${sanitize[@]}" -module-name CloudCollectorQuery -package-name edge_sync -I "$root/Sources/CEpoll" \
     "$build/query-src"/*.swift "$root/Tests/Fuzz/QueryFuzzer.swift" -o "$build/query-fuzzer"
 run_harness query "$build/query-fuzzer" "" -max_len=1024 -malloc_limit_mb=64
+
+echo "fuzz: building the JSON messages (agent JSON input, dropped-range report, ack) with -sanitize=fuzzer,address"
+# The JSON input's error type carries an HTTP status and wraps spool errors: HTTP core and spool
+# error sources come along.
+gather_sources "$build/json-src" \
+    "$root"/Sources/EdgeAgent/Import/{LineProtocol,LineProtocolParser,ReadingBlock,InputError,CSV}.swift \
+    "$root"/Sources/EdgeAgent/Spool/{IncomingReading,SpoolError}.swift "$root"/Sources/EdgeSyncProtocol/*.swift \
+    "$root"/Sources/EdgeAgent/Inputs/{JSONReadings,InputFailure}.swift "$root"/Sources/HTTPCore/*.swift \
+    "$root"/Sources/EdgeSyncSQLite/SQLiteError.swift
+sed -i '/^import EdgeSyncSQLite$/d' "$build/json-src"/*.swift
+swiftc "${sanitize[@]}" -module-name EdgeAgentInputs -package-name edge_sync -I "$root/Sources/CZlib" \
+    -I "$root/Sources/CEpoll" -I "$root/Sources/CSQLite" -lz -lsqlite3 "$root"/Sources/EdgeSyncCodec/*.swift \
+    "$build/json-src"/*.swift "$root/Tests/Fuzz/JSONMessagesFuzzer.swift" -o "$build/json-messages-fuzzer"
+run_harness json-messages "$build/json-messages-fuzzer" "" -max_len=4096 -malloc_limit_mb=64
 
 echo "fuzz: building the JSON configuration files with -sanitize=fuzzer,address"
 swiftc "${sanitize[@]}" -module-name EdgeSyncCommandLine -package-name edge_sync \
