@@ -680,6 +680,10 @@ final class SoakRun {
                 copies[index] = copies[index] &+ 1
             }
             let damagedAside = gateway.corruptionOutcome?.contains("moved aside") ?? false
+            // Damage the open-time check missed can still break one stored chunk, which the spool
+            // then quarantines (documented): at most that many readings of the damaged file count as
+            // lost with it.
+            var quarantinedByDamage = gateway.corruptionBoundary != nil && !damagedAside ? row.agentQuarantined : 0
             for index in 0..<ledger.produced {
                 let count = Int(copies[index])
                 if count > 1 { row.duplicates += count - 1 }
@@ -691,6 +695,9 @@ final class SoakRun {
                     {
                         row.droppedByPolicy += 1
                     } else if damagedAside, let boundary = gateway.corruptionBoundary, index < boundary {
+                        row.lostWithDamagedSpool += 1
+                    } else if quarantinedByDamage > 0, let boundary = gateway.corruptionBoundary, index < boundary {
+                        quarantinedByDamage -= 1
                         row.lostWithDamagedSpool += 1
                     } else {
                         row.lost += 1
