@@ -430,7 +430,7 @@ final class SoakRun {
                 throw SoakFailure(failures.last!)
             }
         } else if let line = gateway.agent?.stderrLines.first(where: { $0.contains("is damaged") }) {
-            outcome = "detected at open, moved aside, new stream: \(line.prefix(220))"
+            outcome = "detected at open, moved aside, new stream: \(line.prefix(600))"
         } else {
             outcome = "not detected at open (the damage was healed by the WAL or hit unused space)"
         }
