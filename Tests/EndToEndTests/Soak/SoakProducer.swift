@@ -107,6 +107,7 @@ final class SoakProducer: Sendable {
     var snapshot: Ledger { ledger.withLock { $0 } }
     var nextIndex: Int { ledger.withLock { $0.acknowledged.count } }
     var isFinished: Bool { ledger.withLock { $0.isFinished } }
+    var requestCount: Int { ledger.withLock { $0.requests } }
     func outcomeCount(_ key: String) -> Int { ledger.withLock { $0.outcomes[key, default: 0] } }
 
     func start() {

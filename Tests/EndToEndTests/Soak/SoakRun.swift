@@ -389,7 +389,15 @@ final class SoakRun {
     private func corruptSpool() async throws {
         guard let gateway = gateways.first(where: { $0.role == .corruptible }) else { return }
         faults[.corruptSpool, default: 0] += 1
+        let requestsBefore = gateway.producer?.requestCount ?? 0
         await killAgent(gateway)
+        // Every answer the old spool gave must be in the ledger before the boundary is taken: wait
+        // until the request in flight at the kill and one more have been recorded (both failed).
+        if let producer = gateway.producer {
+            _ = try await eventually(within: .seconds(15)) {
+                producer.requestCount >= requestsBefore + 2 ? true : nil
+            }
+        }
         gateway.corruptionBoundary = gateway.producer?.nextIndex
         let file = gateway.spoolDirectory + "/spool.sqlite"
         let mode = ["header", "pages", "truncate"][Int.random(in: 0..<3, using: &random)]
