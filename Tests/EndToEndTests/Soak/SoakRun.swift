@@ -99,6 +99,8 @@ final class SoakRun {
     private var fillerPath: String? { mountPoint.map { $0 + "/filler" } }
     private var slowloris: ChildProcess?
     private var faults: [SoakFault: Int] = [:]
+    /// Disk-full faults during which the spool went on taking writes (no 503 within 15 s).
+    private var diskFullsWithoutRefusal = 0
     private var notes: [String] = []
     private var failures: [String] = []
     private var hostile: [String: [String: Int]] = [:]
@@ -239,6 +241,15 @@ final class SoakRun {
              "upload": {"batch_readings": 500, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2,
                         "max_send_bytes_per_second": 1024}}
             """
+        case .diskFull:
+            // A 1 MiB cap keeps the WAL truncated back after each checkpoint (Docs/edge-agent.md), so
+            // on a full disk it must grow and hits ENOSPC within seconds; without a cap SQLite reuses
+            // its WAL and free pages and a full disk may go unnoticed for minutes.
+            """
+            {"collector": {"request_timeout_seconds": 2, "connect_timeout_seconds": 1},
+             "spool": {"max_bytes": 1048576},
+             "upload": {"batch_readings": 2000, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2}}
+            """
         default:
             """
             {"collector": {"request_timeout_seconds": 2, "connect_timeout_seconds": 1},
@@ -360,19 +371,21 @@ final class SoakRun {
         watch.register("collector", restarted.process)
     }
 
-    /// Fills the tmpfs holding one gateway's spool until ENOSPC, waits until its producer is refused
-    /// (503) or 15 s pass, frees the space and waits until a write is acknowledged again.
+    /// Fills the tmpfs holding one gateway's spool until ENOSPC (again and again), until its producer
+    /// is refused (503) or 15 s pass, frees the space and waits until a write is acknowledged again.
     private func fillDisk() async throws {
         guard let fillerPath, let gateway = gateways.first(where: { $0.role == .diskFull }),
             let producer = gateway.producer
         else { return }
         faults[.diskFull, default: 0] += 1
         let refusedBefore = producer.outcomeCount("503")
-        _ = try await runTool("/usr/bin/dd", ["if=/dev/zero", "of=\(fillerPath)", "bs=64k"])
+        // Filled once, the disk would get room back whenever SQLite truncates its WAL or the spool
+        // hands pages back: keep taking every freed block until the producer is refused.
         let refused = try await eventually(within: .seconds(15)) {
-            producer.outcomeCount("503") > refusedBefore ? true : nil
+            Self.takeAllSpace(fillerPath)
+            return producer.outcomeCount("503") > refusedBefore ? true : nil
         }
-        if refused == nil { notes.append("disk full: no 503 reached the producer within 15 s") }
+        if refused == nil { diskFullsWithoutRefusal += 1 }
         try FileManager.default.removeItem(atPath: fillerPath)
         let acceptedBefore = producer.outcomeCount("204")
         let recovered = try await eventually(within: .seconds(30)) {
@@ -380,6 +393,17 @@ final class SoakRun {
         }
         if recovered == nil {
             failures.append("\(gateway.device): no write was accepted within 30 s after disk space returned")
+        }
+    }
+
+    /// Appends zeros to `path` until the file system refuses (ENOSPC).
+    private static func takeAllSpace(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        for blockSize in [1 << 20, 4096] {
+            let zeros = [UInt8](repeating: 0, count: blockSize)
+            while zeros.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
         }
     }
 
@@ -655,14 +679,37 @@ final class SoakRun {
                 WHERE s.device = ?1 ORDER BY d.first_seq
                 """)
             try dropped.bind(gateway.device, at: 1)
+            // The table may hold overlapping rows: a range the agent extended while reporting it is
+            // reported again whole (harmless: the collector's views use the union). Count the union.
+            var droppedRows = 0
             var droppedRanges: [ClosedRange<UInt64>] = []
             while try dropped.step() {
-                droppedRanges.append(UInt64(dropped.int64(at: 0))...UInt64(dropped.int64(at: 1)))
+                droppedRows += 1
+                let range = UInt64(dropped.int64(at: 0))...UInt64(dropped.int64(at: 1))
+                if let last = droppedRanges.last, range.lowerBound <= last.upperBound &+ 1 {
+                    droppedRanges[droppedRanges.count - 1] = last.lowerBound...max(last.upperBound, range.upperBound)
+                } else {
+                    droppedRanges.append(range)
+                }
             }
             row.collectorDropped = droppedRanges.reduce(0) { $0 + Int($1.count) }
+            if droppedRows > droppedRanges.count {
+                notes.append(
+                    "\(gateway.device): the collector holds \(droppedRows) dropped-range rows, \(droppedRanges.count) "
+                        + "after merging overlaps (ranges re-reported after the agent extended them)")
+            }
             row.agentDropped = (gateway.agentStatusJSON["dropped_readings"] as? NSNumber)?.intValue ?? 0
             row.agentQuarantined = (gateway.agentStatusJSON["quarantined_readings"] as? NSNumber)?.intValue ?? 0
-            func isDropped(_ sequence: UInt64) -> Bool { droppedRanges.contains { $0.contains(sequence) } }
+            func isDropped(_ sequence: UInt64) -> Bool {
+                // Binary search over the sorted, disjoint union.
+                var low = 0
+                var high = droppedRanges.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if droppedRanges[middle].upperBound < sequence { low = middle + 1 } else { high = middle }
+                }
+                return low < droppedRanges.count && droppedRanges[low].contains(sequence)
+            }
 
             var copies = [UInt8](repeating: 0, count: ledger.produced)
             let select = try database.prepare(
@@ -722,6 +769,11 @@ final class SoakRun {
             row.drainSummary = gateway.drainOutput.split(separator: "\n").last.map(String.init) ?? ""
             if let outcome = gateway.corruptionOutcome { notes.append("\(gateway.device) corruption: \(outcome)") }
             rows.append(row)
+        }
+        if diskFullsWithoutRefusal > 0 {
+            notes.append(
+                "disk full: in \(diskFullsWithoutRefusal) of \(faults[.diskFull] ?? 0) fills the spool kept taking "
+                    + "writes for 15 s (room left in its WAL and free pages)")
         }
         var proxyFaults: [String: Int] = [:]
         for (fault, count) in proxy?.statistics.faults ?? [:] where fault != .none {
