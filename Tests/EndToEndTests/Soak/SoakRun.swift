@@ -396,6 +396,11 @@ final class SoakRun {
         }
     }
 
+    /// How many file descriptors `pid` has open (its connections among them).
+    private static func openDescriptors(pid: Int32) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+    }
+
     /// Appends zeros to `path` until the file system refuses (ENOSPC).
     private static func takeAllSpace(_ path: String) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
@@ -526,11 +531,14 @@ final class SoakRun {
                 "-u", "http://127.0.0.1:\(collector.port)/healthz",
             ], name: "slowhttptest")
         slowloris = attack
-        // Let the connections pile up, then an honest request.
-        _ = try await eventually(within: .seconds(8)) {
-            attack.stdoutText.contains("pending") || attack.stdoutText.contains("connected") ? true : nil
+        // Once the collector holds most of the slow connections (its open descriptors show them),
+        // an honest request.
+        let collectorPID = collector.process.processIdentifier
+        let descriptorsBefore = Self.openDescriptors(pid: collectorPID)
+        let piledUp = try await eventually(within: .seconds(10)) {
+            Self.openDescriptors(pid: collectorPID) >= descriptorsBefore + 300 ? true : nil
         }
-        try await Task.sleep(for: .seconds(5))
+        let slowConnections = Self.openDescriptors(pid: collectorPID) - descriptorsBefore
         let probeStarted = ContinuousClock.now
         let port = collector.port
         let status = try await onDedicatedThread { () -> Int in
@@ -546,7 +554,8 @@ final class SoakRun {
         }.suffix(3).map { $0.trimmingCharacters(in: .whitespaces) }
         hostile["honest GET during slowloris", default: [:]]["\(status)", default: 0] += 1
         notes.append(
-            "slowloris: 400 slow connections for 15 s; an honest GET /healthz during it answered \(status) in "
+            "slowloris: 400 slow connections for 15 s (\(slowConnections) open at the collector when probed"
+                + "\(piledUp == nil ? ", fewer than 300 after 10 s" : "")); an honest GET /healthz during it answered \(status) in "
                 + "\(Int(SoakProducer.seconds(probeTime) * 1000)) ms; slowhttptest: \(summary.joined(separator: "; "))")
         if status != 200 { failures.append("collector did not serve an honest request during slowloris (\(status))") }
         slowloris = nil
