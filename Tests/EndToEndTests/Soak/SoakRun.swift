@@ -691,10 +691,12 @@ final class SoakRun {
             // The table may hold overlapping rows: a range the agent extended while reporting it is
             // reported again whole (harmless: the collector's views use the union). Count the union.
             var droppedRows = 0
+            var overlappingRows = 0
             var droppedRanges: [ClosedRange<UInt64>] = []
             while try dropped.step() {
                 droppedRows += 1
                 let range = UInt64(dropped.int64(at: 0))...UInt64(dropped.int64(at: 1))
+                if let last = droppedRanges.last, range.lowerBound <= last.upperBound { overlappingRows += 1 }
                 if let last = droppedRanges.last, range.lowerBound <= last.upperBound &+ 1 {
                     droppedRanges[droppedRanges.count - 1] = last.lowerBound...max(last.upperBound, range.upperBound)
                 } else {
@@ -705,7 +707,7 @@ final class SoakRun {
             if droppedRows > droppedRanges.count {
                 notes.append(
                     "\(gateway.device): the collector holds \(droppedRows) dropped-range rows, \(droppedRanges.count) "
-                        + "after merging overlaps (ranges re-reported after the agent extended them)")
+                        + "after joining adjacent ones; \(overlappingRows) overlap an earlier row")
             }
             row.agentDropped = (gateway.agentStatusJSON["dropped_readings"] as? NSNumber)?.intValue ?? 0
             row.agentQuarantined = (gateway.agentStatusJSON["quarantined_readings"] as? NSNumber)?.intValue ?? 0
