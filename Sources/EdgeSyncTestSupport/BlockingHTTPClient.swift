@@ -23,12 +23,16 @@ package final class BlockingHTTPClient {
 
     private let host: String
     private let port: Int
+    private let timeoutSeconds: Int?
     private var descriptor: Int32 = -1
     private var buffer: [UInt8] = []
 
-    package init(host: String = "127.0.0.1", port: Int) {
+    /// `timeoutSeconds` bounds each send and receive on the socket (a server that stops answering
+    /// makes `send` throw instead of blocking forever); nil waits as long as it takes.
+    package init(host: String = "127.0.0.1", port: Int, timeoutSeconds: Int? = nil) {
         self.host = host
         self.port = port
+        self.timeoutSeconds = timeoutSeconds
     }
 
     deinit { close() }
@@ -85,6 +89,11 @@ package final class BlockingHTTPClient {
         }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if let timeoutSeconds {
+            var limit = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
         descriptor = fd
     }
 

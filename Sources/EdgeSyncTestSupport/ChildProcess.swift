@@ -175,6 +175,10 @@ package final class ChildProcess: Sendable {
 
     package var processIdentifier: Int32 { process.processIdentifier }
 
+    /// The exit status once the process has ended, nil while it runs: for polling with a deadline
+    /// where awaiting `waitForExit()` could wait forever.
+    package var exitStatus: Int32? { shared.state.withLock { $0.exitStatus } }
+
     /// Everything written to standard error so far, one element per line.
     package var stderrLines: [String] { shared.state.withLock { $0.stderrLines } }
     package var stdoutText: String { shared.state.withLock { String(decoding: $0.stdout, as: UTF8.self) } }

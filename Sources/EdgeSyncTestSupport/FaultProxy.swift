@@ -25,6 +25,9 @@ package final class FaultProxy: @unchecked Sendable {
         case internalServerError
         /// Answer 503 with `Retry-After: 1` without forwarding.
         case serviceUnavailable
+        /// Answer 429 with `Retry-After: 1` without forwarding (a rate limiter in front of the
+        /// collector).
+        case tooManyRequests
         /// Forward the request, read the collector's answer, then reset the client connection.
         case loseAnswer
     }
@@ -173,6 +176,13 @@ package final class FaultProxy: @unchecked Sendable {
                     Self.write(
                         client,
                         Array("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n".utf8))
+                else { return }
+                continue
+            case .tooManyRequests:
+                guard
+                    Self.write(
+                        client,
+                        Array("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n".utf8))
                 else { return }
                 continue
             case .none, .loseAnswer:

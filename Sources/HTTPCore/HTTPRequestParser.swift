@@ -292,6 +292,9 @@ public struct HTTPRequestParser: Sendable {
             if end - start > limit + 1 { throw overflow() }
             return nil
         }
+        // Length before form: a line that ran past the limit fails as too long whether its LF came in
+        // the same read or a later one, so the answer never depends on how TCP cut the bytes.
+        if newline - start > limit + 1 { throw overflow() }
         guard newline > start, buffer[newline - 1] == Self.cr else {
             throw HTTPError.malformed("line ends in LF without CR")
         }

@@ -11,7 +11,8 @@ import Testing
     @Test func eachFaultReachesTheClientAndTheServerAsDocumented() async throws {
         let served = Mutex(0)
         let faults: [FaultProxy.Fault] = [
-            .none, .resetBeforeForwarding, .internalServerError, .serviceUnavailable, .loseAnswer, .none,
+            .none, .resetBeforeForwarding, .internalServerError, .serviceUnavailable, .tooManyRequests, .loseAnswer,
+            .none,
         ]
         try await withLoopbackServer { request in
             _ = try await request.body.collect(upTo: 1 << 20)
@@ -44,7 +45,8 @@ import Testing
             #expect(
                 seen == [
                     "200 reached=true", "failure reached=false", "500 reached=false",
-                    "503 retry 1.0 seconds reached=false", "failure reached=true", "200 reached=true",
+                    "503 retry 1.0 seconds reached=false", "429 retry 1.0 seconds reached=false", "failure reached=true",
+                    "200 reached=true",
                 ])
             #expect(proxy.statistics.requests == faults.count)
             #expect(proxy.statistics.faults[.none] == 2)

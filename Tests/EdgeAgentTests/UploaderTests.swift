@@ -168,6 +168,21 @@ import Testing
         #expect(try await source.unreportedDroppedRanges().isEmpty)
     }
 
+    /// Found by the reliability soak's accounting: `drain` could exit while the report of dropped
+    /// ranges was still on its own task, and never reported drops when nothing was left to upload.
+    @Test(arguments: [0, 2500])
+    func aDrainReportsDroppedRangesBeforeItReturns(readings: Int) async throws {
+        let source = MemorySource(readings: readings)
+        source.state.withLock { $0.dropped = [SequenceRange(1, 99)] }
+        let collector = MemoryCollector()
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        // No waiting: the report is in before run returns.
+        let reports = collector.state.withLock { $0.droppedReports }
+        #expect(reports == [DroppedRangesReport(device: "gw-1", stream: 0xFEED, dropped: [SequenceRange(1, 99)])])
+        #expect(statistics.droppedRangesReported == 1)
+        #expect(try await source.unreportedDroppedRanges().isEmpty)
+    }
+
     @Test func cancellationStopsBetweenBatchesAndKeepsTheRest() async throws {
         let source = MemorySource(readings: 50_000)
         let gate = AsyncStream.makeStream(of: Void.self)

@@ -42,6 +42,22 @@ struct ParserPropertyTests {
         }
     }
 
+    /// Found by the HTTP request fuzzer: a line longer than its limit that ends in a bare LF was 400
+    /// when the LF came in the same read and 414 when it came later; the status now depends on the
+    /// bytes only.
+    @Test(
+        "an over-long line ending in a bare LF is too long in every chunking",
+        arguments: [
+            ("GET /\(String(repeating: "a", count: 80)) HTTP/1.1\nHost: c\r\n\r\n", 414),
+            ("GET / HTTP/1.1\r\nX: \(String(repeating: "b", count: 300))\n\r\n", 431),
+        ])
+    func overLongLineWithBareLineFeed(message: String, status: Int) {
+        let limits = HTTPRequestParser.Limits(maxRequestLineLength: 64, maxHeaderBytes: 256)
+        for chunking in Chunking.all {
+            #expect(parse(message, limits: limits, chunking: chunking).error?.status.code == status, "\(chunking)")
+        }
+    }
+
     @Test func arbitraryBytesNeverTrapAndAlwaysEndInAStatus() {
         var generator = SeededRandom(seed: 77)
         for _ in 0..<500 {

@@ -543,10 +543,16 @@ final class SpoolStore {
         try withRelaxedLimit {
             try database.transaction(.immediate) { db throws in
                 let statement = try db.statement("DELETE FROM dropped WHERE first_seq >= ?1 AND last_seq <= ?2")
+                // Drops that came while the report was on its way extend the range in place: keep
+                // only its unreported tail, or the whole range would be reported again.
+                let trim = try db.statement(
+                    "UPDATE dropped SET first_seq = ?2 + 1 WHERE first_seq >= ?1 AND first_seq <= ?2 AND last_seq > ?2")
                 for range in ranges {
-                    try statement.bind(Int64(clamping: range.first), at: 1)
-                    try statement.bind(Int64(clamping: range.last), at: 2)
-                    try statement.run()
+                    for step in [statement, trim] {
+                        try step.bind(Int64(clamping: range.first), at: 1)
+                        try step.bind(Int64(clamping: range.last), at: 2)
+                        try step.run()
+                    }
                 }
             }
         }

@@ -53,6 +53,8 @@ package actor Uploader {
     private var inFlight = 0
     private var slotWaiters: [CheckedContinuation<Void, Never>] = []
     private var isReportingDroppedRanges = false
+    /// The latest dropped-range report started after an acknowledgement, so a drain can await it.
+    private var droppedRangesReport: Task<Void, Never>?
     private var eventHandler: (@Sendable (UploadEvent) -> Void)?
     package private(set) var statistics = UploadStatistics()
 
@@ -125,7 +127,14 @@ package actor Uploader {
                 }
                 switch mode {
                 case .untilEmpty:
-                    if inFlight == 0 { return }
+                    if inFlight == 0 {
+                        // Reports go out on a task of their own after acknowledgements: a drain waits
+                        // for it and then reports what is left, so exiting never cuts a report short
+                        // and drops are reported even when nothing was left to upload.
+                        await droppedRangesReport?.value
+                        await reportDroppedRanges()
+                        return
+                    }
                     await waitForCompletion()
                 case .continuous:
                     await source.waitForReadings(after: last)
@@ -337,7 +346,7 @@ package actor Uploader {
         eventHandler?(.acknowledged(statistics))
         if !isReportingDroppedRanges {
             isReportingDroppedRanges = true
-            Task { await self.reportDroppedRanges() }
+            droppedRangesReport = Task { await self.reportDroppedRanges() }
         }
     }
 
