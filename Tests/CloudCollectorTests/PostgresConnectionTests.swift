@@ -79,7 +79,7 @@ import Testing
                 }
             }
             #expect(try connection.query("SELECT count(*) FROM c").int64(0, 0) == 0)
-            let values: [Double] = [0.1, -0.0, 1e-310, .greatestFiniteMagnitude, .infinity, -.infinity, 21.5, 1 / 3]
+            let values: [Double] = [0.1, -0.0, Double.leastNormalMagnitude / 4, .greatestFiniteMagnitude, .infinity, -.infinity, 21.5, 1 / 3]
             let integers: [Int64] = [.min, -1, 0, 1, .max, 42, 1 << 40, -(1 << 53)]
             for format in PostgresCopyFormat.allCases {
                 try connection.execute("TRUNCATE c")
