@@ -51,7 +51,7 @@ run_harness() {
 }
 
 echo "fuzz: building the decoder with -sanitize=fuzzer,address"
-swiftc "${sanitize[@]}" -module-name EdgeSyncCodec \
+swiftc "${sanitize[@]}" -module-name EdgeSyncCodec -package-name edge_sync \
     -I "$root/Sources/CZlib" -lz \
     "$root"/Sources/EdgeSyncCodec/*.swift "$root/Tests/Fuzz/DecoderFuzzer.swift" \
     -o "$build/decoder-fuzzer"
