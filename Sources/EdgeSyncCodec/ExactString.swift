@@ -3,8 +3,9 @@
 /// Swift's `String` equality is Unicode canonical equivalence: `"e\u{301}" == "\u{e9}"`. Series keys
 /// and device ids are identifiers a producer chose byte for byte, and SQL `UNIQUE` constraints, the
 /// wire format and the query API all treat them as bytes; a `String`-keyed dictionary or set would
-/// merge two distinct series into one. Every table of keys uses this type instead.
-package struct ExactString: Hashable, Sendable, CustomStringConvertible {
+/// merge two distinct series into one. Every table of keys uses this type instead. Its order is
+/// byte order, the same in every process (what lock ordering needs).
+package struct ExactString: Hashable, Comparable, Sendable, CustomStringConvertible {
     package var value: String
 
     @inline(__always)
@@ -12,6 +13,10 @@ package struct ExactString: Hashable, Sendable, CustomStringConvertible {
 
     package static func == (lhs: ExactString, rhs: ExactString) -> Bool {
         lhs.value.utf8.elementsEqual(rhs.value.utf8)
+    }
+
+    package static func < (lhs: ExactString, rhs: ExactString) -> Bool {
+        lhs.value.utf8.lexicographicallyPrecedes(rhs.value.utf8)
     }
 
     package func hash(into hasher: inout Hasher) {

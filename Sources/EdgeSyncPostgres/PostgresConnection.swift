@@ -153,7 +153,7 @@ package final class PostgresConnection {
     }
 
     /// Turns a result into rows, or into the error it reports (and clears it then).
-    private func check(_ result: OpaquePointer?, sql: String, clear: Bool = true) throws(PostgresError) -> PostgresRows {
+    private func check(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> PostgresRows {
         guard let result else {
             throw PostgresError(
                 "no result: \(Self.message(PQerrorMessage(handle)))", isConnectionFailure: true)
@@ -165,7 +165,7 @@ package final class PostgresConnection {
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             var message = Self.message(PQresultErrorMessage(result))
             if message.isEmpty { message = Self.message(PQerrorMessage(handle)) }
-            if clear { PQclear(result) }
+            PQclear(result)
             throw PostgresError(
                 message, sqlState: state, isConnectionFailure: state == nil && isBroken)
         }

@@ -50,9 +50,6 @@ package final class PostgresSession {
         }
     }
 
-    /// Drops the connection (the next use reconnects).
-    package func disconnect() { connection = nil }
-
     private func connected() throws(PostgresError) -> PostgresConnection {
         if let connection, !connection.isBroken { return connection }
         connection = nil

@@ -13,10 +13,15 @@ package enum TokenStore {
     }
 
     /// Creates (or replaces) the device's token and returns it; the only time the token is visible.
-    package static func add(device: String, in database: SQLiteDatabase, now: Int64) throws -> DeviceToken {
+    /// Throws unless `device` is a device id a token can be made for: 1 to 256 bytes of UTF-8.
+    package static func checkDevice(_ device: String) throws(CollectorStorageError) {
         guard !device.isEmpty, device.utf8.count <= 256 else {
             throw CollectorStorageError("device id must be 1 to 256 bytes of UTF-8")
         }
+    }
+
+    package static func add(device: String, in database: SQLiteDatabase, now: Int64) throws -> DeviceToken {
+        try checkDevice(device)
         let token = DeviceToken.generate()
         let upsert = try database.statement(
             """
@@ -65,9 +70,7 @@ package enum TokenStore {
 /// The same device tokens in a PostgreSQL database (`device_tokens`, token hashes as `bytea`).
 package enum PostgresTokenStore {
     package static func add(device: String, in connection: PostgresConnection, now: Int64) throws -> DeviceToken {
-        guard !device.isEmpty, device.utf8.count <= 256 else {
-            throw CollectorStorageError("device id must be 1 to 256 bytes of UTF-8")
-        }
+        try TokenStore.checkDevice(device)
         let token = DeviceToken.generate()
         try connection.query(
             """

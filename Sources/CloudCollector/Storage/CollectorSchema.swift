@@ -38,8 +38,7 @@ package enum CollectorSchema {
              THEN 9223372036854775807 ELSE b.max_timestamp - b.min_timestamp END
         """
 
-    package static var statements: String {
-        """
+    package static let statements = """
         CREATE TABLE IF NOT EXISTS collector_schema (version INTEGER NOT NULL);
 
         -- Device tokens: only the SHA-256 of each token is kept.
@@ -140,7 +139,6 @@ package enum CollectorSchema {
         -- The documented way to read central data: one row per reading.
         CREATE VIEW IF NOT EXISTS readings_view AS \(readingsView);
         """
-    }
 
     /// The body of `readings_view`, the same on SQLite and PostgreSQL.
     package static let readingsView = """

@@ -33,6 +33,8 @@ package final class PostgresReadingStore: ReadingStore {
     private var caches = StoreCaches()
     /// `session.connectCount` when the caches were last known to match the database.
     private var cachesConnection = 0
+    /// Caches were dropped after a reconnect and no commit has said so yet.
+    private var hasForgottenUnreported = false
 
     /// Connects, creates or migrates the schema, and keeps the session for the writer.
     package init(session sessionConfiguration: PostgresSession.Configuration, configuration: Configuration = Configuration())
@@ -85,25 +87,17 @@ package final class PostgresReadingStore: ReadingStore {
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
 
-        var forgets = false
         try session.withConnection { connection in
-            forgets = refreshCachesAfterReconnecting()
+            refreshCachesAfterReconnecting()
             try connection.transaction { connection in
                 // Validate first, then lock every stream of the group in one order: two collectors
                 // storing groups that share streams take the locks in the same order.
-                for batch in batches where !batch.readings.isEmpty {
-                    let last = batch.firstSequence + UInt64(batch.readings.count) - 1
-                    guard batch.firstSequence >= 1, last <= StorageLimits.maximumSequence else {
-                        throw CollectorStorageError(
-                            "sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^63-1")
-                    }
+                let sequences = try batches.map { batch throws(CollectorStorageError) in
+                    try StorageLimits.sequences(of: batch)
                 }
                 let keys = Set(batches.filter { !$0.readings.isEmpty }.map { StreamKey(device: $0.device, stream: $0.stream) })
                 var references: [StreamKey: Int64] = [:]
-                for key in keys.sorted(by: { a, b in
-                    a.device.utf8.elementsEqual(b.device.utf8)
-                        ? a.stream < b.stream : a.device.utf8.lexicographicallyPrecedes(b.device.utf8)
-                }) {
+                for key in keys.sorted() {
                     let (reference, version) = try lockStream(key, in: connection, new: &newStreams)
                     references[key] = reference
                     let ranges = try caches.ranges.ranges(of: reference, atVersion: version)
@@ -114,15 +108,14 @@ package final class PostgresReadingStore: ReadingStore {
                 // Dedup each batch in order against its stream's ranges as they grow.
                 var pieces: [(batch: Int, range: SequenceRange, stream: Int64)] = []
                 for (index, batch) in batches.enumerated() {
-                    guard !batch.readings.isEmpty, let reference = references[StreamKey(device: batch.device, stream: batch.stream)],
+                    guard let range = sequences[index],
+                        let reference = references[StreamKey(device: batch.device, stream: batch.stream)],
                         let slot = working.index(forKey: reference)
                     else {
                         outcomes.append(StoreOutcome(accepted: 0, duplicates: 0))
                         continue
                     }
-                    let last = batch.firstSequence + UInt64(batch.readings.count) - 1
-                    let decision = DedupDecision.apply(
-                        SequenceRange(batch.firstSequence, last), to: &working.values[slot].ranges)
+                    let decision = DedupDecision.apply(range, to: &working.values[slot].ranges)
                     outcomes.append(StoreOutcome(accepted: decision.accepted, duplicates: decision.duplicates))
                     for range in decision.newRanges { pieces.append((index, range, reference)) }
                 }
@@ -131,14 +124,12 @@ package final class PostgresReadingStore: ReadingStore {
                     let seriesByBatch = try resolveSeries(
                         batches, used: Set(pieces.map(\.batch)), in: connection, new: &newSeries)
                     try insertReadings(batches, pieces, seriesByBatch, spans: &spans, in: connection)
-                    var statsRanges: [Int: [SequenceRange]] = [:]
-                    for piece in pieces { statsRanges[piece.batch, default: []].append(piece.range) }
-                    for (index, ranges) in statsRanges.sorted(by: { $0.key < $1.key }) {
-                        let batch = batches[index]
-                        guard let reference = references[StreamKey(device: batch.device, stream: batch.stream)] else {
-                            continue
-                        }
-                        try updateStats(batch, newRanges: ranges, streamReference: reference, receivedAt: receivedAt, in: connection)
+                    var statsRanges: [Int: (stream: Int64, ranges: [SequenceRange])] = [:]
+                    for piece in pieces { statsRanges[piece.batch, default: (piece.stream, [])].ranges.append(piece.range) }
+                    for (index, stats) in statsRanges.sorted(by: { $0.key < $1.key }) {
+                        try updateStats(
+                            batches[index], newRanges: stats.ranges, streamReference: stats.stream, receivedAt: receivedAt,
+                            in: connection)
                     }
                 }
                 for (reference, state) in working where state.changed {
@@ -153,18 +144,16 @@ package final class PostgresReadingStore: ReadingStore {
         }
 
         let committed = caches.learn(streams: newStreams, series: newSeries, working: working, spans: spans)
-        return StoreCommit(outcomes: outcomes, committedRanges: committed, forgetsEarlierRanges: forgets)
+        defer { hasForgottenUnreported = false }
+        return StoreCommit(
+            outcomes: outcomes, committedRanges: committed, forgetsEarlierRanges: hasForgottenUnreported)
     }
 
     package func recordDropped(_ report: DroppedRangesReport, device: String, receivedAt: Int64) throws {
         var newStreams: [StreamKey: Int64] = [:]
-        for range in report.dropped {
-            guard range.first >= 1, range.last <= StorageLimits.maximumSequence else {
-                throw CollectorStorageError("dropped range \(range) is outside 1...2^63-1")
-            }
-        }
+        try StorageLimits.check(dropped: report.dropped)
         try session.withConnection { connection in
-            _ = refreshCachesAfterReconnecting()
+            refreshCachesAfterReconnecting()
             try connection.transaction { connection in
                 let key = StreamKey(device: device, stream: report.stream.value)
                 let reference = try streamReference(key, in: connection, new: &newStreams)
@@ -195,14 +184,13 @@ package final class PostgresReadingStore: ReadingStore {
     // MARK: Pieces of the write transaction
 
     /// A new connection may lead to a database that went back (a failover to a standby that missed
-    /// the last commits, a restore): nothing the caches learned before it is trusted after it.
-    /// Returns whether caches from an earlier connection were dropped.
-    private func refreshCachesAfterReconnecting() -> Bool {
-        guard session.connectCount != cachesConnection else { return false }
-        let hadEarlier = cachesConnection != 0
+    /// the last commits, a restore): nothing the caches learned before it is trusted after it. The
+    /// next commit tells the ingest writer (even when this transaction fails and a later one commits).
+    private func refreshCachesAfterReconnecting() {
+        guard session.connectCount != cachesConnection else { return }
+        if cachesConnection != 0 { hasForgottenUnreported = true }
         caches = StoreCaches()
         cachesConnection = session.connectCount
-        return hadEarlier
     }
 
     /// The stream's reference, creating its row when new (not locked).
@@ -289,10 +277,9 @@ package final class PostgresReadingStore: ReadingStore {
                 missing[device, default: []].insert(key)
             }
         }
-        // Byte order, the same in every collector (String's `<` is not byte order).
-        func byteOrder(_ a: ExactString, _ b: ExactString) -> Bool { a.value.utf8.lexicographicallyPrecedes(b.value.utf8) }
-        for device in missing.keys.sorted(by: byteOrder) {
-            for key in (missing[device] ?? []).sorted(by: byteOrder) {
+        // Byte order (ExactString's), the same in every collector.
+        for device in missing.keys.sorted() {
+            for key in (missing[device] ?? []).sorted() {
                 try connection.query(
                     "INSERT INTO series (device, series_key) VALUES ($1, $2) ON CONFLICT DO NOTHING", [device.value, key.value])
                 let rows = try connection.query(

@@ -19,8 +19,7 @@ package enum PostgresSchema {
     /// Key of the advisory lock that serializes schema changes across collectors.
     static let migrationLock: Int64 = 0x6564_6765_7379_6E63  // "edgesync"
 
-    static var migrations: [String] {
-        [
+    static let migrations: [String] = [
         // 1: the shape of SQLite schema version 4.
         """
         CREATE TABLE device_tokens (
@@ -101,8 +100,7 @@ package enum PostgresSchema {
 
         CREATE VIEW readings_view AS \(CollectorSchema.readingsView);
         """
-        ]
-    }
+    ]
 
     /// Brings the database to `version`, creating it when empty; refuses a database written by a
     /// newer collector. Safe to run from several collectors at once.

@@ -2,7 +2,7 @@ import EdgeSyncCodec
 import EdgeSyncProtocol
 
 /// One stream's identity: the device that owns it and the 64-bit id its spool drew.
-package struct StreamKey: Hashable, Sendable, CustomStringConvertible {
+package struct StreamKey: Hashable, Comparable, Sendable, CustomStringConvertible {
     package var device: String
     package var stream: UInt64
 
@@ -19,6 +19,12 @@ package struct StreamKey: Hashable, Sendable, CustomStringConvertible {
     package func hash(into hasher: inout Hasher) {
         hasher.combine(stream)
         hasher.combine(ExactString(device))
+    }
+
+    /// Device bytes, then stream: the order writers lock streams in.
+    package static func < (lhs: StreamKey, rhs: StreamKey) -> Bool {
+        let (left, right) = (ExactString(lhs.device), ExactString(rhs.device))
+        return left == right ? lhs.stream < rhs.stream : left < right
     }
 
     package var description: String { "\(device)/\(stream)" }
@@ -78,4 +84,22 @@ package protocol ReadingStore: AnyObject {
 /// (the edge starts at 1 and counts up; no real stream comes near).
 package enum StorageLimits {
     package static let maximumSequence = UInt64(Int64.max)
+
+    /// The sequence numbers `batch` covers (`nil` when it is empty), or an error when they do not
+    /// fit in 1...2^63-1.
+    package static func sequences(of batch: Batch) throws(CollectorStorageError) -> SequenceRange? {
+        guard !batch.readings.isEmpty else { return nil }
+        let last = batch.firstSequence + UInt64(batch.readings.count) - 1
+        guard batch.firstSequence >= 1, last <= maximumSequence else {
+            throw CollectorStorageError("sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^63-1")
+        }
+        return SequenceRange(batch.firstSequence, last)
+    }
+
+    /// Throws unless every dropped range lies in 1...2^63-1.
+    package static func check(dropped ranges: [SequenceRange]) throws(CollectorStorageError) {
+        for range in ranges where range.first < 1 || range.last > maximumSequence {
+            throw CollectorStorageError("dropped range \(range) is outside 1...2^63-1")
+        }
+    }
 }

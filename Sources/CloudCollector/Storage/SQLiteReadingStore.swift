@@ -116,14 +116,9 @@ package final class SQLiteReadingStore: ReadingStore {
 
         try database.transaction(.immediate) { db in
             for batch in batches {
-                guard !batch.readings.isEmpty else {
+                guard let sequences = try StorageLimits.sequences(of: batch) else {
                     outcomes.append(StoreOutcome(accepted: 0, duplicates: 0))
                     continue
-                }
-                let last = batch.firstSequence + UInt64(batch.readings.count) - 1
-                guard batch.firstSequence >= 1, last <= StorageLimits.maximumSequence else {
-                    throw CollectorStorageError(
-                        "sequence numbers \(batch.firstSequence)...\(last) are outside 1...2^63-1")
                 }
                 let key = StreamKey(device: batch.device, stream: batch.stream)
                 let reference = try streamReference(for: key, in: db, new: &newStreams)
@@ -133,8 +128,7 @@ package final class SQLiteReadingStore: ReadingStore {
                 }
                 guard let index = working.index(forKey: reference) else { continue }
                 // In place: a copy out of the dictionary would copy the range array for every batch.
-                let decision = DedupDecision.apply(
-                    SequenceRange(batch.firstSequence, last), to: &working.values[index].ranges)
+                let decision = DedupDecision.apply(sequences, to: &working.values[index].ranges)
                 outcomes.append(StoreOutcome(accepted: decision.accepted, duplicates: decision.duplicates))
                 guard decision.accepted > 0 else { continue }
 
@@ -179,6 +173,7 @@ package final class SQLiteReadingStore: ReadingStore {
 
     package func recordDropped(_ report: DroppedRangesReport, device: String, receivedAt: Int64) throws {
         var newStreams: [StreamKey: Int64] = [:]
+        try StorageLimits.check(dropped: report.dropped)
         try database.transaction(.immediate) { db in
             let key = StreamKey(device: device, stream: report.stream.value)
             let reference = try streamReference(for: key, in: db, new: &newStreams)
@@ -186,9 +181,6 @@ package final class SQLiteReadingStore: ReadingStore {
                 "INSERT OR IGNORE INTO dropped_ranges (stream_ref, first_seq, last_seq, reported_at) VALUES (?, ?, ?, ?)"
             )
             for range in report.dropped {
-                guard range.first >= 1, range.last <= StorageLimits.maximumSequence else {
-                    throw CollectorStorageError("dropped range \(range) is outside 1...2^63-1")
-                }
                 try insert.bind(reference, at: 1)
                 try insert.bind(Int64(range.first), at: 2)
                 try insert.bind(Int64(range.last), at: 3)
