@@ -81,11 +81,46 @@ package final class PostgresTestServer: Sendable {
 
     private static let sharedServer = Task { try await make() }
 
+    /// `shared()`, or `nil` after printing why the calling test is skipped (PostgreSQL is not
+    /// installed). Any other failure to start is an error, not a skip.
+    package static func sharedOrSkip() async throws -> PostgresTestServer? {
+        try await orSkip { try await shared() }
+    }
+
+    /// A server of the caller's own (to stop and crash), or `nil` after printing why the test is skipped.
+    package static func makeOrSkip() async throws -> PostgresTestServer? {
+        try await orSkip { try await make() }
+    }
+
+    private static func orSkip(_ start: () async throws -> PostgresTestServer) async throws -> PostgresTestServer? {
+        do {
+            return try await start()
+        } catch let error as Unavailable {
+            print("skipped: \(error)")
+            return nil
+        }
+    }
+
     /// A new, empty database on this server; returns its URL.
     package func makeDatabase(prefix: String = "test") async throws -> String {
         let name = "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
         _ = try await psql("CREATE DATABASE \(name)")
         return "postgres://postgres@127.0.0.1:\(port)/\(name)"
+    }
+
+    /// Runs `body` with a new database's URL, then drops the database (and any connection still
+    /// open to it), so repeated runs do not fill the disk.
+    package func withDatabase<T>(prefix: String, _ body: (String) async throws -> T) async throws -> T {
+        let url = try await makeDatabase(prefix: prefix)
+        let name = url.split(separator: "/").last.map(String.init) ?? ""
+        do {
+            let value = try await body(url)
+            _ = try await psql("DROP DATABASE \(name) WITH (FORCE)")
+            return value
+        } catch {
+            _ = try? await psql("DROP DATABASE \(name) WITH (FORCE)")
+            throw error
+        }
     }
 
     /// Kills the server (whatever its current pid) and deletes the directory once this process has

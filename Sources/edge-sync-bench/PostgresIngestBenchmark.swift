@@ -38,16 +38,20 @@ enum PostgresIngestBenchmark: BenchmarkScenario {
         print("PostgreSQL: \(try await server.psql("SHOW server_version")) on loopback, fsync on, synchronous_commit on\n")
 
         var table = TextTable("run", "readings/s", "vs raw COPY", "p50 batch", "p99 batch")
-        let raw = try await rawCopy(workloads, server: server)
+        let raw = try await server.withDatabase(prefix: "raw") { try rawCopy(workloads, url: $0) }
         table.append("raw COPY, unindexed table, 1 connection (ceiling)", IngestBenchmark.rate(raw), "1.00×", "-", "-")
         func ratio(_ rate: Double) -> String { String(format: "%.2f×", rate / raw) }
 
         for format in PostgresCopyFormat.allCases {
-            let rate = try await storeDirect(workloads, server: server, format: format)
+            let rate = try await server.withDatabase(prefix: "direct") {
+                try storeDirect(workloads, url: $0, format: format)
+            }
             table.append("collector store, no HTTP, COPY \(format.rawValue), 1 batch/transaction", IngestBenchmark.rate(rate), ratio(rate), "-", "-")
         }
         for collectors in [1, 2] {
-            let result = try await overHTTP(frames, readings: total, server: server, collectors: collectors)
+            let result = try await server.withDatabase(prefix: "http") {
+                try await overHTTP(frames, readings: total, url: $0, collectors: collectors)
+            }
             table.append(
                 "\(collectors) collector\(collectors == 1 ? "" : "s") on PostgreSQL, 16 gateways over HTTP",
                 IngestBenchmark.rate(result.readingsPerSecond), ratio(result.readingsPerSecond),
@@ -65,9 +69,7 @@ enum PostgresIngestBenchmark: BenchmarkScenario {
 
     /// The same rows COPYed (binary) into a table without keys or indexes, one COPY per batch in its
     /// own transaction, from one connection: PostgreSQL's own ceiling on this machine.
-    static func rawCopy(_ workloads: [[Batch]], server: PostgresTestServer) async throws -> Double {
-        let url = try await server.makeDatabase(prefix: "raw")
-        defer { Task { _ = try? await server.psql("DROP DATABASE IF EXISTS \(url.split(separator: "/").last ?? "")") } }
+    static func rawCopy(_ workloads: [[Batch]], url: String) throws -> Double {
         let connection = try PostgresConnection(url: url)
         try connection.execute(
             """
@@ -99,11 +101,7 @@ enum PostgresIngestBenchmark: BenchmarkScenario {
     }
 
     /// The collector's store without HTTP: one batch per transaction, the writer's slowest case.
-    static func storeDirect(_ workloads: [[Batch]], server: PostgresTestServer, format: PostgresCopyFormat) async throws
-        -> Double
-    {
-        let url = try await server.makeDatabase(prefix: "direct")
-        defer { Task { _ = try? await server.psql("DROP DATABASE IF EXISTS \(url.split(separator: "/").last ?? "")") } }
+    static func storeDirect(_ workloads: [[Batch]], url: String, format: PostgresCopyFormat) throws -> Double {
         var configuration = PostgresReadingStore.Configuration()
         configuration.copyFormat = format
         let store = try PostgresReadingStore(session: PostgresSession.Configuration(url: url), configuration: configuration)
@@ -118,11 +116,9 @@ enum PostgresIngestBenchmark: BenchmarkScenario {
     }
 
     /// `collectors` collectors in this process on one database; gateway g posts to collector g % n.
-    static func overHTTP(_ frames: [[[UInt8]]], readings: Int, server: PostgresTestServer, collectors: Int)
+    static func overHTTP(_ frames: [[[UInt8]]], readings: Int, url: String, collectors: Int)
         async throws -> IngestBenchmark.LoadResult
     {
-        let url = try await server.makeDatabase(prefix: "http")
-        defer { Task { _ = try? await server.psql("DROP DATABASE IF EXISTS \(url.split(separator: "/").last ?? "")") } }
         var services: [CollectorService] = []
         var serving: [Task<Void, any Error>] = []
         var ports: [Int] = []

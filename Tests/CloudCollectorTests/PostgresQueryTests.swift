@@ -395,7 +395,7 @@ import Testing
         let values: [[Double]] = [
             [1e200, -1e200, 4], [1e300, 1e300],
             [.greatestFiniteMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude],
-            [.greatestFiniteMagnitude, .greatestFiniteMagnitude], [-1e-310, 3e-320, .leastNonzeroMagnitude],
+            [.greatestFiniteMagnitude, .greatestFiniteMagnitude], [Double("-1e-310")!, Double("3e-320")!, .leastNonzeroMagnitude],
             [.nan, 1e308, 1e308],
         ]
         let readings = values.enumerated().flatMap { bucket, values in

@@ -10,13 +10,7 @@ import Testing
 /// Runs `body` with the URL of a new database on the test process's PostgreSQL server, or prints
 /// why it is skipped when PostgreSQL is not installed.
 func withPostgresDatabase(_ body: (String) async throws -> Void) async throws {
-    let server: PostgresTestServer
-    do {
-        server = try await PostgresTestServer.shared()
-    } catch let error as PostgresTestServer.Unavailable {
-        print("skipped: \(error)")
-        return
-    }
+    guard let server = try await PostgresTestServer.sharedOrSkip() else { return }
     try await body(try await server.makeDatabase())
 }
 

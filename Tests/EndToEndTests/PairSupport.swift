@@ -115,14 +115,21 @@ func importLineProtocol(_ text: String, dataDirectory: String, device: String, n
 
 /// Checks that the collector holds exactly `expected` for `device`, in sequence order from 1.
 func expectExactly(_ expected: [ExpectedReading], collectorDirectory: String, device: String) throws {
-    let stored = try CollectorUnderTest.storedReadings(dataDirectory: collectorDirectory, device: device)
-    #expect(stored.rows == expected.count, "rows stored")
-    #expect(stored.bySequence.count == expected.count, "distinct sequence numbers stored")
+    expectExactly(expected, stored: try CollectorUnderTest.storedReadings(dataDirectory: collectorDirectory, device: device), device: device)
+}
+
+/// Checks that `stored` (rows of one device, and those rows by sequence number) is exactly
+/// `expected`, in sequence order from 1: a duplicate shows as more rows than sequence numbers.
+func expectExactly(
+    _ expected: [ExpectedReading], stored: (rows: Int, bySequence: [UInt64: ExpectedReading]), device: String
+) {
+    #expect(stored.rows == expected.count, "\(device): rows stored")
+    #expect(stored.bySequence.count == expected.count, "\(device): distinct sequence numbers stored")
     var mismatches = 0
     for (index, reading) in expected.enumerated() where stored.bySequence[UInt64(index + 1)] != reading {
         mismatches += 1
     }
-    #expect(mismatches == 0, "\(mismatches) readings missing or different")
+    #expect(mismatches == 0, "\(device): \(mismatches) readings missing or different")
 }
 
 /// One gateway's spool and one collector's data directory in a fresh temporary folder, with the

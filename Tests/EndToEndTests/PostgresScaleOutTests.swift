@@ -28,7 +28,7 @@ import Testing
     /// once: the database holds exactly the produced readings.
     @Test func threeCollectorsBehindNginxStoreEveryReadingOnce() async throws {
         guard let nginx = programOrSkip("nginx", debianPackage: "nginx") else { return }
-        guard let server = await postgresOrSkip() else { return }
+        guard let server = try await PostgresTestServer.sharedOrSkip() else { return }
         let url = try await server.makeDatabase(prefix: "scaleout")
         try await withTemporaryDirectory { directory in
             let (text, expected) = try realDataAsLineProtocol(limit: Self.readingsPerGateway)
@@ -99,13 +99,7 @@ import Testing
     /// PostgreSQL stopped (fast shutdown) and later crashed (SIGKILL) while two collectors ingest:
     /// batches get 503 meanwhile, the collectors reconnect by themselves, nothing is lost or doubled.
     @Test func postgresRestartsDuringIngestLoseNothing() async throws {
-        let server: PostgresTestServer
-        do {
-            server = try await PostgresTestServer.make()
-        } catch let error as PostgresTestServer.Unavailable {
-            print("skipped: \(error)")
-            return
-        }
+        guard let server = try await PostgresTestServer.makeOrSkip() else { return }
         defer { Task { await server.destroy() } }
         let url = try await server.makeDatabase(prefix: "restart")
         try await withTemporaryDirectory { directory in
@@ -178,7 +172,7 @@ import Testing
     /// Tokens live in the database: added, listed and revoked with `token … --database`, seen by
     /// a running collector at once.
     @Test func tokensAreSharedThroughTheDatabase() async throws {
-        guard let server = await postgresOrSkip() else { return }
+        guard let server = try await PostgresTestServer.sharedOrSkip() else { return }
         let url = try await server.makeDatabase(prefix: "tokens")
         let token = try await CollectorUnderTest.addToken(postgres: url, device: "gw-t")
         let operatorToken = "operator-token-for-the-pg-test"
@@ -270,16 +264,6 @@ import Testing
     }
 }
 
-/// The shared PostgreSQL test server, or nil after printing why the test is skipped.
-func postgresOrSkip() async -> PostgresTestServer? {
-    do {
-        return try await PostgresTestServer.shared()
-    } catch {
-        print("skipped: \(error)")
-        return nil
-    }
-}
-
 /// Checks that the PostgreSQL database holds exactly `expected` for `device`, in sequence order from 1.
 func expectExactly(_ expected: [ExpectedReading], postgres url: String, device: String) throws {
     let rows = try PostgresConnection(url: url).query(
@@ -290,10 +274,7 @@ func expectExactly(_ expected: [ExpectedReading], postgres url: String, device: 
         bySequence[UInt64(try rows.requiredInt64(row, 4))] = ExpectedReading(
             key: rows.string(row, 0) ?? "", timestamp: try rows.requiredInt64(row, 1), valueBits: bits)
     }
-    #expect(rows.count == expected.count, "\(device): rows stored")
-    #expect(bySequence.count == expected.count, "\(device): distinct sequence numbers stored")
-    let mismatches = expected.enumerated().filter { bySequence[UInt64($0.offset + 1)] != $0.element }.count
-    #expect(mismatches == 0, "\(device): \(mismatches) readings missing or different")
+    expectExactly(expected, stored: (rows.count, bySequence), device: device)
 }
 
 extension Array {
