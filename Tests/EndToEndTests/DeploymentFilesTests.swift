@@ -21,7 +21,7 @@ import Testing
         try await withTemporaryDirectory { directory in
             // verify fails on an ExecStart binary that does not exist: point it at the built product.
             let text = try String(contentsOfFile: Self.root + "/" + unit, encoding: .utf8)
-                .replacingOccurrences(of: "/usr/local/bin/\(binary)", with: try ChildProcess.productURL(binary).path)
+                .replacingOccurrences(of: "/usr/bin/\(binary)", with: try ChildProcess.productURL(binary).path)
             let name = URL(fileURLWithPath: unit).lastPathComponent
             let path = directory + "/" + name
             try text.write(toFile: path, atomically: false, encoding: .utf8)
