@@ -227,7 +227,8 @@ in_namespace() {
     cp "$SELF" "$root/tmp/test-packages.sh"
     # The repository itself is not there either: the install must not need anything from it.
     mount -t tmpfs tmpfs "$root$REPOSITORY"
-    exec chroot "$root" /bin/bash /tmp/test-packages.sh --in-chroot
+    # No terminal: dpkg must not stop to ask anything.
+    exec chroot "$root" /bin/bash /tmp/test-packages.sh --in-chroot </dev/null
 }
 
 case "${1:-}" in
@@ -277,6 +278,13 @@ unshare -m sh -c 'mount -t tmpfs t /mnt && mkdir /mnt/u /mnt/w /mnt/r &&
 
 TOOLCHAIN=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
 TOOLCHAIN=${TOOLCHAIN%/usr}
+# Hiding it means covering its directory: not possible when it is installed into / or /usr.
+case "$TOOLCHAIN" in
+"" | / | /usr | /usr/local)
+    check "the Swift toolchain is in a directory of its own (found at ${TOOLCHAIN:-/})" false
+    summary || exit 1
+    ;;
+esac
 export TOOLCHAIN REPOSITORY=$repository
 # The dynamically linked debug build, if there is one: it must fail to start without the toolchain.
 dynamic=""
@@ -289,7 +297,8 @@ done
 scratch=$(mktemp -d)
 namespace_output=$scratch.out
 status=0
-unshare -m --propagation private "$SELF" --in-namespace "$scratch" "$debs" "$dynamic" | tee "$namespace_output" || status=$?
+# Bounded: a hung install must not hang CI (the whole stage takes well under a minute).
+timeout 900 unshare -m --propagation private "$SELF" --in-namespace "$scratch" "$debs" "$dynamic" | tee "$namespace_output" || status=$?
 rmdir "$scratch"
 # The namespace's own counts, added to this stage's.
 inner=$(tail -n 1 "$namespace_output")
