@@ -6,6 +6,7 @@
 # scripts. Prints the .deb's path on stdout as its last line.
 #
 #   --no-build     package the binary already built (fails when there is none)
+#   --binary FILE  package FILE instead (the test uses it to see the checks refuse a dynamic build)
 #   --output DIR   where the .deb goes (default: .build-release-static/debian)
 #
 # Fails (exit 1) when the binary still needs a library from the Swift toolchain, a library no
@@ -57,16 +58,22 @@ cloud)
  or PostgreSQL), and serves a query API, a dashboard and Prometheus metrics."
     ;;
 *)
-    fail "usage: packaging/package.sh edge|cloud [--no-build] [--output DIR]"
+    fail "usage: packaging/package.sh edge|cloud [--no-build | --binary FILE] [--output DIR]"
     ;;
 esac
 
 scratch=.build-release-static
 output=$scratch/debian
 build=1
+binary=""
 while (($#)); do
     case "$1" in
     --no-build) build=0 ;;
+    --binary)
+        binary=${2:?--binary needs a file}
+        build=0
+        shift
+        ;;
     --output)
         output=${2:?--output needs a directory}
         shift
@@ -84,7 +91,7 @@ if ((build)); then
     echo "package.sh: swift build ${build_flags[*]}" >&2
     swift build "${build_flags[@]}" >&2 || fail "the release build of $package failed"
 fi
-binary=$(swift build "${build_flags[@]}" --show-bin-path)/$package
+[[ -n "$binary" ]] || binary=$(swift build "${build_flags[@]}" --show-bin-path)/$package
 [[ -x "$binary" ]] || fail "no binary at $binary (build it, or drop --no-build)"
 
 version=$(dpkg-parsechangelog -l packaging/changelog -S Version)
@@ -126,23 +133,23 @@ echo "$config_dir/$config_name" >"$stage/DEBIAN/conffiles"
 installed=$stage/usr/bin/$package
 toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
 needed=$(readelf -d "$installed" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-[[ -n "$needed" ]] || fail "$installed has no NEEDED entries: not a dynamically linked binary?"
-if readelf -d "$installed" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
-    fail "$installed still has a run path (above)"
-fi
+[[ -n "$needed" ]] || fail "$binary has no NEEDED entries: not a dynamically linked binary?"
 for library in $needed; do
     case "$library" in
     libswift* | libFoundation* | lib_Foundation* | libdispatch* | libBlocksRuntime* | libXCTest* | libTesting*)
-        fail "$installed needs $library from the Swift toolchain"
+        fail "$binary needs $library from the Swift toolchain"
         ;;
     esac
     path=$(ldd "$installed" | awk -v lib="$library" '$1 == lib { print $3 }')
     [[ $library == ld-linux* ]] && path=$(ldd "$installed" | awk -v lib="$library" 'index($1, lib) { print $1 }')
-    [[ -n "$path" && "$path" != "not" ]] || fail "$installed needs $library, which is not found"
-    [[ "$(readlink -f "$path")" != "$toolchain"/* ]] || fail "$installed loads $library from $toolchain"
+    [[ -n "$path" && "$path" != "not" ]] || fail "$binary needs $library, which is not found"
+    [[ "$(readlink -f "$path")" != "$toolchain"/* ]] || fail "$binary loads $library from $toolchain"
     dpkg -S "$path" >/dev/null 2>&1 || dpkg -S "$(readlink -f "$path")" >/dev/null 2>&1 ||
-        fail "$installed needs $path, which no Debian package provides"
+        fail "$binary needs $path, which no Debian package provides"
 done
+if readelf -d "$installed" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
+    fail "$binary still has a run path (above)"
+fi
 
 # Depends: exactly the packages of those libraries, at the versions whose symbols the binary
 # uses (dpkg-shlibdeps, as debhelper does), and adduser for postinst.

@@ -292,7 +292,15 @@ for candidate in .build/debug/edge-agent .build/release/edge-agent; do
     [[ -x $candidate ]] && dynamic=$repository/$candidate && break
 done
 [[ -n "$dynamic" || "${CI:-}" != true ]] || check "a dynamically linked build exists for the control (swift test makes one)" false
-[[ -n "$dynamic" ]] || echo "skipped the control run: no dynamically linked build in .build"
+[[ -n "$dynamic" ]] || echo "skipped the control runs: no dynamically linked build in .build"
+refuses_dynamic() { # package.sh must fail on the dynamic build, naming a toolchain library
+    local output out status
+    out=$(mktemp -d)
+    output=$(edge/package.sh --binary "$dynamic" --output "$out" 2>&1) && status=0 || status=$?
+    rm -rf "$out"
+    ((status != 0)) && grep -q 'needs libswift.* from the Swift toolchain' <<<"$output"
+}
+[[ -z "$dynamic" ]] || check "control: package.sh refuses the dynamically linked build" refuses_dynamic
 
 scratch=$(mktemp -d)
 namespace_output=$scratch.out
