@@ -59,7 +59,7 @@ wait_for() {
 in_chroot() {
     export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
     cd /tmp
-    local pids=()
+    pids=() # global: the EXIT trap reads it after this function has returned
     # Each pid is a `timeout` whose child is the program: stop both, so nothing outlives the test.
     trap 'for pid in "${pids[@]}"; do pkill -TERM -P "$pid" || true; kill "$pid" 2>/dev/null || true; done' EXIT
 
