@@ -134,6 +134,7 @@ installed=$stage/usr/bin/$package
 toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
 needed=$(readelf -d "$installed" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 [[ -n "$needed" ]] || fail "$binary has no NEEDED entries: not a dynamically linked binary?"
+owners=()
 for library in $needed; do
     case "$library" in
     libswift* | libFoundation* | lib_Foundation* | libdispatch* | libBlocksRuntime* | libXCTest* | libTesting*)
@@ -144,8 +145,9 @@ for library in $needed; do
     [[ $library == ld-linux* ]] && path=$(ldd "$installed" | awk -v lib="$library" 'index($1, lib) { print $1 }')
     [[ -n "$path" && "$path" != "not" ]] || fail "$binary needs $library, which is not found"
     [[ "$(readlink -f "$path")" != "$toolchain"/* ]] || fail "$binary loads $library from $toolchain"
-    dpkg -S "$path" >/dev/null 2>&1 || dpkg -S "$(readlink -f "$path")" >/dev/null 2>&1 ||
+    owner=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null) ||
         fail "$binary needs $path, which no Debian package provides"
+    owners+=("${owner%%:*}")
 done
 if readelf -d "$installed" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
     fail "$binary still has a run path (above)"
@@ -159,6 +161,11 @@ shlibs=$(cd "$work/shlibs" && dpkg-shlibdeps -O "$installed" 2>"$work/shlibdeps.
     fail "dpkg-shlibdeps failed: $(cat "$work/shlibdeps.err")"
 depends=${shlibs#shlibs:Depends=}
 [[ -n "$depends" && "$depends" != "$shlibs" ]] || fail "dpkg-shlibdeps printed no dependencies: $shlibs"
+# The same set of packages as the owners of the NEEDED libraries: nothing more, nothing less.
+depends_names=$(sed 's/ *([^)]*)//g; s/, */\n/g' <<<"$depends" | sort -u)
+owner_names=$(printf '%s\n' "${owners[@]}" | sort -u)
+[[ "$depends_names" == "$owner_names" ]] ||
+    fail "Depends ($depends) differs from the owners of the NEEDED libraries ($(echo $owner_names))"
 
 cat >"$stage/DEBIAN/control" <<EOF
 Package: $package
