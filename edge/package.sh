@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
 # Builds the edge side's Debian package (release, Swift runtime linked statically); see
-# packaging/package.sh for the options. Prints the .deb's path.
-exec "$(dirname "$0")/../packaging/package.sh" edge "$@"
+# edge/packaging/package.sh for the options. Prints the .deb's path.
+exec "$(dirname "$0")/packaging/package.sh" edge "$@"

@@ -25,7 +25,7 @@ import Testing
             let name = URL(fileURLWithPath: unit).lastPathComponent
             let path = directory + "/" + name
             try text.write(toFile: path, atomically: false, encoding: .utf8)
-            // The units name their man pages, which only the packages install (packaging/test-packages.sh
+            // The units name their man pages, which only the packages install (edge/packaging/test-packages.sh
             // verifies the installed units with them).
             let output = try await ChildProcess.run(analyze, ["verify", "--man=no", path])
             #expect(output.status == 0, "\(output.stderr)")

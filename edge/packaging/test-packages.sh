@@ -8,7 +8,7 @@
 # remove (spool, database, users and configuration stay) and purge (all gone). Nothing on the host
 # changes: the overlay, its tmpfs and the mounts disappear with the namespace.
 #
-#   packaging/test-packages.sh [--no-build]
+#   edge/packaging/test-packages.sh [--no-build]
 #
 # Ends with "N passed, N failed"; exit 1 when anything failed. Skips with a reason only when not
 # root or when mount namespaces or overlayfs are unavailable, and never when CI=true.
@@ -243,7 +243,7 @@ case "${1:-}" in
 esac
 
 # Stage 1: build, lint, then the namespace.
-repository=$(cd "$(dirname "$0")/.." && pwd)
+repository=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repository"
 build=()
 [[ "${1:-}" == --no-build ]] && build=(--no-build)

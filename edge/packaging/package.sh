@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Debian package of one side: packaging/package.sh edge|cloud (edge/package.sh and
+# Builds the Debian package of one side: edge/packaging/package.sh edge|cloud (edge/package.sh and
 # cloud/package.sh call this). A release build with the Swift runtime and Foundation linked
 # statically (--static-swift-stdlib), stripped, that needs only glibc and Debian's libraries;
 # the package holds it with the side's systemd unit, example configuration and maintainer
@@ -13,7 +13,7 @@
 # Debian package provides, or a run path; when dpkg-deb fails. x86_64 (amd64) is what this
 # builds on an x86_64 machine; see edge/INSTALL.md for ARM64.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 fail() {
@@ -58,7 +58,7 @@ cloud)
  or PostgreSQL), and serves a query API, a dashboard and Prometheus metrics."
     ;;
 *)
-    fail "usage: packaging/package.sh edge|cloud [--no-build | --binary FILE] [--output DIR]"
+    fail "usage: edge/packaging/package.sh edge|cloud [--no-build | --binary FILE] [--output DIR]"
     ;;
 esac
 
@@ -94,7 +94,7 @@ fi
 [[ -n "$binary" ]] || binary=$(swift build "${build_flags[@]}" --show-bin-path)/$package
 [[ -x "$binary" ]] || fail "no binary at $binary (build it, or drop --no-build)"
 
-version=$(dpkg-parsechangelog -l packaging/changelog -S Version)
+version=$(dpkg-parsechangelog -l edge/packaging/changelog -S Version)
 architecture=$(dpkg --print-architecture)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -110,20 +110,20 @@ install -m 0644 "$unit_source" "$stage/lib/systemd/system/$package.service"
 install -m 0644 "$config_source" "$stage$config_dir/$config_name"
 # The install notes are what Debian calls README.Debian: how to set up the installed package.
 install -m 0644 "$install_doc" "$stage/usr/share/doc/$package/README.Debian"
-gzip -9n <"packaging/man/$package.1" >"$stage/usr/share/man/man1/$package.1.gz"
+gzip -9n <"edge/packaging/man/$package.1" >"$stage/usr/share/man/man1/$package.1.gz"
 if [[ $side == cloud ]]; then
     install -d "$stage/usr/share/doc/$package/examples"
     install -m 0644 cloud/nginx.conf "$stage/usr/share/doc/$package/examples/nginx.conf"
 fi
-gzip -9n <packaging/changelog >"$stage/usr/share/doc/$package/changelog.gz"
-sed "s|@PACKAGE@|$package|g" packaging/debian/copyright >"$stage/usr/share/doc/$package/copyright"
-sed "s|@PACKAGE@|$package|g" packaging/debian/lintian-overrides \
+gzip -9n <edge/packaging/changelog >"$stage/usr/share/doc/$package/changelog.gz"
+sed "s|@PACKAGE@|$package|g" edge/packaging/debian/copyright >"$stage/usr/share/doc/$package/copyright"
+sed "s|@PACKAGE@|$package|g" edge/packaging/debian/lintian-overrides \
     >"$stage/usr/share/lintian/overrides/$package"
 find "$stage/usr/share" -type f -exec chmod 0644 {} +
 for script in postinst prerm postrm; do
     sed -e "s|@PACKAGE@|$package|g" -e "s|@USER@|$user|g" -e "s|@STATE_DIR@|$state_dir|g" \
         -e "s|@UNIT@|$package.service|g" -e "s|@SUMMARY@|$summary|g" -e "s|@KEPT@|$kept|g" \
-        "packaging/debian/$script" >"$stage/DEBIAN/$script"
+        "edge/packaging/debian/$script" >"$stage/DEBIAN/$script"
     chmod 0755 "$stage/DEBIAN/$script"
 done
 echo "$config_dir/$config_name" >"$stage/DEBIAN/conffiles"
@@ -171,7 +171,7 @@ cat >"$stage/DEBIAN/control" <<EOF
 Package: $package
 Version: $version
 Architecture: $architecture
-Maintainer: $(dpkg-parsechangelog -l packaging/changelog -S Maintainer)
+Maintainer: $(dpkg-parsechangelog -l edge/packaging/changelog -S Maintainer)
 Installed-Size: $(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 Depends: adduser, $depends
 Section: net

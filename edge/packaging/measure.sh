@@ -2,15 +2,15 @@
 # Size and memory of the packaged (static, stripped) binaries beside the dynamically linked release
 # build, measured in one run on this machine; prints a Markdown table (Docs/performance.md).
 #
-#   packaging/measure.sh [--seconds N]     (load phase length, default 30)
+#   edge/packaging/measure.sh [--seconds N]     (load phase length, default 30)
 #
 # Builds what is missing: `swift build -c release` (dynamic, .build) and the static build of
-# packaging/package.sh (.build-release-static). For each variant: a collector on a temporary
+# edge/packaging/package.sh (.build-release-static). For each variant: a collector on a temporary
 # database and an agent with its HTTP input, both on loopback port 0. Idle RSS is read 5 s after
 # each is listening; then 1000 readings/s go in for N seconds (10 line-protocol requests of 100
 # readings a second, uploaded as they arrive) and RSS is read at the end, with the peak (VmHWM).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 seconds=30
 [[ "${1:-}" == --seconds ]] && seconds=${2:?--seconds needs a number}
