@@ -172,6 +172,36 @@ extension HTTPResponse {
         #expect(longLine.bodyText.contains("line 2: the line is longer than 65536 bytes"), "\(longLine.bodyText)")
     }
 
+    /// Issue 17: one request of 100,000 new series took the agent from 33 to 90 MB. Past
+    /// `maximumSeriesPerRequest` distinct series a request is refused whole with a 413 naming the
+    /// setting, for every input; at the limit it is stored.
+    @Test func requestsWithTooManyDistinctSeriesAreRefusedNamingTheLimit() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink) { $0.maximumSeriesPerRequest = 100 }
+        func lines(_ series: Int) -> [UInt8] {
+            Array((0..<series).map { "cpu,host=h\($0) usage=1 \($0 + 1)" }.joined(separator: "\n").utf8)
+        }
+        let atLimit = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: lines(100)), context: HTTPRequestContext())
+        #expect(atLimit.status == .noContent, "\(atLimit.bodyText)")
+        for body in [lines(101), Gzip.compress(lines(50_000))] {
+            let gzip = body.starts(with: [0x1F, 0x8B])
+            let over = try await inputs.respond(
+                to: request("POST", "/write?db=x", body: body, headers: gzip ? [("Content-Encoding", "gzip")] : []),
+                context: HTTPRequestContext())
+            #expect(over.status == .contentTooLarge)
+            let named = "more than 100 distinct series in one request (inputs.http.max_series_per_request)"
+            #expect(over.bodyText.contains(named), "\(over.bodyText)")
+        }
+        let readings = (0..<101).map { "{\"series\":\"s\($0)\",\"value\":1}" }
+        let json = "{\"readings\":[" + readings.joined(separator: ",") + "]}"
+        let overJSON = try await inputs.respond(
+            to: request("POST", "/v1/readings", body: Array(json.utf8)), context: HTTPRequestContext())
+        #expect(overJSON.status == .contentTooLarge)
+        #expect(overJSON.bodyText.contains("too_many_series"), "\(overJSON.bodyText)")
+        #expect(sink.appends.count == 1, "only the request at the limit was stored")
+    }
+
     @Test func jsonReadingsInBothShapesAreStoredAndAnsweredWithTheirSequences() async throws {
         let sink = RecordingSink()
         let body = Array(

@@ -153,6 +153,10 @@ package struct AgentConfiguration: Sendable {
             if let count = try file.integer("inputs.http.max_concurrent_inflations", in: 1...1024) {
                 inputs.httpLimits.maximumConcurrentInflations = Int(count)
             }
+            let seriesLimit = Int64(DecodingLimits.default.maximumSeries)
+            if let count = try file.integer("inputs.http.max_series_per_request", in: 1...seriesLimit) {
+                inputs.httpLimits.maximumSeriesPerRequest = Int(count)
+            }
             let readingsLimit = Int64(DecodingLimits.default.maximumReadings)
             if let count = try file.integer("inputs.http.max_readings_per_request", in: 1...readingsLimit) {
                 inputs.httpLimits.maximumReadingsPerRequest = Int(count)

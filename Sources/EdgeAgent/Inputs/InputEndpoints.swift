@@ -26,6 +26,9 @@ package final class InputEndpoints: HTTPResponder {
         package var maximumJSONBytes = 8 << 20
         /// Most readings one request may carry (it is one atomic spool append).
         package var maximumReadingsPerRequest = DecodingLimits.default.maximumReadings
+        /// Most distinct series one request may carry (each costs its key, its parser cache entry and
+        /// its place in the batch); more gets 413 `too_many_series`, naming the limit.
+        package var maximumSeriesPerRequest = 10_000
         /// Most gzip bodies inflated at once across all connections; more wait their turn.
         package var maximumConcurrentInflations = 2
         /// A request that inflated or parsed more than this many bytes gives free heap memory back
@@ -151,6 +154,9 @@ package final class InputEndpoints: HTTPResponder {
         return HTTPResponse(status: .noContent)
     }
 
+    /// Past this many series in one request a parser is not kept for the next request.
+    private static let warmParserSeriesLimit = 4096
+
     /// Reads, parses and stores one line protocol body, counting the text it parsed in `parsedBytes`.
     /// Every buffer of the request is gone when it returns, so freed memory can be given back.
     private func parseAndStore(
@@ -162,8 +168,11 @@ package final class InputEndpoints: HTTPResponder {
         var reader = LineProtocolBodyReader(configuration: configuration, defaultTimestamp: now())
         defer {
             parsedBytes = reader.parsedBytes
-            // A few warm parsers are enough; more would each keep their series cache.
-            parsers.withLock { if $0.count < 8 { $0.append(parser) } }
+            // A few warm parsers are enough; more would each keep their series cache. A parser that
+            // has just cached thousands of series for one request goes, so its cache is freed.
+            if block.seriesKeys.count <= Self.warmParserSeriesLimit {
+                parsers.withLock { if $0.count < 8 { $0.append(parser) } }
+            }
         }
         let outcome = try await reader.read(
             request, isGzip: isGzip, parser: &parser, into: &block, statistics: statistics)
@@ -283,6 +292,9 @@ package final class InputEndpoints: HTTPResponder {
     @discardableResult
     package func store(_ block: ReadingBlock) async throws(InputFailure) -> SequenceRange? {
         guard !block.isEmpty else { return nil }
+        if let failure = InputFailure.tooManySeries(block.seriesKeys.count, configuration: configuration) {
+            throw failure
+        }
         guard block.count <= configuration.maximumReadingsPerRequest else {
             throw InputFailure(
                 .contentTooLarge, "too_many_readings",

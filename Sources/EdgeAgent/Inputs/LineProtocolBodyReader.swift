@@ -131,6 +131,10 @@ struct LineProtocolBodyReader {
         switch result {
         case .success(let count):
             lineNumber += count
+            // Checked per piece: a request of 100,000 new series stops after one piece past the limit.
+            if let failure = InputFailure.tooManySeries(block.seriesKeys.count, configuration: configuration) {
+                throw failure
+            }
         case .failure(let error) where error.isLimitExceeded:
             throw InputFailure(.contentTooLarge, "too_many_readings", "\(error.reason); nothing was stored")
         case .failure(let error):
@@ -191,6 +195,16 @@ package final class InflationGate: Sendable {
 }
 
 extension InputFailure {
+    /// A 413 naming `inputs.http.max_series_per_request` when `count` series are over it, else nil.
+    static func tooManySeries(_ count: Int, configuration: InputEndpoints.Configuration) -> InputFailure? {
+        let limit = configuration.maximumSeriesPerRequest
+        guard count > limit else { return nil }
+        return InputFailure(
+            .contentTooLarge, "too_many_series",
+            "more than \(limit) distinct series in one request (inputs.http.max_series_per_request); "
+                + "nothing was stored: split the write or raise the limit")
+    }
+
     /// A body the server could not hand over whole: too large (413), cut or malformed framing (its status).
     static func unreadableBody(_ error: any Error, limit: Int) -> InputFailure {
         if let error = error as? HTTPError, error == .bodyTooLarge {
