@@ -29,7 +29,8 @@ package final class InputEndpoints: HTTPResponder {
         /// Most distinct series one request may carry (each costs its key, its parser cache entry and
         /// its place in the batch); more gets 413 `too_many_series`, naming the limit.
         package var maximumSeriesPerRequest = 10_000
-        /// Most gzip bodies inflated at once across all connections; more wait their turn.
+        /// Most gzip bodies inflating at once across all connections (a line protocol body holds its
+        /// turn for one received piece at a time); more wait their turn.
         package var maximumConcurrentInflations = 2
         /// A request that inflated or parsed more than this many bytes gives free heap memory back
         /// to the kernel afterwards (`ProcessMemory.releaseFreeMemory`).
@@ -144,13 +145,7 @@ package final class InputEndpoints: HTTPResponder {
         // much more text than usual gives the freed heap back once its buffers are gone.
         var parsedBytes = 0
         defer { if parsedBytes > configuration.memoryReleaseThresholdBytes { ProcessMemory.releaseFreeMemory() } }
-        if isGzip {
-            try await inflations.withPermit { () async throws(InputFailure) in
-                try await parseAndStore(request, isGzip: true, precision: precision, parsedBytes: &parsedBytes)
-            }
-        } else {
-            try await parseAndStore(request, isGzip: false, precision: precision, parsedBytes: &parsedBytes)
-        }
+        try await parseAndStore(request, isGzip: isGzip, precision: precision, parsedBytes: &parsedBytes)
         return HTTPResponse(status: .noContent)
     }
 
@@ -175,7 +170,7 @@ package final class InputEndpoints: HTTPResponder {
             }
         }
         let outcome = try await reader.read(
-            request, isGzip: isGzip, parser: &parser, into: &block, statistics: statistics)
+            request, isGzip: isGzip, inflations: inflations, parser: &parser, into: &block, statistics: statistics)
         if case .badLine(let error) = outcome {
             statistics.rejectedLines.add(1, ordering: .relaxed)
             throw InputFailure(.badRequest, "invalid_line", "\(error); nothing from this request was stored")

@@ -40,9 +40,12 @@ struct LineProtocolBodyReader {
     /// - Throws: `InputFailure` 413 for a body over `maximumBodyBytes`, inflated text over
     ///   `maximumInflatedBytes` or more readings than `maximumReadingsPerRequest`; 400 for bad gzip
     ///   or a body that could not be read.
+    /// A gzip body inflates each received piece under a permit of `inflations`, so that at most its
+    /// limit of pieces are being inflated at once across connections, while no permit is held
+    /// waiting for the network (a slow client cannot keep one).
     mutating func read(
-        _ request: HTTPRequest, isGzip: Bool, parser: inout LineProtocolParser, into block: inout ReadingBlock,
-        statistics: InputStatistics
+        _ request: HTTPRequest, isGzip: Bool, inflations: InflationGate, parser: inout LineProtocolParser,
+        into block: inout ReadingBlock, statistics: InputStatistics
     ) async throws(InputFailure) -> Outcome {
         let bodyLimit = configuration.maximumBodyBytes
         let textLimit = configuration.maximumInflatedBytes
@@ -57,8 +60,9 @@ struct LineProtocolBodyReader {
                         .contentTooLarge, "too_large", "the body exceeds the limit of \(bodyLimit) bytes")
                 }
                 if let inflater {
-                    inflater.append(piece)
-                    while let text = try inflater.next() { try feed(text, parser: &parser, block: &block) }
+                    try await inflations.withPermit { () async throws(InputFailure) in
+                        try inflate(piece, with: inflater, parser: &parser, block: &block)
+                    }
                 } else {
                     guard received <= textLimit else {
                         throw InputFailure(
@@ -67,11 +71,14 @@ struct LineProtocolBodyReader {
                     try feed(piece, parser: &parser, block: &block)
                 }
             }
-            try inflater?.finish()
+            if let inflater {
+                try await inflations.withPermit { () async throws(InputFailure) in
+                    try inflate([], with: inflater, parser: &parser, block: &block)
+                    do throws(Gzip.Failure) { try inflater.finish() } catch { throw InputFailure.gzip(error) }
+                }
+            }
         } catch let failure as InputFailure {
             throw failure
-        } catch let failure as Gzip.Failure {
-            throw InputFailure.gzip(failure)
         } catch {
             throw InputFailure.unreadableBody(error, limit: bodyLimit)
         }
@@ -82,6 +89,19 @@ struct LineProtocolBodyReader {
         }
         if let firstError { return .badLine(firstError) }
         return .parsed
+    }
+
+    /// Inflates `compressed` and parses what it gives.
+    private mutating func inflate(
+        _ compressed: [UInt8], with inflater: GzipInflater, parser: inout LineProtocolParser, block: inout ReadingBlock
+    ) throws(InputFailure) {
+        inflater.append(compressed)
+        while true {
+            let text: [UInt8]?
+            do throws(Gzip.Failure) { text = try inflater.next() } catch { throw InputFailure.gzip(error) }
+            guard let text else { return }
+            try feed(text, parser: &parser, block: &block)
+        }
     }
 
     /// Parses the complete lines in `piece` (with the partial line before it) and keeps the rest.
