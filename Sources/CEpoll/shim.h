@@ -72,4 +72,23 @@ static inline int cepoll_accept(int listener, void *address, unsigned int *lengt
         listener, (struct sockaddr *)address, length, cepoll_socket_non_blocking | cepoll_socket_close_on_exec);
 }
 
+// glibc's malloc_trim (<malloc.h>, which the Glibc module does not cover): returns free heap
+// memory, including free pages inside the heap, to the kernel. Declared rather than included, for
+// the reason given for <sys/socket.h> above.
+extern int malloc_trim(unsigned long pad);
+
+/// Gives free heap memory back to the kernel after a large request; 1 when some was released.
+static inline int cepoll_release_free_memory(void) {
+    return malloc_trim(0);
+}
+
+extern int mallopt(int parameter, int value);
+
+/// Serves every allocation of at least `bytes` with its own mapping, returned to the kernel when
+/// freed. M_MMAP_THRESHOLD is -3 in glibc's <malloc.h>; setting it also stops glibc from raising
+/// the threshold after each large free, which is what keeps memory in the heap otherwise.
+static inline int cepoll_map_allocations_from(int bytes) {
+    return mallopt(-3, bytes);
+}
+
 #endif

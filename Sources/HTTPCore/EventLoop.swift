@@ -136,7 +136,7 @@ final class EventLoop {
                 }
                 return
             }
-            if connections.count >= maxConnections {
+            if connections.count >= maxConnections && !reclaimIdleConnection() {
                 refuse(fd)
                 continue
             }
@@ -147,6 +147,31 @@ final class EventLoop {
             connection.registeredEvents = Epoll.input
             register(fd, token: connection.id, events: Epoll.input, operation: Epoll.add)
         }
+    }
+
+    /// Makes room for a new connection at the limit by closing the one that has waited longest for
+    /// a request, as nginx reuses keep-alive
+    /// connections. A connection reading a head, running an exchange or sending a response is never
+    /// chosen: returns false when every connection is active, and the newcomer gets 503.
+    ///
+    /// Without this, one local process holding `maxConnections` idle keep-alive connections would
+    /// lock every producer out for as long as it likes. A linear scan: it runs only at the limit.
+    private func reclaimIdleConnection() -> Bool {
+        var oldest: Connection?
+        for connection in connections.values {
+            switch connection.phase {
+            case .waiting:
+                guard connection.headStartedAt == nil, connection.parser.isIdle, connection.pendingOutbound == 0,
+                    !connection.closeWhenFlushed
+                else { continue }
+                if oldest.map({ connection.idleSince < $0.idleSince }) ?? true { oldest = connection }
+            case .exchange, .lingering:
+                continue  // a lingering connection's response may still be unread: a close could reset it
+            }
+        }
+        guard let oldest else { return false }
+        closeConnection(oldest)
+        return true
     }
 
     /// Answers 503 on a connection over the limit; the request it may have sent is read and dropped

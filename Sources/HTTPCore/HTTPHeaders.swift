@@ -60,7 +60,7 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
         fields.removeAll { HTTPHeaders.namesMatch($0.name, name) }
     }
 
-    /// The comma-separated elements of every `name` field, trimmed and lowercased, empty ones dropped.
+    /// The comma-separated elements of every `name` field, trimmed and ASCII-lowercased, empty ones dropped.
     ///
     /// This is how list-valued fields such as `Connection` and `Transfer-Encoding` are read: several
     /// fields of one name are the same as one field with the values joined by commas (RFC 9110 §5.3).
@@ -70,39 +70,23 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
         return HTTPHeaders.listElements(of: values)
     }
 
-    /// The elements of list-valued field values, trimmed and lowercased, empty ones dropped.
+    /// The elements of list-valued field values, trimmed and ASCII-lowercased, empty ones dropped.
+    ///
+    /// Only ASCII letters change case (`ASCIICase`): with Unicode case mapping `chun\u{212A}ed` would
+    /// become `chunked`. Callers that expect tokens check them with `ASCIICase.isToken`.
     static func listElements(of values: [String]) -> [String] {
         var elements: [String] = []
         for value in values {
             for element in value.split(separator: ",") {
                 let trimmed = element.trimmingOptionalWhitespace()
-                if !trimmed.isEmpty { elements.append(trimmed.lowercased()) }
+                if !trimmed.isEmpty { elements.append(ASCIICase.lowercased(trimmed)) }
             }
         }
         return elements
     }
 
     /// ASCII case-insensitive comparison without allocating; field names are ASCII tokens.
-    static func namesMatch(_ a: String, _ b: String) -> Bool {
-        let a = a.utf8
-        let b = b.utf8
-        guard a.count == b.count else { return false }
-        // Index by index rather than through `zip`: this runs for every field of every request.
-        var i = a.startIndex
-        var j = b.startIndex
-        while i != a.endIndex {
-            let x = a[i]
-            let y = b[j]
-            if x != y {
-                let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
-                let ly = (y >= 0x41 && y <= 0x5A) ? y | 0x20 : y
-                if lx != ly { return false }
-            }
-            a.formIndex(after: &i)
-            b.formIndex(after: &j)
-        }
-        return true
-    }
+    static func namesMatch(_ a: String, _ b: String) -> Bool { ASCIICase.equal(a, b) }
 }
 
 extension StringProtocol {

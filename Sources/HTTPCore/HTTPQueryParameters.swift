@@ -16,13 +16,14 @@ public struct HTTPQueryParameters: Sendable {
         }
     }
 
-    /// The first value of `name`.
+    /// The first value of `name`, compared byte for byte (String `==` would take a name spelled with
+    /// U+212A KELVIN SIGN for one with `K`: canonical equivalence).
     public subscript(name: String) -> String? {
-        items.first { $0.name == name }?.value
+        items.first { $0.name.utf8.elementsEqual(name.utf8) }?.value
     }
 
     public func values(for name: String) -> [String] {
-        items.filter { $0.name == name }.map(\.value)
+        items.filter { $0.name.utf8.elementsEqual(name.utf8) }.map(\.value)
     }
 
     /// Why a query component does not decode.

@@ -439,9 +439,17 @@ public struct HTTPRequestParser: Sendable {
         if isHTTP11 && hostCount != 1 || hostCount > 1 {
             throw HTTPError.malformed(hostCount == 0 ? "missing Host header" : "more than one Host header")
         }
+        if let host = headers["host"], !host.utf8.allSatisfy(Self.isHostByte) {
+            throw HTTPError.malformed("invalid Host header")  // RFC 9112 §3.2: an invalid value is a 400
+        }
 
         let hasTransferEncoding = !transferEncodingValues.isEmpty
         let codings = HTTPHeaders.listElements(of: transferEncodingValues)
+        // Each coding is a token compared byte-wise: a proxy that sees `chun\u{212A}ed` as an unknown
+        // coding and we as `chunked` would disagree on where the request ends.
+        if let invalid = codings.first(where: { !ASCIICase.isToken($0) }) {
+            throw HTTPError.malformed("invalid transfer coding \"\(invalid)\"")
+        }
         var framing = HTTPRequestHead.BodyFraming.none
         if hasTransferEncoding {
             guard isHTTP11 else { throw HTTPError.malformed("Transfer-Encoding in an HTTP/1.0 request") }
@@ -466,7 +474,7 @@ public struct HTTPRequestParser: Sendable {
 
         var expectsContinue = false
         if let expectation = expectValues.first {
-            guard expectValues.count == 1, expectation.lowercased() == "100-continue" else {
+            guard expectValues.count == 1, ASCIICase.equal(expectation, "100-continue") else {
                 throw HTTPError.unsupportedExpectation(expectValues.joined(separator: ", "))
             }
             // RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
@@ -474,6 +482,9 @@ public struct HTTPRequestParser: Sendable {
         }
 
         let options = HTTPHeaders.listElements(of: connectionValues)
+        if let invalid = options.first(where: { !ASCIICase.isToken($0) }) {
+            throw HTTPError.malformed("invalid Connection option \"\(invalid)\"")
+        }
         let isKeepAlive =
             if options.contains("close") { false } else if isHTTP11 { true } else { options.contains("keep-alive") }
 
@@ -488,23 +499,17 @@ public struct HTTPRequestParser: Sendable {
             framing: framing, isKeepAlive: isKeepAlive, expectsContinue: expectsContinue)
     }
 
-    /// One length out of every `Content-Length` value; identical repeats are allowed (RFC 9112 §6.3).
+    /// The length from the one `Content-Length` field, which must be 1 to 18 ASCII digits.
+    ///
+    /// RFC 9112 §6.3 lets a recipient accept identical repeats (`5, 5` or two fields of `5`); like
+    /// nginx we refuse them: no client we serve sends them, and every leniency in framing is room for
+    /// a front proxy and this server to disagree (`Docs/http-server.md`).
     private func parseContentLength(_ values: [String]) throws(HTTPError) -> Int {
-        // The usual case, one plain number, without splitting and trimming into new strings.
-        if values.count == 1, let plain = Self.plainNumber(values[0].utf8) { return plain }
-        var length: Int?
-        for value in values {
-            for element in value.split(separator: ",", omittingEmptySubsequences: false) {
-                let digits = element.trimmingOptionalWhitespace().utf8
-                guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Self.isDigit) else {
-                    throw HTTPError.malformed("invalid Content-Length")
-                }
-                let parsed = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
-                if let length, length != parsed { throw HTTPError.malformed("conflicting Content-Length values") }
-                length = parsed
-            }
+        guard values.count == 1 else { throw HTTPError.malformed("more than one Content-Length field") }
+        guard let length = Self.plainNumber(values[0].utf8) else {
+            throw HTTPError.malformed(
+                values[0].utf8.contains(0x2C) ? "Content-Length holds a list" : "invalid Content-Length")
         }
-        guard let length else { throw HTTPError.malformed("invalid Content-Length") }
         return length
     }
 
@@ -531,14 +536,18 @@ public struct HTTPRequestParser: Sendable {
     }
 
     /// RFC 9110 `tchar`: the characters allowed in methods and field names.
-    private static let tokenBytes: [Bool] = {
+    private static func isTokenByte(_ byte: UInt8) -> Bool { ASCIICase.isTokenByte(byte) }
+
+    /// What a `Host` value may hold (RFC 3986 `uri-host [ ":" port ]`): unreserved, sub-delims,
+    /// percent escapes, `:` and the brackets of an IP literal. No space, no control, no non-ASCII.
+    private static func isHostByte(_ byte: UInt8) -> Bool { hostBytes[Int(byte)] }
+
+    private static let hostBytes: [Bool] = {
         var table = [Bool](repeating: false, count: 256)
         for byte in UInt8(0x30)...0x39 { table[Int(byte)] = true }
         for byte in UInt8(0x41)...0x5A { table[Int(byte)] = true }
         for byte in UInt8(0x61)...0x7A { table[Int(byte)] = true }
-        for byte in "!#$%&'*+-.^_`|~".utf8 { table[Int(byte)] = true }
+        for byte in "-._~!$&'()*+,;=%:[]".utf8 { table[Int(byte)] = true }
         return table
     }()
-
-    private static func isTokenByte(_ byte: UInt8) -> Bool { tokenBytes[Int(byte)] }
 }

@@ -41,7 +41,9 @@ public final class HTTPServer: Sendable {
         public var bodyMinimumBytesPerSecond: Int
         /// How long an idle keep-alive connection is kept; also how long a stalled send may last.
         public var idleTimeout: Duration
-        /// Connections beyond this are answered 503 and closed at once.
+        /// Most open connections (split evenly across event loops). At the limit a new connection
+        /// takes the place of the connection idle longest between requests, which is closed; only
+        /// when every connection is busy with a request is the newcomer answered 503 and closed.
         public var maxConnections: Int
         /// How long in-flight requests may run after shutdown begins before their connections are cut.
         public var shutdownGrace: Duration

@@ -73,9 +73,12 @@ enum ServeCommand {
             let positive: ClosedRange<Int64> = 1...Int64(Int32.max)
             if let mode = try file.string(
                 "synchronous", as: "\"normal\" or \"full\"",
-                { text in
-                    SQLiteDatabase.Configuration.Synchronous(rawValue: text.uppercased())
-                        .flatMap { $0 == .off ? nil : $0 }
+                { text -> SQLiteDatabase.Configuration.Synchronous? in
+                    // ASCII-only text first: Unicode upper-casing maps "\u{FB00}" to "FF".
+                    guard text.utf8.allSatisfy({ $0 < 0x80 }),
+                        let mode = SQLiteDatabase.Configuration.Synchronous(rawValue: text.uppercased()), mode != .off
+                    else { return nil }
+                    return mode
                 })
             {
                 configuration.storage.synchronous = mode

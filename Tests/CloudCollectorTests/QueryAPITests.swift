@@ -447,9 +447,9 @@ struct QueryAPITests {
             #expect(stream.oldestTimestamp == Self.base)
             #expect(stream.lagSeconds == 261)
             #expect(stream.lastSeen == Self.base + 200 * Self.second)
-            // EWMA: 2 s, 2 s, then 2 + 0.2 * (4 - 2).
+            // EWMA: 2 s, 2 s, then 4 s a hundred seconds later, which weighs 1 - e^(-100 s / 10 s).
             #expect(stream.clockSkewSamples == 3)
-            #expect(abs((stream.clockSkewSeconds ?? 0) - 2.4) < 1e-9)
+            #expect(abs((stream.clockSkewSeconds ?? 0) - (2 + 2 * (1 - exp(-10.0)))) < 1e-9)
             #expect(stream.lastClockSkewSeconds == 4)
             #expect(stream.futureReadings == 0 && stream.pastReadings == 0 && !stream.implausibleTimestamps)
             #expect(!device.implausibleTimestamps)

@@ -124,6 +124,84 @@ extension HTTPResponse {
         #expect(sink.readings.map(\.timestamp) == [5_000_000, 6_000_000])
     }
 
+    /// Gzip bodies are inflated in 64 KiB pieces straight into the parser: lines cut at every piece
+    /// boundary still parse, and a bad line is reported by its number in the whole body.
+    @Test func gzipBodiesParseAcrossInflatedPiecesWithTheirLineNumbers() async throws {
+        // Lines of varying length, so piece boundaries fall at every offset inside a line.
+        let lines = (0..<20_000).map { "m,s=\(String(repeating: "x", count: 1 + $0 % 29)) v=\($0) \($0 + 1)" }
+        let text = Array(lines.joined(separator: "\n").utf8)
+        #expect(text.count > 4 * (64 << 10))
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        let response = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: Gzip.compress(text), headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .noContent, "\(response.bodyText)")
+        let stored = sink.readings
+        let inOrder =
+            stored.map(\.timestamp) == (0..<20_000).map { Int64($0 + 1) }
+            && stored.map(\.value) == (0..<20_000).map { Double($0) }
+        #expect(inOrder, "\(stored.count) readings stored")
+
+        var broken = lines
+        broken[15_000] = "m v=oops"
+        let bad = try await inputs.respond(
+            to: request(
+                "POST", "/write?db=x", body: Gzip.compress(Array(broken.joined(separator: "\n").utf8)),
+                headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(bad.status == .badRequest)
+        #expect(bad.bodyText.contains("line 15001, column 5"), "\(bad.bodyText)")
+        #expect(sink.appends.count == 1, "nothing of the bad body was stored")
+    }
+
+    /// The answer does not depend on what comes first: a bad first line followed by a bomb is a 413
+    /// (the rest is inflated without being kept, to learn its size), as when the body is read whole.
+    @Test func aBombBehindABadLineIsStillA413AndALongLineA400() async throws {
+        let inputs = endpoints(RecordingSink()) { $0.maximumInflatedBytes = 1 << 20 }
+        let bomb = Gzip.compress(Array("m v=oops\n".utf8) + [UInt8](repeating: 0x0A, count: 8 << 20), level: 9)
+        let response = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: bomb, headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .contentTooLarge, "\(response.bodyText)")
+        let long = Gzip.compress(Array("m v=1\nm v=".utf8) + [UInt8](repeating: 0x31, count: 70 << 10))
+        let longLine = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: long, headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(longLine.status == .badRequest)
+        #expect(longLine.bodyText.contains("line 2: the line is longer than 65536 bytes"), "\(longLine.bodyText)")
+    }
+
+    /// Issue 17: one request of 100,000 new series took the agent from 33 to 90 MB. Past
+    /// `maximumSeriesPerRequest` distinct series a request is refused whole with a 413 naming the
+    /// setting, for every input; at the limit it is stored.
+    @Test func requestsWithTooManyDistinctSeriesAreRefusedNamingTheLimit() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink) { $0.maximumSeriesPerRequest = 100 }
+        func lines(_ series: Int) -> [UInt8] {
+            Array((0..<series).map { "cpu,host=h\($0) usage=1 \($0 + 1)" }.joined(separator: "\n").utf8)
+        }
+        let atLimit = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: lines(100)), context: HTTPRequestContext())
+        #expect(atLimit.status == .noContent, "\(atLimit.bodyText)")
+        for body in [lines(101), Gzip.compress(lines(50_000))] {
+            let gzip = body.starts(with: [0x1F, 0x8B])
+            let over = try await inputs.respond(
+                to: request("POST", "/write?db=x", body: body, headers: gzip ? [("Content-Encoding", "gzip")] : []),
+                context: HTTPRequestContext())
+            #expect(over.status == .contentTooLarge)
+            let named = "more than 100 distinct series in one request (inputs.http.max_series_per_request)"
+            #expect(over.bodyText.contains(named), "\(over.bodyText)")
+        }
+        let readings = (0..<101).map { "{\"series\":\"s\($0)\",\"value\":1}" }
+        let json = "{\"readings\":[" + readings.joined(separator: ",") + "]}"
+        let overJSON = try await inputs.respond(
+            to: request("POST", "/v1/readings", body: Array(json.utf8)), context: HTTPRequestContext())
+        #expect(overJSON.status == .contentTooLarge)
+        #expect(overJSON.bodyText.contains("too_many_series"), "\(overJSON.bodyText)")
+        #expect(sink.appends.count == 1, "only the request at the limit was stored")
+    }
+
     @Test func jsonReadingsInBothShapesAreStoredAndAnsweredWithTheirSequences() async throws {
         let sink = RecordingSink()
         let body = Array(

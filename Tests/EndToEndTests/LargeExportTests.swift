@@ -41,9 +41,7 @@ import Testing
             #expect(Int(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == readings + 1)
             let bytes = Int(output.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last ?? "") ?? 0
             #expect(bytes > 64 << 20, "the answer (\(bytes) bytes) is larger than the memory bound")
-            let status = try String(contentsOfFile: "/proc/\(collector.process.processIdentifier)/status", encoding: .utf8)
-            let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
-                .flatMap { $0.split(separator: " ").dropFirst().first.flatMap { Int($0) } } ?? .max
+            let peak = ProcessStatus.kilobytes("VmHWM", pid: collector.process.processIdentifier) ?? .max
             #expect(peak < 64 * 1024, "collector peak RSS \(peak) kB")
         }
     }

@@ -105,7 +105,7 @@ run_harness inputs "$build/inputs-fuzzer" "$root/Tests/Fuzz/seeds/inputs" -max_l
 
 echo "fuzz: building the HTTP/1.1 request parser with -sanitize=fuzzer,address"
 swiftc "${sanitize[@]}" -module-name HTTPCore \
-    "$root"/Sources/HTTPCore/{HTTPRequestParser,HTTPRequestHead,HTTPHeaders,HTTPError,HTTPStatus,HTTPQueryParameters}.swift \
+    "$root"/Sources/HTTPCore/{ASCIICase,HTTPRequestParser,HTTPRequestHead,HTTPHeaders,HTTPError,HTTPStatus,HTTPQueryParameters}.swift \
     "$root/Tests/Fuzz/HTTPRequestFuzzer.swift" -o "$build/http-request-fuzzer"
 # Limits are small under the harness's high-bit mode; -malloc_limit_mb catches a body buffered whole.
 run_harness http-request "$build/http-request-fuzzer" "" -max_len=4096 -malloc_limit_mb=64

@@ -41,9 +41,10 @@ private let validMessages: [ValidMessage] = [
         text: "\r\n\r\nGET / HTTP/1.1\r\nHost: c\r\n\r\n",
         expected: [("GET", "/", "")]),
     ValidMessage(
-        name: "identical repeated Content-Length",
-        text: "POST / HTTP/1.1\r\nHost: c\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok",
-        expected: [("POST", "/", "ok")]),
+        name: "Host forms: name and port, IPv6 literal, empty",
+        text: "GET /a HTTP/1.1\r\nHost: gw-1.example:8086\r\n\r\nGET /b HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"
+            + "GET /c HTTP/1.1\r\nHost:\r\n\r\n",
+        expected: [("GET", "/a", ""), ("GET", "/b", ""), ("GET", "/c", "")]),
     ValidMessage(
         name: "absolute-form and asterisk targets",
         text: "GET http://c/x HTTP/1.1\r\nHost: c\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: c\r\n\r\n",
@@ -157,6 +158,51 @@ struct HTTPRequestParserTests {
         #expect(try parser.next() == .body(Array("def".utf8)))
         #expect(try parser.next() == .end(trailers: HTTPHeaders()))
         #expect(parser.isIdle)
+    }
+
+    /// The smuggling request from issue 17, byte for byte: `Transfer-Encoding: chun\u{212A}ed` (KELVIN
+    /// SIGN, which Unicode lowercases to `k`). A proxy that does not fold Unicode forwards the chunk
+    /// as a second request; the parser must refuse the first head and surface nothing after it.
+    @Test(
+        "Transfer-Encoding with a KELVIN SIGN is refused in every chunking",
+        arguments: ["chun\u{212A}ed", "CHUN\u{212A}ED", "chunked\u{212A}", "\u{212A}chunked"])
+    func kelvinSignTransferCodingIsRefused(coding: String) {
+        var bytes = Array("POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ".utf8) + Array(coding.utf8)
+        bytes += Array("\r\n\r\n2b\r\nGET /metrics?SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n".utf8)
+        bytes += Array("GET /nope2 HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        if coding == "chun\u{212A}ed" {
+            #expect(Array(bytes[52..<59]) == [0x6E, 0xE2, 0x84, 0xAA, 0x65, 0x64, 0x0D], "the raw bytes of the issue")
+        }
+        for chunking in Chunking.all {
+            let outcome = parse(bytes, chunking: chunking)
+            #expect(outcome.requests.isEmpty, "\(chunking)")
+            #expect(outcome.error?.status == .badRequest, "\(chunking)")
+        }
+    }
+
+    @Test("an HTTP/1.0 Connection option with a KELVIN SIGN is refused, not read as keep-alive")
+    func kelvinSignConnectionOptionIsRefused() {
+        let bytes = Array("GET / HTTP/1.0\r\nConnection: \u{212A}eep-alive\r\n\r\nGET /second HTTP/1.0\r\n\r\n".utf8)
+        for chunking in Chunking.all {
+            let outcome = parse(bytes, chunking: chunking)
+            #expect(outcome.requests.isEmpty, "\(chunking)")
+            #expect(outcome.error?.status == .badRequest, "\(chunking)")
+        }
+    }
+
+    @Test func tokensCompareByteWiseAndIgnoreOnlyASCIICase() {
+        #expect(ASCIICase.equal("Chunked", "chunked"))
+        #expect(!ASCIICase.equal("chun\u{212A}ed", "chunked"))
+        #expect(!ASCIICase.equal("\u{212A}", "k"))
+        #expect(!ASCIICase.equal("\u{212A}", "K"), "not Unicode canonical equivalence either")
+        #expect(ASCIICase.lowercased("GZIP-\u{212A}\u{130}") == "gzip-\u{212A}\u{130}")
+        #expect(ASCIICase.uppercased("fu\u{FB02}l") == "FU\u{FB02}L")
+        #expect(ASCIICase.hasPrefix("Bearer abc", "bearer "))
+        #expect(!ASCIICase.hasPrefix("Bea", "bearer"))
+        #expect(ASCIICase.isToken("keep-alive"))
+        #expect(!ASCIICase.isToken("keep alive"))
+        #expect(!ASCIICase.isToken(""))
+        #expect(!ASCIICase.isToken("\u{212A}eep-alive"))
     }
 
     @Test func errorIsStickyAfterFailure() {

@@ -179,15 +179,22 @@ struct HTTPServerLimitTests {
         }
     }
 
-    @Test func connectionsBeyondTheLimitAreRefusedWith503() async throws {
+    @Test func connectionsBeyondTheLimitAreRefusedWith503WhenEveryOneIsBusy() async throws {
+        let gates = [GateForShutdown(), GateForShutdown()]
+        let held = HTTPClosureResponder { request, _ in
+            let gate = gates[request.path == "/0" ? 0 : 1]
+            gate.arrived()
+            await gate.wait()
+            return HTTPResponse(text: "\(request.path) done")
+        }
         var configuration = HTTPServer.Configuration(port: 0)
         configuration.maxConnections = 2
-        try await withServer(configuration, responder: hello) { _, address in
+        try await withServer(configuration, responder: held) { _, address in
+            // Both admitted connections have a handler running: active, never reclaimed.
             var open: [RawClient] = []
             for index in 0..<2 {
-                let client = try await RawClient.connect(address, sending: "GET /\(index) HTTP/1.1\r\nHost: t\r\n\r\n")
-                #expect(try await client.readResponse().status == 200)
-                open.append(client)
+                open.append(try await RawClient.connect(address, sending: "GET /\(index) HTTP/1.1\r\nHost: t\r\n\r\n"))
+                await gates[index].waitUntilArrived()
             }
             let refused = try await RawClient.connect(address)
             let response = try await refused.readResponse()
@@ -195,8 +202,33 @@ struct HTTPServerLimitTests {
             #expect(response.headers["connection"] == "close")
             #expect(try await refused.isClosedByServer())
             // The admitted connections still work.
-            try await open[0].send("GET /again HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(try await open[0].readResponse().text == "/again 0")
+            gates.forEach { $0.open() }
+            #expect(try await open[0].readResponse().text == "/0 done")
+            #expect(try await open[1].readResponse().text == "/1 done")
+        }
+    }
+
+    @Test func atTheLimitTheLongestIdleKeepAliveConnectionMakesRoom() async throws {
+        var configuration = HTTPServer.Configuration(port: 0)
+        configuration.maxConnections = 3
+        try await withServer(configuration, responder: hello) { _, address in
+            var idle: [RawClient] = []
+            for index in 0..<2 {
+                let client = try await RawClient.connect(address, sending: "GET /\(index) HTTP/1.1\r\nHost: t\r\n\r\n")
+                #expect(try await client.readResponse().status == 200)
+                idle.append(client)
+            }
+            let busy = try await RawClient.connect(address, sending: "GET /busy HTTP/1.1\r\n")
+            // Full: the newcomer takes the place of the connection idle longest (idle[0]).
+            let newcomer = try await RawClient.connect(address, sending: "GET /new HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await newcomer.readResponse().text == "/new 0")
+            #expect(try await idle[0].isClosedByServer(), "the longest-idle connection was closed")
+            // Full again: idle[1] is now the longest idle, then the newcomer; the busy one never goes.
+            let second = try await RawClient.connect(address, sending: "GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await second.readResponse().status == 200)
+            #expect(try await idle[1].isClosedByServer())
+            try await busy.send("Host: t\r\n\r\n")
+            #expect(try await busy.readResponse().text == "/busy 0")
         }
     }
 

@@ -46,6 +46,22 @@ let hostileMessages: [HostileMessage] = [
     .init(name: "misspelled chunked", text: get + "Transfer-Encoding: xchunked\r\n\r\n", status: 400),
     .init(name: "empty Transfer-Encoding", text: get + "Transfer-Encoding:\r\n\r\n", status: 400),
     .init(
+        name: "identical Content-Length fields",
+        text: "POST / HTTP/1.1\r\nHost: c\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", status: 400),
+    .init(name: "identical Content-Length list", text: get + "Content-Length: 2, 2\r\n\r\nok", status: 400),
+    .init(
+        name: "KELVIN SIGN in chunked", text: get + "Transfer-Encoding: chun\u{212A}ed\r\n\r\n0\r\n\r\n", status: 400),
+    .init(
+        name: "KELVIN SIGN in upper-case CHUNKED", text: get + "Transfer-Encoding: CHUN\u{212A}ED\r\n\r\n0\r\n\r\n",
+        status: 400),
+    .init(name: "space inside a transfer coding", text: get + "Transfer-Encoding: chun ked\r\n\r\n", status: 400),
+    .init(
+        name: "KELVIN SIGN in a Connection option",
+        text: "GET / HTTP/1.0\r\nConnection: \u{212A}eep-alive\r\n\r\n", status: 400),
+    .init(name: "space inside Host", text: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400),
+    .init(name: "non-ASCII Host", text: "GET / HTTP/1.1\r\nHost: caf\u{E9}\r\n\r\n", status: 400),
+    .init(name: "slash in Host", text: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", status: 400),
+    .init(
         name: "Transfer-Encoding in HTTP/1.0",
         text: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400),
     // Line structure.

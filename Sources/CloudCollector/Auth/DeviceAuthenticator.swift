@@ -1,5 +1,6 @@
 import EdgeSyncPostgres
 import EdgeSyncSQLite
+import HTTPCore
 
 /// Resolves `Authorization: Bearer <token>` to the device the token belongs to, on connections of
 /// their own so authentication never waits for the writer.
@@ -25,7 +26,7 @@ package final class DeviceAuthenticator: Sendable {
             throw CollectorError(.unauthorized, "unauthorized", "missing Authorization: Bearer <token>")
         }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        guard parts.count == 2, ASCIICase.equal(parts[0], "bearer") else {
             throw CollectorError(.unauthorized, "unauthorized", "Authorization must be \"Bearer <token>\"")
         }
         let token = DeviceToken(text: String(parts[1]).trimmingSpaces())

@@ -1,3 +1,5 @@
+import HTTPCore
+
 /// Checks the operator token that guards the query API (`/v1/series`, `/v1/readings`,
 /// `/v1/aggregate`, `/v1/devices`). It is one configured secret, separate from device tokens: a
 /// device token never reads data and the operator token never writes it.
@@ -27,7 +29,7 @@ package struct OperatorAuthenticator: Sendable {
             throw Self.unauthorized("missing Authorization: Bearer <operator token>")
         }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        guard parts.count == 2, ASCIICase.equal(parts[0], "bearer") else {
             throw Self.unauthorized("Authorization must be \"Bearer <operator token>\"")
         }
         // Comparing digests of equal length with no early exit: the time taken says nothing about

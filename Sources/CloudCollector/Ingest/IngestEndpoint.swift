@@ -48,8 +48,8 @@ package final class IngestEndpoint: Sendable {
     package func postBatch(_ request: HTTPRequest) async throws -> HTTPResponse {
         let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
         if let contentType = request.headers["content-type"] {
-            let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingSpaces().lowercased() }
-            guard mediaType == FrameHeader.mediaType else {
+            let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingSpaces() } ?? ""
+            guard ASCIICase.equal(mediaType, FrameHeader.mediaType) else {
                 throw CollectorError(
                     .unsupportedMediaType, "unsupported_media_type",
                     "Content-Type must be \(FrameHeader.mediaType), not \(contentType)")

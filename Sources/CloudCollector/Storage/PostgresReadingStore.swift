@@ -384,7 +384,11 @@ package final class PostgresReadingStore: ReadingStore {
             ON CONFLICT (stream_ref) DO UPDATE SET
                 skew_ns = CASE WHEN excluded.skew_samples = 0 THEN stream_stats.skew_ns
                                WHEN stream_stats.skew_ns IS NULL THEN excluded.skew_ns
-                               ELSE stream_stats.skew_ns + $8::double precision * (excluded.skew_ns - stream_stats.skew_ns) END,
+                               ELSE stream_stats.skew_ns + greatest($8::double precision,
+                                   1 - exp(-least(50.0::double precision, greatest(0, $10::bigint - coalesce(
+                                       (SELECT last_seen FROM streams WHERE stream_ref = $1::bigint), $10::bigint))
+                                       / $11::double precision)))
+                                   * (excluded.skew_ns - stream_stats.skew_ns) END,
                 last_skew_ns = coalesce(excluded.last_skew_ns, stream_stats.last_skew_ns),
                 skew_samples = stream_stats.skew_samples + excluded.skew_samples,
                 newest_timestamp = greatest(stream_stats.newest_timestamp, excluded.newest_timestamp),
@@ -396,6 +400,7 @@ package final class PostgresReadingStore: ReadingStore {
                 String(streamReference), stats.skewSample.map { String($0) }, stats.skewSample == nil ? "0" : "1",
                 stats.newest.map { String($0) }, stats.oldest.map { String($0) }, String(stats.future),
                 String(stats.past), String(configuration.clock.skewSmoothing), stats.skewSample.map { String($0) },
+                String(receivedAt), String(configuration.clock.skewTimeConstantNanoseconds),
             ])
     }
 }

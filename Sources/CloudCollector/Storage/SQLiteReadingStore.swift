@@ -428,7 +428,9 @@ package final class SQLiteReadingStore: ReadingStore {
             ON CONFLICT (stream_ref) DO UPDATE SET
                 skew_ns = CASE WHEN excluded.skew_samples = 0 THEN stream_stats.skew_ns
                                WHEN stream_stats.skew_ns IS NULL THEN excluded.skew_ns
-                               ELSE stream_stats.skew_ns + ?8 * (excluded.skew_ns - stream_stats.skew_ns) END,
+                               ELSE stream_stats.skew_ns + max(?8, 1.0 - exp(-min(50.0, max(0, ?9 - coalesce(
+                                   (SELECT last_seen FROM streams WHERE stream_ref = ?1), ?9)) / ?10)))
+                                   * (excluded.skew_ns - stream_stats.skew_ns) END,
                 last_skew_ns = coalesce(excluded.last_skew_ns, stream_stats.last_skew_ns),
                 skew_samples = stream_stats.skew_samples + excluded.skew_samples,
                 newest_timestamp = max(coalesce(stream_stats.newest_timestamp, excluded.newest_timestamp),
@@ -456,6 +458,8 @@ package final class SQLiteReadingStore: ReadingStore {
         try upsert.bind(stats.future, at: 6)
         try upsert.bind(stats.past, at: 7)
         try upsert.bind(configuration.clock.skewSmoothing, at: 8)
+        try upsert.bind(receivedAt, at: 9)
+        try upsert.bind(configuration.clock.skewTimeConstantNanoseconds, at: 10)
         try upsert.run()
     }
 
@@ -476,8 +480,14 @@ package struct ClockPlausibility: Sendable {
     /// Readings stamped more than this before they were received are "in the past" too (366 days;
     /// a gateway offline for weeks replays old readings legitimately).
     package var maximumAgeNanoseconds: Int64 = 366 * 86_400 * 1_000_000_000
-    /// Weight of each new skew sample in the exponentially weighted moving average.
+    /// Smallest weight of a new skew sample in the exponentially weighted moving average (batches
+    /// that follow each other closely).
     package var skewSmoothing = 0.2
+    /// The average's time constant: a sample that comes `t` after the stream's previous batch
+    /// weighs `max(skewSmoothing, 1 - exp(-t / constant))`, so the figure follows a corrected clock
+    /// within about twenty constants of batches (10 s: a few minutes, whatever the jump), and a
+    /// batch after a long silence counts almost alone.
+    package var skewTimeConstantNanoseconds = 10e9
 
     package init() {}
 }

@@ -1,3 +1,4 @@
+import EdgeSyncCodec
 import EdgeSyncCommandLine
 import Foundation
 
@@ -20,6 +21,8 @@ package struct AgentConfiguration: Sendable {
         /// InfluxDB line protocol, Prometheus remote write and JSON over HTTP.
         package var http: (host: String, port: Int)?
         package var httpLimits = InputEndpoints.Configuration()
+        /// Most open HTTP input connections; at the limit the longest-idle one makes room.
+        package var httpMaximumConnections = 1024
         /// Newline-delimited line protocol over TCP.
         package var tcp: (host: String, port: Int)?
         /// Line protocol in UDP datagrams.
@@ -143,6 +146,20 @@ package struct AgentConfiguration: Sendable {
             }
             if let bytes = try file.integer("inputs.http.max_inflated_bytes", in: 1024...(4 << 30)) {
                 inputs.httpLimits.maximumInflatedBytes = Int(bytes)
+            }
+            if let count = try file.integer("inputs.http.max_connections", in: 1...1_000_000) {
+                inputs.httpMaximumConnections = Int(count)
+            }
+            if let count = try file.integer("inputs.http.max_concurrent_inflations", in: 1...1024) {
+                inputs.httpLimits.maximumConcurrentInflations = Int(count)
+            }
+            let seriesLimit = Int64(DecodingLimits.default.maximumSeries)
+            if let count = try file.integer("inputs.http.max_series_per_request", in: 1...seriesLimit) {
+                inputs.httpLimits.maximumSeriesPerRequest = Int(count)
+            }
+            let readingsLimit = Int64(DecodingLimits.default.maximumReadings)
+            if let count = try file.integer("inputs.http.max_readings_per_request", in: 1...readingsLimit) {
+                inputs.httpLimits.maximumReadingsPerRequest = Int(count)
             }
             let sensors = try file.integer("inputs.simulator.sensors", in: 1...1_000_000)
             let rate = try file.number("inputs.simulator.rate_hz", in: 0.001...1_000_000)

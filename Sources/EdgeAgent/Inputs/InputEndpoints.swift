@@ -26,6 +26,15 @@ package final class InputEndpoints: HTTPResponder {
         package var maximumJSONBytes = 8 << 20
         /// Most readings one request may carry (it is one atomic spool append).
         package var maximumReadingsPerRequest = DecodingLimits.default.maximumReadings
+        /// Most distinct series one request may carry (each costs its key, its parser cache entry and
+        /// its place in the batch); more gets 413 `too_many_series`, naming the limit.
+        package var maximumSeriesPerRequest = 10_000
+        /// Most gzip bodies inflating at once across all connections (a line protocol body holds its
+        /// turn for one received piece at a time); more wait their turn.
+        package var maximumConcurrentInflations = 2
+        /// A request that inflated or parsed more than this many bytes gives free heap memory back
+        /// to the kernel afterwards (`ProcessMemory.releaseFreeMemory`).
+        package var memoryReleaseThresholdBytes = 4 << 20
         /// What a 503 tells producers to wait before retrying.
         package var retryAfterSeconds = 5
 
@@ -37,6 +46,7 @@ package final class InputEndpoints: HTTPResponder {
     private let sink: any ReadingSink
     private let now: @Sendable () -> Int64
     private let parsers = Mutex<[LineProtocolParser]>([])
+    private let inflations: InflationGate
 
     /// Every path the input listener answers (`/metrics` is served beside these by `InputServices`);
     /// metric labels use these and fold anything else into `other`.
@@ -52,6 +62,7 @@ package final class InputEndpoints: HTTPResponder {
         self.configuration = configuration
         self.sink = sink
         self.now = now
+        self.inflations = InflationGate(limit: configuration.maximumConcurrentInflations)
     }
 
     package static let wallClock: @Sendable () -> Int64 = {
@@ -128,35 +139,51 @@ package final class InputEndpoints: HTTPResponder {
             }
             precision = parsed
         }
-        let body = try await readBody(request, maximumInflatedBytes: configuration.maximumInflatedBytes)
+        let isGzip = try isGzipEncoded(request)
+        try checkDeclaredLength(request)
+        // Whatever the outcome (a 413 may follow a million parsed readings), a request that parsed
+        // much more text than usual gives the freed heap back once its buffers are gone.
+        var parsedBytes = 0
+        defer { if parsedBytes > configuration.memoryReleaseThresholdBytes { ProcessMemory.releaseFreeMemory() } }
+        try await parseAndStore(request, isGzip: isGzip, precision: precision, parsedBytes: &parsedBytes)
+        return HTTPResponse(status: .noContent)
+    }
+
+    /// Past this many series in one request a parser is not kept for the next request.
+    private static let warmParserSeriesLimit = 4096
+
+    /// Reads, parses and stores one line protocol body, counting the text it parsed in `parsedBytes`.
+    /// Every buffer of the request is gone when it returns, so freed memory can be given back.
+    private func parseAndStore(
+        _ request: HTTPRequest, isGzip: Bool, precision: TimestampPrecision, parsedBytes: inout Int
+    ) async throws(InputFailure) {
         var parser = parsers.withLock { $0.popLast() } ?? LineProtocolParser()
         parser.precision = precision
         var block = ReadingBlock()
-        let result = body.withUnsafeBufferPointer { buffer in
-            Result { () throws(InputError) in
-                try parser.parseLines(
-                    buffer, defaultTimestamp: now(), maximumReadings: configuration.maximumReadingsPerRequest,
-                    into: &block)
+        var reader = LineProtocolBodyReader(configuration: configuration, defaultTimestamp: now())
+        defer {
+            parsedBytes = reader.parsedBytes
+            // A few warm parsers are enough; more would each keep their series cache. A parser that
+            // has just cached thousands of series for one request goes, so its cache is freed.
+            if block.seriesKeys.count <= Self.warmParserSeriesLimit {
+                parsers.withLock { if $0.count < 8 { $0.append(parser) } }
             }
         }
-        // A few warm parsers are enough; more would each keep their series cache.
-        parsers.withLock { if $0.count < 8 { $0.append(parser) } }
-        if case .failure(let error) = result {
-            if error.isLimitExceeded {
-                throw InputFailure(.contentTooLarge, "too_many_readings", "\(error.reason); nothing was stored")
-            }
+        let outcome = try await reader.read(
+            request, isGzip: isGzip, inflations: inflations, parser: &parser, into: &block, statistics: statistics)
+        if case .badLine(let error) = outcome {
             statistics.rejectedLines.add(1, ordering: .relaxed)
             throw InputFailure(.badRequest, "invalid_line", "\(error); nothing from this request was stored")
         }
         try await store(block)
-        return HTTPResponse(status: .noContent)
     }
 
     // MARK: JSON
 
     private func writeJSON(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
         if let type = request.headers["content-type"],
-            type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json"
+            !ASCIICase.equal(
+                type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) ?? "", "application/json")
         {
             throw InputFailure(
                 .unsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json, not \(type)")
@@ -173,8 +200,8 @@ package final class InputEndpoints: HTTPResponder {
 
     /// Remote write 1.0: a Snappy block-compressed `WriteRequest` (`Content-Encoding: snappy`).
     private func writeRemote(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
-        if let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces).lowercased(),
-            encoding != "snappy"
+        if let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces),
+            !ASCIICase.equal(encoding, "snappy")
         {
             throw InputFailure(
                 .unsupportedMediaType, "unsupported_encoding",
@@ -204,50 +231,65 @@ package final class InputEndpoints: HTTPResponder {
     /// The body as received, within `maximumBodyBytes`.
     private func readRawBody(_ request: HTTPRequest) async throws(InputFailure) -> [UInt8] {
         let limit = configuration.maximumBodyBytes
-        if let length = request.headers["content-length"].flatMap({ Int($0) }), length > limit {
-            throw InputFailure(.contentTooLarge, "too_large", "the body of \(length) bytes exceeds the limit of \(limit)")
-        }
+        try checkDeclaredLength(request)
         do {
             let raw = try await request.body.collect(upTo: limit)
             statistics.bytesReceived.add(raw.count, ordering: .relaxed)
             return raw
-        } catch let error as HTTPError where error == .bodyTooLarge {
-            throw InputFailure(.contentTooLarge, "too_large", "the body exceeds the limit of \(limit) bytes")
-        } catch let error as any HTTPResponseError {
-            throw InputFailure(error.status, "bad_body", error.responseMessage ?? "the body could not be read")
         } catch {
-            throw InputFailure(.badRequest, "bad_body", "the body could not be read: \(error)")
+            throw InputFailure.unreadableBody(error, limit: limit)
         }
     }
 
     /// Reads the body within the limits and inflates it when it is gzip.
     package func readBody(_ request: HTTPRequest, maximumInflatedBytes: Int) async throws(InputFailure) -> [UInt8] {
-        let encoding = request.headers["content-encoding"]?.trimmingCharacters(in: .whitespaces).lowercased()
-        guard encoding == nil || encoding == "identity" || encoding == "gzip" || encoding == "" else {
-            throw InputFailure(
-                .unsupportedMediaType, "unsupported_encoding",
-                "Content-Encoding \(encoding ?? "") is not supported (use gzip or none)")
-        }
+        let isGzip = try isGzipEncoded(request)
         let raw = try await readRawBody(request)
-        guard encoding == "gzip" else {
+        guard isGzip else {
             guard raw.count <= maximumInflatedBytes else {
                 throw InputFailure(
                     .contentTooLarge, "too_large", "the body exceeds the limit of \(maximumInflatedBytes) bytes")
             }
             return raw
         }
-        do {
-            return try Gzip.decompress(raw, maximumBytes: maximumInflatedBytes)
-        } catch {
-            if error.kind == .tooLarge { throw InputFailure(.contentTooLarge, "too_large", error.description) }
-            throw InputFailure(.badRequest, "invalid_gzip", error.description)
+        return try await inflations.withPermit { () throws(InputFailure) in
+            do throws(Gzip.Failure) {
+                return try Gzip.decompress(raw, maximumBytes: maximumInflatedBytes)
+            } catch {
+                throw InputFailure.gzip(error)
+            }
         }
+    }
+
+    /// A 413 before reading when the declared length is over `maximumBodyBytes`.
+    private func checkDeclaredLength(_ request: HTTPRequest) throws(InputFailure) {
+        let limit = configuration.maximumBodyBytes
+        if let length = request.headers["content-length"].flatMap({ Int($0) }), length > limit {
+            throw InputFailure(.contentTooLarge, "too_large", "the body of \(length) bytes exceeds the limit of \(limit)")
+        }
+    }
+
+    /// Whether the body is gzip (`Content-Encoding: gzip`); identity or none is plain.
+    ///
+    /// - Throws: `InputFailure` 415 for any other coding.
+    private func isGzipEncoded(_ request: HTTPRequest) throws(InputFailure) -> Bool {
+        let encoding = request.headers["content-encoding"].map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if ASCIICase.equal(encoding, "gzip") { return true }
+        guard encoding.isEmpty || ASCIICase.equal(encoding, "identity") else {
+            throw InputFailure(
+                .unsupportedMediaType, "unsupported_encoding",
+                "Content-Encoding \(encoding) is not supported (use gzip or none)")
+        }
+        return false
     }
 
     /// One atomic, durable spool append; nil for an empty block.
     @discardableResult
     package func store(_ block: ReadingBlock) async throws(InputFailure) -> SequenceRange? {
         guard !block.isEmpty else { return nil }
+        if let failure = InputFailure.tooManySeries(block.seriesKeys.count, configuration: configuration) {
+            throw failure
+        }
         guard block.count <= configuration.maximumReadingsPerRequest else {
             throw InputFailure(
                 .contentTooLarge, "too_many_readings",

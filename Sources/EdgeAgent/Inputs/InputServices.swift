@@ -41,7 +41,7 @@ package final class InputServices: Sendable {
         if let http = configuration.http {
             var server = HTTPServer.Configuration(host: http.host, port: http.port)
             server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
-            server.maxConnections = 1024
+            server.maxConnections = configuration.httpMaximumConnections
             let responder = AgentHTTPResponder(
                 services: self, metrics: metrics, timed: TimedResponder(endpoints, knownPaths: InputEndpoints.paths))
             self.server.withLock { $0 = HTTPServer(configuration: server, responder: responder) }
@@ -52,6 +52,9 @@ package final class InputServices: Sendable {
 
     /// Binds every listener and starts the simulator; returns what listens where (`http`, `tcp`, `udp`).
     package func start() async throws -> [(input: String, address: HTTPServer.Address)] {
+        // Request buffers of a megabyte or more (a million readings, an inflated body) are mapped and
+        // unmapped, never left resident in the heap after a large request (`Docs/performance.md`).
+        ProcessMemory.mapAllocations(from: 1 << 20)
         var bound: [(input: String, address: HTTPServer.Address)] = []
         if let server = server.withLock({ $0 }) {
             let log = self.log

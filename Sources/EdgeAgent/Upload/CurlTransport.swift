@@ -1,5 +1,6 @@
 import CCurl
 import Dispatch
+import HTTPCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -162,7 +163,7 @@ private final class CurlHandle: @unchecked Sendable {
         let text = String(decoding: line, as: UTF8.self)
         guard let colon = text.firstIndex(of: ":") else { return }
         let name = text[..<colon].trimmingCharacters(in: " \t")
-        guard name.lowercased() == "retry-after" else { return }
+        guard ASCIICase.equal(name, "retry-after") else { return }
         let value = text[text.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
         retryAfter = RetryAfter.parse(value)
     }
