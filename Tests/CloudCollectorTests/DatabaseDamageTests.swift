@@ -1,9 +1,11 @@
 import CloudCollector
 import EdgeSyncCodec
+import EdgeSyncPostgres
 import EdgeSyncProtocol
 import EdgeSyncSQLite
 import EdgeSyncTestSupport
 import Foundation
+import HTTPCore
 import Synchronization
 import Testing
 
@@ -142,6 +144,27 @@ import Testing
                 #expect("\(error)".contains("damaged"), "\(error)")
             }
         }
+    }
+
+    /// Both backends' disk-full errors become the same answer (PostgreSQL cannot be filled here).
+    @Test(arguments: [
+        SQLiteError(extendedCode: 13, message: "database or disk is full") as any Error & Sendable,
+        PostgresError("could not extend file: No space left on device", sqlState: "53100"),
+    ])
+    func diskFullFromEitherBackendIs503WithRetryAfter(error: any Error & Sendable) async throws {
+        var router = CollectorRouter(log: { _ in })
+        router.add("POST", ProtocolPath.batches) { _, _ in throw error }
+        let request = HTTPRequest(
+            head: HTTPRequestHead(method: "POST", target: ProtocolPath.batches, headers: HTTPHeaders()),
+            body: HTTPRequestBody(bytes: []))
+        let response = try await router.respond(to: request, context: HTTPRequestContext())
+        #expect(response.status.code == 503)
+        #expect(response.headers["retry-after"] == "10")
+        guard case .bytes(let bytes) = response.body else {
+            Issue.record("expected a body")
+            return
+        }
+        #expect(try JSONDecoder().decode(ErrorBody.self, from: Data(bytes)).error == "disk_full")
     }
 
     /// A collector on a small tmpfs filled to the last byte answers 503 `disk_full` with
