@@ -21,6 +21,9 @@ package struct PostgresError: Error, CustomStringConvertible, Sendable {
         sqlState == "40P01" || sqlState == "40001"
     }
 
+    /// The server's disk is full (53100 `disk_full`): nothing of the statement was stored.
+    package var isDiskFull: Bool { sqlState == "53100" }
+
     /// The database cannot be used right now but may be soon: a lost or refused connection, the
     /// server refusing work while it starts up, shuts down or runs out of resources (class 08
     /// connection exception, 53 insufficient resources, 57P0x operator intervention / cannot connect

@@ -36,6 +36,8 @@ package final class SQLiteDatabase {
 
     let handle: OpaquePointer
     package let path: String
+    /// `PRAGMA synchronous` in force (the configured level, or the one `withSynchronous` set).
+    package private(set) var synchronous: Configuration.Synchronous
     private var statements: [String: SQLiteStatement] = [:]
     private var walHook: WALHookBox?
 
@@ -57,6 +59,7 @@ package final class SQLiteDatabase {
         }
         self.handle = connection
         self.path = path
+        self.synchronous = configuration.synchronous
         sqlite3_extended_result_codes(connection, 1)
         let milliseconds =
             configuration.busyTimeout.components.seconds * 1000
@@ -86,6 +89,37 @@ package final class SQLiteDatabase {
         if walHook != nil { sqlite3_wal_hook(handle, nil, nil) }
         statements.removeAll()
         sqlite3_close_v2(handle)
+    }
+
+    /// Runs `body` with `PRAGMA synchronous` lowered to `level` (never raised), then restores it.
+    ///
+    /// In WAL mode a commit made at `normal` is not synced by itself, but the next commit at `full`
+    /// (or the next checkpoint) syncs the log, and with it every frame before: for commits whose loss
+    /// in a power cut is harmless and that should not each pay a sync (deleting what a peer already
+    /// holds durably).
+    package func withSynchronous<T>(_ level: Configuration.Synchronous, _ body: () throws -> T) throws -> T {
+        let configured = synchronous
+        let order: [Configuration.Synchronous] = [.off, .normal, .full]
+        guard let wanted = order.firstIndex(of: level), let current = order.firstIndex(of: configured),
+            wanted < current
+        else { return try body() }
+        try execute("PRAGMA synchronous = \(level.rawValue)")
+        synchronous = level
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            try restoreSynchronous(configured)
+            throw error
+        }
+        // A failure to restore is thrown, never swallowed: later commits must not run at the lower level.
+        try restoreSynchronous(configured)
+        return result
+    }
+
+    private func restoreSynchronous(_ level: Configuration.Synchronous) throws(SQLiteError) {
+        try execute("PRAGMA synchronous = \(level.rawValue)")
+        synchronous = level
     }
 
     /// Runs one or more SQL statements that take no parameters.
@@ -193,6 +227,34 @@ package final class SQLiteDatabase {
         return problems
     }
 
+    /// The problems `PRAGMA quick_check` finds in `table` (and its indexes), or in the whole file
+    /// when `table` is nil, at most `limit`; `nil` when the check did not finish by `deadline` (it
+    /// is interrupted through SQLite's progress handler, so a big file cannot hold the caller).
+    package func quickCheckProblems(
+        table: String? = nil, limit: Int = 20, deadline: ContinuousClock.Instant
+    ) throws(SQLiteError) -> [String]? {
+        let argument = table.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" } ?? String(limit)
+        let statement = try prepare("PRAGMA quick_check(\(argument))")
+        let box = DeadlineBox(deadline)
+        sqlite3_progress_handler(
+            handle, 4096,
+            { context in
+                guard let context else { return 0 }
+                return Unmanaged<DeadlineBox>.fromOpaque(context).takeUnretainedValue().deadline < .now ? 1 : 0
+            }, Unmanaged.passUnretained(box).toOpaque())
+        defer { sqlite3_progress_handler(handle, 0, nil, nil) }
+        var problems: [String] = []
+        do {
+            while try statement.step() {
+                let line = statement.text(at: 0) ?? ""
+                if line != "ok" { problems.append(line) }
+            }
+        } catch let error where error.code == SQLITE_INTERRUPT {
+            return nil
+        }
+        return problems
+    }
+
     package enum CheckpointMode: Int32, Sendable {
         case passive = 0  // SQLITE_CHECKPOINT_PASSIVE
         case full = 1  // SQLITE_CHECKPOINT_FULL
@@ -213,16 +275,24 @@ package final class SQLiteDatabase {
 
     /// Calls `body` with the number of frames in the WAL after each commit of this connection.
     ///
-    /// Installing a hook turns off SQLite's automatic checkpoints on this connection (they use the
-    /// same hook): the owner checkpoints, for example from another connection on another thread.
-    package func onWALCommit(_ body: @escaping (Int) -> Void) {
-        let box = WALHookBox(body)
+    /// Installing a hook replaces SQLite's automatic checkpoints on this connection (they use the
+    /// same hook, and a later `PRAGMA wal_autocheckpoint` replaces this hook). With
+    /// `checkpointingAt` the hook does what SQLite's own one does: a passive checkpoint once the
+    /// log holds that many frames. Without it the owner checkpoints, for example from another
+    /// connection on another thread.
+    package func onWALCommit(checkpointingAt pages: Int? = nil, _ body: @escaping (Int) -> Void) {
+        let box = WALHookBox(body, checkpointPages: pages)
         walHook = box
         sqlite3_wal_hook(
             handle,
-            { context, _, _, frames in
+            { context, connection, name, frames in
                 guard let context else { return SQLITE_OK }
-                Unmanaged<WALHookBox>.fromOpaque(context).takeUnretainedValue().body(Int(frames))
+                let box = Unmanaged<WALHookBox>.fromOpaque(context).takeUnretainedValue()
+                box.body(Int(frames))
+                if let pages = box.checkpointPages, Int(frames) >= pages {
+                    // As SQLite's default hook: a busy or failed checkpoint leaves the frames for the next.
+                    sqlite3_wal_checkpoint_v2(connection, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+                }
                 return SQLITE_OK
             }, Unmanaged.passUnretained(box).toOpaque())
     }
@@ -235,10 +305,20 @@ package final class SQLiteDatabase {
     }
 }
 
+/// The deadline a progress handler compares against, kept alive for the statement it watches.
+private final class DeadlineBox {
+    let deadline: ContinuousClock.Instant
+    init(_ deadline: ContinuousClock.Instant) { self.deadline = deadline }
+}
+
 /// Keeps a WAL hook's closure alive for as long as the connection holds it.
 private final class WALHookBox {
     let body: (Int) -> Void
-    init(_ body: @escaping (Int) -> Void) { self.body = body }
+    let checkpointPages: Int?
+    init(_ body: @escaping (Int) -> Void, checkpointPages: Int?) {
+        self.body = body
+        self.checkpointPages = checkpointPages
+    }
 }
 
 @available(*, unavailable, message: "a connection belongs to one owner; use SQLiteConnectionQueue to share it")

@@ -13,12 +13,7 @@ enum ReplayBenchmark: BenchmarkScenario {
 
     static func run(_ options: BenchmarkOptions) async throws {
         let readings = SpoolBenchmark.intOption(options, "--readings") ?? 10_000_000
-        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let agent = products.appendingPathComponent("edge-agent").path
-        let collector = products.appendingPathComponent("cloud-collector").path
-        for binary in [agent, collector] where !FileManager.default.isExecutableFile(atPath: binary) {
-            throw BenchmarkError("\(binary) is missing: build everything first (swift build -c release)")
-        }
+        let (agent, collector) = try pairBinaries()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("replay-\(UUID().uuidString)")
             .path
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -69,6 +64,17 @@ enum ReplayBenchmark: BenchmarkScenario {
             "\ntargets: ≥ 1,000,000 readings/s, ≤ 2 bytes on the wire per reading, edge RSS ≤ 64 MB (1 MB = 2^20 bytes)"
         )
         guard stored == readings else { throw BenchmarkError("the collector stored \(stored) of \(readings) readings") }
+    }
+
+    /// `edge-agent` and `cloud-collector` beside this benchmark's executable.
+    static func pairBinaries() throws -> (agent: String, collector: String) {
+        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let agent = products.appendingPathComponent("edge-agent").path
+        let collector = products.appendingPathComponent("cloud-collector").path
+        for binary in [agent, collector] where !FileManager.default.isExecutableFile(atPath: binary) {
+            throw BenchmarkError("\(binary) is missing: build everything first (swift build -c release)")
+        }
+        return (agent, collector)
     }
 
     /// Appends the real datasets, cycled and moved a year forward per pass, in large writes.

@@ -12,6 +12,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     InputsBenchmark.self,
     QueryBenchmark.self,
     RemoteWriteBenchmark.self,
+    SyncsBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

@@ -82,6 +82,41 @@ import Testing
         }
     }
 
+    /// Issue 17: after a long outage the backoff ceiling is at its cap, but a 503 with Retry-After
+    /// (a collector whose disk is full) is retried when Retry-After has passed, not up to a minute later.
+    @Test func retryAfterIsHonouredPromptlyWhateverTheBackoffBuiltUp() {
+        var policy = UploadRetryPolicy()
+        var random = SeededRandom(seed: 7)
+        for _ in 0..<12 {
+            _ = policy.decide(.transportFailure("refused"), for: batch, device: "gw", stream: 42, using: &random)
+        }
+        #expect(policy.backoffCeiling(afterFailures: policy.consecutiveFailures) == .seconds(60))
+        for code in [503, 429, 503, 503] {
+            let decision = policy.decide(
+                .status(code: code, retryAfter: .seconds(10), message: "disk_full"), for: batch, device: "gw",
+                stream: 42, using: &random)
+            guard case .retry(let wait, let reason) = decision else {
+                Issue.record("expected retry, got \(decision)")
+                return
+            }
+            #expect(wait >= .seconds(10))
+            #expect(wait <= .seconds(10) + policy.configuration.initialBackoff)
+            #expect(reason.contains("disk_full"))
+            #expect(policy.window == 1)
+        }
+        // Without Retry-After a 503 is an unknown failure again: the built-up backoff applies.
+        var waits: [Duration] = []
+        for _ in 0..<50 {
+            if case .retry(let wait, _) = policy.decide(
+                .status(code: 503, retryAfter: nil, message: ""), for: batch, device: "gw", stream: 42,
+                using: &random)
+            {
+                waits.append(wait)
+            }
+        }
+        #expect(waits.contains { $0 > .seconds(11) })
+    }
+
     @Test func anUntrustedCertificateHaltsInsteadOfRetrying() {
         var policy = UploadRetryPolicy()
         var random = SeededRandom(seed: 1)

@@ -54,4 +54,64 @@ struct WALHookTests {
             #expect(values == Array(0..<10))
         }
     }
+
+    /// Issue 17: the spool's hook records frames and still checkpoints as SQLite's default would,
+    /// so the log restarts instead of growing.
+    @Test func aHookThatCheckpointsKeepsTheLogRestarting() throws {
+        try withTemporaryDirectory { directory in
+            for checkpoints in [false, true] {
+                let database = try SQLiteDatabase(path: directory + "/hook-\(checkpoints).sqlite")
+                try database.execute("CREATE TABLE t (x BLOB)")
+                var reported: [Int] = []
+                database.onWALCommit(checkpointingAt: checkpoints ? 10 : nil) { reported.append($0) }
+                for _ in 0..<60 {
+                    try database.execute("INSERT INTO t VALUES (randomblob(3000))")
+                }
+                let most = try #require(reported.max())
+                if checkpoints {
+                    #expect(most < 14, "\(reported)")
+                } else {
+                    #expect(most >= 60, "\(reported)")
+                }
+            }
+        }
+    }
+
+    @Test func withSynchronousLowersForTheBodyOnlyAndNeverRaises() throws {
+        try withTemporaryDirectory { directory in
+            let database = try SQLiteDatabase(path: directory + "/sync.sqlite")
+            #expect(database.synchronous == .full)
+            let inside = try database.withSynchronous(.normal) { try database.pragmaInteger("synchronous") }
+            #expect(inside == 1)
+            #expect(try database.pragmaInteger("synchronous") == 2)
+            #expect(database.synchronous == .full)
+            struct Failure: Error {}
+            #expect(throws: Failure.self) { try database.withSynchronous(.normal) { throw Failure() } }
+            #expect(try database.pragmaInteger("synchronous") == 2)
+
+            var configuration = SQLiteDatabase.Configuration()
+            configuration.synchronous = .normal
+            let relaxed = try SQLiteDatabase(path: directory + "/normal.sqlite", configuration: configuration)
+            let kept = try relaxed.withSynchronous(.full) { try relaxed.pragmaInteger("synchronous") }
+            #expect(kept == 1, "withSynchronous never raises the level")
+        }
+    }
+
+    @Test func quickCheckWithADeadlineStopsInsteadOfRunningOn() throws {
+        try withTemporaryDirectory { directory in
+            let database = try SQLiteDatabase(path: directory + "/check.sqlite")
+            try database.execute(
+                """
+                CREATE TABLE t (x BLOB); CREATE INDEX t_x ON t (x);
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+                INSERT INTO t SELECT randomblob(200) FROM n;
+                """)
+            #expect(try database.quickCheckProblems(deadline: .now - .seconds(1)) == nil)
+            #expect(try database.quickCheckProblems(deadline: .now + .seconds(60)) == [])
+            #expect(try database.quickCheckProblems(table: "t", deadline: .now + .seconds(60)) == [])
+            #expect(throws: SQLiteError.self) {
+                try database.quickCheckProblems(table: "missing", deadline: .now + .seconds(60))
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import EdgeSyncCodec
 import EdgeSyncProtocol
+import EdgeSyncSQLite
 import Foundation
 import HTTPCore
 import Synchronization
@@ -29,15 +30,17 @@ package final class IngestEndpoint: Sendable {
     private let writer: IngestWriter
     private let inFlight = Atomic<Int>(0)
     private let metrics: CollectorMetrics?
+    private let integrity: DatabaseIntegrity
 
     package init(
         configuration: Configuration, authenticator: DeviceAuthenticator, writer: IngestWriter,
-        metrics: CollectorMetrics? = nil
+        metrics: CollectorMetrics? = nil, integrity: DatabaseIntegrity = DatabaseIntegrity()
     ) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.writer = writer
         self.metrics = metrics
+        self.integrity = integrity
     }
 
     package func register(in router: inout CollectorRouter) {
@@ -47,6 +50,7 @@ package final class IngestEndpoint: Sendable {
 
     package func postBatch(_ request: HTTPRequest) async throws -> HTTPResponse {
         let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
+        try refuseWhenDamaged()
         if let contentType = request.headers["content-type"] {
             let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingSpaces() } ?? ""
             guard ASCIICase.equal(mediaType, FrameHeader.mediaType) else {
@@ -95,7 +99,7 @@ package final class IngestEndpoint: Sendable {
                 "sequence numbers must lie in 1...\(StorageLimits.maximumSequence); batch starts at \(batch.firstSequence)"
             )
         }
-        let outcome = try await writer.submit(batch)
+        let outcome = try await storing { try await writer.submit(batch) }
         metrics?.countBatch(accepted: outcome.accepted, duplicates: outcome.duplicates, frameBytes: frame.count)
         var acknowledged: [SequenceRange] = []
         if let range = SequenceRange(batch.sequences) { acknowledged.append(range) }
@@ -107,6 +111,7 @@ package final class IngestEndpoint: Sendable {
 
     package func postDropped(_ request: HTTPRequest) async throws -> HTTPResponse {
         let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
+        try refuseWhenDamaged()
         let bytes = try await request.body.collect(upTo: configuration.maximumReportBytes)
         let report: DroppedRangesReport
         do {
@@ -122,9 +127,27 @@ package final class IngestEndpoint: Sendable {
         for range in report.dropped where range.first < 1 || range.last > StorageLimits.maximumSequence {
             throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^63-1")
         }
-        try await writer.recordDropped(report, device: device)
+        try await storing { try await writer.recordDropped(report, device: device) }
         metrics?.droppedReports.add(1, ordering: .relaxed)
         return try Self.json(report)
+    }
+
+    /// A damaged database gets no writes: a 2xx would make the edge delete readings this file may
+    /// not give back.
+    private func refuseWhenDamaged() throws(CollectorError) {
+        guard let problem = integrity.problem else { return }
+        throw CollectorError(.serviceUnavailable, "database_damaged", problem, retryAfterSeconds: 60)
+    }
+
+    /// Runs a write; SQLite finding corruption while writing marks the database damaged for good.
+    private func storing<T>(_ write: () async throws -> T) async throws -> T {
+        do {
+            return try await write()
+        } catch let error as SQLiteError where error.isCorrupt {
+            integrity.markDamaged("\(error)")
+            try refuseWhenDamaged()
+            throw error
+        }
     }
 
     /// Reads exactly one frame's bytes: the header first, so a frame over the limits is refused

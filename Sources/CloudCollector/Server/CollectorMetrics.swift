@@ -69,15 +69,17 @@ package struct ReadinessProbe: Sendable {
     package static let databaseTimeout = Duration.seconds(2)
     private let databaseProblem: @Sendable () async -> String?
     private let dataDirectory: String?
+    private let integrity: DatabaseIntegrity?
 
     /// Embedded SQLite: the write lock must be free within a second and the data directory must
     /// have room.
-    package init(databasePath: String, dataDirectory: String) throws {
+    package init(databasePath: String, dataDirectory: String, integrity: DatabaseIntegrity? = nil) throws {
         var configuration = SQLiteDatabase.Configuration()
         configuration.createsFile = false
         configuration.busyTimeout = .seconds(1)
         let connection = try SQLiteConnectionQueue(path: databasePath, configuration: configuration, label: "readiness")
         self.dataDirectory = dataDirectory
+        self.integrity = integrity
         databaseProblem = {
             do {
                 try await connection.run { database in
@@ -95,6 +97,7 @@ package struct ReadinessProbe: Sendable {
     /// not a standby in recovery).
     package init(postgres pool: PostgresPool) {
         dataDirectory = nil
+        integrity = nil
         databaseProblem = {
             // A hung server must not hang the probe: whichever comes first, the answer or the
             // timeout, decides; a late answer is ignored.
@@ -126,6 +129,7 @@ package struct ReadinessProbe: Sendable {
 
     /// nil when ready, else why not.
     package func problem() async -> String? {
+        if let damage = integrity?.problem { return damage }
         if let dataDirectory {
             var stats = statvfs()
             if statvfs(dataDirectory, &stats) == 0 {

@@ -33,6 +33,19 @@ package struct CollectorRouter: HTTPResponder {
         return response
     }
 
+    /// How long a gateway waits after `disk_full` before it sends again: long enough not to hammer
+    /// a full disk, short enough that delivery resumes soon after an operator frees space.
+    package static let diskFullRetryAfterSeconds = 10
+
+    /// 503 for a full disk (SQLite `SQLITE_FULL`, PostgreSQL 53100): the transaction rolled back,
+    /// the edge keeps its readings and retries after Retry-After, not as after an unknown failure.
+    private func diskFull(_ request: HTTPRequest, _ error: any Error) -> CollectorError {
+        log("level=error event=disk_full method=\(request.method) path=\(request.path) error=\"\(error)\"")
+        return CollectorError(
+            .serviceUnavailable, "disk_full", "the collector's disk is full; nothing was stored; retry later",
+            retryAfterSeconds: Self.diskFullRetryAfterSeconds)
+    }
+
     /// The response, and the error code when it is an error answer.
     private func route(_ request: HTTPRequest, context: HTTPRequestContext) async throws -> (HTTPResponse, String?) {
         func failure(_ error: CollectorError) -> (HTTPResponse, String?) { (error.response, error.code) }
@@ -65,6 +78,10 @@ package struct CollectorRouter: HTTPResponder {
         } catch let error as HTTPResponseError {
             // The HTTP core's own errors (body too large, timeouts) keep their status.
             return failure(CollectorError(error.status, "http_error", error.responseMessage ?? "\(error.status)"))
+        } catch let error as SQLiteError where error.isDiskFull {
+            return failure(diskFull(request, error))
+        } catch let error as PostgresError where error.isDiskFull {
+            return failure(diskFull(request, error))
         } catch let error as PostgresError where error.isUnavailable {
             // The database restarts or the network to it broke: the edge keeps its readings and
             // retries; the writer's session reconnects by itself.

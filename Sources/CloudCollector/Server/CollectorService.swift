@@ -14,6 +14,8 @@ package final class CollectorService: Sendable {
         package var port = 8080
         package var dataDirectory: String
         package var storage = SQLiteReadingStore.Configuration()
+        /// The embedded database's integrity checks (at start and in the background).
+        package var integrity = DatabaseIntegrity.Configuration()
         /// Central storage on PostgreSQL instead of embedded SQLite (`--database postgres://…`).
         /// The data directory is then unused; several collectors may share the database.
         package var postgresURL: String?
@@ -61,6 +63,8 @@ package final class CollectorService: Sendable {
     package let writer: IngestWriter
     /// The counters `/metrics` shows (the demo's progress line reads them too).
     package let metrics = CollectorMetrics()
+    /// Damage found in the embedded database; while set, batches get 503 and `/readyz` fails.
+    package let integrity: DatabaseIntegrity
     private let server: HTTPServer
 
     /// Opens (creating when needed) the database and prepares the server; nothing listens yet.
@@ -83,14 +87,27 @@ package final class CollectorService: Sendable {
             try FileManager.default.createDirectory(
                 atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         }
-        let store = try makeStore(configuration, log)
+        let store: any ReadingStore
+        do {
+            store = try makeStore(configuration, log)
+        } catch let error as SQLiteError where error.isCorrupt {
+            // A file cut short or overwritten at its start: say which file and what to do.
+            throw CollectorStorageError(
+                DatabaseIntegrity.advice(path: configuration.databasePath, finding: "\(error)"))
+        }
+        integrity =
+            configuration.postgresURL == nil
+            ? try DatabaseIntegrity(
+                databasePath: configuration.databasePath, configuration: configuration.integrity, log: log)
+            : DatabaseIntegrity()
         writer = IngestWriter(store: store, configuration: configuration.writer, now: now)
-        let backend = try Backend(configuration)
+        let backend = try Backend(configuration, integrity: integrity)
 
         let metrics = self.metrics
         var router = CollectorRouter(log: log, metrics: metrics)
         IngestEndpoint(
-            configuration: configuration.ingest, authenticator: backend.authenticator, writer: writer, metrics: metrics
+            configuration: configuration.ingest, authenticator: backend.authenticator, writer: writer, metrics: metrics,
+            integrity: integrity
         )
         .register(in: &router)
         QueryEndpoint(
@@ -131,8 +148,13 @@ package final class CollectorService: Sendable {
 
     /// Serves until `shutdown()` or cancellation; in-flight batches finish and commit first.
     package func run() async throws {
+        let integrity = self.integrity
         do {
-            try await server.run()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await integrity.run() }
+                try await server.run()
+                group.cancelAll()
+            }
         } catch {
             await writer.close()
             throw error
@@ -156,7 +178,7 @@ private struct Backend {
     var queries: any ReadingQueries
     var readiness: ReadinessProbe
 
-    init(_ configuration: CollectorService.Configuration) throws {
+    init(_ configuration: CollectorService.Configuration, integrity: DatabaseIntegrity) throws {
         if let auth = configuration.postgresSession("auth"), let query = configuration.postgresSession("query"),
             let probe = configuration.postgresSession("readiness")
         {
@@ -171,7 +193,8 @@ private struct Backend {
             queries = try SQLiteReadingQueries(
                 databasePath: configuration.databasePath, connections: configuration.queryConnections)
             readiness = try ReadinessProbe(
-                databasePath: configuration.databasePath, dataDirectory: configuration.dataDirectory)
+                databasePath: configuration.databasePath, dataDirectory: configuration.dataDirectory,
+                integrity: integrity)
         }
     }
 }

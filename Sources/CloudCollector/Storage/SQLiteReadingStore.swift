@@ -5,9 +5,10 @@ import EdgeSyncSQLite
 /// The embedded store: one SQLite database in the data directory, written by one connection.
 package final class SQLiteReadingStore: ReadingStore {
     package struct Configuration: Sendable {
-        /// `NORMAL` by default: in WAL mode a commit survives a collector crash but the last
-        /// commits can be lost on a power cut (decision 0004). `FULL` fsyncs every commit.
-        package var synchronous = SQLiteDatabase.Configuration.Synchronous.normal
+        /// `FULL` by default: every group commit is fsynced before its batches are acknowledged, so
+        /// a power cut cannot lose readings the edge has already deleted. `NORMAL` survives a
+        /// collector crash but can lose the last commits on a power cut (decision 0004).
+        package var synchronous = SQLiteDatabase.Configuration.Synchronous.full
         /// Page cache of the writer connection, in KiB.
         package var cacheKiB = 64 * 1024
         /// WAL pages before an automatic checkpoint, when checkpoints run on the writer.

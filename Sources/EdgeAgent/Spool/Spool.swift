@@ -33,6 +33,12 @@ package final class Spool: Sendable {
     /// autocheckpoint then does the work.
     private let checkpointer: SQLiteConnectionQueue?
     private let isCheckpointing = Atomic<Bool>(false)
+    /// Frames in the writer's WAL after its last commit. The `-wal` file's size is no measure of
+    /// that: the file keeps its size (up to `journal_size_limit`) when the log restarts, and a
+    /// threshold on it started a checkpoint, with its two syncs, after nearly every commit.
+    private let walFrames = WALFrameCount()
+    /// ``SpoolStore/backgroundCheckpointBytes`` in WAL frames.
+    private let backgroundCheckpointFrames: Int
 
     private struct Waiter {
         var write: PendingWrite
@@ -58,6 +64,17 @@ package final class Spool: Sendable {
         options.createsFile = false
         self.checkpointer = try? SQLiteConnectionQueue(
             path: configuration.databasePath, configuration: options, label: "edge-agent.spool.checkpoint")
+        let frames = walFrames
+        backgroundCheckpointFrames = connection.runBlocking { database in
+            // The hook replaces SQLite's autocheckpoint, so it takes over the pages `applyLimits` set.
+            let autocheckpoint = (try? database.pragmaInteger("wal_autocheckpoint"))
+                .flatMap { $0 > 0 ? Int($0) : nil }
+            let pageSize = (try? database.pragmaInteger("page_size")).flatMap { $0 }.map(Int.init) ?? 4096
+            database.onWALCommit(checkpointingAt: autocheckpoint) { count in
+                frames.value.store(count, ordering: .relaxed)
+            }
+            return max(1, Int(store.backgroundCheckpointBytes) / (pageSize + 24))
+        }
     }
 
     // MARK: Opening
@@ -213,18 +230,25 @@ package final class Spool: Sendable {
             waiter.continuation.resume(returning: result)
         }
         appendSignal.signal()
-        store.value.compactIfDue()
+        // Merging chunks changes no reading: it need not pay a sync of its own (see `runUnsynced`).
+        _ = try? store.value.database.withSynchronous(.normal) { store.value.compactIfDue() }
         checkpointIfLarge()
     }
 
     /// Starts a passive checkpoint on the second connection when the WAL has grown past the
     /// threshold and none is running. Runs on the writer's queue.
     private func checkpointIfLarge() {
-        guard let checkpointer,
-            SQLiteDatabase.fileSizes(ofDatabaseAt: configuration.databasePath).wal
-                > store.value.backgroundCheckpointBytes,
+        guard let checkpointer else { return }
+        // Counted from where the last background checkpoint started: under a quick succession of
+        // commits a passive checkpoint never catches up, the log cannot restart, and a threshold on
+        // the total would start the next checkpoint (two syncs) after every few commits.
+        let frames = walFrames.value.load(ordering: .relaxed)
+        var since = walFrames.checkpointStartedAt.load(ordering: .relaxed)
+        if frames < since { since = 0 }  // the log restarted
+        guard frames - since >= backgroundCheckpointFrames,
             isCheckpointing.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
+        walFrames.checkpointStartedAt.store(frames, ordering: .relaxed)
         checkpointer.submit { [self] database in
             // A failure (disk full, busy) leaves the frames in the WAL for the next attempt.
             _ = try? database.checkpoint(.passive)
@@ -283,16 +307,20 @@ package final class Spool: Sendable {
 
     /// Deletes exactly the readings in `ranges` (the collector acknowledged them durably); chunks that
     /// lie partly inside are split. Ranges that are not stored (already acknowledged) are ignored.
-    /// Durable under the fsync policy when it returns.
+    ///
+    /// Committed without a sync of its own: the next group commit or checkpoint makes it durable. A
+    /// power cut before that brings the readings back, and the collector drops them as duplicates.
     package func acknowledge(_ ranges: [SequenceRange]) async throws(SpoolError) {
         guard !ranges.isEmpty else { return }
-        try await run("acknowledging \(ranges.count) ranges") { store in try store.update(ranges, quarantine: nil) }
+        try await runUnsynced("acknowledging \(ranges.count) ranges") { store in
+            try store.update(ranges, quarantine: nil)
+        }
     }
 
     /// Keeps the readings in `range` on disk but never hands them out again (the collector refused
     /// them permanently, 400/415); they are counted in `status()` as quarantined with `reason`.
     package func quarantine(_ range: SequenceRange, reason: String) async throws(SpoolError) {
-        try await run("quarantining \(range)") { store in try store.update([range], quarantine: reason) }
+        try await runUnsynced("quarantining \(range)") { store in try store.update([range], quarantine: reason) }
     }
 
     /// Ranges removed by the `drop-oldest` policy that the collector has not been told about yet.
@@ -302,7 +330,9 @@ package final class Spool: Sendable {
 
     /// Records that the collector has durably received the report of these dropped ranges.
     package func markDroppedRangesReported(_ ranges: [SequenceRange]) async throws(SpoolError) {
-        try await run("marking dropped ranges reported") { store in try store.markDroppedRangesReported(ranges) }
+        try await runUnsynced("marking dropped ranges reported") { store in
+            try store.markDroppedRangesReported(ranges)
+        }
     }
 
     /// Copies the WAL into the main file and truncates it to zero bytes: for a clean shutdown, and
@@ -335,6 +365,17 @@ package final class Spool: Sendable {
         }
     }
 
+    /// `run` for changes whose loss in a power cut is harmless because they only repeat work: an
+    /// acknowledged range sent again, a quarantine or a dropped-ranges report redone. With fsync
+    /// `full` they commit at `synchronous = NORMAL`; in WAL mode the next `FULL` commit (a producer's
+    /// write) or checkpoint syncs their frames with its own, so each group commit of producer data
+    /// stays the one sync it pays for, and its 2xx still means durable.
+    func runUnsynced<T: Sendable>(_ action: String, _ body: @escaping @Sendable (SpoolStore) throws -> T)
+        async throws(SpoolError) -> T
+    {
+        try await run(action) { store in try store.database.withSynchronous(.normal) { try body(store) } }
+    }
+
     func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (SpoolStore) throws -> T)
         async throws(SpoolError)
         -> T
@@ -363,4 +404,11 @@ extension Array {
         swap(&taken, &self)
         return taken
     }
+}
+
+/// The writer's WAL frame count, set by its WAL hook (on the writer's queue) and read there too.
+private final class WALFrameCount: Sendable {
+    let value = Atomic<Int>(0)
+    /// `value` when the last background checkpoint was started (set and read on the writer's queue).
+    let checkpointStartedAt = Atomic<Int>(0)
 }

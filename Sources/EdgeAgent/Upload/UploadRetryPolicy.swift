@@ -6,7 +6,9 @@ import EdgeSyncProtocol
 /// Rules (also in `Docs/protocol.md`):
 /// - 2xx with an acknowledgement: delete the acknowledged ranges that lie inside the batch sent;
 ///   failures reset; the window of batches in flight grows by one, up to `maximumInFlight`.
-/// - 429 and 503: wait max(backoff, Retry-After); the window drops to one.
+/// - 429 and 503 with Retry-After: wait Retry-After plus a jitter of at most `initialBackoff`, however
+///   many failures came before (the collector said when to come back: a full disk freed, a queue
+///   drained); the window drops to one. Without Retry-After, as other 5xx.
 /// - Other 5xx, unexpected statuses and transport failures: capped exponential backoff with full
 ///   jitter; the window drops to one, so a struggling collector never sees more concurrency.
 /// - 413: split the batch (quarantine when it holds one reading: it can never fit).
@@ -78,7 +80,8 @@ package struct UploadRetryPolicy: Sendable {
             case 400, 415:
                 return .quarantine(reason: reason)
             case 429, 503:
-                return failure(retryAfter: retryAfter, reason: reason, using: &random)
+                guard let retryAfter else { return failure(retryAfter: nil, reason: reason, using: &random) }
+                return throttled(retryAfter: retryAfter, reason: reason, using: &random)
             default:
                 return failure(retryAfter: nil, reason: reason, using: &random)
             }
@@ -107,6 +110,21 @@ package struct UploadRetryPolicy: Sendable {
         let ceilingNanoseconds = Self.nanoseconds(ceiling)
         let jittered = Duration.nanoseconds(Int64.random(in: 0...ceilingNanoseconds, using: &random))
         return .retry(after: max(jittered, retryAfter ?? .zero), reason: reason)
+    }
+
+    /// Records a failure the collector gave a Retry-After for: it comes back then, not after the
+    /// backoff earlier failures built up (which once made delivery resume 38 s after a collector's
+    /// disk was freed). The small jitter keeps gateways told the same time from arriving together.
+    private mutating func throttled(
+        retryAfter: Duration,
+        reason: String,
+        using random: inout some RandomNumberGenerator
+    ) -> UploadDecision {
+        consecutiveFailures += 1
+        window = 1
+        let jitter = Duration.nanoseconds(
+            Int64.random(in: 0...Self.nanoseconds(configuration.initialBackoff), using: &random))
+        return .retry(after: retryAfter + jitter, reason: reason)
     }
 
     /// `initialBackoff × 2^(failures-1)`, capped at `maximumBackoff`.
