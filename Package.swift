@@ -112,7 +112,7 @@ let package = Package(
             name: "CloudCollectorTests",
             dependencies: [
                 "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
-                "EdgeSyncPostgres", "cloud-collector",
+                "EdgeSyncPostgres", "HTTPCore", "cloud-collector",
             ]
         ),
         // Both real binaries on loopback; builds them.
