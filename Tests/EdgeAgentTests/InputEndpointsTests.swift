@@ -113,6 +113,43 @@ extension HTTPResponse {
             ])
     }
 
+    @Test func someBadLinesAreAPartialWriteThatStoresTheRestAndNamesTheFirst() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        let body = Array("m v=1 1\nm v=x 2\nm v=3 3\nm v=4 4 junk\n".utf8)
+        let v1 = try await inputs.respond(to: request("POST", "/write?db=x", body: body), context: HTTPRequestContext())
+        #expect(v1.status == .badRequest)
+        #expect(
+            v1.bodyText
+                == #"{"error":"partial write: unable to parse 'm v=x 2': line 2, column 5: field \"v\": expected a number, found \"x\" (and 1 more bad lines) dropped=2"}"#
+                + "\n")
+        #expect(v1.headers["X-Influxdb-Error"]?.hasPrefix("partial write: unable to parse 'm v=x 2'") == true)
+        #expect(sink.readings.map(\.timestamp) == [1, 3])
+        let v2 = try await inputs.respond(
+            to: request("POST", "/api/v2/write?bucket=b", body: body), context: HTTPRequestContext())
+        #expect(v2.status == .badRequest && v2.bodyText.contains(#""code":"invalid""#))
+        #expect(v2.bodyText.contains("partial write: unable to parse 'm v=x 2'") && v2.bodyText.contains("dropped=2"))
+        #expect(sink.readings.count == 4)
+        #expect(inputs.statistics.rejectedLines.load(ordering: .relaxed) == 4)
+    }
+
+    @Test func stringFieldsAndRoundedIntegersAreCountedAndTheRestStored() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        let body = Array(
+            #"system,host=a uptime=86400i,uptime_format="1 day,  0:00",n=9007199254740993i 1"#.utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/write?db=telegraf", body: body), context: HTTPRequestContext())
+        #expect(response.status == .noContent)
+        #expect(sink.readings.map(\.value) == [86400, 9_007_199_254_740_992])
+        #expect(inputs.statistics.skippedStringFields.load(ordering: .relaxed) == 1)
+        #expect(inputs.statistics.roundedIntegers.load(ordering: .relaxed) == 1)
+        // Strings only: nothing to store, and still a success.
+        let strings = try await inputs.respond(
+            to: request("POST", "/write?db=telegraf", body: Array(#"m s="x" 1"#.utf8)), context: HTTPRequestContext())
+        #expect(strings.status == .noContent && sink.appends.count == 1)
+    }
+
     @Test func influxV2WriteAcceptsGzipBodies() async throws {
         let sink = RecordingSink()
         let body = Gzip.compress(Array("m,t=x f=1 5\nm,t=x f=2 6".utf8))
@@ -167,9 +204,9 @@ extension HTTPResponse {
         ("/write?precision=s", "m v=1", [], 400, #""error":"the db parameter is required"#),
         ("/write?db=x&precision=weeks", "m v=1", [], 400, "precision \\\"weeks\\\" is not one of"),
         ("/write?db=%zz", "m v=1", [], 400, "not valid percent-encoded"),
-        ("/write?db=x", "m v=1\nm v=2\nm v=x", [], 400, "line 3, column 5: field \\\"v\\\": expected a number"),
-        ("/write?db=x", "m v=\"on\"", [], 400, "string values are not supported"),
-        ("/write?db=x", "m v=9007199254740993i", [], 400, "beyond ±2^53"),
+        ("/write?db=x", "m v=x\nm v=y", [], 400, "unable to parse 'm v=x': line 1, column 5: field \\\"v\\\": expected a number"),
+        ("/write?db=x", "m v=\"on", [], 400, "no closing quote"),
+        ("/write?db=x", "m v=9223372036854775808i", [], 400, "out of the 64-bit range"),
         ("/write?db=x", "m v=1 1\u{0}", [], 400, "timestamp"),
         ("/write?db=x", "m f=1\u{1}2\r", [], 400, "expected a number"),
         ("/write?db=x", "m,a=1,a v=1", [], 400, "expected '=' after the tag key"),

@@ -29,12 +29,20 @@ package struct AgentMetrics: Sendable {
         var rejected: [(labels: [(String, String)], value: Double)] = [
             ([("input", "http")], Double(http.rejectedLines.load(ordering: .relaxed)))
         ]
+        var strings: [(labels: [(String, String)], value: Double)] = [
+            ([("input", "http")], Double(http.skippedStringFields.load(ordering: .relaxed)))
+        ]
+        var rounded: [(labels: [(String, String)], value: Double)] = [
+            ([("input", "http")], Double(http.roundedIntegers.load(ordering: .relaxed)))
+        ]
         var dropped = 0
         for socket in services.sockets {
             let counters = socket.counters
             let input = socket.configuration.transport.rawValue
             readings.append(([("input", input)], Double(counters.readingsStored)))
             rejected.append(([("input", input)], Double(counters.rejectedLines)))
+            strings.append(([("input", input)], Double(counters.skippedStringFields)))
+            rounded.append(([("input", input)], Double(counters.roundedIntegers)))
             dropped += counters.droppedDatagrams
         }
         if let simulator = services.simulator {
@@ -42,6 +50,12 @@ package struct AgentMetrics: Sendable {
         }
         out.family("edge_agent_input_readings_total", "counter", "Readings made durable in the spool, by input.", readings)
         out.family("edge_agent_input_rejected_lines_total", "counter", "Malformed lines refused, by input.", rejected)
+        out.family(
+            "edge_agent_input_skipped_string_fields_total", "counter",
+            "Line protocol string fields left out of stored lines (the spool holds numbers), by input.", strings)
+        out.family(
+            "edge_agent_input_rounded_integers_total", "counter",
+            "Line protocol integers beyond 2^53 stored as the nearest Float64, by input.", rounded)
         out.family(
             "edge_agent_input_requests_total", "counter", "HTTP input requests answered, by route and status.",
             http.responseCounts.sorted { ($0.key.path, $0.key.status) < ($1.key.path, $1.key.status) }.map {

@@ -15,7 +15,9 @@ extension Spool: ReadingSink {}
 
 /// The edge agent's local HTTP inputs: InfluxDB line protocol (1.x and 2.x write APIs), Prometheus
 /// remote write, and JSON. A write is answered with success only once its readings are durable in
-/// the spool; a request is stored whole or not at all. `Docs/edge-agent.md` describes each endpoint.
+/// the spool; a request is stored whole or not at all, except that line protocol keeps its good lines
+/// when some are bad (InfluxDB 1.x's partial write, a 400 naming the first bad line). `Docs/edge-agent.md`
+/// describes each endpoint.
 package final class InputEndpoints: HTTPResponder {
     package struct Configuration: Sendable {
         /// Largest request body as received (compressed or not); more gets 413.
@@ -131,25 +133,36 @@ package final class InputEndpoints: HTTPResponder {
         let body = try await readBody(request, maximumInflatedBytes: configuration.maximumInflatedBytes)
         var parser = parsers.withLock { $0.popLast() } ?? LineProtocolParser()
         parser.precision = precision
+        parser.skippedStringFields = 0
+        parser.roundedIntegers = 0
         var block = ReadingBlock()
+        var badLines = BadLines()
         let result = body.withUnsafeBufferPointer { buffer in
             Result { () throws(InputError) in
                 try parser.parseLines(
                     buffer, defaultTimestamp: now(), maximumReadings: configuration.maximumReadingsPerRequest,
-                    into: &block)
+                    into: &block, skippingBadLines: &badLines)
             }
         }
+        let (strings, rounded) = (parser.skippedStringFields, parser.roundedIntegers)
         // A few warm parsers are enough; more would each keep their series cache.
         parsers.withLock { if $0.count < 8 { $0.append(parser) } }
         if case .failure(let error) = result {
-            if error.isLimitExceeded {
-                throw InputFailure(.contentTooLarge, "too_many_readings", "\(error.reason); nothing was stored")
-            }
-            statistics.rejectedLines.add(1, ordering: .relaxed)
-            throw InputFailure(.badRequest, "invalid_line", "\(error); nothing from this request was stored")
+            throw InputFailure(.contentTooLarge, "too_many_readings", "\(error.reason); nothing was stored")
         }
         try await store(block)
-        return HTTPResponse(status: .noContent)
+        statistics.skippedStringFields.add(strings, ordering: .relaxed)
+        statistics.roundedIntegers.add(rounded, ordering: .relaxed)
+        guard let first = badLines.first else { return HTTPResponse(status: .noContent) }
+        // InfluxDB 1.x: the valid points are stored and the answer is a 400 naming what was dropped.
+        statistics.rejectedLines.add(badLines.count, ordering: .relaxed)
+        let more = badLines.count > 1 ? " (and \(badLines.count - 1) more bad lines)" : ""
+        let detail = "unable to parse '\(badLines.firstText)': \(first)\(more)"
+        if block.isEmpty {
+            let message = "\(detail); nothing from this request was stored dropped=\(badLines.count)"
+            throw InputFailure(.badRequest, "invalid_line", message)
+        }
+        throw InputFailure(.badRequest, "partial_write", "partial write: \(detail) dropped=\(badLines.count)")
     }
 
     // MARK: JSON
@@ -278,6 +291,10 @@ package final class InputStatistics: Sendable {
     package let spoolRefusals = Atomic<Int>(0)
     /// Remote write samples left out: stale markers, NaN and infinities.
     package let skippedSamples = Atomic<Int>(0)
+    /// Line protocol string fields left out of stored lines.
+    package let skippedStringFields = Atomic<Int>(0)
+    /// Line protocol integers stored as the nearest Double.
+    package let roundedIntegers = Atomic<Int>(0)
     private let responses = Mutex<[ResponseKey: Int]>([:])
 
     package struct ResponseKey: Hashable, Sendable {

@@ -39,6 +39,8 @@ package final class LineProtocolSocketInput: Sendable {
     package struct Counters: Sendable {
         package var readingsStored = 0
         package var rejectedLines = 0
+        package var skippedStringFields = 0
+        package var roundedIntegers = 0
         package var droppedDatagrams = 0
         package var connections = 0
     }
@@ -233,6 +235,14 @@ package final class LineProtocolSocketInput: Sendable {
             }
             lineNumber += 1
             start = end + 1
+        }
+        if parser.skippedStringFields > 0 || parser.roundedIntegers > 0 {
+            state.withLock {
+                $0.counters.skippedStringFields += parser.skippedStringFields
+                $0.counters.roundedIntegers += parser.roundedIntegers
+            }
+            parser.skippedStringFields = 0
+            parser.roundedIntegers = 0
         }
     }
 
