@@ -24,6 +24,9 @@ package struct AgentConfiguration: Sendable {
         package var tcp: (host: String, port: Int)?
         /// Line protocol in UDP datagrams.
         package var udp: (host: String, port: Int)?
+        /// The unit of timestamps on the TCP and UDP inputs (collectd's `write_influxdb_udp` sends ms).
+        package var tcpPrecision = TimestampPrecision.nanoseconds
+        package var udpPrecision = TimestampPrecision.nanoseconds
         /// The built-in sensor simulator.
         package var simulator: SimulatedSensors.Configuration?
 
@@ -46,6 +49,8 @@ package struct AgentConfiguration: Sendable {
         .value("--listen", "[HOST:]PORT", help: "serve the HTTP inputs (line protocol, remote write, JSON); host defaults to 127.0.0.1"),
         .value("--tcp-listen", "[HOST:]PORT", help: "accept line protocol over TCP"),
         .value("--udp-listen", "[HOST:]PORT", help: "accept line protocol in UDP datagrams"),
+        .value("--tcp-precision", "ns|us|ms|s", help: "unit of TCP line protocol timestamps (default ns)"),
+        .value("--udp-precision", "ns|us|ms|s", help: "unit of UDP line protocol timestamps (default ns)"),
         .value("--simulate", "SENSORS@HZ", help: "run the built-in sensor simulator, e.g. 100@10"),
     ]
 
@@ -138,6 +143,11 @@ package struct AgentConfiguration: Sendable {
             inputs.http = try listen("inputs.http.listen")
             inputs.tcp = try listen("inputs.tcp.listen")
             inputs.udp = try listen("inputs.udp.listen")
+            let precision = { (key: String) throws(UsageError) in
+                try file.string(key, as: Self.precisionNames, TimestampPrecision.init(influxName:))
+            }
+            inputs.tcpPrecision = try precision("inputs.tcp.precision") ?? inputs.tcpPrecision
+            inputs.udpPrecision = try precision("inputs.udp.precision") ?? inputs.udpPrecision
             if let bytes = try file.integer("inputs.http.max_body_bytes", in: 1024...(1 << 30)) {
                 inputs.httpLimits.maximumBodyBytes = Int(bytes)
             }
@@ -183,6 +193,16 @@ package struct AgentConfiguration: Sendable {
         if let http = try arguments.value("--listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.http = http }
         if let tcp = try arguments.value("--tcp-listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.tcp = tcp }
         if let udp = try arguments.value("--udp-listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.udp = udp }
+        if let precision = try arguments.value(
+            "--tcp-precision", as: Self.precisionNames, TimestampPrecision.init(influxName:))
+        {
+            inputs.tcpPrecision = precision
+        }
+        if let precision = try arguments.value(
+            "--udp-precision", as: Self.precisionNames, TimestampPrecision.init(influxName:))
+        {
+            inputs.udpPrecision = precision
+        }
         if let simulator = try arguments.value("--simulate", as: "SENSORS@HZ such as 100@10", Self.parseSimulation) {
             inputs.simulator = simulator
         }
@@ -199,6 +219,8 @@ package struct AgentConfiguration: Sendable {
             throw UsageError("cannot read \(caFile)", setting: "--ca-file")
         }
     }
+
+    private static let precisionNames = "ns, us, ms or s (or InfluxDB's n, u, m, h)"
 
     /// `SENSORS@HZ` (`100@10`), or `SENSORS` for one reading per sensor per second.
     static func parseSimulation(_ text: String) -> SimulatedSensors.Configuration? {
