@@ -195,7 +195,34 @@ extension HTTPResponse {
         #expect(health.status == .ok && health.bodyText.contains(#""status":"pass""#))
         let query = try await inputs.respond(
             to: request("POST", "/query?q=CREATE+DATABASE+x"), context: HTTPRequestContext())
-        #expect(query.status == .ok)
+        #expect(query.status == .ok && query.bodyText == #"{"results":[{"statement_id":0}]}"# + "\n")
+    }
+
+    /// `/query` answers as InfluxDB does for a database it does not have: DDL succeeds, SHOW
+    /// DATABASES is empty, everything else is a statement error the CLI prints.
+    @Test(arguments: [
+        ("GET", "/query?db=telegraf&q=SELECT+*+FROM+cpu", "",
+         #"{"results":[{"error":"database not found: telegraf (edge-agent stores writes and answers no queries; query the collector)","statement_id":0}]}"#),
+        ("GET", "/query?q=select+1", "", #"{"results":[{"error":"database name required","statement_id":0}]}"#),
+        (
+            "GET", "/query?q=show+databases", "",
+            #"{"results":[{"series":[{"columns":["name"],"name":"databases"}],"statement_id":0}]}"#
+        ),
+        ("POST", "/query", "q=CREATE+DATABASE+%22a%3Bb%22%3B+Show+Measurements&db=x",
+         #"{"results":[{"statement_id":0},{"error":"database not found: x (edge-agent stores writes and answers no queries; query the collector)","statement_id":1}]}"#),
+        ("GET", "/query?q=%3B%3B+%3B", "", #"{"results":[]}"#),
+        ("GET", "/query?db=%22%5C%0A", "", #"{"error":"missing required parameter \"q\""}"#),
+        ("GET", "/query?q=%FF", "", #""error":"the query string is not valid"#),
+        ("POST", "/query", "q=%zz", #""error":"the form body is not valid"#),
+        ("GET", "/query?q=" + String(repeating: "drop+x%3B", count: 101), "", "more than 100 statements"),
+    ])
+    func queryAnswersWhatInfluxDBAnswersForADatabaseItDoesNotHave(
+        method: String, target: String, body: String, expected: String
+    ) async throws {
+        let response = try await endpoints(RecordingSink()).respond(
+            to: request(method, target, body: Array(body.utf8)), context: HTTPRequestContext())
+        #expect(response.status == (expected.hasPrefix(#"{"results""#) ? .ok : .badRequest))
+        #expect(response.bodyText.contains(expected), "\(response.bodyText)")
     }
 
     /// Every hostile or malformed request: the status, a phrase of its message, and nothing stored.

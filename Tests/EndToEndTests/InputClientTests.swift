@@ -190,6 +190,28 @@ func withPairServingHTTP(
         }
     }
 
+    /// The 1.x CLI against `/query`: a query prints InfluxDB's error and fails, DDL and SHOW
+    /// DATABASES succeed, and an INSERT with a string field stores its number.
+    @Test func influxOneCLIQueriesGetInfluxDBsErrorAndInsertsAreStored() async throws {
+        guard let influx = programOrSkip("influx", debianPackage: "influxdb-client") else { return }
+        try await withPairServingHTTP { pair, collector, agent in
+            let base = ["-host", "127.0.0.1", "-port", "\(agent.ports["http"]!)"]
+            let select = try await ChildProcess.run(
+                influx, base + ["-database", "sensors", "-execute", "SELECT * FROM m"])
+            #expect(select.status != 0)
+            #expect((select.stdout + select.stderr).contains("ERR: database not found: sensors"), "\(select.stderr)")
+            let show = try await ChildProcess.run(influx, base + ["-execute", "SHOW DATABASES"])
+            #expect(show.status == 0 && show.stdout.contains("name: databases"), "\(show.stdout) \(show.stderr)")
+            let create = try await ChildProcess.run(influx, base + ["-execute", "CREATE DATABASE sensors"])
+            #expect(create.status == 0, "\(create.stderr)")
+            let insert = try await ChildProcess.run(
+                influx, base + ["-database", "sensors", "-execute", #"INSERT m,t=a v=1.5,s="x y" 5"#])
+            #expect(insert.status == 0, "\(insert.stderr)")
+            let expected = ExpectedReading(key: "m,t=a v", timestamp: 5, valueBits: (1.5).bitPattern)
+            try await expectDelivered([expected], pair: pair, agent: agent, collectorURL: collector.url)
+        }
+    }
+
     @Test func tcpUdpAndTheSimulatorFeedTheSameSpool() async throws {
         try await PairFixture.with { pair in
             let collector = try await pair.startCollector()

@@ -97,8 +97,7 @@ package final class InputEndpoints: HTTPResponder {
         case ("POST", "/api/v1/write"):
             return try await writeRemote(request)
         case ("GET", "/query"), ("POST", "/query"):
-            // The 1.x CLI sends DDL (CREATE DATABASE …) before an import; there is nothing to create.
-            return json(.ok, #"{"results":[{"statement_id":0}]}"#)
+            return try await query(request)
         default:
             if Self.paths.contains(request.path) {
                 throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
@@ -163,6 +162,30 @@ package final class InputEndpoints: HTTPResponder {
             throw InputFailure(.badRequest, "invalid_line", message)
         }
         throw InputFailure(.badRequest, "partial_write", "partial write: \(detail) dropped=\(badLines.count)")
+    }
+
+    // MARK: InfluxQL
+
+    /// `q` and `db` from the query string or, for a POST, a form body (`InfluxQueryAnswer`).
+    private func query(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        guard var parameters = HTTPQueryParameters(request.query) else {
+            throw InputFailure(.badRequest, "invalid_query", "the query string is not valid percent-encoded UTF-8")
+        }
+        if parameters["q"] == nil, request.method == "POST" {
+            let body = try await readBody(request, maximumInflatedBytes: 1 << 20)
+            guard let text = String(validating: body, as: UTF8.self), let form = HTTPQueryParameters(text) else {
+                throw InputFailure(.badRequest, "invalid_query", "the form body is not valid percent-encoded UTF-8")
+            }
+            parameters = form
+        }
+        guard let statements = parameters["q"], !statements.isEmpty else {
+            throw InputFailure(.badRequest, "missing_q", #"missing required parameter "q""#)
+        }
+        guard let answer = InfluxQueryAnswer.body(query: statements, database: parameters["db"]) else {
+            throw InputFailure(
+                .badRequest, "too_many_statements", "more than \(InfluxQueryAnswer.maximumStatements) statements")
+        }
+        return json(.ok, answer)
     }
 
     // MARK: JSON
