@@ -212,6 +212,88 @@ func withPairServingHTTP(
         }
     }
 
+    /// The OpenTelemetry Python SDK's OTLP/HTTP exporter (protobuf, gzip and not): counters,
+    /// up-down counters, histograms, observable gauges and an exponential histogram, which is
+    /// rejected per point. The collector ends up with exactly the readings the exported points map to.
+    @Test(arguments: ["gzip", "none"])
+    func openTelemetryPythonExporterMetricsArriveExactly(compression: String) async throws {
+        guard let python = try await pythonWith(
+            module: "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+            package: "opentelemetry-exporter-otlp-proto-http")
+        else { return }
+        try await withPairServingHTTP { pair, collector, agent in
+            let script = pair.directory + "/export.py"
+            try Self.otlpScript.write(toFile: script, atomically: false, encoding: .utf8)
+            let output = try await ChildProcess.run(
+                python, ["python3", script, "http://127.0.0.1:\(agent.ports["http"]!)", compression])
+            #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+            // The script counts what the points map to: one reading per number point, count + sum +
+            // one per bucket for a histogram point.
+            #expect(output.stdout.contains("result SUCCESS readings 293 rejected 3"), "\(output.stdout)")
+            #expect(await agent.stop() == 0)
+            let drain = try await pair.drain(collector.url)
+            #expect(drain.status == 0, "\(drain.stderr)")
+            let stored = try CollectorUnderTest.storedReadings(
+                dataDirectory: pair.collectorDirectory, device: PairFixture.device)
+            #expect(stored.rows == 293 && stored.bySequence.count == 293)
+            let byKey = Dictionary(grouping: stored.bySequence.values, by: \.key)
+            let p7 = byKey.keys.filter { $0.hasPrefix("pump.starts,") && $0.contains(",pump=p7,") }
+            #expect(p7.count == 1 && p7.first.map { byKey[$0]!.map(\.valueBits) } == [(7.0).bitPattern])
+            #expect(p7.first?.contains("otel_scope_name=edge.test,") == true && p7.first?.contains("site=north") == true)
+            let tank = byKey.keys.filter { $0.hasPrefix("tank.level,") }
+            #expect(tank.count == 1 && tank.first.map { byKey[$0]!.map(\.valueBits) } == [(-7.0).bitPattern])
+            #expect(byKey.keys.filter { $0.hasPrefix("pump.latency_bucket,le=+Inf,") }.count == 5)
+            #expect(!byKey.keys.contains { $0.hasPrefix("pump.exp") })
+        }
+    }
+
+    static let otlpScript = #"""
+        import sys
+        from opentelemetry.metrics import Observation
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader, HistogramDataPoint, NumberDataPoint
+        from opentelemetry.sdk.metrics.view import View, ExponentialBucketHistogramAggregation
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        url, compression = sys.argv[1], sys.argv[2]
+        reader = InMemoryMetricReader()
+        views = [View(instrument_name="pump.exp", aggregation=ExponentialBucketHistogramAggregation())]
+        provider = MeterProvider(
+            resource=Resource.create({"service.name": "pump", "site": "north"}), metric_readers=[reader], views=views)
+        meter = provider.get_meter("edge.test", "1.0")
+        starts = meter.create_counter("pump.starts")
+        level = meter.create_up_down_counter("tank.level")
+        latency = meter.create_histogram("pump.latency", unit="ms")
+        exp = meter.create_histogram("pump.exp")
+        meter.create_observable_gauge(
+            "room.temperature", callbacks=[lambda options: [Observation(21.5, {"room": "a"}), Observation(-3, {"room": "b"})]])
+        for i in range(200):
+            starts.add(i, {"pump": f"p{i}"})
+        level.add(-7, {"tank": "t1"})
+        for i in range(50):
+            latency.record(i * 7.25, {"pump": f"p{i % 5}"})
+        for i in range(3):
+            exp.record(i + 0.5, {"pump": f"p{i}"})
+        data = reader.get_metrics_data()
+        readings = rejected = 0
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        if metric.name == "pump.exp":
+                            rejected += 1
+                        elif isinstance(point, HistogramDataPoint):
+                            readings += 2 + len(point.bucket_counts)
+                        else:
+                            readings += 1
+        exporter = OTLPMetricExporter(
+            endpoint=url + "/v1/metrics", compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression)
+        result = exporter.export(data)
+        print("result", result.name, "readings", readings, "rejected", rejected)
+        """#
+
     @Test func tcpUdpAndTheSimulatorFeedTheSameSpool() async throws {
         try await PairFixture.with { pair in
             let collector = try await pair.startCollector()

@@ -2,7 +2,7 @@
 # Builds each parser and decoder with libFuzzer and AddressSanitizer and fuzzes it for a bounded time.
 # usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60; CI runs 30)
 # Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
-# Tests/Fuzz/seeds/remote-write/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
+# Tests/Fuzz/seeds/remote-write/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
 # the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the
 # collector's query parameters, timestamps and paging cursor, the JSON messages (the agent's JSON
 # input, the dropped-range report, the acknowledgement), and the JSON configuration files.
@@ -81,6 +81,17 @@ swiftc "${sanitize[@]}" -module-name PrometheusRemoteWrite -package-name edge_sy
 # -malloc_limit_mb turns any larger single allocation into a failure.
 run_harness remote-write "$build/remote-write-fuzzer" "$root/Tests/Fuzz/seeds/remote-write" \
     -max_len=8192 -malloc_limit_mb=16
+
+echo "fuzz: building the OTLP metrics decoders (protobuf, JSON) with -sanitize=fuzzer,address"
+otlp_src="$build/otlp-src"
+rm -rf "$otlp_src" && mkdir -p "$otlp_src"
+for file in "$root"/Sources/OpenTelemetryMetrics/*.swift \
+    "$root"/Sources/PrometheusRemoteWrite/{ProtobufReader,ProtobufWriter,RemoteWriteError,SnappyError}.swift; do
+    sed -e '/^import PrometheusRemoteWrite$/d' "$file" > "$otlp_src/$(basename "$file")"
+done
+swiftc "${sanitize[@]}" -module-name OpenTelemetryMetrics -package-name edge_sync "$otlp_src"/*.swift \
+    "$root/Tests/Fuzz/OTLPFuzzer.swift" -o "$build/otlp-fuzzer"
+run_harness otlp "$build/otlp-fuzzer" "$root/Tests/Fuzz/seeds/otlp" -max_len=16384 -malloc_limit_mb=64
 
 # Several modules' sources compiled as one module: their imports of each other are dropped.
 # usage: gather_sources DEST FILE...

@@ -63,7 +63,14 @@ package struct AgentMetrics: Sendable {
             })
         out.counter("edge_agent_input_received_bytes_total", "HTTP input body bytes received (as sent, before gzip inflation).", Double(http.bytesReceived.load(ordering: .relaxed)))
         out.counter("edge_agent_input_spool_refusals_total", "Input writes the spool refused (full, disk full, I/O error).", Double(http.spoolRefusals.load(ordering: .relaxed)))
-        out.counter("edge_agent_input_skipped_samples_total", "Remote write samples left out: stale markers, NaN and infinities.", Double(http.skippedSamples.load(ordering: .relaxed)))
+        out.counter(
+            "edge_agent_input_skipped_samples_total",
+            "Remote write samples and OTLP points left out: stale markers, no recorded value, NaN and infinities.",
+            Double(http.skippedSamples.load(ordering: .relaxed)))
+        out.counter(
+            "edge_agent_input_rejected_points_total",
+            "OTLP data points refused one by one (exponential histograms, points without a value).",
+            Double(http.rejectedPoints.load(ordering: .relaxed)))
         out.counter("edge_agent_input_dropped_datagrams_total", "UDP datagrams dropped because the spool refused them.", Double(dropped))
 
         if let status = await spoolStatus() {

@@ -37,13 +37,14 @@ package final class InputEndpoints: HTTPResponder {
     package let configuration: Configuration
     package let statistics = InputStatistics()
     private let sink: any ReadingSink
-    private let now: @Sendable () -> Int64
+    let now: @Sendable () -> Int64
     private let parsers = Mutex<[LineProtocolParser]>([])
 
     /// Every path the input listener answers (`/metrics` is served beside these by `InputServices`);
     /// metric labels use these and fold anything else into `other`.
     package static let paths: Set<String> = [
         "/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics",
+        "/v1/metrics",
     ]
 
     package init(
@@ -67,6 +68,7 @@ package final class InputEndpoints: HTTPResponder {
             switch request.path {
             case "/write", "/query": .influxV1
             case "/api/v2/write": .influxV2
+            case "/v1/metrics": .otlp(json: Self.isJSON(request))
             default: .edgeSync
             }
         do {
@@ -96,6 +98,8 @@ package final class InputEndpoints: HTTPResponder {
             return try await writeJSON(request)
         case ("POST", "/api/v1/write"):
             return try await writeRemote(request)
+        case ("POST", "/v1/metrics"):
+            return try await writeOTLP(request)
         case ("GET", "/query"), ("POST", "/query"):
             return try await query(request)
         default:
@@ -312,8 +316,10 @@ package final class InputStatistics: Sendable {
     package let bytesReceived = Atomic<Int>(0)
     package let rejectedLines = Atomic<Int>(0)
     package let spoolRefusals = Atomic<Int>(0)
-    /// Remote write samples left out: stale markers, NaN and infinities.
+    /// Remote write samples and OTLP points left out: stale markers, "no recorded value", NaN and infinities.
     package let skippedSamples = Atomic<Int>(0)
+    /// OTLP points refused one by one (exponential histograms, …), answered as partial success.
+    package let rejectedPoints = Atomic<Int>(0)
     /// Line protocol string fields left out of stored lines.
     package let skippedStringFields = Atomic<Int>(0)
     /// Line protocol integers stored as the nearest Double.
