@@ -68,6 +68,13 @@ package struct AgentMetrics: Sendable {
             "Remote write samples and OTLP points left out: stale markers, no recorded value, NaN and infinities.",
             Double(http.skippedSamples.load(ordering: .relaxed)))
         out.counter(
+            "edge_agent_input_retried_readings_total",
+            "HTTP input readings dropped as producer retries: identical to ones stored within the retry window.",
+            Double(http.retriedReadings.load(ordering: .relaxed)))
+        out.gauge(
+            "edge_agent_input_retry_window_readings", "Readings the retry window remembers.",
+            Double(services.endpoints.retryWindow?.rememberedCount ?? 0))
+        out.counter(
             "edge_agent_input_rejected_points_total",
             "OTLP data points refused one by one (exponential histograms, points without a value).",
             Double(http.rejectedPoints.load(ordering: .relaxed)))

@@ -30,6 +30,8 @@ package final class InputEndpoints: HTTPResponder {
         package var maximumReadingsPerRequest = DecodingLimits.default.maximumReadings
         /// What a 503 tells producers to wait before retrying.
         package var retryAfterSeconds = 5
+        /// Producer retries dropped at the edge (`RetryWindow`); nil turns it off.
+        package var retryWindow: RetryWindow.Configuration? = RetryWindow.Configuration()
 
         package init() {}
     }
@@ -39,6 +41,7 @@ package final class InputEndpoints: HTTPResponder {
     private let sink: any ReadingSink
     let now: @Sendable () -> Int64
     private let parsers = Mutex<[LineProtocolParser]>([])
+    package let retryWindow: RetryWindow?
 
     /// Every path the input listener answers (`/metrics` is served beside these by `InputServices`);
     /// metric labels use these and fold anything else into `other`.
@@ -55,6 +58,7 @@ package final class InputEndpoints: HTTPResponder {
         self.configuration = configuration
         self.sink = sink
         self.now = now
+        retryWindow = configuration.retryWindow.map { RetryWindow(configuration: $0) }
     }
 
     package static let wallClock: @Sendable () -> Int64 = {
@@ -293,11 +297,22 @@ package final class InputEndpoints: HTTPResponder {
                 .contentTooLarge, "too_many_readings",
                 "\(block.count) readings in one request; at most \(configuration.maximumReadingsPerRequest): split it")
         }
+        var block = block
+        let admission = await retryWindow?.admit(&block)
+        if let admission, admission.retries > 0 {
+            statistics.retriedReadings.add(admission.retries, ordering: .relaxed)
+        }
+        guard !block.isEmpty else {
+            if let admission { retryWindow?.finish(admission, stored: false) }
+            return nil
+        }
         do {
             let range = try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings)
+            if let admission { retryWindow?.finish(admission, stored: true) }
             statistics.readingsStored.add(block.count, ordering: .relaxed)
             return range
         } catch {
+            if let admission { retryWindow?.finish(admission, stored: false) }
             statistics.spoolRefusals.add(1, ordering: .relaxed)
             throw InputFailure.spool(error, retryAfterSeconds: configuration.retryAfterSeconds)
         }
@@ -320,6 +335,8 @@ package final class InputStatistics: Sendable {
     package let skippedSamples = Atomic<Int>(0)
     /// OTLP points refused one by one (exponential histograms, …), answered as partial success.
     package let rejectedPoints = Atomic<Int>(0)
+    /// Readings dropped as producer retries (identical to ones stored within the retry window).
+    package let retriedReadings = Atomic<Int>(0)
     /// Line protocol string fields left out of stored lines.
     package let skippedStringFields = Atomic<Int>(0)
     /// Line protocol integers stored as the nearest Double.
