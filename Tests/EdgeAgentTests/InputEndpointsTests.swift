@@ -151,6 +151,32 @@ extension HTTPResponse {
         #expect(strings.status == .noContent && sink.appends.count == 1)
     }
 
+    @Test func collectdWriteHTTPJSONBecomesReadingsWithInfluxDBsCollectdMapping() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        // As collectd 5.12's format_json writes it; memory's NaN is null.
+        let body = Array(
+            #"""
+            [{"values":[0.25,0.5,0.75],"dstypes":["gauge","gauge","gauge"],"dsnames":["shortterm","midterm","longterm"],"time":1700000000.123,"interval":10.000,"host":"gw 17","plugin":"load","plugin_instance":"","type":"load","type_instance":""},
+             {"values":[null],"dstypes":["gauge"],"dsnames":["value"],"time":1700000000.124,"interval":10.000,"host":"gw 17","plugin":"memory","plugin_instance":"","type":"memory","type_instance":"used"},
+             {"values":[12345],"dstypes":["derive"],"dsnames":["value"],"time":1700000000.125,"interval":10.000,"host":"gw 17","plugin":"cpu","plugin_instance":"0","type":"cpu","type_instance":"idle"}]
+            """#.utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/collectd", body: body, headers: [("Content-Type", "application/json")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .noContent, "\(response.bodyText)")
+        #expect(
+            sink.readings == [
+                IncomingReading(seriesKey: #"load_shortterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.25),
+                IncomingReading(seriesKey: #"load_midterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.5),
+                IncomingReading(seriesKey: #"load_longterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.75),
+                IncomingReading(
+                    seriesKey: #"cpu_value,host=gw\ 17,instance=0,type=cpu,type_instance=idle value"#,
+                    timestamp: 1_700_000_000_125_000_000, value: 12345),
+            ])
+        #expect(inputs.statistics.skippedSamples.load(ordering: .relaxed) == 1)
+    }
+
     @Test func influxV2WriteAcceptsGzipBodies() async throws {
         let sink = RecordingSink()
         let body = Gzip.compress(Array("m,t=x f=1 5\nm,t=x f=2 6".utf8))
@@ -258,6 +284,15 @@ extension HTTPResponse {
         ("/v1/readings", "[1,2]", [], 400, "invalid_json"),
         ("/v1/readings", "{}", [], 400, "readings: is required"),
         ("/v1/readings", "{\"readings\":[]}", [("Content-Type", "text/plain")], 415, "must be application/json"),
+        // collectd write_http JSON
+        ("/collectd", #"{"values":[1]}"#, [], 400, "invalid_json"),
+        ("/collectd", #"[{"values":[1],"dsnames":[],"time":1,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "1 values for 0 dsnames"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":-1,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "is not a time"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1e300,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "is not a time"),
+        ("/collectd", #"[{"values":["1"],"dsnames":["v"],"time":1,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "expected a number"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1,"host":"h","plugin":"","type":"t"}]"#, [], 400, "must not be empty"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1,"host":"h","type":"t"}]"#, [], 400, "plugin: is required"),
+        ("/collectd", "[" + String(repeating: "[", count: 10_000), [], 400, "invalid_json"),
         ("/nowhere", "", [], 404, "no endpoint /nowhere"),
     ] as [(String, String, [(String, String)], Int, String)])
     func badRequestsAreRefusedWholeWithAClearMessage(

@@ -114,7 +114,9 @@ final class ManualInstant: Sendable {
         func offer(_ lines: [String]) async -> Int {
             var parser = LineProtocolParser()
             var block = ReadingBlock()
-            for line in lines { try? parser.parse(ArraySlice(line.utf8), lineNumber: 1, defaultTimestamp: 0, into: &block) }
+            for line in lines {
+                try? parser.parse(ArraySlice(line.utf8), lineNumber: 1, defaultTimestamp: 0, into: &block)
+            }
             let admission = await window.admit(&block)
             window.finish(admission, stored: true)
             return block.count

@@ -1,4 +1,5 @@
 import EdgeAgent
+import EdgeSyncProtocol
 import PrometheusRemoteWrite
 import EdgeSyncTestSupport
 import Foundation
@@ -293,6 +294,106 @@ func withPairServingHTTP(
         result = exporter.export(data)
         print("result", result.name, "readings", readings, "rejected", rejected)
         """#
+
+    /// Debian's collectd with `write_http` (`Format "JSON"`) and, as the ledger of what it sent, the
+    /// `csv` plugin fed the same value lists: the collector ends up with one reading per CSV value,
+    /// at the CSV's timestamps. collectd runs for a few intervals and stops on SIGTERM (it flushes
+    /// write_http first).
+    @Test func collectdWriteHTTPJSONArrivesExactly() async throws {
+        guard let collectd = programOrSkip("collectd", debianPackage: "collectd-core") else { return }
+        try await withPairServingHTTP { pair, collector, agent in
+            let base = pair.directory + "/collectd"
+            try FileManager.default.createDirectory(atPath: base + "/csv", withIntermediateDirectories: true)
+            let config = """
+                Hostname "edge-test"
+                FQDNLookup false
+                Interval 1
+                BaseDir "\(base)"
+                PIDFile "\(base)/collectd.pid"
+                TypesDB "/usr/share/collectd/types.db"
+                LoadPlugin load
+                LoadPlugin memory
+                LoadPlugin csv
+                LoadPlugin write_http
+                <Plugin csv>
+                  DataDir "\(base)/csv"
+                  StoreRates false
+                </Plugin>
+                <Plugin write_http>
+                  <Node "edge">
+                    URL "http://127.0.0.1:\(agent.ports["http"]!)/collectd"
+                    Format "JSON"
+                    StoreRates false
+                  </Node>
+                </Plugin>
+                """
+            // collectd's parser wants the last line ended.
+            try (config + "\n").write(toFile: base + "/collectd.conf", atomically: false, encoding: .utf8)
+            // The test process blocks SIGTERM (children inherit the mask through exec): collectd would
+            // never see it. Python unblocks it, then becomes collectd.
+            let unblocked = """
+                import os, signal, sys
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+                os.execv(sys.argv[1], sys.argv[1:])
+                """
+            let process = try ChildProcess(
+                URL(fileURLWithPath: "/usr/bin/env"),
+                ["python3", "-c", unblocked, collectd.path, "-f", "-C", base + "/collectd.conf"], name: "collectd")
+            defer { process.kill() }
+            // collectd is an external process: poll its CSV ledger, with a deadline, for three intervals.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try Self.collectdLedger(base + "/csv").count < 27, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            process.kill(SIGTERM)
+            #expect(await process.waitForExit() == 0, "\(process.stderrLines.suffix(5))")
+            let ledger = try Self.collectdLedger(base + "/csv")
+            #expect(ledger.count >= 27, "collectd wrote \(ledger.count) values")
+            #expect(await agent.stop() == 0)
+            let drain = try await pair.drain(collector.url)
+            #expect(drain.status == 0, "\(drain.stderr)")
+            let stored = try CollectorUnderTest.storedReadings(
+                dataDirectory: pair.collectorDirectory, device: PairFixture.device)
+            let got = stored.bySequence.values.map { "\($0.key) \($0.timestamp)" }.sorted()
+            #expect(got == ledger.map { "\($0.key) \($0.timestamp)" }.sorted())
+            for (reading, expected) in zip(stored.bySequence.values.sorted { ($0.key, $0.timestamp) < ($1.key, $1.timestamp) }, ledger.sorted { ($0.key, $0.timestamp) < ($1.key, $1.timestamp) }) {
+                // The CSV prints six decimals; the wire carries the double.
+                #expect(abs(Double(bitPattern: reading.valueBits) - expected.value) <= 1e-6 * max(1, abs(expected.value)))
+            }
+        }
+    }
+
+    /// Every value collectd's csv plugin wrote under `directory`, as the series key write_http's JSON
+    /// maps it to (`load_shortterm,host=…,type=load value`, `memory_value,…,type_instance=used value`).
+    static func collectdLedger(_ directory: String) throws -> [(key: String, timestamp: Int64, value: Double)] {
+        var values: [(key: String, timestamp: Int64, value: Double)] = []
+        let files = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String } ?? []
+        for file in files where file.split(separator: "/").count == 3 {
+            // HOST/PLUGIN[-INSTANCE]/TYPE[-INSTANCE]-DATE
+            let parts = file.split(separator: "/").map(String.init)
+            let plugin = parts[1]
+            var type = String(parts[2].dropLast(11))
+            var typeInstance = ""
+            if let dash = type.firstIndex(of: "-") {
+                typeInstance = String(type[type.index(after: dash)...])
+                type = String(type[..<dash])
+            }
+            guard let text = try? String(contentsOfFile: directory + "/" + file, encoding: .utf8) else { continue }
+            let lines = text.split(separator: "\n")
+            guard let header = lines.first?.split(separator: ",").dropFirst().map(String.init) else { continue }
+            for line in lines.dropFirst() {
+                let cells = line.split(separator: ",")
+                guard cells.count == header.count + 1, let seconds = Double(cells[0]) else { continue }
+                for (name, cell) in zip(header, cells.dropFirst()) {
+                    var tags = [("host", parts[0]), ("type", type)]
+                    if !typeInstance.isEmpty { tags.append(("type_instance", typeInstance)) }
+                    let key = LineProtocolSeriesKey.make(measurement: plugin + "_" + name, tags: tags, field: "value")
+                    values.append((key, Int64((seconds * 1000).rounded()) * 1_000_000, Double(cell) ?? .nan))
+                }
+            }
+        }
+        return values
+    }
 
     @Test func tcpUdpAndTheSimulatorFeedTheSameSpool() async throws {
         try await PairFixture.with { pair in

@@ -47,7 +47,7 @@ package final class InputEndpoints: HTTPResponder {
     /// metric labels use these and fold anything else into `other`.
     package static let paths: Set<String> = [
         "/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics",
-        "/v1/metrics",
+        "/v1/metrics", "/collectd",
     ]
 
     package init(
@@ -104,6 +104,8 @@ package final class InputEndpoints: HTTPResponder {
             return try await writeRemote(request)
         case ("POST", "/v1/metrics"):
             return try await writeOTLP(request)
+        case ("POST", "/collectd"):
+            return try await writeCollectd(request)
         case ("GET", "/query"), ("POST", "/query"):
             return try await query(request)
         default:
@@ -211,6 +213,18 @@ package final class InputEndpoints: HTTPResponder {
         let range = try await store(block)
         let answer = range.map { #"{"accepted":\#($0.count),"first_sequence":\#($0.first),"last_sequence":\#($0.last)}"# }
         return json(.ok, answer ?? #"{"accepted":0}"#)
+    }
+
+    // MARK: collectd
+
+    /// collectd's `write_http` with `Format "JSON"` (`CollectdJSON`); 204 once durable.
+    private func writeCollectd(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        let body = try await readBody(request, maximumInflatedBytes: configuration.maximumJSONBytes)
+        var block = ReadingBlock()
+        let skipped = try CollectdJSON.decode(body, into: &block)
+        try await store(block)
+        statistics.skippedSamples.add(skipped, ordering: .relaxed)
+        return HTTPResponse(status: .noContent)
     }
 
     // MARK: Prometheus remote write
