@@ -298,6 +298,24 @@ func sampleMetricsRequest() -> MetricsRequest {
         #expect(mapped.rejection == "m: a number data point has no value")
     }
 
+    @Test func consecutivePointsOfOneSeriesShareAKeyButCanonicallyEquivalentSpellingsDoNot() throws {
+        let request = MetricsRequest(resources: [
+            .init(scopes: [
+                .init(metrics: [
+                    .init(
+                        name: "m",
+                        data: .gauge([
+                            .init(attributes: [.init("k", "\u{e9}")], time: 1, value: .double(1)),
+                            .init(attributes: [.init("k", "\u{e9}")], time: 2, value: .double(2)),
+                            .init(attributes: [.init("k", "e\u{301}")], time: 3, value: .double(3)),
+                        ]))
+                ])
+            ])
+        ])
+        let keys = try OTLPReadings.make(from: request, now: 0).block.incomingReadings.map(\.seriesKey)
+        #expect(keys.map { Array($0.utf8) } == [Array("m,k=\u{e9} value".utf8), Array("m,k=\u{e9} value".utf8), Array("m,k=e\u{301} value".utf8)])
+    }
+
     @Test func requestsThatCannotBeStoredAreRefusedWhole() {
         let unnamed = MetricsRequest(resources: [
             .init(scopes: [.init(metrics: [.init(name: "", data: .gauge([.init(value: .double(1))]))])])

@@ -53,12 +53,16 @@ package struct OTLPReadings: Sendable {
     private struct Mapper {
         let now: Int64
         var result = OTLPReadings()
-        /// Keys built in this request: exporters repeat the same attribute sets across metrics.
-        var keys: [SeriesIdentity: String] = [:]
+        /// Keys built in this request, with the id the block knows them by: exporters repeat the
+        /// same attribute sets across metrics.
+        var keys: [SeriesIdentity: (key: String, id: Int32)] = [:]
+        /// The series of the previous number point of the current metric.
+        var lastNumberSeries: (attributes: [MetricsRequest.Attribute], key: String, id: Int32)?
 
         init(now: Int64) { self.now = now }
 
         mutating func add(_ metric: MetricsRequest.Metric, context: [MetricsRequest.Attribute]) throws(OTLPError) {
+            lastNumberSeries = nil
             guard !metric.name.isEmpty else { throw OTLPError(.invalidRequest, at: nil, "a metric has no name") }
             switch metric.data {
             case .none:
@@ -84,8 +88,16 @@ package struct OTLPReadings: Sendable {
                         result.skippedPoints += 1
                         continue
                     }
+                    // Consecutive points of one series (a batching exporter's usual shape) skip the
+                    // label merge and the key lookup.
+                    if let last = lastNumberSeries, Self.sameBytes(last.attributes, point.attributes) {
+                        try append(id: last.id, key: last.key, name: metric.name, time: point.time, value: value)
+                        continue
+                    }
                     let labels = Self.labels(context, point.attributes)
-                    try append(metric.name, labels, time: point.time, value: value)
+                    let (key, id) = try series(metric.name, labels)
+                    lastNumberSeries = (point.attributes, key, id)
+                    try append(id: id, key: key, name: metric.name, time: point.time, value: value)
                 }
             case .histogram(let points):
                 for point in points {
@@ -148,25 +160,45 @@ package struct OTLPReadings: Sendable {
         mutating func append(_ name: String, _ labels: [WriteRequest.Label], time: UInt64, value: Double)
             throws(OTLPError)
         {
+            let (key, id) = try series(name, labels)
+            try append(id: id, key: key, name: name, time: time, value: value)
+        }
+
+        mutating func append(id: Int32, key: String, name: String, time: UInt64, value: Double) throws(OTLPError) {
             guard let timestamp = time == 0 ? now : Int64(exactly: time) else {
                 throw OTLPError(
                     .invalidRequest, at: nil, "\(name): time_unix_nano \(time) is beyond the 64-bit nanosecond range")
             }
+            result.block.append(id: id, generation: 0, key: key, timestamp: timestamp, value: value)
+        }
+
+        /// The key of a series and its id in this request, built (and checked) the first time.
+        mutating func series(_ name: String, _ labels: [WriteRequest.Label]) throws(OTLPError) -> (String, Int32) {
             let identity = SeriesIdentity(
                 parts: [ExactString(name)] + labels.flatMap { [ExactString($0.name), ExactString($0.value)] })
-            let key: String
-            if let known = keys[identity] {
-                key = known
-            } else {
-                key = RemoteWriteSeriesKey.make(name: name, labels: labels)
-                let limit = DecodingLimits.default.maximumSeriesKeyBytes
-                guard key.utf8.count <= limit else {
-                    throw OTLPError(
-                        .limitExceeded, at: nil, "\(name): its series key is \(key.utf8.count) bytes; at most \(limit)")
-                }
-                keys[identity] = key
+            if let known = keys[identity] { return known }
+            let key = RemoteWriteSeriesKey.make(name: name, labels: labels)
+            let limit = DecodingLimits.default.maximumSeriesKeyBytes
+            guard key.utf8.count <= limit else {
+                throw OTLPError(
+                    .limitExceeded, at: nil, "\(name): its series key is \(key.utf8.count) bytes; at most \(limit)")
             }
-            result.block.append(IncomingReading(seriesKey: key, timestamp: timestamp, value: value))
+            let entry = (key, Int32(keys.count))
+            keys[identity] = entry
+            return entry
+        }
+
+        /// Attribute lists equal byte for byte (String equality would merge canonically equivalent spellings).
+        static func sameBytes(_ a: [MetricsRequest.Attribute], _ b: [MetricsRequest.Attribute]) -> Bool {
+            a.count == b.count
+                && zip(a, b).allSatisfy { x, y in
+                    guard x.key.utf8.elementsEqual(y.key.utf8) else { return false }
+                    switch (x.value, y.value) {
+                    case (nil, nil): return true
+                    case (let p?, let q?): return p.utf8.elementsEqual(q.utf8)
+                    default: return false
+                    }
+                }
         }
 
         /// The context's attributes then the point's, a later key replacing an earlier one, empty ones out.
