@@ -91,7 +91,8 @@ let package = Package(
             name: "edge-sync-bench",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
-                "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite", "OpenTelemetryMetrics",
+                "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
+                "OpenTelemetryMetrics",
             ]
         ),
 

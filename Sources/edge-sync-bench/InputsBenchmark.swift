@@ -41,18 +41,18 @@ enum InputsBenchmark: BenchmarkScenario {
             return start..<start + linesPerRequest
         }
         let plain = slices.map { Array(lines[$0].joined(separator: "\n").utf8) }
-        var loads: [(name: String, load: HTTPLoad, connections: [Int])] = [
-            ("POST /write, \(linesPerRequest) lines, gzip no", HTTPLoad(path: "/write?db=bench", bodies: plain), [4, 16])
-        ]
         // OTLP against line protocol of the same points, both gzip, in the same run.
         let otlp = slices.map { Gzip.compress(otlpRequest(datasets, readings: $0).encoded()) }
-        loads.append(
-            ("POST /write, \(linesPerRequest) lines, gzip (baseline)",
-             HTTPLoad(path: "/write?db=bench", bodies: plain.map { Gzip.compress($0) }, encoding: "gzip"), [4]))
-        loads.append(
-            ("POST /v1/metrics, \(linesPerRequest) points, gzip protobuf",
-             HTTPLoad(
-                path: "/v1/metrics", bodies: otlp, contentType: "application/x-protobuf", encoding: "gzip"), [4]))
+        let lineProtocol = HTTPLoad(path: "/write?db=bench", bodies: plain)
+        let lineProtocolGzip = HTTPLoad(
+            path: "/write?db=bench", bodies: plain.map { Gzip.compress($0) }, encoding: "gzip")
+        let otlpGzip = HTTPLoad(
+            path: "/v1/metrics", bodies: otlp, contentType: "application/x-protobuf", encoding: "gzip")
+        let loads: [(name: String, load: HTTPLoad, connections: [Int])] = [
+            ("POST /write, \(linesPerRequest) lines, gzip no", lineProtocol, [4, 16]),
+            ("POST /write, \(linesPerRequest) lines, gzip (baseline)", lineProtocolGzip, [4]),
+            ("POST /v1/metrics, \(linesPerRequest) points, gzip protobuf", otlpGzip, [4]),
+        ]
         for (name, load, connectionCounts) in loads {
             for connections in connectionCounts {
                 let result = try await httpLoad(
@@ -64,7 +64,8 @@ enum InputsBenchmark: BenchmarkScenario {
                     String(format: "%.1f MB", BenchmarkProcess.residentMegabytes()))
             }
         }
-        print("OTLP bodies: \(otlp.map(\.count).reduce(0, +) / otlp.count) bytes gzip protobuf per \(linesPerRequest) points")
+        let otlpBytes = otlp.map(\.count).reduce(0, +) / otlp.count
+        print("OTLP bodies: \(otlpBytes) bytes gzip protobuf per \(linesPerRequest) points")
         print(httpTable.render())
         print("fsync full; wrk -t1 is the load generator on the same 2 cores; 1 MB = 2^20 bytes")
     }

@@ -137,8 +137,11 @@ gather_sources "$build/json-src" \
     "$root"/Sources/EdgeAgent/Import/{LineProtocol,LineProtocolParser,ReadingBlock,InputError,CSV}.swift \
     "$root"/Sources/EdgeAgent/Spool/{IncomingReading,SpoolError}.swift "$root"/Sources/EdgeSyncProtocol/*.swift \
     "$root"/Sources/EdgeAgent/Inputs/{JSONReadings,InputFailure}.swift "$root"/Sources/HTTPCore/*.swift \
-    "$root"/Sources/EdgeSyncSQLite/SQLiteError.swift
-sed -i '/^import EdgeSyncSQLite$/d' "$build/json-src"/*.swift
+    "$root"/Sources/EdgeSyncSQLite/SQLiteError.swift "$root"/Sources/OpenTelemetryMetrics/OTLPResponse.swift \
+    "$root"/Sources/PrometheusRemoteWrite/{ProtobufReader,ProtobufWriter,RemoteWriteError,SnappyError}.swift
+# InputFailure answers OTLP requests with OTLPResponse, which writes protobuf with remote write's writer.
+sed -i -e '/^import EdgeSyncSQLite$/d' -e '/^import OpenTelemetryMetrics$/d' -e '/^import PrometheusRemoteWrite$/d' \
+    "$build/json-src"/*.swift
 swiftc "${sanitize[@]}" -module-name EdgeAgentInputs -package-name edge_sync -I "$root/Sources/CZlib" \
     -I "$root/Sources/CEpoll" -I "$root/Sources/CSQLite" -lz -lsqlite3 "$root"/Sources/EdgeSyncCodec/*.swift \
     "$build/json-src"/*.swift "$root/Tests/Fuzz/JSONMessagesFuzzer.swift" -o "$build/json-messages-fuzzer"

@@ -60,7 +60,9 @@ package struct AgentConfiguration: Sendable {
         .value("--listen", "[HOST:]PORT", help: "serve the HTTP inputs (line protocol, remote write, JSON); host defaults to 127.0.0.1"),
         .value("--tcp-listen", "[HOST:]PORT", help: "accept line protocol over TCP"),
         .value("--udp-listen", "[HOST:]PORT", help: "accept line protocol in UDP datagrams"),
-        .value("--retry-window", "SECONDS", help: "drop HTTP readings identical to ones stored this recently (default 300, 0 off)"),
+        .value(
+            "--retry-window", "SECONDS", help: "drop HTTP readings identical to ones stored this recently (default 300, 0 off)"
+        ),
         .value("--tcp-precision", "ns|us|ms|s", help: "unit of TCP line protocol timestamps (default ns)"),
         .value("--udp-precision", "ns|us|ms|s", help: "unit of UDP line protocol timestamps (default ns)"),
         .value("--simulate", "SENSORS@HZ", help: "run the built-in sensor simulator, e.g. 100@10"),
