@@ -9,7 +9,7 @@ import Synchronization
 /// window is dropped and counted as a retry; two different values at one timestamp are both kept.
 /// Readings are remembered as 128-bit seeded fingerprints of (key bytes, timestamp, value bits), so
 /// a false match needs a 128-bit collision. The window is the last `maximumEntries` stored
-/// readings, none older than `maximumAge`; memory is about 48 bytes per remembered reading.
+/// readings, none older than `maximumAge`; memory is 48-64 bytes per remembered reading.
 ///
 /// A retry often arrives while the first attempt is still being written (the client timed out, not
 /// the agent): readings identical to ones in flight wait for that attempt's outcome, then are
