@@ -51,6 +51,8 @@ let package = Package(
 
         // Prometheus remote write 1.0: Snappy block decoding and the WriteRequest protobuf. No dependencies.
         .target(name: "PrometheusRemoteWrite"),
+        // OTLP/HTTP metrics: the ExportMetricsServiceRequest protobuf and JSON (the protobuf reader is remote write's).
+        .target(name: "OpenTelemetryMetrics", dependencies: ["PrometheusRemoteWrite"]),
 
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
@@ -79,7 +81,7 @@ let package = Package(
             name: "EdgeAgent",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "EdgeSyncMetrics", "HTTPCore",
-                "CCurl", "PrometheusRemoteWrite",
+                "CCurl", "PrometheusRemoteWrite", "OpenTelemetryMetrics",
             ]
         ),
         .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
@@ -90,6 +92,7 @@ let package = Package(
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
                 "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
+                "OpenTelemetryMetrics",
             ]
         ),
 
@@ -105,7 +108,7 @@ let package = Package(
             name: "EdgeAgentTests",
             dependencies: [
                 "EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore", "PrometheusRemoteWrite",
-                "edge-agent",
+                "OpenTelemetryMetrics", "edge-agent",
             ]
         ),
         .testTarget(

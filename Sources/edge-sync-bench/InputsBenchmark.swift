@@ -3,13 +3,15 @@ import EdgeSyncCodec
 import EdgeSyncTestSupport
 import Foundation
 import HTTPCore
+import OpenTelemetryMetrics
 
 /// The edge agent's inputs: the line protocol parser alone on one core (against a String-splitting
 /// baseline in the same run), and line protocol over HTTP from concurrent keep-alive clients (wrk)
 /// into a spool with fsync `full`, counting only readings that were answered 204 and are durable.
 enum InputsBenchmark: BenchmarkScenario {
     static let name = "inputs"
-    static let summary = "line protocol parser lines/s (one core) and HTTP line protocol → spool (fsync full) readings/s"
+    static let summary =
+        "line protocol parser lines/s (one core); HTTP line protocol and OTLP → spool (fsync full) readings/s"
 
     static func run(_ options: BenchmarkOptions) async throws {
         let seconds = options.integer("--seconds") ?? 10
@@ -33,15 +35,37 @@ enum InputsBenchmark: BenchmarkScenario {
 
         var httpTable = TextTable(
             "load", "connections", "requests/s", "readings/s durable", "p50", "p99", "spool check", "agent RSS")
-        for connections in [4, 16] {
-            let result = try await httpLoad(
-                lines: lines, linesPerRequest: linesPerRequest, connections: connections, seconds: seconds)
-            httpTable.append(
-                "POST /write, \(linesPerRequest) lines, gzip no", String(connections),
-                String(format: "%.0f", result.requestsPerSecond), rate(result.requestsPerSecond * Double(linesPerRequest)),
-                String(format: "%.1f ms", result.p50), String(format: "%.1f ms", result.p99), result.check,
-                String(format: "%.1f MB", BenchmarkProcess.residentMegabytes()))
+        // Eight different bodies of `linesPerRequest` readings each, cycled by wrk.
+        let slices = (0..<8).map { index in
+            let start = (index * linesPerRequest) % max(1, lines.count - linesPerRequest)
+            return start..<start + linesPerRequest
         }
+        let plain = slices.map { Array(lines[$0].joined(separator: "\n").utf8) }
+        // OTLP against line protocol of the same points, both gzip, in the same run.
+        let otlp = slices.map { Gzip.compress(otlpRequest(datasets, readings: $0).encoded()) }
+        let lineProtocol = HTTPLoad(path: "/write?db=bench", bodies: plain)
+        let lineProtocolGzip = HTTPLoad(
+            path: "/write?db=bench", bodies: plain.map { Gzip.compress($0) }, encoding: "gzip")
+        let otlpGzip = HTTPLoad(
+            path: "/v1/metrics", bodies: otlp, contentType: "application/x-protobuf", encoding: "gzip")
+        let loads: [(name: String, load: HTTPLoad, connections: [Int])] = [
+            ("POST /write, \(linesPerRequest) lines, gzip no", lineProtocol, [4, 16]),
+            ("POST /write, \(linesPerRequest) lines, gzip (baseline)", lineProtocolGzip, [4]),
+            ("POST /v1/metrics, \(linesPerRequest) points, gzip protobuf", otlpGzip, [4]),
+        ]
+        for (name, load, connectionCounts) in loads {
+            for connections in connectionCounts {
+                let result = try await httpLoad(
+                    load, readingsPerRequest: linesPerRequest, connections: connections, seconds: seconds)
+                httpTable.append(
+                    name, String(connections), String(format: "%.0f", result.requestsPerSecond),
+                    rate(result.requestsPerSecond * Double(linesPerRequest)), String(format: "%.1f ms", result.p50),
+                    String(format: "%.1f ms", result.p99), result.check,
+                    String(format: "%.1f MB", BenchmarkProcess.residentMegabytes()))
+            }
+        }
+        let otlpBytes = otlp.map(\.count).reduce(0, +) / otlp.count
+        print("OTLP bodies: \(otlpBytes) bytes gzip protobuf per \(linesPerRequest) points")
         print(httpTable.render())
         print("fsync full; wrk -t1 is the load generator on the same 2 cores; 1 MB = 2^20 bytes")
     }
@@ -57,6 +81,36 @@ enum InputsBenchmark: BenchmarkScenario {
             }
         }
         return lines
+    }
+
+    /// What an OpenTelemetry SDK or Collector batch looks like: one resource (service and host), one
+    /// scope, a gauge per real series with its points, each point carrying an attribute.
+    static func otlpRequest(_ datasets: [RealDataset], readings range: Range<Int>) -> MetricsRequest {
+        var metrics: [MetricsRequest.Metric] = []
+        var index = 0
+        for dataset in datasets {
+            var points: [Int: [MetricsRequest.NumberPoint]] = [:]
+            for reading in dataset.readings {
+                defer { index += 1 }
+                guard range.contains(index) else { continue }
+                points[reading.series, default: []].append(
+                    .init(
+                        attributes: [.init("source", "shared")], time: UInt64(bitPattern: reading.timestamp),
+                        value: .double(reading.value)))
+            }
+            for (series, seriesPoints) in points.sorted(by: { $0.key < $1.key }) {
+                let name = dataset.name + "." + dataset.seriesKeys[series].dropFirst(dataset.name.count + 1)
+                metrics.append(.init(name: name, data: .gauge(seriesPoints)))
+            }
+        }
+        return MetricsRequest(resources: [
+            .init(
+                attributes: [
+                    .init("service.name", "gateway-sensors"), .init("host.name", "gw-17"),
+                    .init("telemetry.sdk.language", "python"),
+                ],
+                scopes: [.init(name: "edge.sensors", version: "1.0", metrics: metrics)])
+        ])
     }
 
     private static func parse(_ text: [UInt8]) -> Int {
@@ -115,9 +169,17 @@ enum InputsBenchmark: BenchmarkScenario {
         var check: String
     }
 
-    /// Serves the inputs on a fresh spool and drives them with wrk, each request a different slice.
-    private static func httpLoad(lines: [String], linesPerRequest: Int, connections: Int, seconds: Int) async throws
-        -> LoadResult
+    /// What wrk posts: bodies cycled in turn to one path.
+    private struct HTTPLoad {
+        var path: String
+        var bodies: [[UInt8]]
+        var contentType = "text/plain"
+        var encoding: String?
+    }
+
+    /// Serves the inputs on a fresh spool and drives them with wrk, each request a different body.
+    private static func httpLoad(_ load: HTTPLoad, readingsPerRequest: Int, connections: Int, seconds: Int)
+        async throws -> LoadResult
     {
         guard let wrk = BenchmarkProcess.executable("wrk") else {
             throw BenchmarkError("the inputs benchmark needs wrk (Debian package wrk)")
@@ -130,22 +192,24 @@ enum InputsBenchmark: BenchmarkScenario {
         var spoolConfiguration = Spool.Configuration(dataDirectory: directory.path, device: "bench")
         spoolConfiguration.fsync = .full
         let spool = try await Spool.open(spoolConfiguration)
-        let endpoints = InputEndpoints(sink: spool)
+        // wrk cycles eight bodies: with the retry window on, every repeat would be dropped as a retry.
+        var inputs = InputEndpoints.Configuration()
+        inputs.retryWindow = nil
+        let endpoints = InputEndpoints(configuration: inputs, sink: spool)
         var configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0)
         configuration.limits.maxBodyBytes = 32 << 20
         let server = HTTPServer(configuration: configuration, responder: endpoints)
         let serving = Task { try await server.run() }
         let address = try await server.localAddress
 
-        // Eight different bodies, cycled by wrk, so the spool sees varied data.
         var bodies: [String] = []
-        for index in 0..<8 {
-            let start = (index * linesPerRequest) % max(1, lines.count - linesPerRequest)
-            let body = lines[start..<start + linesPerRequest].joined(separator: "\n")
-            let path = directory.appendingPathComponent("body-\(index).lp")
-            try body.write(to: path, atomically: false, encoding: .utf8)
+        for (index, body) in load.bodies.enumerated() {
+            let path = directory.appendingPathComponent("body-\(index)")
+            try Data(body).write(to: path)
             bodies.append(path.path)
         }
+        var headers = #"["Content-Type"] = "\#(load.contentType)""#
+        if let encoding = load.encoding { headers += #", ["Content-Encoding"] = "\#(encoding)""# }
         let script = directory.appendingPathComponent("inputs.lua")
         try """
             local bodies = {}
@@ -155,7 +219,7 @@ enum InputsBenchmark: BenchmarkScenario {
             local counter = 0
             request = function()
               counter = counter + 1
-              return wrk.format("POST", "/write?db=bench", {["Content-Type"] = "text/plain"}, bodies[counter % #bodies + 1])
+              return wrk.format("POST", "\(load.path)", {\(headers)}, bodies[counter % #bodies + 1])
             end
             done = function(summary, latency, requests)
               io.write(string.format("completed %d non2xx %d\\n", summary.requests, summary.errors.status))
@@ -173,7 +237,7 @@ enum InputsBenchmark: BenchmarkScenario {
         // Every 204 is a durable append: the spool must hold at least that many readings (requests
         // cut off when wrk stopped may have been stored without their answer being counted).
         let queued = try await spool.status().queuedReadings
-        let answered = Int64(completed - failed) * Int64(linesPerRequest)
+        let answered = Int64(completed - failed) * Int64(readingsPerRequest)
         let check = queued >= answered && failed == 0 ? "ok (\(queued) ≥ \(answered))" : "FAILED (\(queued) < \(answered), \(Int(failed)) non-2xx)"
         return LoadResult(
             requestsPerSecond: rate, p50: BenchmarkProcess.latency(percentile: "50%", in: output) ?? 0,

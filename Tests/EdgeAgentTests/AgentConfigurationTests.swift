@@ -44,7 +44,22 @@ import Testing
         #expect(parsed.upload.retry.maximumInFlight == 4)
     }
 
+    @Test func socketInputsTakeAPrecisionFromTheFileOrAFlag() throws {
+        let json = #"{"inputs": {"tcp": {"listen": "8094", "precision": "ms"}, "udp": {"precision": "s"}}}"#
+        let base = ["--data-dir", "/a", "--device", "gw", "--collector", "http://c:1"]
+        let parsed = try configuration(json, base)
+        #expect(parsed.inputs.tcpPrecision == .milliseconds && parsed.inputs.udpPrecision == .seconds)
+        let flagged = try configuration(json, base + ["--udp-precision", "us", "--tcp-precision", "ns"])
+        #expect(flagged.inputs.tcpPrecision == .nanoseconds && flagged.inputs.udpPrecision == .microseconds)
+        #expect(try configuration(nil, base).inputs.udpPrecision == .nanoseconds)
+        let error = #expect(throws: UsageError.self) {
+            try configuration(nil, base + ["--udp-precision", "fortnight"])
+        }
+        #expect(error?.setting == "--udp-precision")
+    }
+
     @Test(arguments: [
+        (#"{"inputs": {"tcp": {"precision": "weeks"}}}"#, "agent.json: inputs.tcp.precision"),
         (#"{"upload": {"batch_reading": 5}}"#, "agent.json: upload.batch_reading"),
         (#"{"spool": {"fsync": "sometimes"}}"#, "agent.json: spool.fsync"),
         (#"{"upload": {"max_in_flight": 0}}"#, "agent.json: upload.max_in_flight"),

@@ -84,10 +84,10 @@ import Testing
         ("m v=inf", "expected a number"),
         ("m v=0x10", "expected a number"),
         ("m v=12x", "expected a number"),
-        ("m v=99999999999999999999i", "beyond ±2^53"),
-        ("m v=9007199254740993i", "beyond ±2^53"),
-        ("m v=-9007199254740993i", "beyond ±2^53"),
-        ("m v=9007199254740993u", "beyond ±2^53"),
+        ("m v=99999999999999999999i", "out of the 64-bit range"),
+        ("m v=9223372036854775808i", "out of the 64-bit range"),
+        ("m v=-9223372036854775809i", "out of the 64-bit range"),
+        ("m v=18446744073709551616u", "out of the 64-bit range"),
         ("m v=-1u", "expected a number"),
         ("m v=1.5i", "expected a number"),
         ("m v=tru", "expected a number"),
@@ -97,7 +97,10 @@ import Testing
         ("m v=1e999", "expected a number"),
         ("m,a=1=2,b v=1", "expected '=' after the tag key"),
         ("m,t=1,u=2,t=3 v=1", "tag \"t\" appears twice"),
-        ("m v=\"text\"", "string values are not supported"),
+        ("m v=\"text", "no closing quote"),
+        ("m v=\"text\\\"", "no closing quote"),
+        ("m v=\"a\"b", "unexpected text after the string value"),
+        ("m s=\"x\",v=oops", "expected a number"),
         ("m v=1,v=2", "field \"v\" appears twice"),
         ("m v=1 12a", "timestamp: expected an integer (ns since the epoch)"),
         ("m v=1 1 2", "unexpected text after the timestamp"),
@@ -110,6 +113,84 @@ import Testing
         } throws: { error in
             let error = error as? InputError
             return error?.line == 7 && error?.description.contains(message) == true
+        }
+    }
+
+    @Test func stringFieldsAreSkippedAndCountedAndTheLinesOtherFieldsStored() throws {
+        var parser = LineProtocolParser()
+        var readings: [IncomingReading] = []
+        // Telegraf's system input: uptime_format is a string between two numbers.
+        let line = #"system,host=a load1=0.5,uptime_format="1 day, \"2\":03\\",n_users=2i 9"#
+        try parser.parse(ArraySlice(line.utf8), lineNumber: 1, defaultTimestamp: 0, into: &readings)
+        #expect(
+            readings == [
+                IncomingReading(seriesKey: "system,host=a load1", timestamp: 9, value: 0.5),
+                IncomingReading(seriesKey: "system,host=a n_users", timestamp: 9, value: 2),
+            ])
+        #expect(parser.skippedStringFields == 1)
+        // Only strings: nothing stored, no error.
+        try parser.parse(ArraySlice(#"m s="x",t="" 1"#.utf8), lineNumber: 2, defaultTimestamp: 0, into: &readings)
+        #expect(readings.count == 2 && parser.skippedStringFields == 3)
+        // A bad line counts nothing.
+        #expect(throws: InputError.self) {
+            try parser.parse(ArraySlice(#"m s="x",v=x 1"#.utf8), lineNumber: 3, defaultTimestamp: 0, into: &readings)
+        }
+        #expect(parser.skippedStringFields == 3)
+    }
+
+    @Test(arguments: [
+        ("9007199254740992i", 9_007_199_254_740_992.0, false),
+        ("-9007199254740992i", -9_007_199_254_740_992.0, false),
+        ("9007199254740993i", 9_007_199_254_740_992.0, true),
+        ("-9007199254740993i", -9_007_199_254_740_992.0, true),
+        ("9223372036854775807i", 9_223_372_036_854_775_808.0, true),
+        ("-9223372036854775808i", -9_223_372_036_854_775_808.0, false),
+        ("18446744073709551615u", 18_446_744_073_709_551_616.0, true),
+        ("1152921504606846976u", 1_152_921_504_606_846_976.0, false),
+        ("0u", 0.0, false),
+    ])
+    func integersBeyond2To53AreRoundedToTheNearestDoubleAndCounted(text: String, value: Double, rounded: Bool) throws {
+        var parser = LineProtocolParser()
+        var readings: [IncomingReading] = []
+        try parser.parse(ArraySlice("m v=\(text) 1".utf8), lineNumber: 1, defaultTimestamp: 0, into: &readings)
+        #expect(readings.map(\.value) == [value])
+        #expect(parser.roundedIntegers == (rounded ? 1 : 0))
+    }
+
+    @Test func aQuotedNewlineStaysInsideItsLineAndAnUnclosedQuoteDoesNotSwallowTheRest() throws {
+        var parser = LineProtocolParser()
+        var block = ReadingBlock()
+        let text = Array("a s=\"two\nlines\",v=1 1\nb,t=\"q v=2 2\n# \"\nc v=\"open 3\nd v=4 4\n".utf8)
+        var bad = BadLines()
+        try text.withUnsafeBufferPointer { buffer throws(InputError) in
+            _ = try parser.parseLines(buffer, defaultTimestamp: 0, into: &block, skippingBadLines: &bad)
+        }
+        #expect(block.incomingReadings.map(\.seriesKey) == ["a v", #"b,t="q v"#, "d v"])
+        #expect(bad.count == 1 && bad.first?.line == 4 && bad.firstText == #"c v="open 3"#)
+    }
+
+    @Test func badLinesAreSkippedAndTheFirstIsNamedWhenAskedTo() throws {
+        var parser = LineProtocolParser()
+        var block = ReadingBlock()
+        var bad = BadLines()
+        let long = String(repeating: "x", count: 70_000)
+        let text = Array(("a v=1 1\nb v=x 2\nc v=3 3\n" + long + "\nd v=\u{FF} 4").utf8)
+        let lines = try text.withUnsafeBufferPointer { buffer throws(InputError) in
+            try parser.parseLines(buffer, defaultTimestamp: 0, into: &block, skippingBadLines: &bad)
+        }
+        #expect(lines == 5)
+        #expect(block.incomingReadings.map(\.seriesKey) == ["a v", "c v"])
+        #expect(bad.count == 3)
+        #expect(bad.first == InputError(line: 2, column: 5, "field \"v\": expected a number, found \"x\""))
+        #expect(bad.firstText == "b v=x 2")
+        // The limit still ends the request.
+        #expect(throws: InputError.self) {
+            var scratch = ReadingBlock()
+            var ignored = BadLines()
+            _ = try text.withUnsafeBufferPointer { buffer throws(InputError) in
+                try parser.parseLines(
+                    buffer, defaultTimestamp: 0, maximumReadings: 1, into: &scratch, skippingBadLines: &ignored)
+            }
         }
     }
 

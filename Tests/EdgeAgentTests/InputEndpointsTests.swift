@@ -113,6 +113,70 @@ extension HTTPResponse {
             ])
     }
 
+    @Test func someBadLinesAreAPartialWriteThatStoresTheRestAndNamesTheFirst() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        let body = Array("m v=1 1\nm v=x 2\nm v=3 3\nm v=4 4 junk\n".utf8)
+        let v1 = try await inputs.respond(to: request("POST", "/write?db=x", body: body), context: HTTPRequestContext())
+        #expect(v1.status == .badRequest)
+        #expect(
+            v1.bodyText
+                == #"{"error":"partial write: unable to parse 'm v=x 2': line 2, column 5: field \"v\": expected a number, found \"x\" (and 1 more bad lines) dropped=2"}"#
+                + "\n")
+        #expect(v1.headers["X-Influxdb-Error"]?.hasPrefix("partial write: unable to parse 'm v=x 2'") == true)
+        #expect(sink.readings.map(\.timestamp) == [1, 3])
+        let v2 = try await inputs.respond(
+            to: request("POST", "/api/v2/write?bucket=b", body: body), context: HTTPRequestContext())
+        #expect(v2.status == .badRequest && v2.bodyText.contains(#""code":"invalid""#))
+        #expect(v2.bodyText.contains("partial write: unable to parse 'm v=x 2'") && v2.bodyText.contains("dropped=2"))
+        // The good lines were stored by the first write: the second is a retry of them.
+        #expect(sink.readings.count == 2 && inputs.statistics.retriedReadings.load(ordering: .relaxed) == 2)
+        #expect(inputs.statistics.rejectedLines.load(ordering: .relaxed) == 4)
+    }
+
+    @Test func stringFieldsAndRoundedIntegersAreCountedAndTheRestStored() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        let body = Array(
+            #"system,host=a uptime=86400i,uptime_format="1 day,  0:00",n=9007199254740993i 1"#.utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/write?db=telegraf", body: body), context: HTTPRequestContext())
+        #expect(response.status == .noContent)
+        #expect(sink.readings.map(\.value) == [86400, 9_007_199_254_740_992])
+        #expect(inputs.statistics.skippedStringFields.load(ordering: .relaxed) == 1)
+        #expect(inputs.statistics.roundedIntegers.load(ordering: .relaxed) == 1)
+        // Strings only: nothing to store, and still a success.
+        let strings = try await inputs.respond(
+            to: request("POST", "/write?db=telegraf", body: Array(#"m s="x" 1"#.utf8)), context: HTTPRequestContext())
+        #expect(strings.status == .noContent && sink.appends.count == 1)
+    }
+
+    @Test func collectdWriteHTTPJSONBecomesReadingsWithInfluxDBsCollectdMapping() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        // As collectd 5.12's format_json writes it; memory's NaN is null.
+        let body = Array(
+            #"""
+            [{"values":[0.25,0.5,0.75],"dstypes":["gauge","gauge","gauge"],"dsnames":["shortterm","midterm","longterm"],"time":1700000000.123,"interval":10.000,"host":"gw 17","plugin":"load","plugin_instance":"","type":"load","type_instance":""},
+             {"values":[null],"dstypes":["gauge"],"dsnames":["value"],"time":1700000000.124,"interval":10.000,"host":"gw 17","plugin":"memory","plugin_instance":"","type":"memory","type_instance":"used"},
+             {"values":[12345],"dstypes":["derive"],"dsnames":["value"],"time":1700000000.125,"interval":10.000,"host":"gw 17","plugin":"cpu","plugin_instance":"0","type":"cpu","type_instance":"idle"}]
+            """#.utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/collectd", body: body, headers: [("Content-Type", "application/json")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .noContent, "\(response.bodyText)")
+        #expect(
+            sink.readings == [
+                IncomingReading(seriesKey: #"load_shortterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.25),
+                IncomingReading(seriesKey: #"load_midterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.5),
+                IncomingReading(seriesKey: #"load_longterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.75),
+                IncomingReading(
+                    seriesKey: #"cpu_value,host=gw\ 17,instance=0,type=cpu,type_instance=idle value"#,
+                    timestamp: 1_700_000_000_125_000_000, value: 12345),
+            ])
+        #expect(inputs.statistics.skippedSamples.load(ordering: .relaxed) == 1)
+    }
+
     @Test func influxV2WriteAcceptsGzipBodies() async throws {
         let sink = RecordingSink()
         let body = Gzip.compress(Array("m,t=x f=1 5\nm,t=x f=2 6".utf8))
@@ -170,6 +234,26 @@ extension HTTPResponse {
             context: HTTPRequestContext())
         #expect(longLine.status == .badRequest)
         #expect(longLine.bodyText.contains("line 2: the line is longer than 65536 bytes"), "\(longLine.bodyText)")
+    }
+
+    /// A line past the length limit inside a streamed gzip body is one bad line of a partial write:
+    /// it is skipped to its newline without being kept, the lines after it are stored and numbered
+    /// as sent, and the answer names it (the streamed reader and InfluxDB's partial write together).
+    @Test func aLongLineInAStreamedBodyIsSkippedAndTheRestStored() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        let text = Array("m v=1 1\nm v=".utf8) + [UInt8](repeating: 0x31, count: 200 << 10)
+            + Array("\nm v=3 3\nm v=x 4\n".utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/write?db=x", body: Gzip.compress(text), headers: [("Content-Encoding", "gzip")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .badRequest)
+        #expect(response.bodyText.contains("partial write"), "\(response.bodyText)")
+        #expect(response.bodyText.contains("line 2: the line is longer than 65536 bytes"), "\(response.bodyText)")
+        #expect(response.bodyText.contains("dropped=2"), "\(response.bodyText)")
+        let stored = sink.appends.flatMap { $0 }
+        #expect(stored.map(\.timestamp) == [1, 3])
+        #expect(stored.map(\.value) == [1, 3])
     }
 
     /// Issue 17: one request of 100,000 new series took the agent from 33 to 90 MB. Past
@@ -236,7 +320,34 @@ extension HTTPResponse {
         #expect(health.status == .ok && health.bodyText.contains(#""status":"pass""#))
         let query = try await inputs.respond(
             to: request("POST", "/query?q=CREATE+DATABASE+x"), context: HTTPRequestContext())
-        #expect(query.status == .ok)
+        #expect(query.status == .ok && query.bodyText == #"{"results":[{"statement_id":0}]}"# + "\n")
+    }
+
+    /// `/query` answers as InfluxDB does for a database it does not have: DDL succeeds, SHOW
+    /// DATABASES is empty, everything else is a statement error the CLI prints.
+    @Test(arguments: [
+        ("GET", "/query?db=telegraf&q=SELECT+*+FROM+cpu", "",
+         #"{"results":[{"error":"database not found: telegraf (edge-agent stores writes and answers no queries; query the collector)","statement_id":0}]}"#),
+        ("GET", "/query?q=select+1", "", #"{"results":[{"error":"database name required","statement_id":0}]}"#),
+        (
+            "GET", "/query?q=show+databases", "",
+            #"{"results":[{"series":[{"columns":["name"],"name":"databases"}],"statement_id":0}]}"#
+        ),
+        ("POST", "/query", "q=CREATE+DATABASE+%22a%3Bb%22%3B+Show+Measurements&db=x",
+         #"{"results":[{"statement_id":0},{"error":"database not found: x (edge-agent stores writes and answers no queries; query the collector)","statement_id":1}]}"#),
+        ("GET", "/query?q=%3B%3B+%3B", "", #"{"results":[]}"#),
+        ("GET", "/query?db=%22%5C%0A", "", #"{"error":"missing required parameter \"q\""}"#),
+        ("GET", "/query?q=%FF", "", #""error":"the query string is not valid"#),
+        ("POST", "/query", "q=%zz", #""error":"the form body is not valid"#),
+        ("GET", "/query?q=" + String(repeating: "drop+x%3B", count: 101), "", "more than 100 statements"),
+    ])
+    func queryAnswersWhatInfluxDBAnswersForADatabaseItDoesNotHave(
+        method: String, target: String, body: String, expected: String
+    ) async throws {
+        let response = try await endpoints(RecordingSink()).respond(
+            to: request(method, target, body: Array(body.utf8)), context: HTTPRequestContext())
+        #expect(response.status == (expected.hasPrefix(#"{"results""#) ? .ok : .badRequest))
+        #expect(response.bodyText.contains(expected), "\(response.bodyText)")
     }
 
     /// Every hostile or malformed request: the status, a phrase of its message, and nothing stored.
@@ -245,9 +356,9 @@ extension HTTPResponse {
         ("/write?precision=s", "m v=1", [], 400, #""error":"the db parameter is required"#),
         ("/write?db=x&precision=weeks", "m v=1", [], 400, "precision \\\"weeks\\\" is not one of"),
         ("/write?db=%zz", "m v=1", [], 400, "not valid percent-encoded"),
-        ("/write?db=x", "m v=1\nm v=2\nm v=x", [], 400, "line 3, column 5: field \\\"v\\\": expected a number"),
-        ("/write?db=x", "m v=\"on\"", [], 400, "string values are not supported"),
-        ("/write?db=x", "m v=9007199254740993i", [], 400, "beyond ±2^53"),
+        ("/write?db=x", "m v=x\nm v=y", [], 400, "unable to parse 'm v=x': line 1, column 5: field \\\"v\\\": expected a number"),
+        ("/write?db=x", "m v=\"on", [], 400, "no closing quote"),
+        ("/write?db=x", "m v=9223372036854775808i", [], 400, "out of the 64-bit range"),
         ("/write?db=x", "m v=1 1\u{0}", [], 400, "timestamp"),
         ("/write?db=x", "m f=1\u{1}2\r", [], 400, "expected a number"),
         ("/write?db=x", "m,a=1,a v=1", [], 400, "expected '=' after the tag key"),
@@ -271,6 +382,15 @@ extension HTTPResponse {
         ("/v1/readings", "[1,2]", [], 400, "invalid_json"),
         ("/v1/readings", "{}", [], 400, "readings: is required"),
         ("/v1/readings", "{\"readings\":[]}", [("Content-Type", "text/plain")], 415, "must be application/json"),
+        // collectd write_http JSON
+        ("/collectd", #"{"values":[1]}"#, [], 400, "invalid_json"),
+        ("/collectd", #"[{"values":[1],"dsnames":[],"time":1,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "1 values for 0 dsnames"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":-1,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "is not a time"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1e300,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "is not a time"),
+        ("/collectd", #"[{"values":["1"],"dsnames":["v"],"time":1,"host":"h","plugin":"p","type":"t"}]"#, [], 400, "expected a number"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1,"host":"h","plugin":"","type":"t"}]"#, [], 400, "must not be empty"),
+        ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1,"host":"h","type":"t"}]"#, [], 400, "plugin: is required"),
+        ("/collectd", "[" + String(repeating: "[", count: 10_000), [], 400, "invalid_json"),
         ("/nowhere", "", [], 404, "no endpoint /nowhere"),
     ] as [(String, String, [(String, String)], Int, String)])
     func badRequestsAreRefusedWholeWithAClearMessage(

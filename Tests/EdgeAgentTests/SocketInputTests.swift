@@ -47,11 +47,13 @@ final class LogLines: Sendable {
 /// The TCP and UDP line protocol listeners run threads of their own; these tests drive them from a
 /// dedicated thread too and await the sink's events, never a timer.
 @Suite(.serialized) struct SocketInputTests {
-    func start(_ transport: LineProtocolSocketInput.Transport, sink: RecordingSink, logs: LogLines)
-        throws -> (LineProtocolSocketInput, HTTPServer.Address)
-    {
+    func start(
+        _ transport: LineProtocolSocketInput.Transport, sink: RecordingSink, logs: LogLines,
+        precision: TimestampPrecision = .nanoseconds
+    ) throws -> (LineProtocolSocketInput, HTTPServer.Address) {
         var configuration = LineProtocolSocketInput.Configuration(transport: transport, host: "127.0.0.1", port: 0)
         configuration.retryDelay = .milliseconds(5)
+        configuration.precision = precision
         let input = LineProtocolSocketInput(
             configuration: configuration, sink: sink, now: { 99 }, log: logs.append)
         return (input, try input.start())
@@ -121,6 +123,24 @@ final class LogLines: Sendable {
         try await onOwnThread { input.stop() }
         #expect(sink.readings.map(\.value) == [1, 2])
         #expect(input.counters.droppedDatagrams == 1)
+    }
+}
+
+extension SocketInputTests {
+    /// collectd's `write_influxdb_udp` writes millisecond timestamps: with `precision` ms they land at
+    /// the right instant, not in January 1970.
+    @Test(arguments: [LineProtocolSocketInput.Transport.udp, .tcp])
+    func collectdMillisecondTimestampsLandAtTheRightTime(transport: LineProtocolSocketInput.Transport) async throws {
+        let sink = RecordingSink()
+        let (input, address) = try start(transport, sink: sink, logs: LogLines(), precision: .milliseconds)
+        let client = try ClientSocket(address, datagram: transport == .udp)
+        client.send(
+            "load_shortterm,host=gw,type=load value=0.25 1700000000123\ncpu_value,type=cpu value=98.5 1700000000124\n")
+        await sink.wait { stored, _ in stored == 2 }
+        client.close()
+        try await onOwnThread { input.stop() }
+        #expect(sink.readings.map(\.timestamp) == [1_700_000_000_123_000_000, 1_700_000_000_124_000_000])
+        #expect(sink.readings.map(\.value) == [0.25, 98.5])
     }
 }
 

@@ -4,7 +4,8 @@
 import Foundation
 
 /// The first input byte picks the target (its value modulo 3): 0 parses the rest as a line protocol
-/// body (and checks every series key it produced maps back to its parts), 1 as CSV lines, 2 as a
+/// body, whole or skipping bad lines (and checks every series key it produced maps back to its
+/// parts), 1 as CSV lines, 2 as a
 /// gzip body with a 1 MiB inflation limit. No input may crash, hang or allocate without bound.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzInputs(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -21,7 +22,15 @@ public func fuzzInputs(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 private func fuzzLineProtocol(_ input: UnsafeBufferPointer<UInt8>) {
     var parser = LineProtocolParser(precision: input.count % 2 == 0 ? .nanoseconds : .seconds)
     var block = ReadingBlock()
-    guard (try? parser.parseLines(input, defaultTimestamp: 0, into: &block)) != nil else { return }
+    if input.count % 4 >= 2 {
+        // Partial-write mode: bad lines are skipped and counted, never more than there are lines.
+        var bad = BadLines()
+        guard let lines = try? parser.parseLines(input, defaultTimestamp: 0, into: &block, skippingBadLines: &bad)
+        else { return }
+        if bad.count > lines || (bad.count > 0) != (bad.first != nil) { fatalError("bad lines miscounted") }
+    } else {
+        guard (try? parser.parseLines(input, defaultTimestamp: 0, into: &block)) != nil else { return }
+    }
     for key in block.seriesKeys {
         guard let parts = LineProtocolSeriesKey.parse(key),
             LineProtocolSeriesKey.make(measurement: parts.measurement, tags: parts.tags, field: parts.field) == key

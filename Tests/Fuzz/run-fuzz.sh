@@ -2,7 +2,7 @@
 # Builds each parser and decoder with libFuzzer and AddressSanitizer and fuzzes it for a bounded time.
 # usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60; CI runs 30)
 # Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
-# Tests/Fuzz/seeds/remote-write/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
+# Tests/Fuzz/seeds/remote-write/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
 # the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the
 # collector's query parameters, timestamps and paging cursor, the JSON messages (the agent's JSON
 # input, the dropped-range report, the acknowledgement), and the JSON configuration files.
@@ -82,6 +82,17 @@ swiftc "${sanitize[@]}" -module-name PrometheusRemoteWrite -package-name edge_sy
 run_harness remote-write "$build/remote-write-fuzzer" "$root/Tests/Fuzz/seeds/remote-write" \
     -max_len=8192 -malloc_limit_mb=16
 
+echo "fuzz: building the OTLP metrics decoders (protobuf, JSON) with -sanitize=fuzzer,address"
+otlp_src="$build/otlp-src"
+rm -rf "$otlp_src" && mkdir -p "$otlp_src"
+for file in "$root"/Sources/OpenTelemetryMetrics/*.swift \
+    "$root"/Sources/PrometheusRemoteWrite/{ProtobufReader,ProtobufWriter,RemoteWriteError,SnappyError}.swift; do
+    sed -e '/^import PrometheusRemoteWrite$/d' "$file" > "$otlp_src/$(basename "$file")"
+done
+swiftc "${sanitize[@]}" -module-name OpenTelemetryMetrics -package-name edge_sync "$otlp_src"/*.swift \
+    "$root/Tests/Fuzz/OTLPFuzzer.swift" -o "$build/otlp-fuzzer"
+run_harness otlp "$build/otlp-fuzzer" "$root/Tests/Fuzz/seeds/otlp" -max_len=16384 -malloc_limit_mb=64
+
 # Several modules' sources compiled as one module: their imports of each other are dropped.
 # usage: gather_sources DEST FILE...
 gather_sources() {
@@ -126,8 +137,11 @@ gather_sources "$build/json-src" \
     "$root"/Sources/EdgeAgent/Import/{LineProtocol,LineProtocolParser,ReadingBlock,InputError,CSV}.swift \
     "$root"/Sources/EdgeAgent/Spool/{IncomingReading,SpoolError}.swift "$root"/Sources/EdgeSyncProtocol/*.swift \
     "$root"/Sources/EdgeAgent/Inputs/{JSONReadings,InputFailure}.swift "$root"/Sources/HTTPCore/*.swift \
-    "$root"/Sources/EdgeSyncSQLite/SQLiteError.swift
-sed -i '/^import EdgeSyncSQLite$/d' "$build/json-src"/*.swift
+    "$root"/Sources/EdgeSyncSQLite/SQLiteError.swift "$root"/Sources/OpenTelemetryMetrics/OTLPResponse.swift \
+    "$root"/Sources/PrometheusRemoteWrite/{ProtobufReader,ProtobufWriter,RemoteWriteError,SnappyError}.swift
+# InputFailure answers OTLP requests with OTLPResponse, which writes protobuf with remote write's writer.
+sed -i -e '/^import EdgeSyncSQLite$/d' -e '/^import OpenTelemetryMetrics$/d' -e '/^import PrometheusRemoteWrite$/d' \
+    "$build/json-src"/*.swift
 swiftc "${sanitize[@]}" -module-name EdgeAgentInputs -package-name edge_sync -I "$root/Sources/CZlib" \
     -I "$root/Sources/CEpoll" -I "$root/Sources/CSQLite" -lz -lsqlite3 "$root"/Sources/EdgeSyncCodec/*.swift \
     "$build/json-src"/*.swift "$root/Tests/Fuzz/JSONMessagesFuzzer.swift" -o "$build/json-messages-fuzzer"

@@ -27,10 +27,24 @@ package struct AgentConfiguration: Sendable {
         package var tcp: (host: String, port: Int)?
         /// Line protocol in UDP datagrams.
         package var udp: (host: String, port: Int)?
+        /// The unit of timestamps on the TCP and UDP inputs (collectd's `write_influxdb_udp` sends ms).
+        package var tcpPrecision = TimestampPrecision.nanoseconds
+        package var udpPrecision = TimestampPrecision.nanoseconds
         /// The built-in sensor simulator.
         package var simulator: SimulatedSensors.Configuration?
 
         package init() {}
+
+        /// 0 turns the retry window off; otherwise it remembers stored readings that long.
+        mutating func setRetryWindow(seconds: Int64) {
+            guard seconds > 0 else {
+                httpLimits.retryWindow = nil
+                return
+            }
+            var window = httpLimits.retryWindow ?? RetryWindow.Configuration()
+            window.maximumAge = .seconds(seconds)
+            httpLimits.retryWindow = window
+        }
     }
 
     /// The flags `run` and `drain` accept besides the spool's.
@@ -49,6 +63,11 @@ package struct AgentConfiguration: Sendable {
         .value("--listen", "[HOST:]PORT", help: "serve the HTTP inputs (line protocol, remote write, JSON); host defaults to 127.0.0.1"),
         .value("--tcp-listen", "[HOST:]PORT", help: "accept line protocol over TCP"),
         .value("--udp-listen", "[HOST:]PORT", help: "accept line protocol in UDP datagrams"),
+        .value(
+            "--retry-window", "SECONDS", help: "drop HTTP readings identical to ones stored this recently (default 300, 0 off)"
+        ),
+        .value("--tcp-precision", "ns|us|ms|s", help: "unit of TCP line protocol timestamps (default ns)"),
+        .value("--udp-precision", "ns|us|ms|s", help: "unit of UDP line protocol timestamps (default ns)"),
         .value("--simulate", "SENSORS@HZ", help: "run the built-in sensor simulator, e.g. 100@10"),
     ]
 
@@ -141,6 +160,11 @@ package struct AgentConfiguration: Sendable {
             inputs.http = try listen("inputs.http.listen")
             inputs.tcp = try listen("inputs.tcp.listen")
             inputs.udp = try listen("inputs.udp.listen")
+            let precision = { (key: String) throws(UsageError) in
+                try file.string(key, as: Self.precisionNames, TimestampPrecision.init(influxName:))
+            }
+            inputs.tcpPrecision = try precision("inputs.tcp.precision") ?? inputs.tcpPrecision
+            inputs.udpPrecision = try precision("inputs.udp.precision") ?? inputs.udpPrecision
             if let bytes = try file.integer("inputs.http.max_body_bytes", in: 1024...(1 << 30)) {
                 inputs.httpLimits.maximumBodyBytes = Int(bytes)
             }
@@ -160,6 +184,12 @@ package struct AgentConfiguration: Sendable {
             let readingsLimit = Int64(DecodingLimits.default.maximumReadings)
             if let count = try file.integer("inputs.http.max_readings_per_request", in: 1...readingsLimit) {
                 inputs.httpLimits.maximumReadingsPerRequest = Int(count)
+            }
+            if let seconds = try file.integer("inputs.http.retry_window_seconds", in: 0...86400) {
+                inputs.setRetryWindow(seconds: seconds)
+            }
+            if let count = try file.integer("inputs.http.retry_window_readings", in: 1...(1 << 26)) {
+                inputs.httpLimits.retryWindow?.maximumEntries = Int(count)
             }
             let sensors = try file.integer("inputs.simulator.sensors", in: 1...1_000_000)
             let rate = try file.number("inputs.simulator.rate_hz", in: 0.001...1_000_000)
@@ -200,6 +230,21 @@ package struct AgentConfiguration: Sendable {
         if let http = try arguments.value("--listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.http = http }
         if let tcp = try arguments.value("--tcp-listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.tcp = tcp }
         if let udp = try arguments.value("--udp-listen", as: "[HOST:]PORT", ListenAddress.parse) { inputs.udp = udp }
+        if let seconds = try arguments.value(
+            "--retry-window", as: "seconds, 0...86400", { Int64($0).flatMap { (0...86400).contains($0) ? $0 : nil } })
+        {
+            inputs.setRetryWindow(seconds: seconds)
+        }
+        if let precision = try arguments.value(
+            "--tcp-precision", as: Self.precisionNames, TimestampPrecision.init(influxName:))
+        {
+            inputs.tcpPrecision = precision
+        }
+        if let precision = try arguments.value(
+            "--udp-precision", as: Self.precisionNames, TimestampPrecision.init(influxName:))
+        {
+            inputs.udpPrecision = precision
+        }
         if let simulator = try arguments.value("--simulate", as: "SENSORS@HZ such as 100@10", Self.parseSimulation) {
             inputs.simulator = simulator
         }
@@ -216,6 +261,8 @@ package struct AgentConfiguration: Sendable {
             throw UsageError("cannot read \(caFile)", setting: "--ca-file")
         }
     }
+
+    private static let precisionNames = "ns, us, ms or s (or InfluxDB's n, u, m, h)"
 
     /// `SENSORS@HZ` (`100@10`), or `SENSORS` for one reading per sensor per second.
     static func parseSimulation(_ text: String) -> SimulatedSensors.Configuration? {

@@ -42,9 +42,12 @@ package enum TimestampPrecision: String, Sendable, CaseIterable {
 /// reading of the series `LineProtocolSeriesKey.make(measurement, tags, field)`; see
 /// `Docs/edge-agent.md`.
 ///
-/// - Values: floats (`1`, `-2.5`, `3e4`), integers `12i` and unsigned `12u` within ±2^53 (beyond
-///   that a Double cannot hold them exactly: an error), booleans `t`/`true`/`T`/`True`/`TRUE` (1) and
-///   `f`/`false`/… (0). String fields are an error: the spool holds numbers only. NaN and
+/// - Values: floats (`1`, `-2.5`, `3e4`), integers `12i` (64-bit signed) and unsigned `12u` (64-bit
+///   unsigned), booleans `t`/`true`/`T`/`True`/`TRUE` (1) and `f`/`false`/… (0). A reading is a
+///   Double: integers it cannot hold exactly (beyond ±2^53, and not a multiple of a power of two
+///   that fits) are rounded to the nearest Double and counted in `roundedIntegers`; integers beyond
+///   64 bits are an error. String fields (`"…"`, with `\"` and `\\` escapes) are skipped and counted
+///   in `skippedStringFields`: the spool holds numbers; the line's other fields are stored. NaN and
 ///   infinities are not line protocol.
 /// - Timestamp: an integer in `precision` units since the epoch; when absent, the default
 ///   (the time of arrival).
@@ -60,6 +63,10 @@ package struct LineProtocolParser: Sendable {
     package static let maximumLineBytes = 64 * 1024
 
     package var precision: TimestampPrecision
+    /// String fields left out of lines that were stored, since the caller last reset it.
+    package var skippedStringFields = 0
+    /// Integer fields stored as the nearest Double because a Double cannot hold them exactly.
+    package var roundedIntegers = 0
     private var interner = SeriesInterner()
     private var fields: [Field] = []
 
@@ -113,17 +120,54 @@ package struct LineProtocolParser: Sendable {
         maximumReadings: Int = .max,
         into block: inout ReadingBlock
     ) throws(InputError) -> Int {
+        var failures: BadLines? = nil
+        return try parseLines(
+            text, firstLineNumber: firstLineNumber, defaultTimestamp: defaultTimestamp,
+            maximumReadings: maximumReadings, into: &block, badLines: &failures)
+    }
+
+    /// The same, but a bad line is skipped and recorded in `badLines` (InfluxDB's partial write: the
+    /// good lines are stored, the answer names the first bad one). Only the limit still throws.
+    @discardableResult
+    package mutating func parseLines(
+        _ text: UnsafeBufferPointer<UInt8>,
+        firstLineNumber: Int = 1,
+        defaultTimestamp: Int64,
+        maximumReadings: Int = .max,
+        into block: inout ReadingBlock,
+        skippingBadLines badLines: inout BadLines
+    ) throws(InputError) -> Int {
+        var failures: BadLines? = badLines
+        defer { badLines = failures ?? badLines }
+        return try parseLines(
+            text, firstLineNumber: firstLineNumber, defaultTimestamp: defaultTimestamp,
+            maximumReadings: maximumReadings, into: &block, badLines: &failures)
+    }
+
+    /// `badLines` nil: throw at the first bad line; otherwise record it there and go on.
+    private mutating func parseLines(
+        _ text: UnsafeBufferPointer<UInt8>,
+        firstLineNumber: Int,
+        defaultTimestamp: Int64,
+        maximumReadings: Int,
+        into block: inout ReadingBlock,
+        badLines: inout BadLines?
+    ) throws(InputError) -> Int {
         var lineNumber = firstLineNumber
         var start = 0
         while start < text.count {
-            var end = start
-            while end < text.count, text[end] != 0x0A { end += 1 }
-            guard end - start <= Self.maximumLineBytes else {
-                throw InputError(line: lineNumber, "the line is longer than \(Self.maximumLineBytes) bytes")
+            let end = Self.lineEnd(text, from: start)
+            do throws(InputError) {
+                guard end - start <= Self.maximumLineBytes else {
+                    throw InputError(line: lineNumber, "the line is longer than \(Self.maximumLineBytes) bytes")
+                }
+                try parseLine(
+                    UnsafeBufferPointer(rebasing: text[start..<end]), lineNumber: lineNumber,
+                    defaultTimestamp: { defaultTimestamp }, into: &block)
+            } catch {
+                guard badLines != nil else { throw error }
+                badLines?.record(error, line: UnsafeBufferPointer(rebasing: text[start..<end]))
             }
-            try parseLine(
-                UnsafeBufferPointer(rebasing: text[start..<end]), lineNumber: lineNumber,
-                defaultTimestamp: { defaultTimestamp }, into: &block)
             guard block.count <= maximumReadings else {
                 throw InputError(
                     line: lineNumber, "more than \(maximumReadings) readings in one request; split it",
@@ -133,6 +177,36 @@ package struct LineProtocolParser: Sendable {
             start = end + 1
         }
         return lineNumber - firstLineNumber
+    }
+
+    /// Where the line starting at `start` ends: the next newline that is not inside a string field
+    /// value (InfluxDB lets a quoted string hold a raw newline). A quote that never closes does not
+    /// swallow the lines after it: the line then ends at the first newline, and fails to parse.
+    static func lineEnd(_ text: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        guard let base = text.baseAddress else { return start }
+        let newline =
+            memchr(base + start, 0x0A, text.count - start).map { UnsafeRawPointer(base).distance(to: $0) } ?? text.count
+        guard memchr(base + start, Int32(UInt8.quote), newline - start) != nil else { return newline }
+        var index = start
+        while index < text.count, text[index] == .space || text[index] == .tab { index += 1 }
+        if index < text.count, text[index] == UInt8(ascii: "#") { return newline }
+        // Quotes in the series section are plain bytes; strings start in the fields.
+        while index < newline, text[index] != .space { index += text[index] == .backslash ? 2 : 1 }
+        var quoted = false
+        while index < text.count {
+            let byte = text[index]
+            if quoted, byte == .backslash {
+                index += 2
+                continue
+            }
+            if byte == .quote {
+                quoted.toggle()
+            } else if byte == 0x0A, !quoted {
+                return index
+            }
+            index += 1
+        }
+        return quoted ? newline : text.count
     }
 
     private mutating func parseLine(
@@ -166,6 +240,8 @@ package struct LineProtocolParser: Sendable {
         while index < end, bytes[index] == .space { index += 1 }
 
         fields.removeAll(keepingCapacity: true)
+        var strings = 0
+        var rounded = 0
         while true {
             let keyStart = index
             while index < end {
@@ -186,16 +262,41 @@ package struct LineProtocolParser: Sendable {
             index += 1
             let valueStart = index
             if index < end, bytes[index] == .quote {
-                throw failure(
-                    index,
-                    "field \"\(Self.text(bytes, keyStart, keyEnd))\": string values are not supported (the spool stores numbers)"
-                )
+                // A string: skipped (the spool stores numbers), but it must still be well formed.
+                index += 1
+                var closed = false
+                while index < end {
+                    if bytes[index] == .backslash {
+                        index += 2
+                        continue
+                    }
+                    index += 1
+                    if bytes[index - 1] == .quote {
+                        closed = true
+                        break
+                    }
+                }
+                guard closed else {
+                    let key = Self.text(bytes, keyStart, keyEnd)
+                    throw failure(valueStart, "field \"\(key)\": the string value has no closing quote")
+                }
+                guard index == end || bytes[index] == .comma || bytes[index] == .space else {
+                    let key = Self.text(bytes, keyStart, keyEnd)
+                    throw failure(index, "field \"\(key)\": unexpected text after the string value")
+                }
+                strings += 1
+                guard index < end, bytes[index] == .comma else { break }
+                index += 1
+                continue
             }
             while index < end, bytes[index] != .comma, bytes[index] != .space { index += 1 }
             let value: Double
             switch LineProtocolNumber.parse(bytes, valueStart, index) {
             case .value(let parsed):
                 value = parsed
+            case .rounded(let parsed):
+                value = parsed
+                rounded += 1
             case .invalid:
                 throw failure(
                     valueStart,
@@ -204,7 +305,7 @@ package struct LineProtocolParser: Sendable {
             case .integerOutOfRange:
                 throw failure(
                     valueStart,
-                    "field \"\(Self.text(bytes, keyStart, keyEnd))\": the integer \(Self.text(bytes, valueStart, min(index, valueStart + 80))) is beyond ±2^53 and cannot be stored exactly"
+                    "field \"\(Self.text(bytes, keyStart, keyEnd))\": the integer \(Self.text(bytes, valueStart, min(index, valueStart + 80))) is out of the 64-bit range"
                 )
             }
             fields.append(Field(keyStart: keyStart, keyEnd: keyEnd, value: value))
@@ -249,6 +350,8 @@ package struct LineProtocolParser: Sendable {
             }
             fields[position].id = id
         }
+        skippedStringFields += strings
+        roundedIntegers += rounded
         for field in fields {
             block.append(
                 id: field.id, generation: interner.generation, key: interner.key(field.id), timestamp: timestamp,
@@ -303,7 +406,10 @@ package struct LineProtocolParser: Sendable {
 enum LineProtocolNumber {
     enum Outcome: Equatable {
         case value(Double)
+        /// An integer a Double cannot hold exactly: the nearest Double.
+        case rounded(Double)
         case invalid
+        /// An integer beyond 64 bits (signed for `i`, unsigned for `u`).
         case integerOutOfRange
     }
 
@@ -420,11 +526,18 @@ enum LineProtocolNumber {
         var tooLarge = false
         while index < to {
             guard let digit = digit(bytes[index]) else { return .invalid }
-            if magnitude > 1 << 53 { tooLarge = true } else { magnitude = magnitude * 10 + digit }
+            let (times10, overflow) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = times10.addingReportingOverflow(digit)
+            if overflow || carry { tooLarge = true } else { magnitude = sum }
             index += 1
         }
-        guard !tooLarge, magnitude <= 1 << 53 else { return .integerOutOfRange }
-        return .value(negative ? -Double(magnitude) : Double(magnitude))
+        // i: Int64 (-2^63 ... 2^63-1); u: UInt64.
+        let limit: UInt64 = allowSign ? (negative ? 1 << 63 : (1 << 63) - 1) : .max
+        guard !tooLarge, magnitude <= limit else { return .integerOutOfRange }
+        let value = negative ? -Double(magnitude) : Double(magnitude)
+        if magnitude <= 1 << 53 { return .value(value) }
+        // Double(UInt64) rounds to nearest; it is exact when converting back gives the same integer.
+        return UInt64(exactly: value.magnitude) == magnitude ? .value(value) : .rounded(value)
     }
 
     /// A whole integer (timestamps), optionally negative; nil when malformed or beyond Int64.
@@ -575,4 +688,22 @@ package struct SeriesInterner: Sendable {
 extension UInt8 {
     static let tab = UInt8(ascii: "\t")
     static let carriageReturn = UInt8(ascii: "\r")
+}
+
+/// The lines of a request that did not parse, when the good ones are kept (InfluxDB's partial write).
+package struct BadLines: Sendable {
+    /// The first bad line's error.
+    package private(set) var first: InputError?
+    /// The first bad line as sent (at most 256 bytes of it), for the answer to quote.
+    package private(set) var firstText = ""
+    package private(set) var count = 0
+
+    package init() {}
+
+    mutating func record(_ error: InputError, line: UnsafeBufferPointer<UInt8>) {
+        count += 1
+        guard first == nil else { return }
+        first = error
+        firstText = String(decoding: UnsafeBufferPointer(rebasing: line[0..<min(line.count, 256)]), as: UTF8.self)
+    }
 }

@@ -29,12 +29,20 @@ package struct AgentMetrics: Sendable {
         var rejected: [(labels: [(String, String)], value: Double)] = [
             ([("input", "http")], Double(http.rejectedLines.load(ordering: .relaxed)))
         ]
+        var strings: [(labels: [(String, String)], value: Double)] = [
+            ([("input", "http")], Double(http.skippedStringFields.load(ordering: .relaxed)))
+        ]
+        var rounded: [(labels: [(String, String)], value: Double)] = [
+            ([("input", "http")], Double(http.roundedIntegers.load(ordering: .relaxed)))
+        ]
         var dropped = 0
         for socket in services.sockets {
             let counters = socket.counters
             let input = socket.configuration.transport.rawValue
             readings.append(([("input", input)], Double(counters.readingsStored)))
             rejected.append(([("input", input)], Double(counters.rejectedLines)))
+            strings.append(([("input", input)], Double(counters.skippedStringFields)))
+            rounded.append(([("input", input)], Double(counters.roundedIntegers)))
             dropped += counters.droppedDatagrams
         }
         if let simulator = services.simulator {
@@ -43,13 +51,33 @@ package struct AgentMetrics: Sendable {
         out.family("edge_agent_input_readings_total", "counter", "Readings made durable in the spool, by input.", readings)
         out.family("edge_agent_input_rejected_lines_total", "counter", "Malformed lines refused, by input.", rejected)
         out.family(
+            "edge_agent_input_skipped_string_fields_total", "counter",
+            "Line protocol string fields left out of stored lines (the spool holds numbers), by input.", strings)
+        out.family(
+            "edge_agent_input_rounded_integers_total", "counter",
+            "Line protocol integers beyond 2^53 stored as the nearest Float64, by input.", rounded)
+        out.family(
             "edge_agent_input_requests_total", "counter", "HTTP input requests answered, by route and status.",
             http.responseCounts.sorted { ($0.key.path, $0.key.status) < ($1.key.path, $1.key.status) }.map {
                 ([("path", $0.key.path), ("code", String($0.key.status))], Double($0.value))
             })
         out.counter("edge_agent_input_received_bytes_total", "HTTP input body bytes received (as sent, before gzip inflation).", Double(http.bytesReceived.load(ordering: .relaxed)))
         out.counter("edge_agent_input_spool_refusals_total", "Input writes the spool refused (full, disk full, I/O error).", Double(http.spoolRefusals.load(ordering: .relaxed)))
-        out.counter("edge_agent_input_skipped_samples_total", "Remote write samples left out: stale markers, NaN and infinities.", Double(http.skippedSamples.load(ordering: .relaxed)))
+        out.counter(
+            "edge_agent_input_skipped_samples_total",
+            "Remote write samples and OTLP points left out: stale markers, no recorded value, NaN and infinities.",
+            Double(http.skippedSamples.load(ordering: .relaxed)))
+        out.counter(
+            "edge_agent_input_retried_readings_total",
+            "HTTP input readings dropped as producer retries: identical to ones stored within the retry window.",
+            Double(http.retriedReadings.load(ordering: .relaxed)))
+        out.gauge(
+            "edge_agent_input_retry_window_readings", "Readings the retry window remembers.",
+            Double(services.endpoints.retryWindow?.rememberedCount ?? 0))
+        out.counter(
+            "edge_agent_input_rejected_points_total",
+            "OTLP data points refused one by one (exponential histograms, points without a value).",
+            Double(http.rejectedPoints.load(ordering: .relaxed)))
         out.counter("edge_agent_input_dropped_datagrams_total", "UDP datagrams dropped because the spool refused them.", Double(dropped))
 
         if let status = await spoolStatus() {

@@ -15,7 +15,9 @@ extension Spool: ReadingSink {}
 
 /// The edge agent's local HTTP inputs: InfluxDB line protocol (1.x and 2.x write APIs), Prometheus
 /// remote write, and JSON. A write is answered with success only once its readings are durable in
-/// the spool; a request is stored whole or not at all. `Docs/edge-agent.md` describes each endpoint.
+/// the spool; a request is stored whole or not at all, except that line protocol keeps its good lines
+/// when some are bad (InfluxDB 1.x's partial write, a 400 naming the first bad line). `Docs/edge-agent.md`
+/// describes each endpoint.
 package final class InputEndpoints: HTTPResponder {
     package struct Configuration: Sendable {
         /// Largest request body as received (compressed or not); more gets 413.
@@ -37,6 +39,8 @@ package final class InputEndpoints: HTTPResponder {
         package var memoryReleaseThresholdBytes = 4 << 20
         /// What a 503 tells producers to wait before retrying.
         package var retryAfterSeconds = 5
+        /// Producer retries dropped at the edge (`RetryWindow`); nil turns it off.
+        package var retryWindow: RetryWindow.Configuration? = RetryWindow.Configuration()
 
         package init() {}
     }
@@ -44,14 +48,16 @@ package final class InputEndpoints: HTTPResponder {
     package let configuration: Configuration
     package let statistics = InputStatistics()
     private let sink: any ReadingSink
-    private let now: @Sendable () -> Int64
+    let now: @Sendable () -> Int64
     private let parsers = Mutex<[LineProtocolParser]>([])
     private let inflations: InflationGate
+    package let retryWindow: RetryWindow?
 
     /// Every path the input listener answers (`/metrics` is served beside these by `InputServices`);
     /// metric labels use these and fold anything else into `other`.
     package static let paths: Set<String> = [
         "/ping", "/health", "/write", "/api/v2/write", "/api/v1/write", "/v1/readings", "/query", "/metrics",
+        "/v1/metrics", "/collectd",
     ]
 
     package init(
@@ -63,6 +69,7 @@ package final class InputEndpoints: HTTPResponder {
         self.sink = sink
         self.now = now
         self.inflations = InflationGate(limit: configuration.maximumConcurrentInflations)
+        retryWindow = configuration.retryWindow.map { RetryWindow(configuration: $0) }
     }
 
     package static let wallClock: @Sendable () -> Int64 = {
@@ -76,6 +83,7 @@ package final class InputEndpoints: HTTPResponder {
             switch request.path {
             case "/write", "/query": .influxV1
             case "/api/v2/write": .influxV2
+            case "/v1/metrics": .otlp(json: Self.isJSON(request))
             default: .edgeSync
             }
         do {
@@ -105,9 +113,12 @@ package final class InputEndpoints: HTTPResponder {
             return try await writeJSON(request)
         case ("POST", "/api/v1/write"):
             return try await writeRemote(request)
+        case ("POST", "/v1/metrics"):
+            return try await writeOTLP(request)
+        case ("POST", "/collectd"):
+            return try await writeCollectd(request)
         case ("GET", "/query"), ("POST", "/query"):
-            // The 1.x CLI sends DDL (CREATE DATABASE …) before an import; there is nothing to create.
-            return json(.ok, #"{"results":[{"statement_id":0}]}"#)
+            return try await query(request)
         default:
             if Self.paths.contains(request.path) {
                 throw InputFailure(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
@@ -159,6 +170,8 @@ package final class InputEndpoints: HTTPResponder {
     ) async throws(InputFailure) {
         var parser = parsers.withLock { $0.popLast() } ?? LineProtocolParser()
         parser.precision = precision
+        parser.skippedStringFields = 0
+        parser.roundedIntegers = 0
         var block = ReadingBlock()
         var reader = LineProtocolBodyReader(configuration: configuration, defaultTimestamp: now())
         defer {
@@ -169,13 +182,45 @@ package final class InputEndpoints: HTTPResponder {
                 parsers.withLock { if $0.count < 8 { $0.append(parser) } }
             }
         }
-        let outcome = try await reader.read(
+        let badLines = try await reader.read(
             request, isGzip: isGzip, inflations: inflations, parser: &parser, into: &block, statistics: statistics)
-        if case .badLine(let error) = outcome {
-            statistics.rejectedLines.add(1, ordering: .relaxed)
-            throw InputFailure(.badRequest, "invalid_line", "\(error); nothing from this request was stored")
-        }
         try await store(block)
+        statistics.skippedStringFields.add(parser.skippedStringFields, ordering: .relaxed)
+        statistics.roundedIntegers.add(parser.roundedIntegers, ordering: .relaxed)
+        guard let first = badLines.first else { return }
+        // InfluxDB 1.x: the valid points are stored and the answer is a 400 naming what was dropped.
+        statistics.rejectedLines.add(badLines.count, ordering: .relaxed)
+        let more = badLines.count > 1 ? " (and \(badLines.count - 1) more bad lines)" : ""
+        let detail = "unable to parse '\(badLines.firstText)': \(first)\(more)"
+        if block.isEmpty {
+            let message = "\(detail); nothing from this request was stored dropped=\(badLines.count)"
+            throw InputFailure(.badRequest, "invalid_line", message)
+        }
+        throw InputFailure(.badRequest, "partial_write", "partial write: \(detail) dropped=\(badLines.count)")
+    }
+
+    // MARK: InfluxQL
+
+    /// `q` and `db` from the query string or, for a POST, a form body (`InfluxQueryAnswer`).
+    private func query(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        guard var parameters = HTTPQueryParameters(request.query) else {
+            throw InputFailure(.badRequest, "invalid_query", "the query string is not valid percent-encoded UTF-8")
+        }
+        if parameters["q"] == nil, request.method == "POST" {
+            let body = try await readBody(request, maximumInflatedBytes: 1 << 20)
+            guard let text = String(validating: body, as: UTF8.self), let form = HTTPQueryParameters(text) else {
+                throw InputFailure(.badRequest, "invalid_query", "the form body is not valid percent-encoded UTF-8")
+            }
+            parameters = form
+        }
+        guard let statements = parameters["q"], !statements.isEmpty else {
+            throw InputFailure(.badRequest, "missing_q", #"missing required parameter "q""#)
+        }
+        guard let answer = InfluxQueryAnswer.body(query: statements, database: parameters["db"]) else {
+            throw InputFailure(
+                .badRequest, "too_many_statements", "more than \(InfluxQueryAnswer.maximumStatements) statements")
+        }
+        return json(.ok, answer)
     }
 
     // MARK: JSON
@@ -194,6 +239,18 @@ package final class InputEndpoints: HTTPResponder {
         let range = try await store(block)
         let answer = range.map { #"{"accepted":\#($0.count),"first_sequence":\#($0.first),"last_sequence":\#($0.last)}"# }
         return json(.ok, answer ?? #"{"accepted":0}"#)
+    }
+
+    // MARK: collectd
+
+    /// collectd's `write_http` with `Format "JSON"` (`CollectdJSON`); 204 once durable.
+    private func writeCollectd(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
+        let body = try await readBody(request, maximumInflatedBytes: configuration.maximumJSONBytes)
+        var block = ReadingBlock()
+        let skipped = try CollectdJSON.decode(body, into: &block)
+        try await store(block)
+        statistics.skippedSamples.add(skipped, ordering: .relaxed)
+        return HTTPResponse(status: .noContent)
     }
 
     // MARK: Prometheus remote write
@@ -295,11 +352,22 @@ package final class InputEndpoints: HTTPResponder {
                 .contentTooLarge, "too_many_readings",
                 "\(block.count) readings in one request; at most \(configuration.maximumReadingsPerRequest): split it")
         }
+        var block = block
+        let admission = await retryWindow?.admit(&block)
+        if let admission, admission.retries > 0 {
+            statistics.retriedReadings.add(admission.retries, ordering: .relaxed)
+        }
+        guard !block.isEmpty else {
+            if let admission { retryWindow?.finish(admission, stored: false) }
+            return nil
+        }
         do {
             let range = try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings)
+            if let admission { retryWindow?.finish(admission, stored: true) }
             statistics.readingsStored.add(block.count, ordering: .relaxed)
             return range
         } catch {
+            if let admission { retryWindow?.finish(admission, stored: false) }
             statistics.spoolRefusals.add(1, ordering: .relaxed)
             throw InputFailure.spool(error, retryAfterSeconds: configuration.retryAfterSeconds)
         }
@@ -318,8 +386,16 @@ package final class InputStatistics: Sendable {
     package let bytesReceived = Atomic<Int>(0)
     package let rejectedLines = Atomic<Int>(0)
     package let spoolRefusals = Atomic<Int>(0)
-    /// Remote write samples left out: stale markers, NaN and infinities.
+    /// Remote write samples and OTLP points left out: stale markers, "no recorded value", NaN and infinities.
     package let skippedSamples = Atomic<Int>(0)
+    /// OTLP points refused one by one (exponential histograms, …), answered as partial success.
+    package let rejectedPoints = Atomic<Int>(0)
+    /// Readings dropped as producer retries (identical to ones stored within the retry window).
+    package let retriedReadings = Atomic<Int>(0)
+    /// Line protocol string fields left out of stored lines.
+    package let skippedStringFields = Atomic<Int>(0)
+    /// Line protocol integers stored as the nearest Double.
+    package let roundedIntegers = Atomic<Int>(0)
     private let responses = Mutex<[ResponseKey: Int]>([:])
 
     package struct ResponseKey: Hashable, Sendable {

@@ -1,6 +1,7 @@
 import EdgeSyncProtocol
 import Foundation
 import HTTPCore
+import OpenTelemetryMetrics
 
 /// Why an input request was refused, rendered in the error shape its client expects.
 package struct InputFailure: Error, CustomStringConvertible, Sendable {
@@ -20,16 +21,25 @@ package struct InputFailure: Error, CustomStringConvertible, Sendable {
     package var description: String { "\(status.code) \(code): \(message)" }
 
     /// The error shapes of the protocols the agent speaks.
-    package enum Dialect: Sendable {
+    package enum Dialect: Sendable, Equatable {
         /// InfluxDB 1.x: `{"error": "…"}` and an `X-Influxdb-Error` header.
         case influxV1
         /// InfluxDB 2.x: `{"code": "invalid", "message": "…"}`.
         case influxV2
         /// edge-sync's own `ErrorBody`: `{"error": code, "message": "…"}` (JSON and remote write).
         case edgeSync
+        /// OTLP/HTTP: a `google.rpc.Status`, as protobuf or (for JSON requests) JSON.
+        case otlp(json: Bool)
     }
 
     package func response(_ dialect: Dialect) -> HTTPResponse {
+        if case .otlp(let json) = dialect {
+            var headers = HTTPHeaders()
+            headers.add("Content-Type", json ? "application/json" : "application/x-protobuf")
+            if let retryAfterSeconds { headers.add("Retry-After", String(retryAfterSeconds)) }
+            let body = OTLPResponse.status(httpStatus: status.code, message: message, json: json)
+            return HTTPResponse(status: status, headers: headers, bytes: body)
+        }
         var headers = HTTPHeaders()
         headers.add("Content-Type", "application/json; charset=utf-8")
         if let retryAfterSeconds { headers.add("Retry-After", String(retryAfterSeconds)) }
@@ -42,7 +52,7 @@ package struct InputFailure: Error, CustomStringConvertible, Sendable {
             document = ["error": message]
         case .influxV2:
             document = ["code": influxV2Code, "message": message]
-        case .edgeSync:
+        case .edgeSync, .otlp:
             document = ["error": code, "message": message]
         }
         let encoder = JSONEncoder()

@@ -27,14 +27,14 @@ package final class InputServices: Sendable {
         endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink)
         var sockets: [LineProtocolSocketInput] = []
         if let tcp = configuration.tcp {
-            sockets.append(
-                LineProtocolSocketInput(
-                    configuration: .init(transport: .tcp, host: tcp.host, port: tcp.port), sink: sink, log: log))
+            var socket = LineProtocolSocketInput.Configuration(transport: .tcp, host: tcp.host, port: tcp.port)
+            socket.precision = configuration.tcpPrecision
+            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, log: log))
         }
         if let udp = configuration.udp {
-            sockets.append(
-                LineProtocolSocketInput(
-                    configuration: .init(transport: .udp, host: udp.host, port: udp.port), sink: sink, log: log))
+            var socket = LineProtocolSocketInput.Configuration(transport: .udp, host: udp.host, port: udp.port)
+            socket.precision = configuration.udpPrecision
+            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, log: log))
         }
         self.sockets = sockets
         simulator = configuration.simulator.map { SimulatedSensors(configuration: $0, sink: sink, log: log) }

@@ -10,23 +10,20 @@ import Synchronization
 /// readings parsed so far. A decompression bomb therefore costs the zlib state and a piece until
 /// `maximumInflatedBytes` refuses it.
 ///
-/// The answers are those of reading the whole body first: after a bad line the rest of the body is
-/// still read (and inflated, without being kept) so that a body over a size limit is a 413 whatever
-/// its first line holds, and a bad line is reported with its number.
+/// The answers are those of reading the whole body first. A bad line is skipped and recorded with
+/// its number (InfluxDB's partial write: the good lines are stored), and a line longer than
+/// `LineProtocolParser.maximumLineBytes` is skipped up to its newline without being kept.
 struct LineProtocolBodyReader {
     let configuration: InputEndpoints.Configuration
     let defaultTimestamp: Int64
 
-    /// What reading the body found: the readings, or the first bad line.
-    enum Outcome {
-        case parsed
-        case badLine(InputError)
-    }
-
-    /// Bytes of text handed to the parser (not those read past a bad line only to learn the size).
+    /// Bytes of text handed to the parser (not those of an over-long line skipped to its end).
     private(set) var parsedBytes = 0
-    private var firstError: InputError?
+    /// The lines that did not parse; the others are in the block.
+    private(set) var badLines = BadLines()
     private var lineNumber = 1
+    /// Inside a line that passed the length limit: everything up to its newline is dropped.
+    private var isSkippingLongLine = false
     /// The start of a line whose newline has not arrived yet.
     private var partialLine: [UInt8] = []
 
@@ -46,7 +43,7 @@ struct LineProtocolBodyReader {
     mutating func read(
         _ request: HTTPRequest, isGzip: Bool, inflations: InflationGate, parser: inout LineProtocolParser,
         into block: inout ReadingBlock, statistics: InputStatistics
-    ) async throws(InputFailure) -> Outcome {
+    ) async throws(InputFailure) -> BadLines {
         let bodyLimit = configuration.maximumBodyBytes
         let textLimit = configuration.maximumInflatedBytes
         let inflater = isGzip ? GzipInflater(maximumBytes: textLimit) : nil
@@ -82,13 +79,12 @@ struct LineProtocolBodyReader {
         } catch {
             throw InputFailure.unreadableBody(error, limit: bodyLimit)
         }
-        if firstError == nil && !partialLine.isEmpty {
+        if !partialLine.isEmpty {
             let last = partialLine
             partialLine = []
             try parse(last[...], parser: &parser, block: &block)
         }
-        if let firstError { return .badLine(firstError) }
-        return .parsed
+        return badLines
     }
 
     /// Inflates `compressed` and parses what it gives.
@@ -105,10 +101,16 @@ struct LineProtocolBodyReader {
     }
 
     /// Parses the complete lines in `piece` (with the partial line before it) and keeps the rest.
-    private mutating func feed(_ piece: [UInt8], parser: inout LineProtocolParser, block: inout ReadingBlock)
+    private mutating func feed(_ whole: [UInt8], parser: inout LineProtocolParser, block: inout ReadingBlock)
         throws(InputFailure)
     {
-        guard firstError == nil else { return }  // only sizes matter now
+        var piece = whole[...]
+        if isSkippingLongLine {
+            guard let newline = piece.firstIndex(of: 0x0A) else { return }
+            isSkippingLongLine = false
+            lineNumber += 1
+            piece = piece[(newline + 1)...]
+        }
         parsedBytes += piece.count
         guard let lastNewline = piece.lastIndex(of: 0x0A) else {
             partialLine += piece
@@ -123,18 +125,18 @@ struct LineProtocolBodyReader {
             partialLine = []
             try parse(lines[...], parser: &parser, block: &block)
         }
-        if firstError == nil {
-            partialLine = Array(piece[(lastNewline + 1)...])
-            checkPartialLine()
-        }
+        partialLine = Array(piece[(lastNewline + 1)...])
+        checkPartialLine()
     }
 
+    /// A line past the length limit is recorded as bad and dropped up to its newline.
     private mutating func checkPartialLine() {
-        if partialLine.count > LineProtocolParser.maximumLineBytes {
-            firstError = InputError(
-                line: lineNumber, "the line is longer than \(LineProtocolParser.maximumLineBytes) bytes")
-            partialLine = []
-        }
+        guard partialLine.count > LineProtocolParser.maximumLineBytes else { return }
+        let error = InputError(
+            line: lineNumber, "the line is longer than \(LineProtocolParser.maximumLineBytes) bytes")
+        partialLine.withUnsafeBufferPointer { badLines.record(error, line: $0) }
+        partialLine = []
+        isSkippingLongLine = true
     }
 
     private mutating func parse(_ lines: ArraySlice<UInt8>, parser: inout LineProtocolParser, block: inout ReadingBlock)
@@ -145,7 +147,8 @@ struct LineProtocolBodyReader {
             Result { () throws(InputError) in
                 try parser.parseLines(
                     buffer, firstLineNumber: first, defaultTimestamp: defaultTimestamp,
-                    maximumReadings: configuration.maximumReadingsPerRequest, into: &block)
+                    maximumReadings: configuration.maximumReadingsPerRequest, into: &block,
+                    skippingBadLines: &badLines)
             }
         }
         switch result {
@@ -155,11 +158,8 @@ struct LineProtocolBodyReader {
             if let failure = InputFailure.tooManySeries(block.seriesKeys.count, configuration: configuration) {
                 throw failure
             }
-        case .failure(let error) where error.isLimitExceeded:
+        case .failure(let error):  // only the readings limit throws; bad lines are in `badLines`
             throw InputFailure(.contentTooLarge, "too_many_readings", "\(error.reason); nothing was stored")
-        case .failure(let error):
-            firstError = error
-            block.removeAll()
         }
     }
 }

@@ -23,6 +23,8 @@ package final class LineProtocolSocketInput: Sendable {
         package var transport: Transport
         package var host: String
         package var port: Int
+        /// The unit of the lines' timestamps.
+        package var precision = TimestampPrecision.nanoseconds
         package var maximumConnections = 64
         /// Readings gathered before an append; a pause in the stream appends what is there at once.
         package var blockReadings = 10_000
@@ -39,6 +41,8 @@ package final class LineProtocolSocketInput: Sendable {
     package struct Counters: Sendable {
         package var readingsStored = 0
         package var rejectedLines = 0
+        package var skippedStringFields = 0
+        package var roundedIntegers = 0
         package var droppedDatagrams = 0
         package var connections = 0
     }
@@ -157,7 +161,7 @@ package final class LineProtocolSocketInput: Sendable {
             state.withLock { _ = $0.connections.remove(fd) }
             close(fd)
         }
-        var parser = LineProtocolParser()
+        var parser = LineProtocolParser(precision: configuration.precision)
         var block = ReadingBlock()
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
@@ -234,6 +238,14 @@ package final class LineProtocolSocketInput: Sendable {
             lineNumber += 1
             start = end + 1
         }
+        if parser.skippedStringFields > 0 || parser.roundedIntegers > 0 {
+            state.withLock {
+                $0.counters.skippedStringFields += parser.skippedStringFields
+                $0.counters.roundedIntegers += parser.roundedIntegers
+            }
+            parser.skippedStringFields = 0
+            parser.roundedIntegers = 0
+        }
     }
 
     private func reject(_ error: InputError, peer: String) {
@@ -290,7 +302,7 @@ package final class LineProtocolSocketInput: Sendable {
     // MARK: UDP
 
     private func receiveDatagrams(_ fd: Int32) {
-        var parser = LineProtocolParser()
+        var parser = LineProtocolParser(precision: configuration.precision)
         var block = ReadingBlock()
         var buffer = [UInt8](repeating: 0, count: 65_536)
         var datagrams = 0
