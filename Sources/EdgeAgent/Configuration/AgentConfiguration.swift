@@ -26,6 +26,8 @@ package struct AgentConfiguration: Sendable {
         package var udp: (host: String, port: Int)?
         /// The built-in sensor simulator.
         package var simulator: SimulatedSensors.Configuration?
+        /// Subscriptions on an MQTT broker (`AgentConfiguration+MQTT.swift`).
+        package var mqtt: MQTTInput.Configuration?
 
         package init() {}
     }
@@ -158,6 +160,7 @@ package struct AgentConfiguration: Sendable {
                 }
                 inputs.simulator = simulator
             }
+            inputs.mqtt = try Self.mqttInput(from: file, device: device)
             guard upload.retry.maximumBackoff >= upload.retry.initialBackoff else {
                 throw UsageError(
                     "must not be below upload.backoff_initial_ms", setting: "\(file.source): upload.backoff_max_seconds"

@@ -40,6 +40,8 @@ package struct AgentMetrics: Sendable {
         if let simulator = services.simulator {
             readings.append(([("input", "simulator")], Double(simulator.counters.readingsStored)))
         }
+        let mqtt = services.mqtt?.counters
+        if let mqtt { readings.append(([("input", "mqtt")], Double(mqtt.readingsStored))) }
         out.family("edge_agent_input_readings_total", "counter", "Readings made durable in the spool, by input.", readings)
         out.family("edge_agent_input_rejected_lines_total", "counter", "Malformed lines refused, by input.", rejected)
         out.family(
@@ -51,6 +53,7 @@ package struct AgentMetrics: Sendable {
         out.counter("edge_agent_input_spool_refusals_total", "Input writes the spool refused (full, disk full, I/O error).", Double(http.spoolRefusals.load(ordering: .relaxed)))
         out.counter("edge_agent_input_skipped_samples_total", "Remote write samples left out: stale markers, NaN and infinities.", Double(http.skippedSamples.load(ordering: .relaxed)))
         out.counter("edge_agent_input_dropped_datagrams_total", "UDP datagrams dropped because the spool refused them.", Double(dropped))
+        if let mqtt { MQTTInput.writeMetrics(mqtt, into: &out) }
 
         if let status = await spoolStatus() {
             out.gauge("edge_agent_spool_queued_readings", "Readings in the spool not yet acknowledged by the collector.", Double(status.queuedReadings))
