@@ -177,6 +177,8 @@ extension ChildProcessTests {
             try await waitForLog(agent, "topic=\"ledger/end\"")
             agent.kill(SIGTERM)
             #expect(await agent.waitForExit() == 0)
+            await agent.waitForOutputToClose()
+            #expect(agent.stderrLines.contains { $0.contains("event=stopped") && $0.contains("mqtt_readings=") })
             let spool = try await Spool.open(spoolConfiguration(directory + "/spool", device: "gw-mqtt"))
             var counts: [Int: Int] = [:]
             for reading in try await storedReadings(spool) {
@@ -188,7 +190,14 @@ extension ChildProcessTests {
 
         @Test func everyAcknowledgedMessageIsStoredOnceAcrossABrokerRestart() async throws {
             try await withRig { broker, directory in
-                let agent = try await startAgent(try writeConfiguration(directory, port: broker.port))
+                let configuration = try writeConfiguration(directory, port: broker.port)
+                let check = try await runProcess(
+                    try edgeAgentBinary(), ["config", "check", configuration, "--token", "t"])
+                #expect(check.status == 0, "\(check.stderr)")
+                #expect(
+                    check.stdout.contains("mqtt 127.0.0.1:\(broker.port) topics ledger/# qos 1 protocol 5"),
+                    "\(check.stdout)")
+                let agent = try await startAgent(configuration)
                 let publisher = LedgerPublisher(port: broker.port, limit: 4000)
                 try await publisher.waitForAcknowledged(2000)
                 // Mid-stream: the publisher may still be sending, the agent still draining the queue.
