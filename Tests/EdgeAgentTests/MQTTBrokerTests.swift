@@ -137,11 +137,11 @@ extension ChildProcessTests {
             }
         }
 
-        func writeConfiguration(_ directory: String, port: Int) throws -> String {
+        func writeConfiguration(_ directory: String, port: Int, protocol version: String = "5") throws -> String {
             let path = directory + "/agent.json"
             try """
             {"data_dir": "\(directory)/spool", "device": "gw-mqtt", "collector": {"url": "http://127.0.0.1:9"},
-             "inputs": {"mqtt": {"broker": "127.0.0.1:\(port)", "topics": ["ledger/#"], "client_id": "agent-under-test",
+             "inputs": {"mqtt": {"broker": "127.0.0.1:\(port)", "topics": ["ledger/#"], "client_id": "agent-under-test", "protocol": "\(version)",
                "keep_alive_seconds": 5, "reconnect_initial_ms": 20, "reconnect_max_seconds": 1,
                "rules": [{"topic": "ledger/{stream}", "measurement": "ledger", "format": "value"}]}}}
             """.write(toFile: path, atomically: true, encoding: .utf8)
@@ -188,14 +188,15 @@ extension ChildProcessTests {
             return counts
         }
 
+        /// MQTT 3.1.1 here (clean session 0 keeps the session), 5 in the SIGKILL test.
         @Test func everyAcknowledgedMessageIsStoredOnceAcrossABrokerRestart() async throws {
             try await withRig { broker, directory in
-                let configuration = try writeConfiguration(directory, port: broker.port)
+                let configuration = try writeConfiguration(directory, port: broker.port, protocol: "3.1.1")
                 let check = try await runProcess(
                     try edgeAgentBinary(), ["config", "check", configuration, "--token", "t"])
                 #expect(check.status == 0, "\(check.stderr)")
                 #expect(
-                    check.stdout.contains("mqtt 127.0.0.1:\(broker.port) topics ledger/# qos 1 protocol 5"),
+                    check.stdout.contains("mqtt 127.0.0.1:\(broker.port) topics ledger/# qos 1 protocol 3.1.1"),
                     "\(check.stdout)")
                 let agent = try await startAgent(configuration)
                 let publisher = LedgerPublisher(port: broker.port, limit: 4000)
