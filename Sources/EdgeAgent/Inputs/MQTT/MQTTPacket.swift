@@ -132,7 +132,9 @@ package enum MQTTPacketEncoder {
         if version == .v5 { body.append(0) }
         for filter in filters {
             appendString(Array(filter.utf8), to: &body)
-            body.append(qos & 0x03)
+            // MQTT 5 retain handling 1: retained messages only when the subscription is new, so a
+            // reconnect to the persistent session does not store them again.
+            body.append(qos & 0x03 | (version == .v5 ? 0x10 : 0))
         }
         return packet(0x82, body)
     }
