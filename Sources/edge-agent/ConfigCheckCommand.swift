@@ -73,7 +73,11 @@ enum ConfigCheckCommand: Subcommand {
                 + " max_in_flight \(upload.retry.maximumInFlight),"
                 + " max_send_bytes_per_second \(configuration.maximumSendBytesPerSecond.map(String.init) ?? "unlimited")",
             "inputs: http \(address(configuration.inputs.http)), tcp \(address(configuration.inputs.tcp)),"
-                + " udp \(address(configuration.inputs.udp)), simulator \(simulator)",
+                + " udp \(address(configuration.inputs.udp)), simulator \(simulator)"
+                + (configuration.inputs.mqtt.map {
+                    ", mqtt \($0.host):\($0.port) topics \($0.session.filters.joined(separator: " "))"
+                        + " qos \($0.session.qos) protocol \($0.session.connect.version.name)"
+                } ?? ""),
         ].joined(separator: "\n")
     }
 }

@@ -88,6 +88,9 @@ enum RunCommand: Subcommand {
             "http_readings=\(statistics.readingsStored.load(ordering: .relaxed))"
             + " http_rejected_lines=\(statistics.rejectedLines.load(ordering: .relaxed))"
         if let simulator = inputs.simulator { fields += " simulated_readings=\(simulator.counters.readingsStored)" }
+        if let mqtt = inputs.mqtt?.counters {
+            fields += " mqtt_readings=\(mqtt.readingsStored) mqtt_rejected_messages=\(mqtt.rejectedMessages)"
+        }
         return fields
     }
 }

@@ -11,7 +11,7 @@ import OpenTelemetryMetrics
 enum InputsBenchmark: BenchmarkScenario {
     static let name = "inputs"
     static let summary =
-        "line protocol parser lines/s (one core); HTTP line protocol and OTLP → spool (fsync full) readings/s"
+        "line protocol parser lines/s (one core); HTTP line protocol, OTLP and MQTT QoS 1 → spool (fsync full) readings/s"
 
     static func run(_ options: BenchmarkOptions) async throws {
         let seconds = options.integer("--seconds") ?? 10
@@ -68,6 +68,7 @@ enum InputsBenchmark: BenchmarkScenario {
         print("OTLP bodies: \(otlpBytes) bytes gzip protobuf per \(linesPerRequest) points")
         print(httpTable.render())
         print("fsync full; wrk -t1 is the load generator on the same 2 cores; 1 MB = 2^20 bytes")
+        try await MQTTInputBenchmark.run(options, values: datasets.flatMap { $0.readings.map(\.value) })
     }
 
     /// One line per reading: `CGM glucose=5.4 1269…` (the form Telegraf and client libraries send).

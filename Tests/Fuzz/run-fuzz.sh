@@ -3,7 +3,8 @@
 # usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60; CI runs 30)
 # Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
 # Tests/Fuzz/seeds/remote-write/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
-# the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the
+# the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the MQTT
+# packet decoder (broker-to-client packets, 3.1.1 and 5.0; seeds in Tests/Fuzz/seeds/mqtt-packet/), the
 # collector's query parameters, timestamps and paging cursor, the JSON messages (the agent's JSON
 # input, the dropped-range report, the acknowledgement), and the JSON configuration files.
 # Each harness keeps its working corpus in Tests/Fuzz/corpus/<harness>/ (committed): libFuzzer adds
@@ -146,6 +147,13 @@ swiftc "${sanitize[@]}" -module-name EdgeAgentInputs -package-name edge_sync -I 
     -I "$root/Sources/CEpoll" -I "$root/Sources/CSQLite" -lz -lsqlite3 "$root"/Sources/EdgeSyncCodec/*.swift \
     "$build/json-src"/*.swift "$root/Tests/Fuzz/JSONMessagesFuzzer.swift" -o "$build/json-messages-fuzzer"
 run_harness json-messages "$build/json-messages-fuzzer" "" -max_len=4096 -malloc_limit_mb=64
+
+echo "fuzz: building the MQTT packet decoder with -sanitize=fuzzer,address"
+swiftc "${sanitize[@]}" -module-name EdgeAgentMQTT -package-name edge_sync \
+    "$root"/Sources/EdgeAgent/Inputs/MQTT/{MQTTPacket,MQTTPacketDecoder}.swift \
+    "$root/Tests/Fuzz/MQTTPacketFuzzer.swift" -o "$build/mqtt-packet-fuzzer"
+# A packet is buffered whole before decoding: at most its 1 MiB limit (64 bytes in small-limit mode).
+run_harness mqtt-packet "$build/mqtt-packet-fuzzer" "$root/Tests/Fuzz/seeds/mqtt-packet" -max_len=4096 -malloc_limit_mb=64
 
 echo "fuzz: building the JSON configuration files with -sanitize=fuzzer,address"
 swiftc "${sanitize[@]}" -module-name EdgeSyncCommandLine -package-name edge_sync \

@@ -32,6 +32,8 @@ package struct AgentConfiguration: Sendable {
         package var udpPrecision = TimestampPrecision.nanoseconds
         /// The built-in sensor simulator.
         package var simulator: SimulatedSensors.Configuration?
+        /// Subscriptions on an MQTT broker (`AgentConfiguration+MQTT.swift`).
+        package var mqtt: MQTTInput.Configuration?
 
         package init() {}
 
@@ -205,6 +207,7 @@ package struct AgentConfiguration: Sendable {
                 }
                 inputs.simulator = simulator
             }
+            inputs.mqtt = try Self.mqttInput(from: file, device: device)
             guard upload.retry.maximumBackoff >= upload.retry.initialBackoff else {
                 throw UsageError(
                     "must not be below upload.backoff_initial_ms", setting: "\(file.source): upload.backoff_max_seconds"

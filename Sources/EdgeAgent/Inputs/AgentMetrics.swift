@@ -48,6 +48,8 @@ package struct AgentMetrics: Sendable {
         if let simulator = services.simulator {
             readings.append(([("input", "simulator")], Double(simulator.counters.readingsStored)))
         }
+        let mqtt = services.mqtt?.counters
+        if let mqtt { readings.append(([("input", "mqtt")], Double(mqtt.readingsStored))) }
         out.family("edge_agent_input_readings_total", "counter", "Readings made durable in the spool, by input.", readings)
         out.family("edge_agent_input_rejected_lines_total", "counter", "Malformed lines refused, by input.", rejected)
         out.family(
@@ -79,6 +81,7 @@ package struct AgentMetrics: Sendable {
             "OTLP data points refused one by one (exponential histograms, points without a value).",
             Double(http.rejectedPoints.load(ordering: .relaxed)))
         out.counter("edge_agent_input_dropped_datagrams_total", "UDP datagrams dropped because the spool refused them.", Double(dropped))
+        if let mqtt { MQTTInput.writeMetrics(mqtt, into: &out) }
 
         if let status = await spoolStatus() {
             out.gauge("edge_agent_spool_queued_readings", "Readings in the spool not yet acknowledged by the collector.", Double(status.queuedReadings))

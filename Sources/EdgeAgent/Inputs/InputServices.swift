@@ -13,6 +13,7 @@ package final class InputServices: Sendable {
     private let server = Mutex<HTTPServer?>(nil)
     let sockets: [LineProtocolSocketInput]
     package let simulator: SimulatedSensors?
+    package let mqtt: MQTTInput?
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let simulatorTask = Mutex<Task<Void, Never>?>(nil)
 
@@ -38,6 +39,7 @@ package final class InputServices: Sendable {
         }
         self.sockets = sockets
         simulator = configuration.simulator.map { SimulatedSensors(configuration: $0, sink: sink, log: log) }
+        mqtt = configuration.mqtt.map { MQTTInput(configuration: $0, sink: sink, log: log) }
         if let http = configuration.http {
             var server = HTTPServer.Configuration(host: http.host, port: http.port)
             server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
@@ -48,7 +50,7 @@ package final class InputServices: Sendable {
         }
     }
 
-    package var isEmpty: Bool { server.withLock { $0 } == nil && sockets.isEmpty && simulator == nil }
+    package var isEmpty: Bool { server.withLock { $0 } == nil && sockets.isEmpty && simulator == nil && mqtt == nil }
 
     /// Binds every listener and starts the simulator; returns what listens where (`http`, `tcp`, `udp`).
     package func start() async throws -> [(input: String, address: HTTPServer.Address)] {
@@ -74,6 +76,8 @@ package final class InputServices: Sendable {
         if let simulator {
             simulatorTask.withLock { $0 = Task { await simulator.run() } }
         }
+        // A client, not a listener: it connects (and reconnects) on its own thread.
+        mqtt?.start()
         return bound
     }
 
@@ -89,6 +93,15 @@ package final class InputServices: Sendable {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 Thread {
                     socket.stop()
+                    done.resume()
+                }.start()
+            }
+        }
+        if let mqtt {
+            // Joins the MQTT thread, which may be waiting on the spool: off the pool too.
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Thread {
+                    mqtt.stop()
                     done.resume()
                 }.start()
             }

@@ -1,0 +1,404 @@
+import Dispatch
+import EdgeSyncMetrics
+import EdgeSyncProtocol
+import Foundation
+import Glibc
+import Synchronization
+
+/// Readings from an MQTT broker: subscribes to the configured topic filters, maps each message to
+/// readings (`MQTTTopicMapping`) and acknowledges a QoS 1 message only after its readings are
+/// durable in the spool, so a message the broker delivered is never lost when the agent dies.
+///
+/// One thread owns the connection and does blocking socket I/O and spool appends in turn (never the
+/// cooperative pool): read what the broker sent, decode (`MQTTPacketDecoder`), let the session
+/// (`MQTTSession`) decide, append the readings of every message read in one spool commit, then send
+/// their PUBACKs in one write. While the spool commits, the broker keeps sending up to its in-flight
+/// window, so batches grow with load. When the connection fails or the spool refuses a write, the
+/// connection is closed without acknowledging, and reconnects after a capped exponential backoff
+/// with full jitter (the uploader's `UploadRetryPolicy` ceiling); the broker redelivers what was not
+/// acknowledged.
+package final class MQTTInput: Sendable {
+    package struct Configuration: Sendable {
+        package var host: String
+        package var port: Int
+        package var session: MQTTSession.Configuration
+        package var mapping = MQTTTopicMapping()
+        package var limits = MQTTPacketDecoder.Limits()
+        package var connectTimeout = Duration.seconds(10)
+        /// Backoff between connection attempts (initial ceiling, maximum).
+        package var backoff = UploadRetryPolicy.Configuration()
+        /// Readings gathered before an append, at most (a pause in the stream appends at once).
+        package var blockReadings = 50_000
+
+        package init(host: String, port: Int, session: MQTTSession.Configuration) {
+            self.host = host
+            self.port = port
+            self.session = session
+            backoff.initialBackoff = .milliseconds(250)
+            backoff.maximumBackoff = .seconds(30)
+        }
+    }
+
+    package struct Counters: Sendable, Equatable {
+        package var messages = 0
+        package var readingsStored = 0
+        /// Messages whose payload did not map to readings (acknowledged, logged, not stored).
+        package var rejectedMessages = 0
+        /// JSON members that were not numbers.
+        package var skippedFields = 0
+        package var redeliveriesSkipped = 0
+        package var connections = 0
+        package var isConnected = false
+        package var spoolRefusals = 0
+    }
+
+    package let configuration: Configuration
+    private let sink: any ReadingSink
+    private let now: @Sendable () -> Int64
+    private let log: @Sendable (String) -> Void
+    private let state = Mutex(State())
+    private let finished = DispatchSemaphore(value: 0)
+    /// Signalled by `stop()`, so a backoff wait ends at once.
+    private let wake = DispatchSemaphore(value: 0)
+
+    private struct State {
+        var started = false
+        var stopping = false
+        var counters = Counters()
+    }
+
+    package init(
+        configuration: Configuration, sink: any ReadingSink,
+        now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        self.configuration = configuration
+        self.sink = sink
+        self.now = now
+        self.log = log
+    }
+
+    package var counters: Counters { state.withLock { $0.counters } }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } }
+
+    /// Starts the connection thread; connecting and reconnecting happen there.
+    package func start() {
+        guard
+            state.withLock({ state -> Bool in
+                defer { state.started = true }
+                return !state.started
+            })
+        else { return }
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Stores and acknowledges what was already read, disconnects cleanly (the broker keeps the
+    /// session) and waits for the thread, which notices within a second.
+    package func stop() {
+        let started = state.withLock { state -> Bool in
+            state.stopping = true
+            return state.started
+        }
+        guard started else { return }
+        wake.signal()
+        finished.wait()
+    }
+
+    private func run() {
+        var session = MQTTSession(configuration: configuration.session)
+        var parser = LineProtocolParser()
+        var random = SystemRandomNumberGenerator()
+        let policy = UploadRetryPolicy(configuration: configuration.backoff)
+        var failures = 0
+        let address = "\(configuration.host):\(configuration.port)"
+        while !isStopping {
+            let reason: String
+            var reachedReady = false
+            switch connect() {
+            case .failure(let error):
+                reason = "\(error)"
+            case .success(let fd):
+                state.withLock { $0.counters.connections += 1 }
+                log("level=info event=mqtt_connected input=mqtt broker=\(address)")
+                reason = serve(fd, session: &session, parser: &parser, reachedReady: &reachedReady)
+                close(fd)
+                session.connectionClosed()
+                state.withLock {
+                    $0.counters.isConnected = false
+                    $0.counters.redeliveriesSkipped = session.counters.redeliveriesSkipped
+                }
+            }
+            if isStopping { break }
+            failures = reachedReady ? 1 : failures + 1
+            let ceiling = policy.backoffCeiling(afterFailures: failures)
+            let wait = Duration.nanoseconds(Int64.random(in: 0...Self.nanoseconds(ceiling), using: &random))
+            log(
+                "level=warn event=mqtt_disconnected input=mqtt broker=\(address) reason=\"\(Self.quoted(reason))\" retry_in=\(wait)"
+            )
+            _ = wake.wait(timeout: .now() + .nanoseconds(Int(Self.nanoseconds(wait))))
+        }
+    }
+
+    /// Serves one connection until it fails or the input stops; returns why it ended.
+    private func serve(
+        _ fd: Int32, session: inout MQTTSession, parser: inout LineProtocolParser, reachedReady: inout Bool
+    ) -> String {
+        var decoder = MQTTPacketDecoder(version: configuration.session.connect.version, limits: configuration.limits)
+        var buffer = [UInt8](repeating: 0, count: 256 << 10)
+        var block = ReadingBlock()
+        var pending: [MQTTPublish] = []
+
+        /// Carries out the session's actions; a reason when the connection must close.
+        func perform(_ actions: [MQTTSession.Action]) -> String? {
+            for action in actions {
+                switch action {
+                case .send(let bytes):
+                    if let failure = Self.sendAll(fd, bytes, timeout: configuration.connectTimeout) { return failure }
+                case .deliver(let message):
+                    pending.append(message)
+                    do {
+                        let skipped = try configuration.mapping.map(message, now: now(), parser: &parser, into: &block)
+                        if skipped > 0 { state.withLock { $0.counters.skippedFields += skipped } }
+                    } catch {
+                        state.withLock { $0.counters.rejectedMessages += 1 }
+                        log(
+                            "level=warn event=bad_message input=mqtt topic=\"\(Self.quoted(String(decoding: message.topic, as: UTF8.self)))\" error=\"\(Self.quoted(error.description))\""
+                        )
+                    }
+                case .warn(let message):
+                    log("level=warn event=mqtt_session input=mqtt message=\"\(Self.quoted(message))\"")
+                case .close(let reason):
+                    return reason
+                }
+            }
+            if session.phase == .ready, !reachedReady {
+                reachedReady = true
+                state.withLock { $0.counters.isConnected = true }
+                log(
+                    "level=info event=mqtt_subscribed input=mqtt topics=\"\(Self.quoted(configuration.session.filters.joined(separator: " ")))\""
+                )
+            }
+            return nil
+        }
+
+        /// Appends the readings read so far in one commit, then acknowledges their messages.
+        func flush() -> String? {
+            guard !pending.isEmpty else { return nil }
+            if !block.isEmpty {
+                switch sink.appendBlocking(block) {
+                case .success:
+                    let count = block.count
+                    state.withLock { $0.counters.readingsStored += count }
+                case .failure(let error):
+                    state.withLock { $0.counters.spoolRefusals += 1 }
+                    let count = block.count
+                    block.removeAll()
+                    pending.removeAll()
+                    return
+                        "the spool refused \(count) readings (\(error.message)); the broker keeps the messages until they are stored"
+                }
+            }
+            block.removeAll()
+            let messages = pending
+            pending.removeAll(keepingCapacity: true)
+            state.withLock { $0.counters.messages += messages.count }
+            return perform(session.stored(messages, now: .now))
+        }
+
+        if let failure = perform(session.connectionOpened(now: .now)) { return failure }
+        while true {
+            if isStopping {
+                if let failure = flush() { return failure }
+                _ = Self.sendAll(fd, MQTTPacketEncoder.disconnect, timeout: .seconds(1))
+                return "stopping"
+            }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            // A quarter second: often enough for keep-alive (ticks of at most a second) and to notice a stop.
+            let ready = poll(&poller, 1, 250)
+            if let failure = perform(session.tick(now: .now)) { return failure }
+            if ready < 0, errno == EINTR { continue }
+            guard ready > 0 else { continue }
+            // Read what the kernel holds, decoding as it comes; append once nothing more is waiting.
+            var readThisRound = 0
+            while true {
+                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EAGAIN || errno == EWOULDBLOCK { break }
+                    _ = flush()
+                    return "read failed: \(String(cString: strerror(errno)))"
+                }
+                if count == 0 {
+                    // Store what arrived whole; the broker redelivers what it cannot see acknowledged.
+                    _ = flush()
+                    return "the broker closed the connection"
+                }
+                buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                readThisRound += count
+                do {
+                    while let packet = try decoder.next() {
+                        if let failure = perform(session.received(packet, now: .now)) {
+                            _ = flush()
+                            return failure
+                        }
+                    }
+                } catch {
+                    _ = flush()
+                    return "protocol error: \(error)"
+                }
+                if block.count >= configuration.blockReadings || readThisRound >= 8 << 20 { break }
+            }
+            if let failure = flush() { return failure }
+        }
+    }
+
+    // MARK: Sockets
+
+    private struct ConnectError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// A TCP connection to the broker (non-blocking socket), within the connect timeout.
+    private func connect() -> Result<Int32, ConnectError> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(configuration.host, String(configuration.port), &hints, &list)
+        guard status == 0, let first = list else {
+            return .failure(
+                ConnectError(
+                    description: "cannot resolve \(configuration.host): \(String(cString: gai_strerror(status)))"))
+        }
+        defer { freeaddrinfo(list) }
+        var lastError = "no address"
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let info = entry?.pointee {
+            entry = info.ai_next
+            let fd = socket(
+                info.ai_family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else {
+                lastError = "socket: \(String(cString: strerror(errno)))"
+                continue
+            }
+            if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0, errno != EINPROGRESS {
+                lastError = "connect: \(String(cString: strerror(errno)))"
+                close(fd)
+                continue
+            }
+            let deadline = ContinuousClock.now + configuration.connectTimeout
+            var connected = false
+            while ContinuousClock.now < deadline, !isStopping {
+                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let ready = poll(&poller, 1, 250)
+                if ready < 0, errno != EINTR { break }
+                guard ready > 0 else { continue }
+                var error: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                if error == 0 {
+                    connected = true
+                } else {
+                    lastError = "connect: \(String(cString: strerror(error)))"
+                }
+                break
+            }
+            if connected {
+                var on: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+                return .success(fd)
+            }
+            if lastError == "no address" { lastError = "connect: timed out after \(configuration.connectTimeout)" }
+            close(fd)
+        }
+        return .failure(
+            ConnectError(description: "cannot connect to \(configuration.host):\(configuration.port): \(lastError)"))
+    }
+
+    /// Writes all of `bytes`, waiting for the socket as needed; a reason on failure.
+    private static func sendAll(_ fd: Int32, _ bytes: [UInt8], timeout: Duration) -> String? {
+        var offset = 0
+        let deadline = ContinuousClock.now + timeout
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return send(fd, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if sent > 0 {
+                offset += sent
+                continue
+            }
+            if sent < 0, errno == EINTR { continue }
+            guard sent < 0, errno == EAGAIN || errno == EWOULDBLOCK else {
+                return "write failed: \(String(cString: strerror(errno)))"
+            }
+            guard ContinuousClock.now < deadline else { return "write timed out after \(timeout)" }
+            var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&poller, 1, 250)
+        }
+        return nil
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    private static func quoted(_ text: String) -> String { text.replacingOccurrences(of: "\"", with: "'") }
+}
+
+extension ReadingSink {
+    /// Appends from a thread that may block (socket inputs), waiting for the spool's answer.
+    func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
+        Task {
+            let result: Result<SequenceRange, SpoolError>
+            do {
+                result = .success(try await append(seriesKeys: block.seriesKeys, readings: block.readings))
+            } catch {
+                result = .failure(SpoolError.wrap(error, while: "appending"))
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return outcome.withLock { $0 } ?? .failure(SpoolError.wrap(CancellationError(), while: "appending"))
+    }
+}
+
+extension MQTTInput {
+    /// The MQTT input's own families on the agent's `/metrics` (listed in `Docs/edge-agent.md`).
+    static func writeMetrics(_ counters: Counters, into out: inout Exposition) {
+        out.counter(
+            "edge_agent_mqtt_messages_total", "MQTT messages received and acknowledged (stored or rejected).",
+            Double(counters.messages))
+        out.counter(
+            "edge_agent_mqtt_rejected_messages_total",
+            "MQTT messages whose payload did not map to readings (acknowledged, not stored).",
+            Double(counters.rejectedMessages))
+        out.counter(
+            "edge_agent_mqtt_skipped_fields_total", "JSON members of MQTT payloads that were not numbers.",
+            Double(counters.skippedFields))
+        out.counter(
+            "edge_agent_mqtt_redeliveries_skipped_total",
+            "Redelivered MQTT messages already stored, acknowledged again without storing.",
+            Double(counters.redeliveriesSkipped))
+        out.counter(
+            "edge_agent_mqtt_connections_total", "TCP connections made to the MQTT broker.",
+            Double(counters.connections))
+        out.counter(
+            "edge_agent_mqtt_spool_refusals_total",
+            "Spool appends refused for MQTT messages (the broker keeps them; reconnect later).",
+            Double(counters.spoolRefusals))
+        out.gauge("edge_agent_mqtt_connected", "1 while subscribed on the MQTT broker.", counters.isConnected ? 1 : 0)
+    }
+}
