@@ -68,7 +68,7 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "HTTPCore",
+                "EdgeSyncCommandLine", "HTTPCore", "NATSJetStream",
             ]
         ),
         .executableTarget(
