@@ -1,5 +1,6 @@
 import CloudCollector
 import EdgeSyncCodec
+import EdgeSyncPostgres
 import EdgeSyncProtocol
 import EdgeSyncSQLite
 import EdgeSyncTestSupport
@@ -140,8 +141,7 @@ import Testing
             // Nothing of the refused batch was stored: the edge still has it and sends it again.
             #expect(try store.receivedRanges(of: StreamKey(device: "gateway-1", stream: 0xFEED_0000_0000_0001)).ranges == [SequenceRange(1, 100)])
             let reader = try SQLiteStreamOutbox.Reader(path: path)
-            let entries = try reader.pending(limit: 10)
-            try reader.remove(entries.map(\.id))
+            _ = try reader.drain(limit: 10) { entries in entries.map(\.id) }
             gauge.reset(messages: 0, bytes: 0)
             _ = try store.store([Fixtures.batch(first: 101, count: 10)], receivedAt: 3)
         }
@@ -285,6 +285,64 @@ import Testing
             #expect(relay.counters.duplicates == Int64(waiting.count))
             #expect(relay.counters.published == 0)
             #expect(try streamContents(port: server.port).readings.count == 300)
+        }
+    }
+}
+
+/// The outbox on PostgreSQL with two collectors on one database, each with its own relay: every
+/// newly stored reading reaches the stream once, and the relays never hand one message over twice
+/// (`FOR UPDATE SKIP LOCKED`).
+@Suite(.serialized, .timeLimit(.minutes(3))) struct PostgresStreamOutboxTests {
+    @Test func twoCollectorsAndTwoRelaysPublishEveryReadingOnce() async throws {
+        guard NATSTestServer.executable != nil else {
+            print("skipped: nats-server is not installed")
+            return
+        }
+        try await withPostgresDatabase { url in
+            try await withTemporaryDirectory(prefix: "stream-pg") { directory in
+                let server = try await NATSTestServer.start(in: directory)
+                defer { Task { await server.stop() } }
+                let gauges = [StreamOutboxGauge(), StreamOutboxGauge()]
+                let stores = try gauges.map { gauge in
+                    var configuration = PostgresReadingStore.Configuration()
+                    configuration.streamOutbox = StreamOutboxSettings(
+                        messages: StreamMessages(maximumPayloadBytes: 1024), gauge: gauge)
+                    return try PostgresReadingStore(session: PostgresSession.Configuration(url: url), configuration: configuration)
+                }
+                var relayConfiguration = StreamRelay.Configuration()
+                relayConfiguration.idleWait = .milliseconds(50)
+                relayConfiguration.batchMessages = 16
+                let publisher = JetStreamPublisher.Configuration(
+                    client: .init(host: "127.0.0.1", port: server.port, options: .init(name: "relay", version: "0")),
+                    stream: .init(name: "EDGESYNC", subjects: ["edgesync.>"]))
+                let relays = gauges.map { gauge in
+                    StreamRelay(
+                        configuration: relayConfiguration, gauge: gauge,
+                        reader: { try PostgresStreamOutbox.Reader(session: PostgresSession.Configuration(url: url)) },
+                        publisher: { JetStreamPublisher(publisher) }, log: { _ in })
+                }
+                relays.forEach { $0.start() }
+                // Both collectors receive every batch (an edge retrying against another collector).
+                var batches: [Batch] = []
+                for first in stride(from: 1, through: 1801, by: 200) {
+                    let batch = Fixtures.batch(first: UInt64(first), count: 200)
+                    batches.append(batch)
+                    for store in stores { _ = try store.store([batch], receivedAt: 1) }
+                }
+                let reader = try PostgresStreamOutbox.Reader(session: PostgresSession.Configuration(url: url))
+                let deadline = ContinuousClock.now + .seconds(60)
+                while try reader.size().messages > 0, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                relays.forEach { $0.stop() }
+                #expect(try reader.size().messages == 0)
+                let published = relays.reduce(0) { $0 + $1.counters.publishedReadings }
+                #expect(published == 2000)
+                #expect(relays.reduce(0) { $0 + $1.counters.duplicates } == 0)
+                let client = try JetStreamClient(.init(host: "127.0.0.1", port: server.port, options: .init(name: "check", version: "0")))
+                let state = try #require(try client.streamState("EDGESYNC"))
+                #expect(state.messages == UInt64(relays.reduce(0) { $0 + $1.counters.published }))
+            }
         }
     }
 }

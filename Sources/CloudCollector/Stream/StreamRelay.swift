@@ -162,7 +162,30 @@ package final class StreamRelay: Sendable {
                     gauge.reset(messages: size.messages, bytes: size.bytes)
                     reader = outbox
                 }
-                let entries = try outbox.pending(limit: configuration.batchMessages)
+                var counts = Counters()
+                var refusal: String?
+                var doneBytes: Int64 = 0
+                let entries = try outbox.drain(limit: configuration.batchMessages) { entries in
+                    state.withLock { $0.counters.oldestWaitingCreatedAt = entries.first?.createdAt }
+                    let outcomes = try publisher.publish(entries.map(\.message))
+                    var done: [Int64] = []
+                    for (entry, outcome) in zip(entries, outcomes) {
+                        switch outcome {
+                        case .stored:
+                            counts.published += 1
+                            counts.publishedReadings += Int64(entry.message.readings)
+                        case .duplicate:
+                            counts.duplicates += 1
+                        case .refused(let reason):
+                            counts.refused += 1
+                            refusal = reason
+                            continue
+                        }
+                        done.append(entry.id)
+                        doneBytes += Int64(entry.message.payload.count)
+                    }
+                    return done
+                }
                 guard !entries.isEmpty else {
                     // Empty: recount, so additions whose gauge update raced this relay's removals
                     // cannot leave the gauge above the truth.
@@ -172,29 +195,8 @@ package final class StreamRelay: Sendable {
                     gauge.waitForAdditions(timeout: configuration.idleWait)
                     continue
                 }
-                state.withLock { $0.counters.oldestWaitingCreatedAt = entries[0].createdAt }
-                let outcomes = try publisher.publish(entries.map(\.message))
-                var done: [Int64] = []
-                var doneBytes: Int64 = 0
-                var counts = Counters()
-                var refusal: String?
-                for (entry, outcome) in zip(entries, outcomes) {
-                    switch outcome {
-                    case .stored:
-                        counts.published += 1
-                        counts.publishedReadings += Int64(entry.message.readings)
-                    case .duplicate:
-                        counts.duplicates += 1
-                    case .refused(let reason):
-                        counts.refused += 1
-                        refusal = reason
-                        continue
-                    }
-                    done.append(entry.id)
-                    doneBytes += Int64(entry.message.payload.count)
-                }
-                try outbox.remove(done)
-                gauge.removed(messages: Int64(done.count), bytes: doneBytes)
+                let removed = counts.published + counts.duplicates
+                gauge.removed(messages: removed, bytes: doneBytes)
                 state.withLock {
                     $0.counters.published += counts.published
                     $0.counters.duplicates += counts.duplicates
@@ -209,7 +211,7 @@ package final class StreamRelay: Sendable {
                 backoff = .seconds(1)
                 if let refusal {
                     log("level=warning event=stream_message_refused error=\"\(refusal)\"")
-                    if done.isEmpty { wait(backoff) }
+                    if removed == 0 { wait(backoff) }
                 }
             } catch {
                 state.withLock {
