@@ -95,7 +95,7 @@ let package = Package(
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
                 "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
-                "OpenTelemetryMetrics",
+                "OpenTelemetryMetrics", "NATSJetStream",
             ]
         ),
 
