@@ -109,6 +109,13 @@ package final class LineProtocolSocketInput: Sendable {
         if listener >= 0 { close(listener) }
     }
 
+    /// Serves what `start()` bound until the task is cancelled, then stops (on a thread of its own:
+    /// stopping joins connection threads that may be waiting on the spool).
+    package func run() async {
+        await waitForCancellation()
+        await onOwnThread { self.stop() }
+    }
+
     private func spawn(_ body: @escaping @Sendable () -> Void) {
         threads.enter()
         let thread = Thread { [threads] in
@@ -259,7 +266,7 @@ package final class LineProtocolSocketInput: Sendable {
     private func storeRetrying(_ block: inout ReadingBlock, peer: String) -> Bool {
         guard !block.isEmpty else { return true }
         while true {
-            switch appendBlocking(block) {
+            switch sink.appendBlocking(block) {
             case .success:
                 state.withLock { $0.counters.readingsStored += block.count }
                 block.removeAll()
@@ -279,24 +286,6 @@ package final class LineProtocolSocketInput: Sendable {
                 return false
             }
         }
-    }
-
-    private func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
-        let sink = self.sink
-        Task {
-            let result: Result<SequenceRange, SpoolError>
-            do {
-                result = .success(try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings))
-            } catch {
-                result = .failure(SpoolError.wrap(error, while: "appending"))
-            }
-            outcome.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return outcome.withLock { $0! }
     }
 
     // MARK: UDP
@@ -340,7 +329,7 @@ package final class LineProtocolSocketInput: Sendable {
 
     private func storeOrDrop(_ block: inout ReadingBlock, datagrams: Int) {
         guard !block.isEmpty else { return }
-        switch appendBlocking(block) {
+        switch sink.appendBlocking(block) {
         case .success:
             state.withLock { $0.counters.readingsStored += block.count }
         case .failure(let error):

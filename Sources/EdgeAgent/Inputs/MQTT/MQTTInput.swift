@@ -98,6 +98,14 @@ package final class MQTTInput: Sendable {
         thread.start()
     }
 
+    /// Connects and subscribes on a thread of its own until the task is cancelled, then stops as
+    /// `stop()` does (joined on a thread of its own: the MQTT thread may be waiting on the spool).
+    package func run() async {
+        start()
+        await waitForCancellation()
+        await onOwnThread { self.stop() }
+    }
+
     /// Stores and acknowledges what was already read, disconnects cleanly (the broker keeps the
     /// session) and waits for the thread, which notices within a second.
     package func stop() {
@@ -353,26 +361,6 @@ package final class MQTTInput: Sendable {
     }
 
     private static func quoted(_ text: String) -> String { text.replacingOccurrences(of: "\"", with: "'") }
-}
-
-extension ReadingSink {
-    /// Appends from a thread that may block (socket inputs), waiting for the spool's answer.
-    func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
-        Task {
-            let result: Result<SequenceRange, SpoolError>
-            do {
-                result = .success(try await append(seriesKeys: block.seriesKeys, readings: block.readings))
-            } catch {
-                result = .failure(SpoolError.wrap(error, while: "appending"))
-            }
-            outcome.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return outcome.withLock { $0 } ?? .failure(SpoolError.wrap(CancellationError(), while: "appending"))
-    }
 }
 
 extension MQTTInput {
