@@ -147,7 +147,7 @@ enum DemoCommand {
     static func start(_ configuration: CollectorService.Configuration) async throws -> (
         service: CollectorService, serving: Task<Void, any Error>, address: String
     ) {
-        let service = try CollectorService(configuration: configuration, log: { _ in })
+        let service = try CollectorService(configuration: configuration, logger: .discard)
         let serving = Task { try await service.run() }
         do {
             return (service, serving, "\(try await service.localAddress)")

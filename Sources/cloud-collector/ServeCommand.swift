@@ -1,5 +1,9 @@
 import CloudCollector
 import EdgeSyncCommandLine
+import EdgeSyncLogging
+
+/// The collector's root logger: standard error.
+let collectorLogger = StandardError.logger(label: "cloud-collector")
 
 /// `serve`: parses the flags into a `CollectorService.Configuration` (the library reads the file and
 /// checks every setting), runs the service until SIGTERM or SIGINT cancels it, and exits 0.
@@ -8,20 +12,23 @@ enum ServeCommand {
 
     static func run(_ arguments: [String]) async throws -> ExitCode {
         let configuration = try CollectorService.Configuration(arguments: parser.parse(arguments))
-        let service = try CollectorService(configuration: configuration)
+        let service = try CollectorService(configuration: configuration, logger: collectorLogger)
         // Catch SIGTERM from the start: a stop during start-up is still a clean stop.
         let signals = TerminationSignals.stream()
         try await runUntilSignal(signals) {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await service.run() }
                 let address = try await service.localAddress
-                standardError(
-                    "level=info event=listening address=\(address) database=\(configuration.databaseDescription)"
-                        + " query_api=\(configuration.operatorToken == nil ? "disabled" : "enabled")\n")
+                collectorLogger.info(
+                    "listening",
+                    [
+                        "address": "\(address)", "database": "\(configuration.databaseDescription)",
+                        "query_api": configuration.operatorToken == nil ? "disabled" : "enabled",
+                    ])
                 try await group.waitForAll()
             }
         }
-        standardError("level=info event=stopped\n")
+        collectorLogger.info("stopped")
         return .success
     }
 }
@@ -35,7 +42,7 @@ func runUntilSignal<T: Sendable>(
     let work = Task { try await body() }
     let watcher = Task {
         for await number in signals {
-            standardError("level=info event=shutdown signal=\(number)\n")
+            collectorLogger.info("shutdown", ["signal": "\(number)"])
             work.cancel()
             break
         }

@@ -1,6 +1,10 @@
 import EdgeAgent
 import EdgeSyncCommandLine
+import EdgeSyncLogging
 import Foundation
+
+/// The agent's root logger: standard error. Its lines have always spelled the warning level `warn`.
+let agentLogger = StandardError.logger(label: "edge-agent", warningName: "warn")
 
 /// `edge-agent run`: serves the local inputs and uploads the spool continuously until SIGTERM or SIGINT.
 enum RunCommand: Subcommand {
@@ -15,9 +19,9 @@ enum RunCommand: Subcommand {
         let signals = TerminationSignals.stream()
         var configuration = try AgentConfiguration(arguments: arguments)
         configuration.spool.onDamagedFile = { StandardError.print("edge-agent run: \($0)") }
-        let service = AgentService(configuration: configuration, log: StandardError.print)
+        let service = AgentService(configuration: configuration, logger: agentLogger)
         do {
-            try await runUntilSignal(signals) { try await service.run() }
+            _ = try await runUntilSignal(signals) { try await service.run() }
             return .success
         } catch let error as AgentServiceError {
             StandardError.print("edge-agent run: \(error)")
@@ -67,7 +71,7 @@ enum DrainCommand: Subcommand {
             transport: CurlTransport(configuration: configuration.transport))
         let progress = ProgressReporter(unit: "readings", total: before.queuedReadings)
         let interactive = isatty(STDERR_FILENO) == 1
-        let log = UploadLog.writer(StandardError.print)
+        let log = UploadLog.writer(agentLogger.child("upload"))
         await uploader.onEvent { event in
             if case .acknowledged(let statistics) = event {
                 progress.update(done: statistics.readingsAcknowledged)
@@ -125,7 +129,7 @@ func runUntilSignal<T: Sendable>(
     let work = Task { try await body() }
     let watcher = Task {
         for await number in signals {
-            StandardError.print("level=info event=shutdown signal=\(number)")
+            agentLogger.info("shutdown", ["signal": "\(number)"])
             work.cancel()
             break
         }

@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import EdgeSyncPostgres
 import EdgeSyncSQLite
 import HTTPCore
@@ -11,11 +12,11 @@ package struct CollectorRouter: HTTPResponder {
     package typealias Handler = @Sendable (HTTPRequest, HTTPRequestContext) async throws -> HTTPResponse
 
     private var routes: [String: [String: Handler]] = [:]
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let metrics: CollectorMetrics?
 
-    package init(log: @escaping @Sendable (String) -> Void, metrics: CollectorMetrics? = nil) {
-        self.log = log
+    package init(logger: Logger, metrics: CollectorMetrics? = nil) {
+        self.logger = logger
         self.metrics = metrics
     }
 
@@ -40,7 +41,7 @@ package struct CollectorRouter: HTTPResponder {
     /// 503 for a full disk (SQLite `SQLITE_FULL`, PostgreSQL 53100): the transaction rolled back,
     /// the edge keeps its readings and retries after Retry-After, not as after an unknown failure.
     private func diskFull(_ request: HTTPRequest, _ error: any Error) -> CollectorError {
-        log("level=error event=disk_full method=\(request.method) path=\(request.path) error=\"\(error)\"")
+        logger.error("disk_full", ["method": "\(request.method)", "path": "\(request.path)", "error": .quoted(error)])
         return CollectorError(
             .serviceUnavailable, "disk_full", "the collector's disk is full; nothing was stored; retry later",
             retryAfterSeconds: Self.diskFullRetryAfterSeconds)
@@ -85,9 +86,9 @@ package struct CollectorRouter: HTTPResponder {
         } catch let error as PostgresError where error.isUnavailable {
             // The database restarts or the network to it broke: the edge keeps its readings and
             // retries; the writer's session reconnects by itself.
-            log(
-                "level=warning event=database_unavailable method=\(request.method) path=\(request.path)"
-                    + " error=\"\(error)\"")
+            logger.warning(
+                "database_unavailable",
+                ["method": "\(request.method)", "path": "\(request.path)", "error": .quoted(error)])
             return failure(CollectorError(
                 .serviceUnavailable, "database_unavailable", "the database is unavailable; retry later",
                 retryAfterSeconds: 5
@@ -97,9 +98,12 @@ package struct CollectorRouter: HTTPResponder {
                     .serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1
             ))
         } catch {
-            log(
-                "level=error event=request_failed method=\(request.method) path=\(request.path)"
-                    + " remote=\(context.remoteAddress) error=\"\(error)\"")
+            logger.error(
+                "request_failed",
+                [
+                    "method": "\(request.method)", "path": "\(request.path)", "remote": "\(context.remoteAddress)",
+                    "error": .quoted(error),
+                ])
             return failure(
                 CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1))
         }

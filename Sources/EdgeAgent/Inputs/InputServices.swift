@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import EdgeSyncMetrics
 import Foundation
 import HTTPCore
@@ -9,7 +10,7 @@ package final class InputServices: Sendable {
     package let endpoints: InputEndpoints
     private let configuration: AgentConfiguration.Inputs
     private let sink: any ReadingSink
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     /// Set once at the end of `init` (the responder refers back to these services), read after.
     private let server = Mutex<HTTPServer?>(nil)
     let sockets: [LineProtocolSocketInput]
@@ -19,26 +20,28 @@ package final class InputServices: Sendable {
     package init(
         configuration: AgentConfiguration.Inputs, sink: any ReadingSink,
         metrics: AgentMetrics? = nil,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger = .discard
     ) {
         self.configuration = configuration
         self.sink = sink
-        self.log = log
+        self.logger = logger
         endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink)
         var sockets: [LineProtocolSocketInput] = []
         if let tcp = configuration.tcp {
             var socket = LineProtocolSocketInput.Configuration(transport: .tcp, host: tcp.host, port: tcp.port)
             socket.precision = configuration.tcpPrecision
-            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, log: log))
+            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, logger: logger.child("tcp")))
         }
         if let udp = configuration.udp {
             var socket = LineProtocolSocketInput.Configuration(transport: .udp, host: udp.host, port: udp.port)
             socket.precision = configuration.udpPrecision
-            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, log: log))
+            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, logger: logger.child("udp")))
         }
         self.sockets = sockets
-        simulator = configuration.simulator.map { SimulatedSensors(configuration: $0, sink: sink, log: log) }
-        mqtt = configuration.mqtt.map { MQTTInput(configuration: $0, sink: sink, log: log) }
+        simulator = configuration.simulator.map {
+            SimulatedSensors(configuration: $0, sink: sink, logger: logger.child("simulator"))
+        }
+        mqtt = configuration.mqtt.map { MQTTInput(configuration: $0, sink: sink, logger: logger.child("mqtt")) }
         if let http = configuration.http {
             var server = HTTPServer.Configuration(host: http.host, port: http.port)
             server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
@@ -62,7 +65,7 @@ package final class InputServices: Sendable {
         // Request buffers of a megabyte or more (a million readings, an inflated body) are mapped and
         // unmapped, never left resident in the heap after a large request (`Docs/performance.md`).
         ProcessMemory.mapAllocations(from: 1 << 20)
-        let log = self.log
+        let logger = self.logger
         try await withThrowingTaskGroup(of: Void.self) { group in
             var bound: [(input: String, address: HTTPServer.Address)] = []
             if let server = server.withLock({ $0 }) {
@@ -70,7 +73,7 @@ package final class InputServices: Sendable {
                     do {
                         try await server.run()
                     } catch {
-                        log("level=error event=input_failed input=http error=\"\(error)\"")
+                        logger.error("input_failed", ["input": "http", "error": .quoted(error)])
                     }
                 }
                 bound.append(("http", try await server.localAddress))

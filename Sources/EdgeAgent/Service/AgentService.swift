@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import Foundation
 import HTTPCore
 
@@ -14,17 +15,17 @@ package final class AgentService: Sendable {
     package typealias TransportFactory = @Sendable (CurlTransport.Configuration) -> any UploadTransport
 
     package let configuration: AgentConfiguration
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let makeTransport: TransportFactory
 
     /// Nothing is opened or bound until `run()`.
     package init(
         configuration: AgentConfiguration,
-        log: @escaping @Sendable (String) -> Void,
+        logger: Logger,
         makeTransport: @escaping TransportFactory = { CurlTransport(configuration: $0) }
     ) {
         self.configuration = configuration
-        self.log = log
+        self.logger = logger
         self.makeTransport = makeTransport
     }
 
@@ -49,9 +50,10 @@ package final class AgentService: Sendable {
             configuration: configuration.upload, source: spool, transport: makeTransport(configuration.transport))
         let metrics = AgentMetrics(
             spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
-        let inputs = InputServices(configuration: configuration.inputs, sink: spool, metrics: metrics, log: log)
-        let log = self.log
-        await uploader.onEvent(UploadLog.writer(log))
+        let logger = self.logger
+        let inputs = InputServices(
+            configuration: configuration.inputs, sink: spool, metrics: metrics, logger: logger.child("inputs"))
+        await uploader.onEvent(UploadLog.writer(logger.child("upload")))
         let collector = configuration.transport.baseURL
         let keepServing = !inputs.isEmpty
 
@@ -62,7 +64,7 @@ package final class AgentService: Sendable {
                 do {
                     try await inputs.run { bound in
                         for (input, address) in bound {
-                            log("level=info event=listening input=\(input) address=\(address)")
+                            logger.info("listening", ["input": "\(input)", "address": "\(address)"])
                         }
                         announce.yield()
                     }
@@ -76,7 +78,8 @@ package final class AgentService: Sendable {
                 try await group.waitForAll()
                 return .success(await uploader.statistics)
             }
-            log("level=info event=started device=\(spool.device) stream=\(spool.stream) collector=\(collector)")
+            logger.info(
+                "started", ["device": "\(spool.device)", "stream": "\(spool.stream)", "collector": "\(collector)"])
             let result: Result<UploadStatistics, any Error>
             do {
                 result = .success(try await uploader.run(.continuous))
@@ -90,7 +93,8 @@ package final class AgentService: Sendable {
                 }
             if let reason, keepServing, !Task.isCancelled {
                 // The inputs serve on until the service is cancelled.
-                log("edge-agent run: uploading stopped (\(reason)); still accepting readings until SIGTERM")
+                logger.warning(
+                    "upload_stopped", ["reason": .quoted(reason), "action": .quoted("still accepting readings until SIGTERM")])
             } else {
                 group.cancelAll()
             }
@@ -104,21 +108,22 @@ package final class AgentService: Sendable {
         case .success(let value): statistics = value
         case .failure(let error): throw AgentServiceError(.upload(error))
         }
-        log("level=info event=stopped \(UploadLog.fields(statistics)) \(Self.inputFields(inputs))")
+        logger.log(.info, "stopped", fieldList: UploadLog.fields(statistics) + Self.inputFields(inputs))
         if let reason = statistics.haltReason {
             throw AgentServiceError(.halted(device: spool.device, reason: reason))
         }
         return statistics
     }
 
-    private static func inputFields(_ inputs: InputServices) -> String {
+    private static func inputFields(_ inputs: InputServices) -> [(key: String, value: Logger.Value)] {
         let statistics = inputs.endpoints.statistics
-        var fields =
-            "http_readings=\(statistics.readingsStored.load(ordering: .relaxed))"
-            + " http_rejected_lines=\(statistics.rejectedLines.load(ordering: .relaxed))"
-        if let simulator = inputs.simulator { fields += " simulated_readings=\(simulator.counters.readingsStored)" }
+        var fields: [(key: String, value: Logger.Value)] = [
+            ("http_readings", "\(statistics.readingsStored.load(ordering: .relaxed))"),
+            ("http_rejected_lines", "\(statistics.rejectedLines.load(ordering: .relaxed))"),
+        ]
+        if let simulator = inputs.simulator { fields.append(("simulated_readings", "\(simulator.counters.readingsStored)")) }
         if let mqtt = inputs.mqtt?.counters {
-            fields += " mqtt_readings=\(mqtt.readingsStored) mqtt_rejected_messages=\(mqtt.rejectedMessages)"
+            fields += [("mqtt_readings", "\(mqtt.readingsStored)"), ("mqtt_rejected_messages", "\(mqtt.rejectedMessages)")]
         }
         return fields
     }
