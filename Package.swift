@@ -6,7 +6,6 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
-        .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
         .executable(name: "edge-agent", targets: ["edge-agent"]),
         .executable(name: "cloud-collector", targets: ["cloud-collector"]),
     ],
@@ -104,6 +103,10 @@ let package = Package(
             ]
         ),
 
+        // The crash tests' child: appends forever and prints each acknowledged range (SpoolCrashTests
+        // SIGKILLs it). Test-only: not a product, not part of edge-agent.
+        .executableTarget(name: "spool-torture", dependencies: ["EdgeAgent", "EdgeSyncCodec", "EdgeSyncCommandLine"]),
+
         .testTarget(
             name: "EdgeSyncCodecTests",
             dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport", "CZlib"],
@@ -116,7 +119,7 @@ let package = Package(
             name: "EdgeAgentTests",
             dependencies: [
                 "EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncLogging", "HTTPCore",
-                "PrometheusRemoteWrite", "OpenTelemetryMetrics", "edge-agent",
+                "PrometheusRemoteWrite", "OpenTelemetryMetrics", "edge-agent", "spool-torture",
             ]
         ),
         .testTarget(

@@ -23,7 +23,6 @@ enum EdgeAgentCommand {
     static let subcommands: [any Subcommand.Type] = [
         RunCommand.self, DrainCommand.self, ImportCommand.self, StatusCommand.self, SpoolCheckCommand.self,
         ConfigCheckCommand.self,
-        SpoolTortureCommand.self,
     ]
 
     static func main(arguments: [String]) async -> ExitCode {

@@ -2,28 +2,44 @@ import EdgeAgent
 import EdgeSyncCodec
 import EdgeSyncCommandLine
 import Foundation
-import Synchronization
 
-/// `edge-agent spool-torture` (hidden, for the crash tests): producers append forever and print every
-/// acknowledged range as `ack FIRST LAST RUN PRODUCER COUNTER` on stdout, one write per line, so a
-/// parent that kills the process knows exactly what was acknowledged.
+/// `spool-torture` (a test-only executable, for the crash tests in `SpoolCrashTests`; not a product):
+/// producers append forever and print every acknowledged range as `ack FIRST LAST RUN PRODUCER
+/// COUNTER` on stdout, one write per line, so a parent that kills the process knows exactly what
+/// was acknowledged.
 ///
 /// Reading `i` of a write has timestamp `RUN << 40 | PRODUCER << 32 | COUNTER + i` and value
 /// `COUNTER + i`, so every reading can be traced back to the line that acknowledged it.
-enum SpoolTortureCommand: Subcommand {
-    static let names = [["spool-torture"]]
-    static let summary = "test helper: append forever, printing each acknowledged range"
-    static let isHidden = true
-    static let usage = "--data-dir DIR --device ID --run N [--producers N]"
-    static let arguments = ArgumentParser(
-        options: SpoolOptions.all + [
-            .value("--run", "N", help: "run number, part of every timestamp"),
-            .value("--producers", "N", help: "concurrent producers (default 4)"),
-            .flag("--incompressible", help: "random values instead of the counter, to fill a capped spool fast"),
-        ])
+enum SpoolTorture {
+    static let usage = "usage: spool-torture --data-dir DIR --device ID --run N [--producers N] [--incompressible] [--fsync full|normal|off] [--max-bytes N] [--when-full reject|drop-oldest]"
+    static let arguments = ArgumentParser(options: [
+        .value("--data-dir", "DIR", help: "folder holding spool.sqlite"),
+        .value("--device", "ID", help: "the spool's device id"),
+        .value("--fsync", "full|normal|off", help: "when a write counts as durable (default full)"),
+        .value("--max-bytes", "N", help: "cap on the spool's size on disk, WAL included"),
+        .value("--when-full", "reject|drop-oldest", help: "what a full spool does (default reject)"),
+        .value("--run", "N", help: "run number, part of every timestamp"),
+        .value("--producers", "N", help: "concurrent producers (default 4)"),
+        .flag("--incompressible", help: "random values instead of the counter, to fill a capped spool fast"),
+    ])
+
+    static func configuration(_ arguments: ParsedArguments) throws(UsageError) -> Spool.Configuration {
+        var configuration = Spool.Configuration(
+            dataDirectory: try arguments.required("--data-dir"), device: try arguments.required("--device"))
+        if let fsync = try arguments.value("--fsync", as: "full, normal or off", FsyncPolicy.init(rawValue:)) {
+            configuration.fsync = fsync
+        }
+        if let whenFull = try arguments.value("--when-full", as: "reject or drop-oldest", FullPolicy.init(rawValue:)) {
+            configuration.whenFull = whenFull
+        }
+        configuration.maxBytes = try arguments.value(
+            "--max-bytes", as: "a byte count of at least \(Spool.Configuration.minimumMaxBytes)",
+            { Int64($0).flatMap { $0 >= Spool.Configuration.minimumMaxBytes ? $0 : nil } })
+        return configuration
+    }
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
-        let configuration = try SpoolOptions.configuration(arguments)
+        let configuration = try Self.configuration(arguments)
         let run =
             try arguments.value(
                 "--run", as: "a number 0...255", { Int64($0).flatMap { (0...255).contains($0) ? $0 : nil } }) ?? 0
@@ -74,3 +90,15 @@ enum SpoolTortureCommand: Subcommand {
         }
     }
 }
+
+let status: ExitCode
+do {
+    status = try await SpoolTorture.run(SpoolTorture.arguments.parse(CommandLine.arguments.dropFirst()))
+} catch let error as UsageError {
+    StandardError.print("spool-torture: \(error)\n\(SpoolTorture.usage)")
+    status = .usage
+} catch {
+    StandardError.print("spool-torture: \(error)")
+    status = .failure
+}
+exit(status.rawValue)
