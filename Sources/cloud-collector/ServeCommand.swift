@@ -15,7 +15,7 @@ enum ServeCommand {
         let service = try CollectorService(configuration: configuration, logger: collectorLogger)
         // Catch SIGTERM from the start: a stop during start-up is still a clean stop.
         let signals = TerminationSignals.stream()
-        try await runUntilSignal(signals) {
+        try await TerminationSignals.runUntilSignal(signals, logger: collectorLogger) {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await service.run() }
                 let address = try await service.localAddress
@@ -31,22 +31,4 @@ enum ServeCommand {
         collectorLogger.info("stopped")
         return .success
     }
-}
-
-/// Runs `body` until it finishes or SIGTERM/SIGINT arrives, which cancels it: cancellation is
-/// shutdown, so `body` returns once the service has stopped.
-func runUntilSignal<T: Sendable>(
-    _ signals: AsyncStream<Int32>,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let work = Task { try await body() }
-    let watcher = Task {
-        for await number in signals {
-            collectorLogger.info("shutdown", ["signal": "\(number)"])
-            work.cancel()
-            break
-        }
-    }
-    defer { watcher.cancel() }
-    return try await work.value
 }

@@ -21,7 +21,9 @@ enum RunCommand: Subcommand {
         configuration.spool.onDamagedFile = { StandardError.print("edge-agent run: \($0)") }
         let service = AgentService(configuration: configuration, logger: agentLogger)
         do {
-            _ = try await runUntilSignal(signals) { try await service.run() }
+            _ = try await TerminationSignals.runUntilSignal(signals, logger: agentLogger) {
+                try await service.run()
+            }
             return .success
         } catch let error as AgentServiceError {
             StandardError.print("edge-agent run: \(error)")
@@ -80,7 +82,9 @@ enum DrainCommand: Subcommand {
             }
         }
         let start = ContinuousClock.now
-        let statistics = try await runUntilSignal(signals) { try await uploader.run(.untilEmpty) }
+        let statistics = try await TerminationSignals.runUntilSignal(signals, logger: agentLogger) {
+            try await uploader.run(.untilEmpty)
+        }
         progress.finish()
         let elapsed = ContinuousClock.now - start
         let after = try? await spool.status()
@@ -118,22 +122,4 @@ enum DrainCommand: Subcommand {
                 + " retries: \(statistics.retries.values.reduce(0, +)); still queued: \(remaining.map(String.init) ?? "unknown")",
         ].joined(separator: "\n")
     }
-}
-
-/// Runs `body` until it finishes or SIGTERM/SIGINT arrives, which cancels it: the uploader then
-/// stops between batches and `body` returns what it did.
-func runUntilSignal<T: Sendable>(
-    _ signals: AsyncStream<Int32>,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let work = Task { try await body() }
-    let watcher = Task {
-        for await number in signals {
-            agentLogger.info("shutdown", ["signal": "\(number)"])
-            work.cancel()
-            break
-        }
-    }
-    defer { watcher.cancel() }
-    return try await work.value
 }

@@ -11,35 +11,18 @@ import Foundation
 /// Reading `i` of a write has timestamp `RUN << 40 | PRODUCER << 32 | COUNTER + i` and value
 /// `COUNTER + i`, so every reading can be traced back to the line that acknowledged it.
 enum SpoolTorture {
-    static let usage = "usage: spool-torture --data-dir DIR --device ID --run N [--producers N] [--incompressible] [--fsync full|normal|off] [--max-bytes N] [--when-full reject|drop-oldest]"
-    static let arguments = ArgumentParser(options: [
-        .value("--data-dir", "DIR", help: "folder holding spool.sqlite"),
-        .value("--device", "ID", help: "the spool's device id"),
-        .value("--fsync", "full|normal|off", help: "when a write counts as durable (default full)"),
-        .value("--max-bytes", "N", help: "cap on the spool's size on disk, WAL included"),
-        .value("--when-full", "reject|drop-oldest", help: "what a full spool does (default reject)"),
-        .value("--run", "N", help: "run number, part of every timestamp"),
-        .value("--producers", "N", help: "concurrent producers (default 4)"),
-        .flag("--incompressible", help: "random values instead of the counter, to fill a capped spool fast"),
-    ])
-
-    static func configuration(_ arguments: ParsedArguments) throws(UsageError) -> Spool.Configuration {
-        var configuration = Spool.Configuration(
-            dataDirectory: try arguments.required("--data-dir"), device: try arguments.required("--device"))
-        if let fsync = try arguments.value("--fsync", as: "full, normal or off", FsyncPolicy.init(rawValue:)) {
-            configuration.fsync = fsync
-        }
-        if let whenFull = try arguments.value("--when-full", as: "reject or drop-oldest", FullPolicy.init(rawValue:)) {
-            configuration.whenFull = whenFull
-        }
-        configuration.maxBytes = try arguments.value(
-            "--max-bytes", as: "a byte count of at least \(Spool.Configuration.minimumMaxBytes)",
-            { Int64($0).flatMap { $0 >= Spool.Configuration.minimumMaxBytes ? $0 : nil } })
-        return configuration
-    }
+    static let usage =
+        "usage: spool-torture --data-dir DIR --device ID --run N [--producers N] [--incompressible]"
+        + " [--fsync full|normal|off] [--max-bytes N] [--when-full reject|drop-oldest]"
+    static let arguments = ArgumentParser(
+        options: Spool.Configuration.options + [
+            .value("--run", "N", help: "run number, part of every timestamp"),
+            .value("--producers", "N", help: "concurrent producers (default 4)"),
+            .flag("--incompressible", help: "random values instead of the counter, to fill a capped spool fast"),
+        ])
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
-        let configuration = try Self.configuration(arguments)
+        let configuration = try Spool.Configuration(arguments: arguments)
         let run =
             try arguments.value(
                 "--run", as: "a number 0...255", { Int64($0).flatMap { (0...255).contains($0) ? $0 : nil } }) ?? 0

@@ -114,7 +114,7 @@ package final class LineProtocolSocketInput: Sendable {
     /// stopping joins connection threads that may be waiting on the spool).
     package func run() async {
         await waitForCancellation()
-        await onOwnThread { self.stop() }
+        await awaitBlocking { self.stop() }
     }
 
     private func spawn(_ body: @escaping @Sendable () -> Void) {

@@ -14,7 +14,7 @@ func waitForCancellation() async {
 
 /// Runs blocking `work` (joining threads that may wait on the spool) on a thread of its own, never
 /// on the cooperative pool, and returns when it is done.
-func onOwnThread(_ work: @escaping @Sendable () -> Void) async {
+func awaitBlocking(_ work: @escaping @Sendable () -> Void) async {
     await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
         Thread {
             work()

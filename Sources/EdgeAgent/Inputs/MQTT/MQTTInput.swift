@@ -104,7 +104,7 @@ package final class MQTTInput: Sendable {
     package func run() async {
         start()
         await waitForCancellation()
-        await onOwnThread { self.stop() }
+        await awaitBlocking { self.stop() }
     }
 
     /// Stores and acknowledges what was already read, disconnects cleanly (the broker keeps the
