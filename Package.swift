@@ -71,7 +71,7 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "EdgeSyncLogging", "HTTPCore",
+                "EdgeSyncCommandLine", "EdgeSyncLogging", "HTTPCore", "NATSJetStream",
             ]
         ),
         .executableTarget(
@@ -102,7 +102,7 @@ let package = Package(
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
                 "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
-                "OpenTelemetryMetrics",
+                "OpenTelemetryMetrics", "NATSJetStream", "EdgeSyncLogging",
             ]
         ),
 
