@@ -6,7 +6,6 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "EdgeSyncCodec", targets: ["EdgeSyncCodec"]),
-        .executable(name: "edge-sync-bench", targets: ["edge-sync-bench"]),
         .executable(name: "edge-agent", targets: ["edge-agent"]),
         .executable(name: "cloud-collector", targets: ["cloud-collector"]),
     ],
@@ -46,8 +45,12 @@ let package = Package(
         // Prometheus text exposition, histograms and request timing for both programs' /metrics.
         .target(name: "EdgeSyncMetrics", dependencies: ["HTTPCore"]),
 
-        // Argument parsing, configuration files, progress and signals for both executables.
-        .target(name: "EdgeSyncCommandLine"),
+        // The `Logger` value every library logs through (logfmt records; the executables pick the output).
+        .target(name: "EdgeSyncLogging"),
+
+        // Argument parsing, configuration files, progress, signals and the standard-error log output
+        // for both executables.
+        .target(name: "EdgeSyncCommandLine", dependencies: ["EdgeSyncLogging"]),
 
         // Prometheus remote write 1.0: Snappy block decoding and the WriteRequest protobuf. No dependencies.
         .target(name: "PrometheusRemoteWrite"),
@@ -68,36 +71,44 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "HTTPCore", "NATSJetStream",
+                "EdgeSyncCommandLine", "EdgeSyncLogging", "HTTPCore", "NATSJetStream",
             ]
         ),
         .executableTarget(
             name: "cloud-collector",
-            dependencies: ["CloudCollector", "EdgeSyncCommandLine", "EdgeSyncSQLite", "EdgeSyncPostgres"]
+            dependencies: ["CloudCollector", "EdgeSyncCommandLine", "EdgeSyncLogging", "EdgeSyncSQLite", "EdgeSyncPostgres"]
         ),
 
-        // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product.
+        // Shared by tests and benchmarks: the real datasets and fixtures. Never linked into a product
+        // (only test targets, `edge-sync-bench` and `spool-torture` use it, none of them a product).
         .target(name: "EdgeSyncTestSupport", dependencies: ["EdgeSyncCodec", "CZlib", "PrometheusRemoteWrite"]),
 
         // The edge agent: the durable spool, the importer, the uploader (and later the inputs).
         .target(
             name: "EdgeAgent",
             dependencies: [
-                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "EdgeSyncMetrics", "HTTPCore",
-                "CCurl", "PrometheusRemoteWrite", "OpenTelemetryMetrics",
+                "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncCommandLine", "EdgeSyncLogging",
+                "EdgeSyncMetrics", "HTTPCore", "CCurl", "PrometheusRemoteWrite", "OpenTelemetryMetrics",
             ]
         ),
-        .executableTarget(name: "edge-agent", dependencies: ["EdgeAgent", "EdgeSyncProtocol", "EdgeSyncCommandLine"]),
+        .executableTarget(
+            name: "edge-agent",
+            dependencies: ["EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncCommandLine", "EdgeSyncLogging"]),
 
-        // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`.
+        // Benchmarks (release build): `swift run -c release edge-sync-bench <scenario>`. Not a product:
+        // it links the test support, which no shipped program may.
         .executableTarget(
             name: "edge-sync-bench",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
                 "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
-                "OpenTelemetryMetrics", "NATSJetStream",
+                "OpenTelemetryMetrics", "NATSJetStream", "EdgeSyncLogging",
             ]
         ),
+
+        // The crash tests' child: appends forever and prints each acknowledged range (SpoolCrashTests
+        // SIGKILLs it). Test-only: not a product, not part of edge-agent.
+        .executableTarget(name: "spool-torture", dependencies: ["EdgeAgent", "EdgeSyncCodec", "EdgeSyncCommandLine"]),
 
         .testTarget(
             name: "EdgeSyncCodecTests",
@@ -105,20 +116,20 @@ let package = Package(
             exclude: ["Golden"]
         ),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore", "EdgeSyncTestSupport"]),
-        .testTarget(name: "EdgeSyncCommandLineTests", dependencies: ["EdgeSyncCommandLine"]),
+        .testTarget(name: "EdgeSyncCommandLineTests", dependencies: ["EdgeSyncCommandLine", "EdgeSyncLogging"]),
         .testTarget(name: "EdgeSyncProtocolTests", dependencies: ["EdgeSyncProtocol", "EdgeSyncTestSupport"]),
         .testTarget(
             name: "EdgeAgentTests",
             dependencies: [
-                "EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "HTTPCore", "PrometheusRemoteWrite",
-                "OpenTelemetryMetrics", "edge-agent",
+                "EdgeAgent", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncLogging", "HTTPCore",
+                "PrometheusRemoteWrite", "OpenTelemetryMetrics", "edge-agent", "spool-torture",
             ]
         ),
         .testTarget(
             name: "CloudCollectorTests",
             dependencies: [
                 "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
-                "EdgeSyncPostgres", "HTTPCore", "cloud-collector",
+                "EdgeSyncPostgres", "EdgeSyncLogging", "HTTPCore", "cloud-collector",
             ]
         ),
         // Both real binaries on loopback; builds them.

@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import Foundation
 import Synchronization
 
@@ -175,6 +176,12 @@ package enum StandardError {
 
     /// Whether standard error is a terminal (read once).
     package static let isTerminal = isatty(STDERR_FILENO) == 1
+
+    /// The root logger of an executable: one logfmt line per record on standard error, made
+    /// readable on a terminal. Only executables build it; libraries log through what they are given.
+    package static func logger(label: String, warningName: String = "warning") -> Logger {
+        Logger(label: label) { record in print(record.logfmt(warningName: warningName)) }
+    }
 }
 
 /// Log lines are `level=info event=listening key=value …`: one event per line, for log collectors.

@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import Foundation
 import Synchronization
 
@@ -19,6 +20,24 @@ package enum TerminationSignals {
         let id = SignalRelay.shared.subscribe(continuation)
         continuation.onTermination = { _ in SignalRelay.shared.unsubscribe(id) }
         return stream
+    }
+
+    /// Runs `body` until it finishes or a signal arrives on `signals`, which cancels it (logged as
+    /// `event=shutdown signal=N`): cancellation is shutdown, so `body` returns once the service it
+    /// runs has stopped, with what it did.
+    package static func runUntilSignal<T: Sendable>(
+        _ signals: AsyncStream<Int32>, logger: Logger, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let work = Task { try await body() }
+        let watcher = Task {
+            for await number in signals {
+                logger.info("shutdown", ["signal": "\(number)"])
+                work.cancel()
+                break
+            }
+        }
+        defer { watcher.cancel() }
+        return try await work.value
     }
 }
 

@@ -11,7 +11,7 @@ import Foundation
 /// names where `serve` would take it from.
 enum ConfigCheckCommand {
     static let parser = ArgumentParser(
-        options: ServeCommand.parser.options.filter { $0.name != "--config" }, positionals: ["FILE"])
+        options: CollectorService.Configuration.options.filter { $0.name != "--config" }, positionals: ["FILE"])
 
     static func run(_ arguments: [String]) throws -> ExitCode {
         let parsed = try parser.parse(arguments)
@@ -22,13 +22,13 @@ enum ConfigCheckCommand {
         let hasDatabase = try parsed.value("--database") != nil || file.string("database") != nil
         let hasDataDirectory = try parsed.value("--data-dir") != nil || file.string("data_dir") != nil
         if !hasDataDirectory { filled.values["--data-dir"] = ["not-set"] }
-        let configuration = try ServeCommand.settings(filled, readsOperatorToken: false)
+        let configuration = try CollectorService.Configuration(arguments: filled, readsOperatorToken: false)
         let tokenFile = try file.string("operator_token_file")
         let tokenSource =
             if let flag = parsed.value("--operator-token-file") {
                 "--operator-token-file \(flag)"
-            } else if ProcessInfo.processInfo.environment[ServeCommand.operatorTokenVariable] != nil {
-                "the \(ServeCommand.operatorTokenVariable) environment variable"
+            } else if ProcessInfo.processInfo.environment[CollectorService.Configuration.operatorTokenVariable] != nil {
+                "the \(CollectorService.Configuration.operatorTokenVariable) environment variable"
             } else if let tokenFile {
                 "operator_token_file \(tokenFile)"
             } else {

@@ -29,7 +29,7 @@ enum DemoCommand {
             try parsed.value(
                 "--rate", as: "a rate from 0.1 to 1000", { Double($0).flatMap { (0.1...1000).contains($0) ? $0 : nil } }
             ) ?? 5
-        let listen = try parsed.value("--listen", as: "HOST:PORT", ServeCommand.parseListen)
+        let listen = try parsed.value("--listen", as: "HOST:PORT", CollectorService.Configuration.parseListen)
         guard let agentBinary = siblingExecutable("edge-agent") else {
             standardError(
                 "cloud-collector demo: edge-agent was not found next to cloud-collector; build both with `swift build`\n"
@@ -64,7 +64,7 @@ enum DemoCommand {
         func cleanUp(keep: Bool) async {
             for agent in agents where agent.isRunning { agent.terminate() }
             for agent in agents { agent.waitUntilExit() }
-            service.shutdown()
+            serving.cancel()
             try? await serving.value
             if !keep { try? FileManager.default.removeItem(atPath: directory) }
         }
@@ -147,7 +147,7 @@ enum DemoCommand {
     static func start(_ configuration: CollectorService.Configuration) async throws -> (
         service: CollectorService, serving: Task<Void, any Error>, address: String
     ) {
-        let service = try CollectorService(configuration: configuration, log: { _ in })
+        let service = try CollectorService(configuration: configuration, logger: .discard)
         let serving = Task { try await service.run() }
         do {
             return (service, serving, "\(try await service.localAddress)")

@@ -50,7 +50,7 @@ private enum TokenDatabase {
 
     static func open(_ parsed: ParsedArguments) throws -> TokenDatabase {
         if let url = try parsed.value("--database").map({ text throws(UsageError) in
-            try ServeCommand.databaseURL(text, setting: "--database")
+            try CollectorService.Configuration.databaseURL(text, setting: "--database")
         }) {
             let connection = try PostgresConnection(url: url, applicationName: "cloud-collector token")
             try PostgresSchema.migrate(connection)

@@ -12,11 +12,7 @@ let usage = """
 
     """
 
-/// Writes to standard error; log lines (`level=… event=…`) are made readable on a terminal.
+/// Writes text (messages, progress lines) to standard error; log records go through `collectorLogger`.
 func standardError(_ text: String) {
-    if text.hasPrefix("level="), text.hasSuffix("\n") {
-        StandardError.print(String(text.dropLast()))
-    } else {
-        StandardError.write(text)
-    }
+    StandardError.write(text)
 }

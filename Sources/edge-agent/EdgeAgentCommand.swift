@@ -23,7 +23,6 @@ enum EdgeAgentCommand {
     static let subcommands: [any Subcommand.Type] = [
         RunCommand.self, DrainCommand.self, ImportCommand.self, StatusCommand.self, SpoolCheckCommand.self,
         ConfigCheckCommand.self,
-        SpoolTortureCommand.self,
     ]
 
     static func main(arguments: [String]) async -> ExitCode {
@@ -69,34 +68,13 @@ enum EdgeAgentCommand {
     }
 }
 
-/// The flags every command that opens the spool shares.
+/// The flags every command that opens the spool shares (parsed in the library).
 enum SpoolOptions {
-    static let dataDirectory = ArgumentParser.Option.value("--data-dir", "DIR", help: "folder holding spool.sqlite")
-    static let device = ArgumentParser.Option.value("--device", "ID", help: "this gateway's device id")
-    static let fsync = ArgumentParser.Option.value(
-        "--fsync", "full|normal|off", help: "when a write counts as durable (default full)")
-    static let maxBytes = ArgumentParser.Option.value(
-        "--max-bytes", "N", help: "cap on the spool's size on disk, WAL included")
-    static let whenFull = ArgumentParser.Option.value(
-        "--when-full", "reject|drop-oldest", help: "what a full spool does (default reject)")
-
-    static let all = [dataDirectory, device, fsync, maxBytes, whenFull]
+    static let dataDirectory = Spool.Configuration.dataDirectoryOption
+    static let all = Spool.Configuration.options
 
     static func configuration(_ arguments: ParsedArguments) throws(UsageError) -> Spool.Configuration {
-        var configuration = Spool.Configuration(
-            dataDirectory: try arguments.required("--data-dir"), device: try arguments.required("--device"))
-        if let fsync = try arguments.value("--fsync", as: "full, normal or off", FsyncPolicy.init(rawValue:)) {
-            configuration.fsync = fsync
-        }
-        if let whenFull = try arguments.value("--when-full", as: "reject or drop-oldest", FullPolicy.init(rawValue:)) {
-            configuration.whenFull = whenFull
-        }
-        configuration.maxBytes = try arguments.value(
-            "--max-bytes", as: "a byte count of at least \(Spool.Configuration.minimumMaxBytes)",
-            { Int64($0).flatMap { $0 >= Spool.Configuration.minimumMaxBytes ? $0 : nil } })
-        guard !configuration.device.isEmpty, configuration.device.utf8.count <= 256 else {
-            throw UsageError("must be 1...256 bytes", setting: "--device")
-        }
+        var configuration = try Spool.Configuration(arguments: arguments)
         configuration.onDamagedFile = { message in StandardError.print("edge-agent: \(message)") }
         return configuration
     }

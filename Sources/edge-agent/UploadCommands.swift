@@ -1,6 +1,10 @@
 import EdgeAgent
 import EdgeSyncCommandLine
+import EdgeSyncLogging
 import Foundation
+
+/// The agent's root logger: standard error. Its lines have always spelled the warning level `warn`.
+let agentLogger = StandardError.logger(label: "edge-agent", warningName: "warn")
 
 /// `edge-agent run`: serves the local inputs and uploads the spool continuously until SIGTERM or SIGINT.
 enum RunCommand: Subcommand {
@@ -15,83 +19,21 @@ enum RunCommand: Subcommand {
         let signals = TerminationSignals.stream()
         var configuration = try AgentConfiguration(arguments: arguments)
         configuration.spool.onDamagedFile = { StandardError.print("edge-agent run: \($0)") }
-        let spool: Spool
+        let service = AgentService(configuration: configuration, logger: agentLogger)
         do {
-            spool = try await Spool.open(configuration.spool)
-        } catch {
+            _ = try await TerminationSignals.runUntilSignal(signals, logger: agentLogger) {
+                try await service.run()
+            }
+            return .success
+        } catch let error as AgentServiceError {
             StandardError.print("edge-agent run: \(error)")
-            return error.exitCode
-        }
-        let uploader = Uploader(
-            configuration: configuration.upload, source: spool,
-            transport: CurlTransport(configuration: configuration.transport))
-        let metrics = AgentMetrics(
-            spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
-        let inputs = InputServices(
-            configuration: configuration.inputs, sink: spool, metrics: metrics, log: StandardError.print)
-        do {
-            for (input, address) in try await inputs.start() {
-                UploadLog.info("event=listening input=\(input) address=\(address)")
+            switch error.reason {
+            case .spool(let error): return error.exitCode
+            case .inputs: return .ioError
+            case .upload(let error): return (error as? SpoolError)?.exitCode ?? .failure
+            case .halted: return .noPermission
             }
-        } catch {
-            StandardError.print("edge-agent run: cannot start the inputs: \(error)")
-            await inputs.stop()
-            return .ioError
         }
-        await uploader.onEvent(UploadLog.write)
-        UploadLog.info(
-            "event=started device=\(spool.device) stream=\(spool.stream) collector=\(configuration.transport.baseURL)")
-        let keepServing = !inputs.isEmpty
-        let outcome = try await runUntilSignal(signals) { () async -> Result<UploadStatistics, any Error> in
-            let result: Result<UploadStatistics, any Error>
-            do {
-                result = .success(try await uploader.run(.continuous))
-            } catch {
-                result = .failure(error)
-            }
-            // Uploading stopped on its own (a refused token or certificate, a failure) while the inputs
-            // are healthy: keep taking readings into the spool until SIGTERM; they upload after a restart.
-            let reason: String? =
-                switch result {
-                case .success(let statistics): statistics.haltReason
-                case .failure(let error): error is CancellationError ? nil : "\(error)"
-                }
-            if let reason, keepServing, !Task.isCancelled {
-                StandardError.print(
-                    "edge-agent run: uploading stopped (\(reason)); still accepting readings until SIGTERM")
-                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-            }
-            return result
-        }
-        // Whatever the uploader did, the inputs stop cleanly: requests in flight finish, TCP drains.
-        await inputs.stop()
-        let statistics: UploadStatistics
-        switch outcome {
-        case .success(let value): statistics = value
-        case .failure(let error):
-            StandardError.print("edge-agent run: uploading failed: \(error)")
-            return (error as? SpoolError)?.exitCode ?? .failure
-        }
-        UploadLog.info("event=stopped \(UploadLog.fields(statistics)) \(inputFields(inputs))")
-        if let reason = statistics.haltReason {
-            StandardError.print(
-                "edge-agent run: uploading stopped for device \(spool.device) (\(reason)); every reading stays in the spool. Fix the token or CA file and restart."
-            )
-            return .noPermission
-        }
-        return .success
-    }
-
-    private static func inputFields(_ inputs: InputServices) -> String {
-        let statistics = inputs.endpoints.statistics
-        var fields =
-            "http_readings=\(statistics.readingsStored.load(ordering: .relaxed))"
-            + " http_rejected_lines=\(statistics.rejectedLines.load(ordering: .relaxed))"
-        if let simulator = inputs.simulator { fields += " simulated_readings=\(simulator.counters.readingsStored)" }
-        if let mqtt = inputs.mqtt?.counters {
-            fields += " mqtt_readings=\(mqtt.readingsStored) mqtt_rejected_messages=\(mqtt.rejectedMessages)"
-        }
-        return fields
     }
 }
 
@@ -131,15 +73,18 @@ enum DrainCommand: Subcommand {
             transport: CurlTransport(configuration: configuration.transport))
         let progress = ProgressReporter(unit: "readings", total: before.queuedReadings)
         let interactive = isatty(STDERR_FILENO) == 1
+        let log = UploadLog.writer(agentLogger.child("upload"))
         await uploader.onEvent { event in
             if case .acknowledged(let statistics) = event {
                 progress.update(done: statistics.readingsAcknowledged)
             } else if !interactive {
-                UploadLog.write(event)
+                log(event)
             }
         }
         let start = ContinuousClock.now
-        let statistics = try await runUntilSignal(signals) { try await uploader.run(.untilEmpty) }
+        let statistics = try await TerminationSignals.runUntilSignal(signals, logger: agentLogger) {
+            try await uploader.run(.untilEmpty)
+        }
         progress.finish()
         let elapsed = ContinuousClock.now - start
         let after = try? await spool.status()
@@ -176,57 +121,5 @@ enum DrainCommand: Subcommand {
             "duplicates at the collector: \(statistics.readingsDuplicate); quarantined: \(statistics.readingsQuarantined);"
                 + " retries: \(statistics.retries.values.reduce(0, +)); still queued: \(remaining.map(String.init) ?? "unknown")",
         ].joined(separator: "\n")
-    }
-}
-
-/// Runs `body` until it finishes or SIGTERM/SIGINT arrives, which cancels it: the uploader then
-/// stops between batches and `body` returns what it did.
-func runUntilSignal<T: Sendable>(
-    _ signals: AsyncStream<Int32>,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let work = Task { try await body() }
-    let watcher = Task {
-        for await number in signals {
-            UploadLog.info("event=shutdown signal=\(number)")
-            work.cancel()
-            break
-        }
-    }
-    defer { watcher.cancel() }
-    return try await work.value
-}
-
-/// One `key=value` line per uploader event on standard error.
-enum UploadLog {
-    static func info(_ fields: String) {
-        StandardError.print("level=info \(fields)")
-    }
-
-    @Sendable static func write(_ event: UploadEvent) {
-        switch event {
-        case .acknowledged:
-            break  // too frequent for a log; `status` and /metrics carry the counts
-        case .retrying(let range, let wait, let reason):
-            StandardError.print(
-                "level=warn event=retry range=\(range) wait_ms=\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000) reason=\(quoted(reason))"
-            )
-        case .quarantined(let range, let reason):
-            StandardError.print("level=error event=quarantined range=\(range) reason=\(quoted(reason))")
-        case .halted(let reason):
-            StandardError.print("level=error event=halted reason=\(quoted(reason))")
-        }
-    }
-
-    static func fields(_ statistics: UploadStatistics) -> String {
-        "acknowledged=\(statistics.readingsAcknowledged) duplicates=\(statistics.readingsDuplicate)"
-            + " bytes_sent=\(statistics.bytesSent) quarantined=\(statistics.readingsQuarantined)"
-            + " retries=\(statistics.retries.values.reduce(0, +))"
-    }
-
-    static func quoted(_ text: String) -> String {
-        "\""
-            + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: " ") + "\""
     }
 }

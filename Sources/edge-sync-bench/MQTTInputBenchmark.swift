@@ -49,7 +49,7 @@ enum MQTTInputBenchmark {
         configuration.mapping = MQTTTopicMapping(rules: [
             try MQTTTopicMapping.Rule(template: "bench/{sensor}", measurement: "bench", format: .value)
         ])
-        let registration = MQTTInput(configuration: configuration, sink: spool, log: { _ in })
+        let registration = MQTTInput(configuration: configuration, sink: spool)
         registration.start()
         try await poll("the agent's subscription") { registration.counters.isConnected }
         try await BenchmarkProcess.onThread { registration.stop() }
@@ -76,7 +76,7 @@ enum MQTTInputBenchmark {
         try await drainToDevNull(subscriber, baselineArguments + ["-C", String(published)])
         let baselineSeconds = seconds(ContinuousClock.now - baselineStart)
 
-        let input = MQTTInput(configuration: configuration, sink: spool, log: { _ in })
+        let input = MQTTInput(configuration: configuration, sink: spool)
         let agentStart = ContinuousClock.now
         input.start()
         try await poll("the agent to store \(published) readings", deadline: .seconds(600)) {

@@ -1,5 +1,6 @@
 import CloudCollector
 import EdgeSyncCodec
+import EdgeSyncLogging
 import EdgeSyncTestSupport
 import Foundation
 import NATSJetStream
@@ -72,7 +73,7 @@ enum StreamBenchmark: BenchmarkScenario {
                             .init(
                                 client: .init(host: "127.0.0.1", port: port, options: .init(name: "bench", version: "0")),
                                 stream: .init(name: "EDGESYNC", subjects: ["edgesync.>"])))
-                    }, log: { print($0) })
+                    }, logger: Logger(label: "bench") { print($0.logfmt()) })
                 let drainStart = ContinuousClock.now
                 relay.start()
                 while relay.counters.publishedReadings < readings {

@@ -1,5 +1,6 @@
 import CloudCollector
 import EdgeSyncCodec
+import EdgeSyncLogging
 import EdgeSyncPostgres
 import EdgeSyncProtocol
 import EdgeSyncSQLite
@@ -47,7 +48,7 @@ import Testing
         _ body: (CollectorService, Int) async throws -> T
     ) async throws -> T {
         let service = try CollectorService(
-            configuration: configuration, log: { line in log.lines.withLock { $0.append(line) } })
+            configuration: configuration, logger: log.logger)
         let serving = Task { try await service.run() }
         defer { service.shutdown() }
         let port = try await service.localAddress.port
@@ -136,7 +137,7 @@ import Testing
             let size = SQLiteDatabase.fileSizes(ofDatabaseAt: configuration.databasePath).database
             #expect(truncate(configuration.databasePath, off_t(size / 2)) == 0)
             do {
-                let service = try CollectorService(configuration: configuration, log: { _ in })
+                let service = try CollectorService(configuration: configuration)
                 // Opening worked: the start-up check must have found it.
                 #expect(service.integrity.problem?.contains(configuration.databasePath) == true)
             } catch {
@@ -152,7 +153,7 @@ import Testing
         PostgresError("could not extend file: No space left on device", sqlState: "53100"),
     ])
     func diskFullFromEitherBackendIs503WithRetryAfter(error: any Error & Sendable) async throws {
-        var router = CollectorRouter(log: { _ in })
+        var router = CollectorRouter(logger: .discard)
         router.add("POST", ProtocolPath.batches) { _, _ in throw error }
         let request = HTTPRequest(
             head: HTTPRequestHead(method: "POST", target: ProtocolPath.batches, headers: HTTPHeaders()),
@@ -217,4 +218,6 @@ import Testing
 /// What a collector logged, collected from its log closure.
 final class LogLines: Sendable {
     let lines = Mutex<[String]>([])
+    /// A logger whose records land here, rendered as the collector renders them.
+    var logger: Logger { Logger(label: "test") { [self] record in lines.withLock { $0.append(record.logfmt()) } } }
 }

@@ -191,9 +191,9 @@ struct RunningCollector: Sendable {
             configure(&configuration)
             let service =
                 if let now {
-                    try CollectorService(configuration: configuration, log: { _ in }, now: now)
+                    try CollectorService(configuration: configuration, now: now)
                 } else {
-                    try CollectorService(configuration: configuration, log: { _ in })
+                    try CollectorService(configuration: configuration)
                 }
             var tokens: [String: String] = [:]
             let database = try SQLiteDatabase(path: configuration.databasePath)

@@ -103,9 +103,9 @@ struct GracefulShutdownTests {
             configuration.port = 0
             let slot = StoreSlot()
             let service = try CollectorService(
-                configuration: configuration, log: { _ in },
-                makeStore: { configuration, log in
-                    let store = HeldStore(try SQLiteReadingStore(path: configuration.databasePath, log: log))
+                configuration: configuration,
+                makeStore: { configuration, logger in
+                    let store = HeldStore(try SQLiteReadingStore(path: configuration.databasePath, logger: logger))
                     slot.store = store
                     return store
                 })

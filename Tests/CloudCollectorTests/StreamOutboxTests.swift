@@ -187,7 +187,7 @@ import Testing
             stream: .init(name: "EDGESYNC", subjects: ["edgesync.>"]))
         return StreamRelay(
             configuration: configuration, gauge: gauge, reader: { try SQLiteStreamOutbox.Reader(path: path) },
-            publisher: { JetStreamPublisher(publisher) }, log: { _ in })
+            publisher: { JetStreamPublisher(publisher) })
     }
 
     /// Waits, with a deadline, until the relay has emptied the outbox.
@@ -319,7 +319,7 @@ import Testing
                     StreamRelay(
                         configuration: relayConfiguration, gauge: gauge,
                         reader: { try PostgresStreamOutbox.Reader(session: PostgresSession.Configuration(url: url)) },
-                        publisher: { JetStreamPublisher(publisher) }, log: { _ in })
+                        publisher: { JetStreamPublisher(publisher) })
                 }
                 relays.forEach { $0.start() }
                 // Both collectors receive every batch (an edge retrying against another collector).

@@ -88,7 +88,7 @@ final class ScriptedBroker: Sendable {
         configuration.backoff.initialBackoff = .milliseconds(1)
         configuration.backoff.maximumBackoff = .milliseconds(5)
         configuration.limits.maximumPacketBytes = 1024
-        return MQTTInput(configuration: configuration, sink: sink, now: { 7 }, log: logs.append)
+        return MQTTInput(configuration: configuration, sink: sink, now: { 7 }, logger: logs.logger)
     }
 
     /// Polls with a deadline: the input's thread and the broker's run on their own.

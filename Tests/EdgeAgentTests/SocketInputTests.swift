@@ -1,4 +1,5 @@
 import EdgeAgent
+import EdgeSyncLogging
 import EdgeSyncTestSupport
 import Foundation
 import HTTPCore
@@ -42,6 +43,8 @@ final class LogLines: Sendable {
 
     @Sendable func append(_ line: String) { lines.withLock { $0.append(line) } }
     var all: [String] { lines.withLock { $0 } }
+    /// A logger whose records land here, rendered as the agent renders them.
+    var logger: Logger { Logger(label: "test") { [self] in append($0.logfmt(warningName: "warn")) } }
 }
 
 /// The TCP and UDP line protocol listeners run threads of their own; these tests drive them from a
@@ -55,7 +58,7 @@ final class LogLines: Sendable {
         configuration.retryDelay = .milliseconds(5)
         configuration.precision = precision
         let input = LineProtocolSocketInput(
-            configuration: configuration, sink: sink, now: { 99 }, log: logs.append)
+            configuration: configuration, sink: sink, now: { 99 }, logger: logs.logger)
         return (input, try input.start())
     }
 

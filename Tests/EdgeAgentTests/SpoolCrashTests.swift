@@ -5,7 +5,7 @@ import EdgeSyncTestSupport
 import Foundation
 import Testing
 
-/// Crash safety: `edge-agent spool-torture` is SIGKILLed at random moments while four producers
+/// Crash safety: `spool-torture` (a test-only executable) is SIGKILLed at random moments while four producers
 /// append; whatever it reported as acknowledged must be there after every restart.
 extension ChildProcessTests {
     @Suite(.serialized) struct SpoolCrashTests {
@@ -19,7 +19,7 @@ extension ChildProcessTests {
         static let kills = 50
 
         @Test func acknowledgedReadingsSurviveSIGKILL() async throws {
-            let binary = try edgeAgentBinary()
+            let binary = try ChildProcess.productURL("spool-torture")
             try await withTemporaryDirectory { directory in
                 var random = SeededRandom(seed: 20_261_124)
                 var acknowledged: [Acknowledgement] = []
@@ -84,7 +84,7 @@ extension ChildProcessTests {
             let process = Process()
             process.executableURL = binary
             process.arguments =
-                ["spool-torture", "--data-dir", directory, "--device", "torture", "--run", String(run)] + extraArguments
+                ["--data-dir", directory, "--device", "torture", "--run", String(run)] + extraArguments
             let stdout = Pipe.closingOnExec()
             process.standardOutput = stdout
             process.standardError = FileHandle.nullDevice
@@ -125,7 +125,7 @@ extension ChildProcessTests {
         /// recorded as dropped together cover every sequence number exactly once, and every acknowledged
         /// reading is either stored unchanged or inside a dropped range.
         @Test func dropOldestStaysConsistentAcrossSIGKILL() async throws {
-            let binary = try edgeAgentBinary()
+            let binary = try ChildProcess.productURL("spool-torture")
             try await withTemporaryDirectory { directory in
                 var random = SeededRandom(seed: 77)
                 var acknowledged: [Acknowledgement] = []

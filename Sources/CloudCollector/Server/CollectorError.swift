@@ -2,25 +2,12 @@ import EdgeSyncProtocol
 import Foundation
 import HTTPCore
 
-/// An error the collector answers with a status and an `ErrorBody` JSON document.
-package struct CollectorError: Error, Sendable, CustomStringConvertible {
-    package var status: HTTPStatus
-    /// Stable, machine-readable (`checksum_mismatch`, `queue_full`, …).
-    package var code: String
-    package var message: String
-    package var retryAfterSeconds: Int?
-    /// More response headers (`WWW-Authenticate` on a 401 of the query API).
-    package var headers: [(String, String)] = []
+/// An error the collector answers with a status and an `ErrorBody` JSON document: the shared
+/// `APIError`, named for where it is thrown.
+package typealias CollectorError = APIError
 
-    package init(_ status: HTTPStatus, _ code: String, _ message: String, retryAfterSeconds: Int? = nil) {
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retryAfterSeconds = retryAfterSeconds
-    }
-
-    package var description: String { "\(status.code) \(code): \(message)" }
-
+extension APIError {
+    /// The collector's rendering: `{"error": code, "message": …}`, `Retry-After` when set.
     package var response: HTTPResponse {
         var headers = HTTPHeaders()
         headers.add("Content-Type", "application/json")

@@ -1,21 +1,21 @@
-import EdgeSyncPostgres
-import EdgeSyncSQLite
+import EdgeSyncLogging
 import HTTPCore
 
 /// Routes requests by exact path and method to handlers; what issue 8's query endpoints and the
 /// metrics endpoint plug into.
 ///
-/// A handler's `CollectorError` becomes its JSON error response; any other error is logged to
-/// stderr and answered with a bare `internal` error (details never reach the client).
+/// A handler's `CollectorError` becomes its JSON error response; a `StorageError` (as the backend
+/// classifies its own error) a 503 with a Retry-After that suits it; any other error is logged and
+/// answered with a bare `internal` error (details never reach the client).
 package struct CollectorRouter: HTTPResponder {
     package typealias Handler = @Sendable (HTTPRequest, HTTPRequestContext) async throws -> HTTPResponse
 
     private var routes: [String: [String: Handler]] = [:]
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let metrics: CollectorMetrics?
 
-    package init(log: @escaping @Sendable (String) -> Void, metrics: CollectorMetrics? = nil) {
-        self.log = log
+    package init(logger: Logger, metrics: CollectorMetrics? = nil) {
+        self.logger = logger
         self.metrics = metrics
     }
 
@@ -37,10 +37,10 @@ package struct CollectorRouter: HTTPResponder {
     /// a full disk, short enough that delivery resumes soon after an operator frees space.
     package static let diskFullRetryAfterSeconds = 10
 
-    /// 503 for a full disk (SQLite `SQLITE_FULL`, PostgreSQL 53100): the transaction rolled back,
+    /// 503 for a full disk (`StorageError.Kind.diskFull`): the transaction rolled back,
     /// the edge keeps its readings and retries after Retry-After, not as after an unknown failure.
     private func diskFull(_ request: HTTPRequest, _ error: any Error) -> CollectorError {
-        log("level=error event=disk_full method=\(request.method) path=\(request.path) error=\"\(error)\"")
+        logger.error("disk_full", ["method": "\(request.method)", "path": "\(request.path)", "error": .quoted(error)])
         return CollectorError(
             .serviceUnavailable, "disk_full", "the collector's disk is full; nothing was stored; retry later",
             retryAfterSeconds: Self.diskFullRetryAfterSeconds)
@@ -78,30 +78,40 @@ package struct CollectorRouter: HTTPResponder {
         } catch let error as HTTPResponseError {
             // The HTTP core's own errors (body too large, timeouts) keep their status.
             return failure(CollectorError(error.status, "http_error", error.responseMessage ?? "\(error.status)"))
-        } catch let error as SQLiteError where error.isDiskFull {
-            return failure(diskFull(request, error))
-        } catch let error as PostgresError where error.isDiskFull {
-            return failure(diskFull(request, error))
-        } catch let error as PostgresError where error.isUnavailable {
+        } catch {
+            // A full disk, a database away or busy, as the backend classifies its own error.
+            if let storage = StorageError(classifying: error) { return failure(storageFailure(request, storage)) }
+            return failure(internalError(request, context, error))
+        }
+    }
+
+    /// What a storage failure means for the client: retry later, after a delay that suits it.
+    private func storageFailure(_ request: HTTPRequest, _ error: StorageError) -> CollectorError {
+        switch error.kind {
+        case .diskFull:
+            return diskFull(request, error)
+        case .unavailable:
             // The database restarts or the network to it broke: the edge keeps its readings and
             // retries; the writer's session reconnects by itself.
-            log(
-                "level=warning event=database_unavailable method=\(request.method) path=\(request.path)"
-                    + " error=\"\(error)\"")
-            return failure(CollectorError(
+            logger.warning(
+                "database_unavailable",
+                ["method": "\(request.method)", "path": "\(request.path)", "error": .quoted(error)])
+            return CollectorError(
                 .serviceUnavailable, "database_unavailable", "the database is unavailable; retry later",
-                retryAfterSeconds: 5
-            ))
-        } catch let error as SQLiteError where error.isBusy {
-            return failure(CollectorError(
-                    .serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1
-            ))
-        } catch {
-            log(
-                "level=error event=request_failed method=\(request.method) path=\(request.path)"
-                    + " remote=\(context.remoteAddress) error=\"\(error)\"")
-            return failure(
-                CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1))
+                retryAfterSeconds: 5)
+        case .busy:
+            return CollectorError(.serviceUnavailable, "busy", "the database is busy; retry later", retryAfterSeconds: 1)
         }
+    }
+
+    /// Any other failure: logged with its details, answered with a bare `internal` error.
+    private func internalError(_ request: HTTPRequest, _ context: HTTPRequestContext, _ error: any Error) -> CollectorError {
+        logger.error(
+            "request_failed",
+            [
+                "method": "\(request.method)", "path": "\(request.path)", "remote": "\(context.remoteAddress)",
+                "error": .quoted(error),
+            ])
+        return CollectorError(.internalServerError, "internal", "internal error; retry later", retryAfterSeconds: 1)
     }
 }

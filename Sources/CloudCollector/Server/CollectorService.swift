@@ -1,4 +1,4 @@
-import EdgeSyncCommandLine
+import EdgeSyncLogging
 import EdgeSyncMetrics
 import EdgeSyncPostgres
 import EdgeSyncSQLite
@@ -57,7 +57,7 @@ package final class CollectorService: Sendable {
     /// Makes the store the writer owns; the default opens `PostgresReadingStore` when a PostgreSQL
     /// URL is configured, else `SQLiteReadingStore` in the data directory. A test's wrapper plugs in here.
     package typealias StoreFactory =
-        @Sendable (Configuration, @escaping @Sendable (String) -> Void) throws -> any ReadingStore
+        @Sendable (Configuration, Logger) throws -> any ReadingStore
 
     package let configuration: Configuration
     package let writer: IngestWriter
@@ -70,14 +70,13 @@ package final class CollectorService: Sendable {
     /// Opens (creating when needed) the database and prepares the server; nothing listens yet.
     package init(
         configuration: Configuration,
-        log: @escaping @Sendable (String) -> Void = { message in
-            StandardError.print(message)
-        },
-        makeStore: StoreFactory = { configuration, log in
+        logger: Logger = .discard,
+        makeStore: StoreFactory = { configuration, logger in
             if let session = configuration.postgresSession("writer") {
                 return try PostgresReadingStore(session: session, configuration: configuration.postgres)
             }
-            return try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage, log: log)
+            return try SQLiteReadingStore(path: configuration.databasePath, configuration: configuration.storage,
+                logger: logger.child("storage"))
         },
         extraRoutes: (inout CollectorRouter) -> Void = { _ in },
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }
@@ -89,7 +88,7 @@ package final class CollectorService: Sendable {
         }
         let store: any ReadingStore
         do {
-            store = try makeStore(configuration, log)
+            store = try makeStore(configuration, logger.child("storage"))
         } catch let error as SQLiteError where error.isCorrupt {
             // A file cut short or overwritten at its start: say which file and what to do.
             throw CollectorStorageError(
@@ -98,13 +97,14 @@ package final class CollectorService: Sendable {
         integrity =
             configuration.postgresURL == nil
             ? try DatabaseIntegrity(
-                databasePath: configuration.databasePath, configuration: configuration.integrity, log: log)
+                databasePath: configuration.databasePath, configuration: configuration.integrity,
+                logger: logger.child("integrity"))
             : DatabaseIntegrity()
         writer = IngestWriter(store: store, configuration: configuration.writer, now: now)
         let backend = try Backend(configuration, integrity: integrity)
 
         let metrics = self.metrics
-        var router = CollectorRouter(log: log, metrics: metrics)
+        var router = CollectorRouter(logger: logger.child("router"), metrics: metrics)
         IngestEndpoint(
             configuration: configuration.ingest, authenticator: backend.authenticator, writer: writer, metrics: metrics,
             integrity: integrity

@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import EdgeSyncSQLite
 import Foundation
 import Synchronization
@@ -29,7 +30,7 @@ package final class DatabaseIntegrity: Sendable {
     package let databasePath: String
     private let configuration: Configuration
     private let damage = Mutex<String?>(nil)
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     /// A read-only connection of its own, so checks never hold the writer.
     private let connection: SQLiteConnectionQueue?
     private let nextTable = Mutex(0)
@@ -38,18 +39,18 @@ package final class DatabaseIntegrity: Sendable {
     package init() {
         databasePath = ""
         configuration = Configuration()
-        log = { _ in }
+        logger = .discard
         connection = nil
     }
 
     /// Runs the startup check of the database at `path` (which must exist) before returning.
     package init(
         databasePath path: String, configuration: Configuration = Configuration(),
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger
     ) throws {
         databasePath = path
         self.configuration = configuration
-        self.log = log
+        self.logger = logger
         var options = SQLiteDatabase.Configuration()
         options.isReadOnly = true
         options.createsFile = false
@@ -82,10 +83,14 @@ package final class DatabaseIntegrity: Sendable {
             return true
         }
         if isNew {
-            log(
-                "level=error event=database_damaged file=\(databasePath) finding=\"\(Self.escaped(finding))\""
-                    + " action=\"refusing batches (503); stop the collector, restore \(databasePath) from a backup"
-                    + " or recover it (sqlite3 \(databasePath) .recover), then start it again\"")
+            logger.error(
+                "database_damaged",
+                [
+                    "file": "\(databasePath)", "finding": .quoted(finding),
+                    "action": .quoted(
+                        "refusing batches (503); stop the collector, restore \(databasePath) from a backup"
+                            + " or recover it (sqlite3 \(databasePath) .recover), then start it again"),
+                ])
         }
     }
 
@@ -123,7 +128,7 @@ package final class DatabaseIntegrity: Sendable {
         } catch let error as SQLiteError where error.isCorrupt {
             markDamaged("\(error)")
         } catch {
-            log("level=warning event=integrity_check_failed file=\(databasePath) error=\"\(Self.escaped("\(error)"))\"")
+            logger.warning("integrity_check_failed", ["file": "\(databasePath)", "error": .quoted(error)])
         }
     }
 
@@ -143,10 +148,12 @@ package final class DatabaseIntegrity: Sendable {
             return
         }
         let interval = configuration.backgroundInterval.map { "one table every \($0)" } ?? "off"
-        log(
-            "level=warning event=integrity_check_partial file=\(databasePath) reason=\"quick_check did not finish"
-                + " within \(configuration.startupBudget)\" checked=\"bookkeeping tables\" background_check=\"\(interval)\""
-        )
+        logger.warning(
+            "integrity_check_partial",
+            [
+                "file": "\(databasePath)", "reason": .quoted("quick_check did not finish within \(configuration.startupBudget)"),
+                "checked": .quoted("bookkeeping tables"), "background_check": .quoted(interval),
+            ])
         let existing = try database.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         var tables = Set<String>()
         while try existing.step() { tables.insert(existing.text(at: 0) ?? "") }
@@ -164,9 +171,5 @@ package final class DatabaseIntegrity: Sendable {
         "the database file \(path) is damaged (\(finding)); the collector refuses batches so gateways keep their"
             + " readings: stop it, restore the file from a backup or recover it (sqlite3 \(path) .recover),"
             + " then start it again"
-    }
-
-    private static func escaped(_ text: String) -> String {
-        text.replacingOccurrences(of: "\"", with: "'").replacingOccurrences(of: "\n", with: " ")
     }
 }

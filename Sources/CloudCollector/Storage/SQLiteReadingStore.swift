@@ -1,5 +1,6 @@
 import EdgeSyncCodec
 import EdgeSyncProtocol
+import EdgeSyncLogging
 import EdgeSyncSQLite
 
 /// The embedded store: one SQLite database in the data directory, written by one connection.
@@ -37,7 +38,7 @@ package final class SQLiteReadingStore: ReadingStore {
     private let database: SQLiteDatabase
     private let configuration: Configuration
     private let checkpointer: WALCheckpointer?
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private var walFrames = 0
     private var caches = StoreCaches()
 
@@ -48,10 +49,10 @@ package final class SQLiteReadingStore: ReadingStore {
     /// ingest next to nothing (decision 0010).
     package static let rowsPerBlock = 1024
 
-    /// - Parameter log: receives structured lines about background trouble (a failed checkpoint).
+    /// - Parameter logger: receives background trouble (a failed checkpoint).
     package init(
         path: String, configuration: Configuration = Configuration(),
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        logger: Logger = .discard
     ) throws {
         var options = SQLiteDatabase.Configuration()
         options.synchronous = configuration.synchronous
@@ -59,13 +60,13 @@ package final class SQLiteReadingStore: ReadingStore {
         options.pageSize = configuration.pageSize
         database = try SQLiteDatabase(path: path, configuration: options)
         self.configuration = configuration
-        self.log = log
+        self.logger = logger
         try database.execute("PRAGMA cache_size = -\(configuration.cacheKiB)")
         try Self.createSchema(database)
         if configuration.checkpointsInBackground {
             let checkpointer = try WALCheckpointer(
                 databasePath: path, configuration: configuration.backgroundCheckpoint,
-                onError: { error in log("level=warning event=checkpoint_failed error=\"\(error)\"") })
+                onError: { error in logger.warning("checkpoint_failed", ["error": .quoted(error)]) })
             self.checkpointer = checkpointer
             database.onWALCommit { [unowned self] frames in
                 self.walFrames = frames
@@ -174,7 +175,7 @@ package final class SQLiteReadingStore: ReadingStore {
             do {
                 try database.checkpoint(.restart)
             } catch {
-                log("level=warning event=checkpoint_failed mode=restart error=\"\(error)\"")
+                logger.warning("checkpoint_failed", ["mode": "restart", "error": .quoted(error)])
             }
         }
 

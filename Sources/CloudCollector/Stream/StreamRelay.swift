@@ -1,4 +1,5 @@
 import Dispatch
+import EdgeSyncLogging
 import Foundation
 import NATSJetStream
 import Synchronization
@@ -106,7 +107,7 @@ package final class StreamRelay: Sendable {
 
     private let configuration: Configuration
     private let gauge: StreamOutboxGauge
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let state = Mutex((counters: Counters(), stopping: false))
     private let finished = DispatchSemaphore(value: 0)
     private let makeReader: @Sendable () throws -> any StreamOutboxReader
@@ -116,13 +117,13 @@ package final class StreamRelay: Sendable {
         configuration: Configuration = Configuration(), gauge: StreamOutboxGauge,
         reader: @escaping @Sendable () throws -> any StreamOutboxReader,
         publisher: @escaping @Sendable () -> any StreamPublisher,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger = .discard
     ) {
         self.configuration = configuration
         self.gauge = gauge
         self.makeReader = reader
         self.makePublisher = publisher
-        self.log = log
+        self.logger = logger
     }
 
     package var counters: Counters { state.withLock { $0.counters } }
@@ -205,12 +206,12 @@ package final class StreamRelay: Sendable {
                     if let refusal { $0.counters.lastError = refusal }
                 }
                 if failing {
-                    log("level=info event=stream_publishing_resumed")
+                    logger.info("stream_publishing_resumed")
                     failing = false
                 }
                 backoff = .seconds(1)
                 if let refusal {
-                    log("level=warning event=stream_message_refused error=\"\(refusal)\"")
+                    logger.warning("stream_message_refused", ["error": .quoted(refusal)])
                     if removed == 0 { wait(backoff) }
                 }
             } catch {
@@ -219,7 +220,7 @@ package final class StreamRelay: Sendable {
                     $0.counters.lastError = "\(error)"
                 }
                 if !failing {
-                    log("level=warning event=stream_publish_failed error=\"\(error)\" retry=backoff")
+                    logger.warning("stream_publish_failed", ["error": .quoted(error), "retry": "backoff"])
                     failing = true
                 }
                 if !(error is JetStreamClient.Failure) { reader = nil }

@@ -13,6 +13,26 @@ package protocol ReadingSink: Sendable {
 
 extension Spool: ReadingSink {}
 
+extension ReadingSink {
+    /// Appends from a thread that may block (socket inputs), waiting for the spool's answer.
+    func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
+        Task {
+            let result: Result<SequenceRange, SpoolError>
+            do {
+                result = .success(try await append(seriesKeys: block.seriesKeys, readings: block.readings))
+            } catch {
+                result = .failure(SpoolError.wrap(error, while: "appending"))
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return outcome.withLock { $0 } ?? .failure(SpoolError.wrap(CancellationError(), while: "appending"))
+    }
+}
+
 /// The edge agent's local HTTP inputs: InfluxDB line protocol (1.x and 2.x write APIs), Prometheus
 /// remote write, and JSON. A write is answered with success only once its readings are durable in
 /// the spool; a request is stored whole or not at all, except that line protocol keeps its good lines

@@ -3,23 +3,11 @@ import Foundation
 import HTTPCore
 import OpenTelemetryMetrics
 
-/// Why an input request was refused, rendered in the error shape its client expects.
-package struct InputFailure: Error, CustomStringConvertible, Sendable {
-    package var status: HTTPStatus
-    /// Stable and machine-readable (`invalid_line`, `spool_full`, …).
-    package var code: String
-    package var message: String
-    package var retryAfterSeconds: Int?
+/// Why an input request was refused: the shared `APIError`, rendered in the error shape its client
+/// expects (`response(_:)`).
+package typealias InputFailure = APIError
 
-    package init(_ status: HTTPStatus, _ code: String, _ message: String, retryAfterSeconds: Int? = nil) {
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retryAfterSeconds = retryAfterSeconds
-    }
-
-    package var description: String { "\(status.code) \(code): \(message)" }
-
+extension APIError {
     /// The error shapes of the protocols the agent speaks.
     package enum Dialect: Sendable, Equatable {
         /// InfluxDB 1.x: `{"error": "…"}` and an `X-Influxdb-Error` header.

@@ -1,3 +1,4 @@
+import EdgeSyncLogging
 import EdgeSyncMetrics
 import Foundation
 import HTTPCore
@@ -9,37 +10,38 @@ package final class InputServices: Sendable {
     package let endpoints: InputEndpoints
     private let configuration: AgentConfiguration.Inputs
     private let sink: any ReadingSink
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
+    /// Set once at the end of `init` (the responder refers back to these services), read after.
     private let server = Mutex<HTTPServer?>(nil)
     let sockets: [LineProtocolSocketInput]
     package let simulator: SimulatedSensors?
     package let mqtt: MQTTInput?
-    private let tasks = Mutex<[Task<Void, Never>]>([])
-    private let simulatorTask = Mutex<Task<Void, Never>?>(nil)
 
     package init(
         configuration: AgentConfiguration.Inputs, sink: any ReadingSink,
         metrics: AgentMetrics? = nil,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger = .discard
     ) {
         self.configuration = configuration
         self.sink = sink
-        self.log = log
+        self.logger = logger
         endpoints = InputEndpoints(configuration: configuration.httpLimits, sink: sink)
         var sockets: [LineProtocolSocketInput] = []
         if let tcp = configuration.tcp {
             var socket = LineProtocolSocketInput.Configuration(transport: .tcp, host: tcp.host, port: tcp.port)
             socket.precision = configuration.tcpPrecision
-            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, log: log))
+            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, logger: logger.child("tcp")))
         }
         if let udp = configuration.udp {
             var socket = LineProtocolSocketInput.Configuration(transport: .udp, host: udp.host, port: udp.port)
             socket.precision = configuration.udpPrecision
-            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, log: log))
+            sockets.append(LineProtocolSocketInput(configuration: socket, sink: sink, logger: logger.child("udp")))
         }
         self.sockets = sockets
-        simulator = configuration.simulator.map { SimulatedSensors(configuration: $0, sink: sink, log: log) }
-        mqtt = configuration.mqtt.map { MQTTInput(configuration: $0, sink: sink, log: log) }
+        simulator = configuration.simulator.map {
+            SimulatedSensors(configuration: $0, sink: sink, logger: logger.child("simulator"))
+        }
+        mqtt = configuration.mqtt.map { MQTTInput(configuration: $0, sink: sink, logger: logger.child("mqtt")) }
         if let http = configuration.http {
             var server = HTTPServer.Configuration(host: http.host, port: http.port)
             server.limits.maxBodyBytes = configuration.httpLimits.maximumBodyBytes
@@ -52,60 +54,39 @@ package final class InputServices: Sendable {
 
     package var isEmpty: Bool { server.withLock { $0 } == nil && sockets.isEmpty && simulator == nil && mqtt == nil }
 
-    /// Binds every listener and starts the simulator; returns what listens where (`http`, `tcp`, `udp`).
-    package func start() async throws -> [(input: String, address: HTTPServer.Address)] {
+    /// Binds every listener, hands what listens where (`http`, `tcp`, `udp`) to `listening`, and
+    /// serves until the task is cancelled; then stops accepting, lets requests in flight finish (their
+    /// writes complete or fail whole) and returns once every input has stopped.
+    ///
+    /// - Throws: the error of a listener that cannot bind; nothing is left listening then.
+    package func run(
+        listening: @Sendable ([(input: String, address: HTTPServer.Address)]) -> Void = { _ in }
+    ) async throws {
         // Request buffers of a megabyte or more (a million readings, an inflated body) are mapped and
         // unmapped, never left resident in the heap after a large request (`Docs/performance.md`).
         ProcessMemory.mapAllocations(from: 1 << 20)
-        var bound: [(input: String, address: HTTPServer.Address)] = []
-        if let server = server.withLock({ $0 }) {
-            let log = self.log
-            let task = Task {
-                do {
-                    try await server.run()
-                } catch {
-                    log("level=error event=input_failed input=http error=\"\(error)\"")
+        let logger = self.logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var bound: [(input: String, address: HTTPServer.Address)] = []
+            if let server = server.withLock({ $0 }) {
+                group.addTask {
+                    do {
+                        try await server.run()
+                    } catch {
+                        logger.error("input_failed", ["input": "http", "error": .quoted(error)])
+                    }
                 }
+                bound.append(("http", try await server.localAddress))
             }
-            tasks.withLock { $0.append(task) }
-            bound.append(("http", try await server.localAddress))
-        }
-        for socket in sockets {
-            bound.append((socket.configuration.transport.rawValue, try socket.start()))
-        }
-        if let simulator {
-            simulatorTask.withLock { $0 = Task { await simulator.run() } }
-        }
-        // A client, not a listener: it connects (and reconnects) on its own thread.
-        mqtt?.start()
-        return bound
-    }
-
-    /// Stops accepting, lets requests in flight finish (their writes complete or fail whole), and waits.
-    package func stop() async {
-        server.withLock { $0 }?.shutdown()
-        if let simulator = simulatorTask.withLock({ $0 }) {
-            simulator.cancel()
-            await simulator.value
-        }
-        for socket in sockets {
-            // stop() joins the socket threads, which may be waiting on the spool: keep it off the pool.
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                Thread {
-                    socket.stop()
-                    done.resume()
-                }.start()
+            for socket in sockets {
+                bound.append((socket.configuration.transport.rawValue, try socket.start()))
+                group.addTask { await socket.run() }
             }
+            if let simulator { group.addTask { await simulator.run() } }
+            // A client, not a listener: it connects (and reconnects) on its own thread.
+            if let mqtt { group.addTask { await mqtt.run() } }
+            listening(bound)
+            try await group.waitForAll()
         }
-        if let mqtt {
-            // Joins the MQTT thread, which may be waiting on the spool: off the pool too.
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                Thread {
-                    mqtt.stop()
-                    done.resume()
-                }.start()
-            }
-        }
-        for task in tasks.withLock({ $0 }) { await task.value }
     }
 }

@@ -1,4 +1,5 @@
 import Dispatch
+import EdgeSyncLogging
 import EdgeSyncProtocol
 import Foundation
 import HTTPCore
@@ -50,7 +51,7 @@ package final class LineProtocolSocketInput: Sendable {
     package let configuration: Configuration
     private let sink: any ReadingSink
     private let now: @Sendable () -> Int64
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let state = Mutex(State())
     private let threads = DispatchGroup()
 
@@ -65,12 +66,12 @@ package final class LineProtocolSocketInput: Sendable {
     package init(
         configuration: Configuration, sink: any ReadingSink,
         now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger = .discard
     ) {
         self.configuration = configuration
         self.sink = sink
         self.now = now
-        self.log = log
+        self.logger = logger
     }
 
     package var counters: Counters { state.withLock { $0.counters } }
@@ -109,6 +110,13 @@ package final class LineProtocolSocketInput: Sendable {
         if listener >= 0 { close(listener) }
     }
 
+    /// Serves what `start()` bound until the task is cancelled, then stops (on a thread of its own:
+    /// stopping joins connection threads that may be waiting on the spool).
+    package func run() async {
+        await waitForCancellation()
+        await awaitBlocking { self.stop() }
+    }
+
     private func spawn(_ body: @escaping @Sendable () -> Void) {
         threads.enter()
         let thread = Thread { [threads] in
@@ -134,7 +142,7 @@ package final class LineProtocolSocketInput: Sendable {
             if fd < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 if errno == EMFILE || errno == ENFILE {
-                    log("level=error event=accept_failed input=tcp error=\"too many open files\"")
+                    logger.error("accept_failed", ["input": "tcp", "error": .quoted("too many open files")])
                     Thread.sleep(forTimeInterval: 0.1)
                     continue
                 }
@@ -148,7 +156,8 @@ package final class LineProtocolSocketInput: Sendable {
                 return true
             }
             guard admitted else {
-                log("level=warn event=connection_refused input=tcp remote=\(peer) reason=\"connection limit\"")
+                logger.warning(
+                    "connection_refused", ["input": "tcp", "remote": "\(peer)", "reason": .quoted("connection limit")])
                 close(fd)
                 continue
             }
@@ -211,7 +220,9 @@ package final class LineProtocolSocketInput: Sendable {
             parse(pending[...], parser: &parser, lineNumber: &lineNumber, into: &block, peer: peer)
         } else if !pending.isEmpty {
             lost = true
-            log("level=warn event=partial_line_dropped input=tcp remote=\(peer) bytes=\(pending.count) reason=\"stopping\"")
+            logger.warning(
+                "partial_line_dropped",
+                ["input": "tcp", "remote": "\(peer)", "bytes": "\(pending.count)", "reason": .quoted("stopping")])
         }
         if !storeRetrying(&block, peer: peer) { lost = true }
     }
@@ -250,53 +261,45 @@ package final class LineProtocolSocketInput: Sendable {
 
     private func reject(_ error: InputError, peer: String) {
         state.withLock { $0.counters.rejectedLines += 1 }
-        log(
-            "level=warn event=bad_line input=\(configuration.transport.rawValue) remote=\(peer) error=\"\(error.description.replacingOccurrences(of: "\"", with: "'"))\""
-        )
+        logger.warning(
+            "bad_line",
+            ["input": "\(configuration.transport.rawValue)", "remote": "\(peer)", "error": .quoted(error.description)])
     }
 
     /// Appends the block, retrying while the spool refuses for a retryable reason; false when stopping.
     private func storeRetrying(_ block: inout ReadingBlock, peer: String) -> Bool {
         guard !block.isEmpty else { return true }
         while true {
-            switch appendBlocking(block) {
+            switch sink.appendBlocking(block) {
             case .success:
                 state.withLock { $0.counters.readingsStored += block.count }
                 block.removeAll()
                 return true
             case .failure(let error) where error.isRetryable:
-                log(
-                    "level=warn event=spool_refused input=tcp remote=\(peer) readings=\(block.count) error=\"\(error.message)\" action=\"holding the connection and retrying\""
-                )
+                logger.warning(
+                    "spool_refused",
+                    [
+                        "input": "tcp", "remote": "\(peer)", "readings": "\(block.count)", "error": .quoted(error.message),
+                        "action": .quoted("holding the connection and retrying"),
+                    ])
                 if state.withLock({ $0.stopping }) {
-                    log("level=error event=lines_not_stored input=tcp remote=\(peer) readings=\(block.count) reason=\"stopping while the spool refuses writes\"")
+                    logger.error(
+                        "lines_not_stored",
+                        [
+                            "input": "tcp", "remote": "\(peer)", "readings": "\(block.count)",
+                            "reason": .quoted("stopping while the spool refuses writes"),
+                        ])
                     return false
                 }
                 Thread.sleep(forTimeInterval: Double(configuration.retryDelay.components.seconds) + Double(configuration.retryDelay.components.attoseconds) / 1e18)
             case .failure(let error):
-                log("level=error event=lines_not_stored input=tcp remote=\(peer) readings=\(block.count) error=\"\(error.message)\"")
+                logger.error(
+                    "lines_not_stored",
+                    ["input": "tcp", "remote": "\(peer)", "readings": "\(block.count)", "error": .quoted(error.message)])
                 block.removeAll()
                 return false
             }
         }
-    }
-
-    private func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
-        let sink = self.sink
-        Task {
-            let result: Result<SequenceRange, SpoolError>
-            do {
-                result = .success(try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings))
-            } catch {
-                result = .failure(SpoolError.wrap(error, while: "appending"))
-            }
-            outcome.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return outcome.withLock { $0! }
     }
 
     // MARK: UDP
@@ -340,14 +343,14 @@ package final class LineProtocolSocketInput: Sendable {
 
     private func storeOrDrop(_ block: inout ReadingBlock, datagrams: Int) {
         guard !block.isEmpty else { return }
-        switch appendBlocking(block) {
+        switch sink.appendBlocking(block) {
         case .success:
             state.withLock { $0.counters.readingsStored += block.count }
         case .failure(let error):
             state.withLock { $0.counters.droppedDatagrams += datagrams }
-            log(
-                "level=error event=datagrams_dropped input=udp datagrams=\(datagrams) readings=\(block.count) error=\"\(error.message)\""
-            )
+            logger.error(
+                "datagrams_dropped",
+                ["input": "udp", "datagrams": "\(datagrams)", "readings": "\(block.count)", "error": .quoted(error.message)])
         }
         block.removeAll()
     }

@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncLogging
 import EdgeSyncProtocol
 import Synchronization
 
@@ -57,20 +58,20 @@ package final class SimulatedSensors: Sendable {
     private let sink: any ReadingSink
     private let clock: any Clock<Duration>
     private let now: @Sendable () -> Int64
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let state = Mutex(Counters())
 
     package init(
         configuration: Configuration, sink: any ReadingSink, clock: any Clock<Duration> = ContinuousClock(),
         now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        logger: Logger = .discard
     ) {
         precondition(configuration.sensors > 0 && configuration.rateHz > 0)
         self.configuration = configuration
         self.sink = sink
         self.clock = clock
         self.now = now
-        self.log = log
+        self.logger = logger
     }
 
     package var counters: Counters { state.withLock { $0 } }
@@ -122,7 +123,8 @@ package final class SimulatedSensors: Sendable {
                     $0.readingsRefused += readings.count
                     $0.ticks += 1
                 }
-                log("level=warn event=simulated_readings_refused readings=\(readings.count) error=\"\(error.message)\"")
+                logger.warning(
+                    "simulated_readings_refused", ["readings": "\(readings.count)", "error": .quoted(error.message)])
             }
             done += 1
             do {

@@ -53,8 +53,8 @@ package actor Uploader {
     private var inFlight = 0
     private var slotWaiters: [CheckedContinuation<Void, Never>] = []
     private var isReportingDroppedRanges = false
-    /// The latest dropped-range report started after an acknowledgement, so a drain can await it.
-    private var droppedRangesReport: Task<Void, Never>?
+    /// Set by an acknowledgement: the delivery's task reports dropped ranges once it is done.
+    private var isDroppedRangesReportDue = false
     private var eventHandler: (@Sendable (UploadEvent) -> Void)?
     package private(set) var statistics = UploadStatistics()
 
@@ -115,7 +115,11 @@ package actor Uploader {
                     lingered = false
                     claimed.insert(range)
                     inFlight += 1
-                    deliveries.addTask { await self.deliver(batch, device: device, stream: stream) }
+                    deliveries.addTask {
+                        await self.deliver(batch, device: device, stream: stream)
+                        // After its slot is free, on the same child task: no task outlives `run`.
+                        await self.reportDroppedRangesIfDue()
+                    }
                     continue
                 case .hold:
                     // A partial batch: give it `linger` to gather company before sending.
@@ -128,10 +132,10 @@ package actor Uploader {
                 switch mode {
                 case .untilEmpty:
                     if inFlight == 0 {
-                        // Reports go out on a task of their own after acknowledgements: a drain waits
-                        // for it and then reports what is left, so exiting never cuts a report short
-                        // and drops are reported even when nothing was left to upload.
-                        await droppedRangesReport?.value
+                        // Reports go out on the delivery tasks after acknowledgements: a drain waits
+                        // for them and then reports what is left, so exiting never cuts a report
+                        // short and drops are reported even when nothing was left to upload.
+                        await deliveries.waitForAll()
                         await reportDroppedRanges()
                         return
                     }
@@ -344,10 +348,14 @@ package actor Uploader {
         statistics.batchesAcknowledged += 1
         statistics.bytesAcknowledged += Int64(frameBytes)
         eventHandler?(.acknowledged(statistics))
-        if !isReportingDroppedRanges {
-            isReportingDroppedRanges = true
-            droppedRangesReport = Task { await self.reportDroppedRanges() }
-        }
+        if !isReportingDroppedRanges { isDroppedRangesReportDue = true }
+    }
+
+    private func reportDroppedRangesIfDue() async {
+        guard isDroppedRangesReportDue, !isReportingDroppedRanges else { return }
+        isDroppedRangesReportDue = false
+        isReportingDroppedRanges = true
+        await reportDroppedRanges()
     }
 
     /// Tells the collector about ranges the drop-oldest policy removed; retried after the next

@@ -1,4 +1,5 @@
 import Dispatch
+import EdgeSyncLogging
 import EdgeSyncMetrics
 import EdgeSyncProtocol
 import Foundation
@@ -55,7 +56,7 @@ package final class MQTTInput: Sendable {
     package let configuration: Configuration
     private let sink: any ReadingSink
     private let now: @Sendable () -> Int64
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
     /// Signalled by `stop()`, so a backoff wait ends at once.
@@ -70,12 +71,12 @@ package final class MQTTInput: Sendable {
     package init(
         configuration: Configuration, sink: any ReadingSink,
         now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger = .discard
     ) {
         self.configuration = configuration
         self.sink = sink
         self.now = now
-        self.log = log
+        self.logger = logger
     }
 
     package var counters: Counters { state.withLock { $0.counters } }
@@ -96,6 +97,14 @@ package final class MQTTInput: Sendable {
         }
         thread.stackSize = 1 << 20
         thread.start()
+    }
+
+    /// Connects and subscribes on a thread of its own until the task is cancelled, then stops as
+    /// `stop()` does (joined on a thread of its own: the MQTT thread may be waiting on the spool).
+    package func run() async {
+        start()
+        await waitForCancellation()
+        await awaitBlocking { self.stop() }
     }
 
     /// Stores and acknowledges what was already read, disconnects cleanly (the broker keeps the
@@ -125,7 +134,7 @@ package final class MQTTInput: Sendable {
                 reason = "\(error)"
             case .success(let fd):
                 state.withLock { $0.counters.connections += 1 }
-                log("level=info event=mqtt_connected input=mqtt broker=\(address)")
+                logger.info("mqtt_connected", ["input": "mqtt", "broker": "\(address)"])
                 reason = serve(fd, session: &session, parser: &parser, reachedReady: &reachedReady)
                 close(fd)
                 session.connectionClosed()
@@ -138,9 +147,9 @@ package final class MQTTInput: Sendable {
             failures = reachedReady ? 1 : failures + 1
             let ceiling = policy.backoffCeiling(afterFailures: failures)
             let wait = Duration.nanoseconds(Int64.random(in: 0...Self.nanoseconds(ceiling), using: &random))
-            log(
-                "level=warn event=mqtt_disconnected input=mqtt broker=\(address) reason=\"\(Self.quoted(reason))\" retry_in=\(wait)"
-            )
+            logger.warning(
+                "mqtt_disconnected",
+                ["input": "mqtt", "broker": "\(address)", "reason": .quoted(reason), "retry_in": "\(wait)"])
             _ = wake.wait(timeout: .now() + .nanoseconds(Int(Self.nanoseconds(wait))))
         }
     }
@@ -167,12 +176,15 @@ package final class MQTTInput: Sendable {
                         if skipped > 0 { state.withLock { $0.counters.skippedFields += skipped } }
                     } catch {
                         state.withLock { $0.counters.rejectedMessages += 1 }
-                        log(
-                            "level=warn event=bad_message input=mqtt topic=\"\(Self.quoted(String(decoding: message.topic, as: UTF8.self)))\" error=\"\(Self.quoted(error.description))\""
-                        )
+                        logger.warning(
+                            "bad_message",
+                            [
+                                "input": "mqtt", "topic": .quoted(String(decoding: message.topic, as: UTF8.self)),
+                                "error": .quoted(error.description),
+                            ])
                     }
                 case .warn(let message):
-                    log("level=warn event=mqtt_session input=mqtt message=\"\(Self.quoted(message))\"")
+                    logger.warning("mqtt_session", ["input": "mqtt", "message": .quoted(message)])
                 case .close(let reason):
                     return reason
                 }
@@ -180,9 +192,9 @@ package final class MQTTInput: Sendable {
             if session.phase == .ready, !reachedReady {
                 reachedReady = true
                 state.withLock { $0.counters.isConnected = true }
-                log(
-                    "level=info event=mqtt_subscribed input=mqtt topics=\"\(Self.quoted(configuration.session.filters.joined(separator: " ")))\""
-                )
+                logger.info(
+                    "mqtt_subscribed",
+                    ["input": "mqtt", "topics": .quoted(configuration.session.filters.joined(separator: " "))])
             }
             return nil
         }
@@ -352,27 +364,6 @@ package final class MQTTInput: Sendable {
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
-    private static func quoted(_ text: String) -> String { text.replacingOccurrences(of: "\"", with: "'") }
-}
-
-extension ReadingSink {
-    /// Appends from a thread that may block (socket inputs), waiting for the spool's answer.
-    func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
-        Task {
-            let result: Result<SequenceRange, SpoolError>
-            do {
-                result = .success(try await append(seriesKeys: block.seriesKeys, readings: block.readings))
-            } catch {
-                result = .failure(SpoolError.wrap(error, while: "appending"))
-            }
-            outcome.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return outcome.withLock { $0 } ?? .failure(SpoolError.wrap(CancellationError(), while: "appending"))
-    }
 }
 
 extension MQTTInput {

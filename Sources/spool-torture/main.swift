@@ -2,28 +2,27 @@ import EdgeAgent
 import EdgeSyncCodec
 import EdgeSyncCommandLine
 import Foundation
-import Synchronization
 
-/// `edge-agent spool-torture` (hidden, for the crash tests): producers append forever and print every
-/// acknowledged range as `ack FIRST LAST RUN PRODUCER COUNTER` on stdout, one write per line, so a
-/// parent that kills the process knows exactly what was acknowledged.
+/// `spool-torture` (a test-only executable, for the crash tests in `SpoolCrashTests`; not a product):
+/// producers append forever and print every acknowledged range as `ack FIRST LAST RUN PRODUCER
+/// COUNTER` on stdout, one write per line, so a parent that kills the process knows exactly what
+/// was acknowledged.
 ///
 /// Reading `i` of a write has timestamp `RUN << 40 | PRODUCER << 32 | COUNTER + i` and value
 /// `COUNTER + i`, so every reading can be traced back to the line that acknowledged it.
-enum SpoolTortureCommand: Subcommand {
-    static let names = [["spool-torture"]]
-    static let summary = "test helper: append forever, printing each acknowledged range"
-    static let isHidden = true
-    static let usage = "--data-dir DIR --device ID --run N [--producers N]"
+enum SpoolTorture {
+    static let usage =
+        "usage: spool-torture --data-dir DIR --device ID --run N [--producers N] [--incompressible]"
+        + " [--fsync full|normal|off] [--max-bytes N] [--when-full reject|drop-oldest]"
     static let arguments = ArgumentParser(
-        options: SpoolOptions.all + [
+        options: Spool.Configuration.options + [
             .value("--run", "N", help: "run number, part of every timestamp"),
             .value("--producers", "N", help: "concurrent producers (default 4)"),
             .flag("--incompressible", help: "random values instead of the counter, to fill a capped spool fast"),
         ])
 
     static func run(_ arguments: ParsedArguments) async throws -> ExitCode {
-        let configuration = try SpoolOptions.configuration(arguments)
+        let configuration = try Spool.Configuration(arguments: arguments)
         let run =
             try arguments.value(
                 "--run", as: "a number 0...255", { Int64($0).flatMap { (0...255).contains($0) ? $0 : nil } }) ?? 0
@@ -74,3 +73,15 @@ enum SpoolTortureCommand: Subcommand {
         }
     }
 }
+
+let status: ExitCode
+do {
+    status = try await SpoolTorture.run(SpoolTorture.arguments.parse(CommandLine.arguments.dropFirst()))
+} catch let error as UsageError {
+    StandardError.print("spool-torture: \(error)\n\(SpoolTorture.usage)")
+    status = .usage
+} catch {
+    StandardError.print("spool-torture: \(error)")
+    status = .failure
+}
+exit(status.rawValue)
