@@ -201,8 +201,12 @@ package final class Spool: Sendable {
     /// The same as `append(_:)` for readings whose `series` indexes `seriesKeys` (no per-reading
     /// string hashing; what the importer and benchmarks use).
     package func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange {
-        try Self.validate(seriesKeys: seriesKeys, readings: readings)
-        let write = PendingWrite(seriesKeys: seriesKeys, readings: readings)
+        try await append(PendingWrite(seriesKeys: seriesKeys, readings: readings))
+    }
+
+    /// Queues `write` for the next group commit and waits for its outcome.
+    func append(_ write: PendingWrite) async throws(SpoolError) -> SequenceRange {
+        try Self.validate(seriesKeys: write.seriesKeys, readings: write.readings)
         let result = await withCheckedContinuation { continuation in
             let schedules = pending.withLock { queue in
                 queue.waiters.append(Waiter(write: write, continuation: continuation))

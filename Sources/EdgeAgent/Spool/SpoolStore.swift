@@ -7,6 +7,8 @@ import Foundation
 struct PendingWrite: Sendable {
     var seriesKeys: [String]
     var readings: [Reading]
+    /// Written in the same transaction as the readings (`SpoolStore+Deliveries.swift`).
+    var deliveries: DeliveryRecord? = nil
 }
 
 /// One stored chunk's bookkeeping columns (its payload is read only when needed).
@@ -84,6 +86,7 @@ final class SpoolStore {
             try load(anyDevice: isInspecting)
         }
         guard !isInspecting else { return }
+        try createDeliveriesTableIfMissing()
         try applyLimits()
         // Recorded so `edge-agent status` (another process) can show the policies in force.
         try database.transaction(.immediate) { _ throws in
@@ -296,7 +299,9 @@ final class SpoolStore {
             do {
                 var inserted: [SequenceRange] = []
                 let next = try database.transaction(.immediate) { _ throws in
-                    try insertChunks(writes, inserted: &inserted)
+                    let next = try insertChunks(writes, inserted: &inserted)
+                    try recordDeliveries(writes)
+                    return next
                 }
                 let first = inserted.first?.first ?? nextSequence
                 nextSequence = next

@@ -1,4 +1,5 @@
 import Dispatch
+import EdgeSyncCodec
 import EdgeSyncMetrics
 import EdgeSyncProtocol
 import Foundation
@@ -67,6 +68,10 @@ package final class MQTTInput: Sendable {
         var counters = Counters()
     }
 
+    /// The sink when it can store delivery records with the readings (the spool): then a message
+    /// stored before the agent was killed and redelivered after it is not stored again.
+    private var recorder: (any DeliveryRecordingSink)? { sink as? any DeliveryRecordingSink }
+
     package init(
         configuration: Configuration, sink: any ReadingSink,
         now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock,
@@ -112,6 +117,7 @@ package final class MQTTInput: Sendable {
 
     private func run() {
         var session = MQTTSession(configuration: configuration.session)
+        restoreDeliveries(into: &session)
         var parser = LineProtocolParser()
         var random = SystemRandomNumberGenerator()
         let policy = UploadRetryPolicy(configuration: configuration.backoff)
@@ -142,6 +148,40 @@ package final class MQTTInput: Sendable {
                 "level=warn event=mqtt_disconnected input=mqtt broker=\(address) reason=\"\(Self.quoted(reason))\" retry_in=\(wait)"
             )
             _ = wake.wait(timeout: .now() + .nanoseconds(Int(Self.nanoseconds(wait))))
+        }
+    }
+
+    /// Loads the redelivery memory the last run made durable; without it (a failing spool) the input
+    /// still runs, at least once across a kill.
+    private func restoreDeliveries(into session: inout MQTTSession) {
+        guard let recorder else { return }
+        let client = configuration.session.connect.clientID
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<[DeliveryRecord.Page], SpoolError>?>(nil)
+        Task {
+            let result: Result<[DeliveryRecord.Page], SpoolError>
+            do {
+                result = .success(try await recorder.deliveryPages(client: client))
+            } catch {
+                result = .failure(SpoolError.wrap(error, while: "reading MQTT delivery records"))
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        switch outcome.withLock({ $0 }) {
+        case .success(let pages):
+            let (fingerprints, invalid) = MQTTDeliveryLog.fingerprints(from: pages)
+            if invalid > 0 {
+                log("level=warn event=mqtt_delivery_records input=mqtt invalid_pages=\(invalid)")
+            }
+            session.restore(fingerprints)
+        case .failure(let error):
+            log(
+                "level=warn event=mqtt_delivery_records input=mqtt error=\"\(Self.quoted(error.description))\" note=\"redeliveries after a kill may be stored twice\""
+            )
+        case nil:
+            break
         }
     }
 
@@ -191,8 +231,18 @@ package final class MQTTInput: Sendable {
         func flush() -> String? {
             guard !pending.isEmpty else { return nil }
             if !block.isEmpty {
-                switch sink.appendBlocking(block) {
+                let outcome =
+                    if let recorder {
+                        recorder.appendBlocking(
+                            block,
+                            deliveries: session.deliveryRecord(
+                                for: pending, client: configuration.session.connect.clientID))
+                    } else {
+                        sink.appendBlocking(block)
+                    }
+                switch outcome {
                 case .success:
+                    if recorder != nil { session.deliveriesRecorded() }
                     let count = block.count
                     state.withLock { $0.counters.readingsStored += count }
                 case .failure(let error):
@@ -364,6 +414,35 @@ extension ReadingSink {
             let result: Result<SequenceRange, SpoolError>
             do {
                 result = .success(try await append(seriesKeys: block.seriesKeys, readings: block.readings))
+            } catch {
+                result = .failure(SpoolError.wrap(error, while: "appending"))
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return outcome.withLock { $0 } ?? .failure(SpoolError.wrap(CancellationError(), while: "appending"))
+    }
+}
+
+/// A sink that stores delivery records in the transaction of the readings (`Spool`).
+package protocol DeliveryRecordingSink: ReadingSink {
+    func append(seriesKeys: [String], readings: [Reading], deliveries: DeliveryRecord)
+        async throws(SpoolError) -> SequenceRange
+    func deliveryPages(client: String) async throws(SpoolError) -> [DeliveryRecord.Page]
+}
+
+extension Spool: DeliveryRecordingSink {}
+
+extension DeliveryRecordingSink {
+    func appendBlocking(_ block: ReadingBlock, deliveries: DeliveryRecord) -> Result<SequenceRange, SpoolError> {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
+        Task {
+            let result: Result<SequenceRange, SpoolError>
+            do {
+                result = .success(
+                    try await append(seriesKeys: block.seriesKeys, readings: block.readings, deliveries: deliveries))
             } catch {
                 result = .failure(SpoolError.wrap(error, while: "appending"))
             }
