@@ -39,6 +39,8 @@ package final class InputEndpoints: HTTPResponder {
         package var memoryReleaseThresholdBytes = 4 << 20
         /// What a 503 tells producers to wait before retrying.
         package var retryAfterSeconds = 5
+        /// Data source names for collectd's `Format "Command"` (`CollectdCommand`).
+        package var collectdTypes = CollectdTypes.builtIn
         /// Producer retries dropped at the edge (`RetryWindow`); nil turns it off.
         package var retryWindow: RetryWindow.Configuration? = RetryWindow.Configuration()
 
@@ -243,14 +245,31 @@ package final class InputEndpoints: HTTPResponder {
 
     // MARK: collectd
 
-    /// collectd's `write_http` with `Format "JSON"` (`CollectdJSON`); 204 once durable.
+    /// collectd's `write_http` with `Format "JSON"` (`CollectdJSON`) or `Format "Command"`
+    /// (`CollectdCommand`, PUTVAL lines, `Content-Type: text/plain`); 204 once durable.
     private func writeCollectd(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
         let body = try await readBody(request, maximumInflatedBytes: configuration.maximumJSONBytes)
         var block = ReadingBlock()
-        let skipped = try CollectdJSON.decode(body, into: &block)
+        let skipped: Int
+        if Self.isCollectdCommand(request, body) {
+            skipped = try CollectdCommand.decode(body, types: configuration.collectdTypes, now: now(), into: &block)
+        } else {
+            skipped = try CollectdJSON.decode(body, into: &block)
+        }
         try await store(block)
         statistics.skippedSamples.add(skipped, ordering: .relaxed)
         return HTTPResponse(status: .noContent)
+    }
+
+    /// `Format "Command"`: collectd says `text/plain`; without a type, a body not starting with `[` or `{`.
+    private static func isCollectdCommand(_ request: HTTPRequest, _ body: [UInt8]) -> Bool {
+        if let type = request.headers["content-type"] {
+            let media = type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) ?? ""
+            if ASCIICase.equal(media, "text/plain") { return true }
+            if ASCIICase.equal(media, "application/json") { return false }
+        }
+        let first = body.first { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }
+        return first != nil && first != UInt8(ascii: "[") && first != UInt8(ascii: "{")
     }
 
     // MARK: Prometheus remote write
