@@ -123,6 +123,9 @@ package struct AgentConfiguration: Sendable {
         if let file {
             spool.fsync = try file.string("spool.fsync", as: "full, normal or off", FsyncPolicy.init) ?? spool.fsync
             spool.maxBytes = try file.integer("spool.max_bytes", in: Spool.Configuration.minimumMaxBytes...Int64.max)
+            if let series = try file.integer("spool.max_series", in: 0...100_000_000) {
+                spool.maxSeries = series == 0 ? nil : Int(series)
+            }
             spool.whenFull =
                 try file.string("spool.when_full", as: "reject or drop-oldest", FullPolicy.init) ?? spool.whenFull
             transport.caFile = try file.string("collector.ca_file")

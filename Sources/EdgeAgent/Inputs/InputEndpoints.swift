@@ -9,6 +9,16 @@ import Synchronization
 package protocol ReadingSink: Sendable {
     /// Stores the readings atomically and returns once they are durable.
     func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange
+    /// Stores what the per-spool series limit admits (`Spool.appendAdmitting`).
+    func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted
+}
+
+extension ReadingSink {
+    /// A sink without a series limit stores everything.
+    package func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted
+    {
+        Spool.Admitted(range: try await append(seriesKeys: seriesKeys, readings: readings))
+    }
 }
 
 extension Spool: ReadingSink {}
@@ -380,16 +390,29 @@ package final class InputEndpoints: HTTPResponder {
             if let admission { retryWindow?.finish(admission, stored: false) }
             return nil
         }
+        let admitted: Spool.Admitted
         do {
-            let range = try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings)
-            if let admission { retryWindow?.finish(admission, stored: true) }
-            statistics.readingsStored.add(block.count, ordering: .relaxed)
-            return range
+            admitted = try await sink.appendAdmitting(seriesKeys: block.seriesKeys, readings: block.readings)
         } catch {
             if let admission { retryWindow?.finish(admission, stored: false) }
             statistics.spoolRefusals.add(1, ordering: .relaxed)
             throw InputFailure.spool(error, retryAfterSeconds: configuration.retryAfterSeconds)
         }
+        if let admission { retryWindow?.finish(admission, stored: admitted.range != nil) }
+        statistics.readingsStored.add(block.count - admitted.refusedReadings, ordering: .relaxed)
+        guard admitted.refusedReadings == 0 else {
+            statistics.seriesLimitedReadings.add(admitted.refusedReadings, ordering: .relaxed)
+            let refused =
+                "\(admitted.refusedReadings) readings of \(admitted.refusedSeries) new series refused: the spool holds "
+                + "the \(admitted.seriesLimit) distinct series spool.max_series allows within a day"
+            if admitted.range == nil {
+                throw InputFailure(
+                    .badRequest, "series_limit",
+                    "\(refused); nothing from this request was stored dropped=\(admitted.refusedReadings)")
+            }
+            throw InputFailure(.badRequest, "series_limit", "partial write: \(refused) dropped=\(admitted.refusedReadings)")
+        }
+        return admitted.range
     }
 
     private func json(_ status: HTTPStatus, _ text: String) -> HTTPResponse {
@@ -411,6 +434,8 @@ package final class InputStatistics: Sendable {
     package let rejectedPoints = Atomic<Int>(0)
     /// Readings dropped as producer retries (identical to ones stored within the retry window).
     package let retriedReadings = Atomic<Int>(0)
+    /// Readings of new series past `spool.max_series`, refused (400 `series_limit`).
+    package let seriesLimitedReadings = Atomic<Int>(0)
     /// Line protocol string fields left out of stored lines.
     package let skippedStringFields = Atomic<Int>(0)
     /// Line protocol integers stored as the nearest Double.

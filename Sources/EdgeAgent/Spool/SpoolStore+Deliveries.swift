@@ -62,12 +62,14 @@ extension SpoolStore {
 }
 
 extension Spool {
-    /// Stores readings like `append(seriesKeys:readings:)`, and `deliveries` in the same transaction:
-    /// both are durable together or neither is.
+    /// Stores readings like `appendAdmitting(seriesKeys:readings:)`, and `deliveries` in the same
+    /// transaction: both are durable together or neither is (when the series limit refuses every
+    /// reading, nothing is written).
     package func append(seriesKeys: [String], readings: [Reading], deliveries: DeliveryRecord)
-        async throws(SpoolError) -> SequenceRange
+        async throws(SpoolError) -> Spool.Admitted
     {
-        try await append(PendingWrite(seriesKeys: seriesKeys, readings: readings, deliveries: deliveries))
+        try await submit(
+            PendingWrite(seriesKeys: seriesKeys, readings: readings, deliveries: deliveries), dropsOverLimit: true)
     }
 
     /// The delivery pages stored for `client` (and none for any other client, from now on).

@@ -51,6 +51,8 @@ package final class MQTTInput: Sendable {
         package var connections = 0
         package var isConnected = false
         package var spoolRefusals = 0
+        /// Readings of new series past `spool.max_series`, not stored (their messages acknowledged).
+        package var seriesLimitedReadings = 0
     }
 
     package let configuration: Configuration
@@ -231,20 +233,31 @@ package final class MQTTInput: Sendable {
         func flush() -> String? {
             guard !pending.isEmpty else { return nil }
             if !block.isEmpty {
-                let outcome =
+                let outcome: Result<Spool.Admitted, SpoolError> =
                     if let recorder {
                         recorder.appendBlocking(
                             block,
                             deliveries: session.deliveryRecord(
                                 for: pending, client: configuration.session.connect.clientID))
                     } else {
-                        sink.appendBlocking(block)
+                        sink.appendBlocking(block).map { Spool.Admitted(range: $0) }
                     }
                 switch outcome {
-                case .success:
-                    if recorder != nil { session.deliveriesRecorded() }
-                    let count = block.count
-                    state.withLock { $0.counters.readingsStored += count }
+                case .success(let admitted):
+                    // Readings of series past spool.max_series are refused for good: the messages
+                    // are acknowledged all the same, or the broker would send them forever.
+                    if recorder != nil, admitted.range != nil { session.deliveriesRecorded() }
+                    let count = block.count - admitted.refusedReadings
+                    let refused = admitted.refusedReadings
+                    state.withLock {
+                        $0.counters.readingsStored += count
+                        $0.counters.seriesLimitedReadings += refused
+                    }
+                    if refused > 0 {
+                        log(
+                            "level=warn event=series_limit input=mqtt refused_readings=\(refused) refused_series=\(admitted.refusedSeries) setting=spool.max_series"
+                        )
+                    }
                 case .failure(let error):
                     state.withLock { $0.counters.spoolRefusals += 1 }
                     let count = block.count
@@ -428,18 +441,18 @@ extension ReadingSink {
 /// A sink that stores delivery records in the transaction of the readings (`Spool`).
 package protocol DeliveryRecordingSink: ReadingSink {
     func append(seriesKeys: [String], readings: [Reading], deliveries: DeliveryRecord)
-        async throws(SpoolError) -> SequenceRange
+        async throws(SpoolError) -> Spool.Admitted
     func deliveryPages(client: String) async throws(SpoolError) -> [DeliveryRecord.Page]
 }
 
 extension Spool: DeliveryRecordingSink {}
 
 extension DeliveryRecordingSink {
-    func appendBlocking(_ block: ReadingBlock, deliveries: DeliveryRecord) -> Result<SequenceRange, SpoolError> {
+    func appendBlocking(_ block: ReadingBlock, deliveries: DeliveryRecord) -> Result<Spool.Admitted, SpoolError> {
         let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
+        let outcome = Mutex<Result<Spool.Admitted, SpoolError>?>(nil)
         Task {
-            let result: Result<SequenceRange, SpoolError>
+            let result: Result<Spool.Admitted, SpoolError>
             do {
                 result = .success(
                     try await append(seriesKeys: block.seriesKeys, readings: block.readings, deliveries: deliveries))
@@ -478,6 +491,10 @@ extension MQTTInput {
             "edge_agent_mqtt_spool_refusals_total",
             "Spool appends refused for MQTT messages (the broker keeps them; reconnect later).",
             Double(counters.spoolRefusals))
+        out.counter(
+            "edge_agent_mqtt_series_limited_readings_total",
+            "Readings of MQTT messages refused for series new past spool.max_series (messages acknowledged).",
+            Double(counters.seriesLimitedReadings))
         out.gauge("edge_agent_mqtt_connected", "1 while subscribed on the MQTT broker.", counters.isConnected ? 1 : 0)
     }
 }
