@@ -64,6 +64,9 @@ package final class MosquittoBroker: Sendable {
         return broker
     }
 
+    /// The broker's address space, at most (RLIMIT_AS): 1 GiB, far above what any test queues.
+    package static let addressSpaceLimit = 1 << 30
+
     private init(port: Int, directory: String) {
         self.port = port
         self.directory = directory
@@ -71,6 +74,8 @@ package final class MosquittoBroker: Sendable {
 
     private func start() async throws {
         guard let executable = Self.executable else { throw Unavailable(description: "mosquitto is not installed") }
+        // Bounded: a runaway test once grew a broker without limits to 16 GB. Past the limit the
+        // broker fails its allocations (and the test), instead of taking the machine.
         // The test process blocks SIGTERM (its own signal handling) and a child inherits the mask,
         // so mosquitto would never see the SIGTERM that makes it save its sessions: clear the mask
         // before exec.
@@ -78,7 +83,7 @@ package final class MosquittoBroker: Sendable {
             URL(fileURLWithPath: "/usr/bin/python3"),
             [
                 "-c",
-                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                "import os, resource, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); resource.setrlimit(resource.RLIMIT_AS, (\(Self.addressSpaceLimit), \(Self.addressSpaceLimit))); os.execv(sys.argv[1], sys.argv[1:])",
                 executable.path, "-c", directory + "/mosquitto.conf",
             ], name: "mosquitto")
         process.withLock { $0 = child }

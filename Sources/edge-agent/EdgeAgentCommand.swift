@@ -88,6 +88,7 @@ extension SpoolError {
         case .ioError: .ioError
         case .damaged: .dataError
         case .invalidInput, .deviceMismatch: .usage
+        case .seriesLimit: .dataError
         case .notFound: .failure
         case .storage: .failure
         }

@@ -47,6 +47,8 @@ enum StatusCommand: Subcommand {
         lines.append("  sequence  next_seq \(status.nextSequence) (\(status.nextSequence - 1) readings stored since the spool was created)")
         let cap = status.maxBytes.map { "cap \(bytes($0)), when full: \(status.whenFull.rawValue)" } ?? "no size cap"
         lines.append("  disk      \(bytes(status.spoolFileBytes)) on disk, WAL included (spool_file_bytes); \(cap); fsync \(status.fsync.rawValue)")
+        let limit = status.maxSeries.map { "of at most \($0) (spool.max_series)" } ?? "(no limit)"
+        lines.append("  series    \(status.series) written today or yesterday \(limit) (series)")
         var problems: [String] = []
         if status.droppedReadings > 0 {
             problems.append(
@@ -56,6 +58,10 @@ enum StatusCommand: Subcommand {
         }
         if status.quarantinedReadings > 0 {
             problems.append("\(status.quarantinedReadings) readings quarantined: the collector refused them as malformed")
+        }
+        if status.seriesRefusedReadings > 0 {
+            problems.append(
+                "\(status.seriesRefusedReadings) readings refused: their series were new past spool.max_series (series_refused_readings)")
         }
         lines.append("  attention " + (problems.isEmpty ? "none" : problems.joined(separator: "; ")))
         return lines.joined(separator: "\n")

@@ -48,15 +48,19 @@ enum InputsBenchmark: BenchmarkScenario {
             path: "/write?db=bench", bodies: plain.map { Gzip.compress($0) }, encoding: "gzip")
         let otlpGzip = HTTPLoad(
             path: "/v1/metrics", bodies: otlp, contentType: "application/x-protobuf", encoding: "gzip")
-        let loads: [(name: String, load: HTTPLoad, connections: [Int])] = [
-            ("POST /write, \(linesPerRequest) lines, gzip no", lineProtocol, [4, 16]),
-            ("POST /write, \(linesPerRequest) lines, gzip (baseline)", lineProtocolGzip, [4]),
-            ("POST /v1/metrics, \(linesPerRequest) points, gzip protobuf", otlpGzip, [4]),
+        // The per-spool series limit checks every write's series: measured off and on in the same run.
+        let defaultMaxSeries = Spool.Configuration(dataDirectory: "", device: "").maxSeries
+        let loads: [(name: String, load: HTTPLoad, connections: [Int], maxSeries: Int?)] = [
+            ("POST /write, \(linesPerRequest) lines, gzip no, spool.max_series off", lineProtocol, [4], nil),
+            ("POST /write, \(linesPerRequest) lines, gzip no", lineProtocol, [4, 16], defaultMaxSeries),
+            ("POST /write, \(linesPerRequest) lines, gzip (baseline)", lineProtocolGzip, [4], defaultMaxSeries),
+            ("POST /v1/metrics, \(linesPerRequest) points, gzip protobuf", otlpGzip, [4], defaultMaxSeries),
         ]
-        for (name, load, connectionCounts) in loads {
+        for (name, load, connectionCounts, maxSeries) in loads {
             for connections in connectionCounts {
                 let result = try await httpLoad(
-                    load, readingsPerRequest: linesPerRequest, connections: connections, seconds: seconds)
+                    load, readingsPerRequest: linesPerRequest, connections: connections, seconds: seconds,
+                    maxSeries: maxSeries)
                 httpTable.append(
                     name, String(connections), String(format: "%.0f", result.requestsPerSecond),
                     rate(result.requestsPerSecond * Double(linesPerRequest)), String(format: "%.1f ms", result.p50),
@@ -179,8 +183,9 @@ enum InputsBenchmark: BenchmarkScenario {
     }
 
     /// Serves the inputs on a fresh spool and drives them with wrk, each request a different body.
-    private static func httpLoad(_ load: HTTPLoad, readingsPerRequest: Int, connections: Int, seconds: Int)
-        async throws -> LoadResult
+    private static func httpLoad(
+        _ load: HTTPLoad, readingsPerRequest: Int, connections: Int, seconds: Int, maxSeries: Int?
+    ) async throws -> LoadResult
     {
         guard let wrk = BenchmarkProcess.executable("wrk") else {
             throw BenchmarkError("the inputs benchmark needs wrk (Debian package wrk)")
@@ -192,6 +197,7 @@ enum InputsBenchmark: BenchmarkScenario {
 
         var spoolConfiguration = Spool.Configuration(dataDirectory: directory.path, device: "bench")
         spoolConfiguration.fsync = .full
+        spoolConfiguration.maxSeries = maxSeries
         let spool = try await Spool.open(spoolConfiguration)
         // wrk cycles eight bodies: with the retry window on, every repeat would be dropped as a retry.
         var inputs = InputEndpoints.Configuration()

@@ -29,6 +29,22 @@ import Testing
         #expect(parsed.transport.maximumSendBytesPerSecond == 62_500)
     }
 
+    @Test func theSeriesLimitAndTheCollectdTypesComeFromTheFile() throws {
+        let base = #""data_dir": "/a", "device": "gw", "collector": {"url": "http://c:1"}"#
+        #expect(try configuration("{\(base)}", []).spool.maxSeries == 100_000)
+        #expect(try configuration(#"{\#(base), "spool": {"max_series": 5}}"#, []).spool.maxSeries == 5)
+        #expect(try configuration(#"{\#(base), "spool": {"max_series": 0}}"#, []).spool.maxSeries == nil)
+        #expect(throws: UsageError.self) { try configuration(#"{\#(base), "spool": {"max_series": -1}}"#, []) }
+        try withTemporaryDirectory { (directory: String) throws in
+            let path = directory + "/types.db"
+            try "mine  a:GAUGE:U:U, b:GAUGE:U:U\n".write(toFile: path, atomically: true, encoding: .utf8)
+            let parsed = try configuration(#"{\#(base), "inputs": {"http": {"collectd_types_db": "\#(path)"}}}"#, [])
+            #expect(parsed.inputs.httpLimits.collectdTypes.names["mine"] == ["a", "b"])
+            let missing = #"{\#(base), "inputs": {"http": {"collectd_types_db": "\#(directory)/none.db"}}}"#
+            #expect(throws: UsageError.self) { try configuration(missing, []) }
+        }
+    }
+
     @Test func flagsOverrideTheFileAndTheFileOverridesDefaults() throws {
         let json = """
             {"data_dir": "/a", "device": "gw", "collector": {"url": "http://c:1"},

@@ -177,6 +177,90 @@ extension HTTPResponse {
         #expect(inputs.statistics.skippedSamples.load(ordering: .relaxed) == 1)
     }
 
+    @Test func collectdWriteHTTPCommandBecomesTheSameReadingsAsJSON() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink)
+        // As collectd 5.12's write_http writes Format "Command": a quoted identifier when it holds a
+        // space, interval, then time:values; U is an unknown value.
+        let body = Array(
+            """
+            PUTVAL "gw 17/load/load" interval=10.000 1700000000.123:0.25:0.5:0.75
+            PUTVAL "gw 17/memory/memory-used" interval=10.000 1700000000.124:U
+            PUTVAL "gw 17/cpu-0/cpu-idle" interval=10.000 1700000000.125:12345
+
+            """.utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/collectd", body: body, headers: [("Content-Type", "text/plain")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .noContent, "\(response.bodyText)")
+        #expect(
+            sink.readings == [
+                IncomingReading(seriesKey: #"load_shortterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.25),
+                IncomingReading(seriesKey: #"load_midterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.5),
+                IncomingReading(seriesKey: #"load_longterm,host=gw\ 17,type=load value"#, timestamp: 1_700_000_000_123_000_000, value: 0.75),
+                IncomingReading(
+                    seriesKey: #"cpu_value,host=gw\ 17,instance=0,type=cpu,type_instance=idle value"#,
+                    timestamp: 1_700_000_000_125_000_000, value: 12345),
+            ])
+        #expect(inputs.statistics.skippedSamples.load(ordering: .relaxed) == 1)
+        // Without a Content-Type the body tells; several value lists per line, N for now, escapes.
+        let more = try await inputs.respond(
+            to: request(
+                "POST", "/collectd",
+                body: Array(#"putval "h\"x/if_octets-eth0/if_octets" 5:1:2 N:3:4"#.utf8)),
+            context: HTTPRequestContext())
+        #expect(more.status == .noContent, "\(more.bodyText)")
+        #expect(
+            sink.readings.suffix(4).map { "\($0.seriesKey) \($0.timestamp) \($0.value)" } == [
+                #"if_octets_rx,host=h"x,instance=eth0,type=if_octets value 5000000000 1.0"#,
+                #"if_octets_tx,host=h"x,instance=eth0,type=if_octets value 5000000000 2.0"#,
+                #"if_octets_rx,host=h"x,instance=eth0,type=if_octets value 1700000000123456789 3.0"#,
+                #"if_octets_tx,host=h"x,instance=eth0,type=if_octets value 1700000000123456789 4.0"#,
+            ])
+    }
+
+    @Test func collectdCommandBodiesThatAreTruncatedOversizedOrNotUTF8AreRefusedWhole() async throws {
+        let sink = RecordingSink()
+        let inputs = endpoints(sink) { $0.maximumJSONBytes = 64 << 10 }
+        let whole = Array("PUTVAL h/load/load 1:0.1:0.2:0.3\n".utf8)
+        let cases: [(String, [UInt8], Int, String)] = [
+            ("truncated in a value list", whole + Array("PUTVAL h/load/load 2:0.1:0".utf8), 400, "line 2: 2 values"),
+            ("truncated in a quote", whole + Array(#"PUTVAL "h/lo"#.utf8), 400, "not closed"),
+            ("not UTF-8", whole + [0x50, 0x55, 0x54, 0x56, 0x41, 0x4C, 0x20, 0xFF, 0xFE, 0x20, 0x31], 400, "not valid UTF-8"),
+            ("NUL", Array("PUTVAL h/p/t 1:2\u{0}".utf8), 400, "control character"),
+            ("oversized", [UInt8](repeating: UInt8(ascii: "\n"), count: 65 << 10), 413, "exceeds the limit"),
+        ]
+        for (name, body, status, phrase) in cases {
+            let response = try await inputs.respond(
+                to: request("POST", "/collectd", body: body, headers: [("Content-Type", "text/plain")]),
+                context: HTTPRequestContext())
+            #expect(response.status.code == status, "\(name): \(response.bodyText)")
+            #expect(response.bodyText.contains(phrase), "\(name): \(response.bodyText)")
+        }
+        #expect(sink.appends.isEmpty)
+        // A body of many good lines is one append (one request, one durable write).
+        let many = Array((0..<1000).map { "PUTVAL h/p-\($0)/gauge \($0 + 1):\($0)\n" }.joined().utf8)
+        let response = try await inputs.respond(
+            to: request("POST", "/collectd", body: many, headers: [("Content-Type", "text/plain")]),
+            context: HTTPRequestContext())
+        #expect(response.status == .noContent, "\(response.bodyText)")
+        #expect(sink.appends.count == 1 && sink.readings.count == 1000)
+    }
+
+    @Test func collectdTypesComeFromTypesDB() {
+        let (types, bad) = CollectdTypes.parse(
+            """
+            # comment
+            myload  one:GAUGE:0:U, two:DERIVE:0:U
+            broken
+            empty   ,
+            value   value:GAUGE:U:U
+            """)
+        #expect(bad == 2)
+        #expect(types.names["myload"] == ["one", "two"])
+        #expect(types.names["load"] == ["shortterm", "midterm", "longterm"])
+    }
+
     @Test func influxV2WriteAcceptsGzipBodies() async throws {
         let sink = RecordingSink()
         let body = Gzip.compress(Array("m,t=x f=1 5\nm,t=x f=2 6".utf8))
@@ -391,6 +475,26 @@ extension HTTPResponse {
         ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1,"host":"h","plugin":"","type":"t"}]"#, [], 400, "must not be empty"),
         ("/collectd", #"[{"values":[1],"dsnames":["v"],"time":1,"host":"h","type":"t"}]"#, [], 400, "plugin: is required"),
         ("/collectd", "[" + String(repeating: "[", count: 10_000), [], 400, "invalid_json"),
+        // collectd write_http Command (PUTVAL lines)
+        ("/collectd", "PUTNOTIF severity=okay time=1 message=x", [], 400, "is not a command this endpoint takes"),
+        ("/collectd", "PUTVAL h/load/load", [], 400, "needs an identifier and at least one value list"),
+        ("/collectd", "PUTVAL h/load 1:2", [], 400, "is not host/plugin[-instance]/type[-instance]"),
+        ("/collectd", "PUTVAL h//load 1:2", [], 400, "is not host/plugin"),
+        ("/collectd", "PUTVAL h/-x/load 1:2:3:4", [], 400, "empty plugin or type"),
+        ("/collectd", "PUTVAL h/load/load 1:2", [], 400, "line 1: 1 values for type"),
+        ("/collectd", "PUTVAL h/p/t 1:2:3", [], 400, "with 2 values is not in types.db"),
+        ("/collectd", "PUTVAL h/p/t 1:x", [], 400, "is not a number or U"),
+        ("/collectd", "PUTVAL h/p/t -1:2", [], 400, "is not seconds since 1970"),
+        ("/collectd", "PUTVAL h/p/t 1e300:2", [], 400, "is not seconds since 1970"),
+        ("/collectd", "PUTVAL h/p/t nan:2", [], 400, "is not seconds since 1970"),
+        ("/collectd", "PUTVAL h/p/t interval=-5 1:2", [], 400, "not a positive number"),
+        ("/collectd", "PUTVAL h/p/t meta=1 1:2", [], 400, "unknown option"),
+        ("/collectd", "PUTVAL \"h/p/t 1:2", [], 400, "a quoted string is not closed"),
+        ("/collectd", "PUTVAL \"h/p/t\"x 1:2", [], 400, "is followed by"),
+        ("/collectd", "PUTVAL h/p/t 1:2\nPUTVAL h/p/t 1:2:", [], 400, "line 2: type"),
+        ("/collectd", "PUTVAL h/p\u{1}/t 1:2", [], 400, "control character"),
+        ("/collectd", "PUTVAL " + String(repeating: "h", count: 70_000) + "/p/t 1:2", [], 400, "longer than 65536 bytes"),
+        ("/collectd", "PUTVAL " + String(repeating: "h", count: 2000) + "/p/t 1:2", [], 400, "longer than 1024 bytes"),
         ("/nowhere", "", [], 404, "no endpoint /nowhere"),
     ] as [(String, String, [(String, String)], Int, String)])
     func badRequestsAreRefusedWholeWithAClearMessage(

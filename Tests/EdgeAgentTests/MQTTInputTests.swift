@@ -18,8 +18,10 @@ final class ScriptedBroker: Sendable {
     let port: Int
     private let listener: Int32
     private let state: Mutex<State>
+    private let sessionPresent: Bool
 
-    init(scripts: [[UInt8]]) throws {
+    init(scripts: [[UInt8]], sessionPresent: Bool = false) throws {
+        self.sessionPresent = sessionPresent
         let (fd, address) = try Socket.listen(host: "127.0.0.1", port: 0, backlog: 8)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         listener = fd
@@ -51,7 +53,7 @@ final class ScriptedBroker: Sendable {
             var buffer = [UInt8](repeating: 0, count: 4096)
             // CONNECT, then CONNACK (3.1.1); SUBSCRIBE, then SUBACK granting QoS 1.
             _ = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            send(fd, [0x20, 0x02, 0x00, 0x00])
+            send(fd, [0x20, 0x02, sessionPresent ? 0x01 : 0x00, 0x00])
             let subscribe = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             // The SUBACK names the SUBSCRIBE's packet identifier (bytes 2 and 3 of a short packet).
             send(fd, [0x90, 0x03, subscribe >= 4 ? buffer[2] : 0, subscribe >= 4 ? buffer[3] : 1, 0x01])
@@ -80,7 +82,7 @@ final class ScriptedBroker: Sendable {
             MQTTPublish(topic: Array("s/a".utf8), payload: Array(payload.utf8), qos: 1, packetID: id), version: .v311)
     }
 
-    func input(_ broker: ScriptedBroker, sink: RecordingSink, logs: LogLines) -> MQTTInput {
+    func input(_ broker: ScriptedBroker, sink: any ReadingSink, logs: LogLines) -> MQTTInput {
         var configuration = MQTTInput.Configuration(
             host: "127.0.0.1", port: broker.port,
             session: MQTTSession.Configuration(
@@ -160,5 +162,35 @@ final class ScriptedBroker: Sendable {
         try await waitUntil("both messages") { sink.readings.count >= 2 }
         try await onOwnThread { mqtt.stop() }
         #expect(sink.readings.map(\.value) == [1, 2])
+    }
+
+    @Test func aMessageStoredBeforeARestartIsNotStoredAgainWhenTheBrokerRedeliversIt() async throws {
+        try await withTemporaryDirectory { directory in
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            let logs = LogLines()
+            // First run: message 5 is stored (with its delivery record) and the broker drops the
+            // connection, as after a kill between the commit and the PUBACK.
+            let first = try ScriptedBroker(scripts: [publish(5, "21.5")], sessionPresent: true)
+            let one = input(first, sink: spool, logs: logs)
+            one.start()
+            try await waitUntil("the first message") { one.counters.readingsStored == 1 }
+            try await onOwnThread { one.stop() }
+            first.close()
+            // Second run, a new input as in a new process: the broker redelivers 5 with DUP, then 6.
+            var duplicate = publish(5, "21.5")
+            duplicate[0] |= 0x08
+            let second = try ScriptedBroker(scripts: [duplicate + publish(6, "3")], sessionPresent: true)
+            defer { second.close() }
+            let two = input(second, sink: spool, logs: logs)
+            two.start()
+            try await waitUntil("the second message") { two.counters.readingsStored == 1 }
+            try await waitUntil("both acknowledgements") { (second.received.first?.count ?? 0) >= 8 }
+            try await onOwnThread { two.stop() }
+            #expect(two.counters.redeliveriesSkipped == 1)
+            #expect(
+                second.received[0].starts(
+                    with: MQTTPacketEncoder.puback(packetID: 5) + MQTTPacketEncoder.puback(packetID: 6)))
+            #expect(try await storedReadings(spool).map(\.value) == [21.5, 3])
+        }
     }
 }

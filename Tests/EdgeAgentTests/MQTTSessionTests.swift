@@ -196,4 +196,82 @@ import Testing
         #expect(silent.tick(now: start + .seconds(9)) == [])
         #expect(silent.tick(now: start + .seconds(10)) == [.close(reason: "no CONNACK within 10.0 seconds")])
     }
+
+    // MARK: Durable redelivery memory (across an agent kill)
+
+    @Test func theDeliveryRecordHoldsTheFingerprintsOfTheMessagesAboutToBeAcknowledged() {
+        var session = MQTTSession(configuration: configuration())
+        ready(session: &session)
+        let messages = [message(7, "21.5"), message(300, "3"), message(301, "4")]
+        for message in messages { _ = session.received(.publish(message), now: start) }
+        let record = session.deliveryRecord(for: messages, client: "gw")
+        #expect(record.client == "gw")
+        #expect(!record.replacesAll)
+        #expect(record.pages.map(\.index) == [0, 1])
+        #expect(record.pages.allSatisfy { $0.bytes.count == MQTTDeliveryLog.pageBytes })
+        let (fingerprints, invalid) = MQTTDeliveryLog.fingerprints(from: record.pages)
+        #expect(invalid == 0)
+        #expect(fingerprints[7] == MQTTSession.fingerprint(messages[0]))
+        #expect(fingerprints[300] == MQTTSession.fingerprint(messages[1]))
+        #expect(fingerprints[8] == 0)
+        // Pure: the memory itself changes only once stored.
+        #expect(session.deliveryRecord(for: [], client: "gw").pages.isEmpty)
+    }
+
+    @Test func aRestoredMemorySkipsTheRedeliveryOfAMessageStoredBeforeTheKill() {
+        // First run: message 7 stored, its record made durable, then the agent is killed before the PUBACK.
+        var first = MQTTSession(configuration: configuration())
+        ready(session: &first)
+        let original = message(7, "21.5")
+        _ = first.received(.publish(original), now: start)
+        let record = first.deliveryRecord(for: [original], client: "gw")
+        // Second run: a new process, the memory loaded from the spool.
+        var second = MQTTSession(configuration: configuration())
+        second.restore(MQTTDeliveryLog.fingerprints(from: record.pages).fingerprints)
+        ready(true, session: &second)
+        let redelivered = message(7, "21.5", duplicate: true)
+        #expect(second.received(.publish(redelivered), now: start) == [.send(MQTTPacketEncoder.puback(packetID: 7))])
+        #expect(second.counters.redeliveriesSkipped == 1)
+        // Another message under a remembered identifier with DUP set is stored (the broker reused it).
+        let other = message(7, "22", duplicate: true)
+        var third = MQTTSession(configuration: configuration())
+        third.restore(MQTTDeliveryLog.fingerprints(from: record.pages).fingerprints)
+        ready(true, session: &third)
+        #expect(third.received(.publish(other), now: start) == [.deliver(other)])
+        // Without DUP it is a new message even with the same topic and payload.
+        var fourth = MQTTSession(configuration: configuration())
+        fourth.restore(MQTTDeliveryLog.fingerprints(from: record.pages).fingerprints)
+        ready(true, session: &fourth)
+        #expect(fourth.received(.publish(original), now: start) == [.deliver(original)])
+    }
+
+    @Test func aNewBrokerSessionReplacesTheDurableRecord() {
+        var session = MQTTSession(configuration: configuration())
+        let stale = MQTTDeliveryLog.page(0, [UInt32](repeating: 9, count: MQTTDeliveryLog.identifiersPerPage))
+        session.restore(MQTTDeliveryLog.fingerprints(from: [stale]).fingerprints)
+        // The broker lost the session: nothing from it can be redelivered, the old pages must go.
+        ready(false, session: &session)
+        let fresh = message(7, "1")
+        _ = session.received(.publish(fresh), now: start)
+        let record = session.deliveryRecord(for: [fresh], client: "gw")
+        #expect(record.replacesAll)
+        let (fingerprints, _) = MQTTDeliveryLog.fingerprints(from: record.pages)
+        #expect(fingerprints[6] == 0, "a stale fingerprint was kept")
+        session.deliveriesRecorded()
+        _ = session.stored([fresh], now: start)
+        #expect(!session.deliveryRecord(for: [message(8, "2")], client: "gw").replacesAll)
+    }
+
+    @Test(arguments: [
+        ("short page", DeliveryRecord.Page(index: 0, bytes: [1, 2, 3])),
+        ("page past the last", DeliveryRecord.Page(index: 256, bytes: [UInt8](repeating: 1, count: 1024))),
+        ("negative page", DeliveryRecord.Page(index: -1, bytes: [UInt8](repeating: 1, count: 1024))),
+        ("oversized page", DeliveryRecord.Page(index: 3, bytes: [UInt8](repeating: 1, count: 1025))),
+    ])
+    func invalidStoredPagesAreLeftOutAndCounted(_ name: String, _ page: DeliveryRecord.Page) {
+        let good = MQTTDeliveryLog.page(1, [UInt32](repeating: 5, count: MQTTDeliveryLog.identifiersPerPage))
+        let (fingerprints, invalid) = MQTTDeliveryLog.fingerprints(from: [page, good])
+        #expect(invalid == 1, "\(name)")
+        #expect(fingerprints[256] == 5 && fingerprints[511] == 5 && fingerprints[0] == 0, "\(name)")
+    }
 }

@@ -295,11 +295,12 @@ func withPairServingHTTP(
         print("result", result.name, "readings", readings, "rejected", rejected)
         """#
 
-    /// Debian's collectd with `write_http` (`Format "JSON"`) and, as the ledger of what it sent, the
+    /// Debian's collectd with `write_http` (`Format "JSON"`, and `"Command"`: PUTVAL lines named
+    /// through types.db) and, as the ledger of what it sent, the
     /// `csv` plugin fed the same value lists: the collector ends up with one reading per CSV value,
     /// at the CSV's timestamps. collectd runs for a few intervals and stops on SIGTERM (it flushes
     /// write_http first).
-    @Test func collectdWriteHTTPJSONArrivesExactly() async throws {
+    @Test(arguments: ["JSON", "Command"]) func collectdWriteHTTPArrivesExactly(_ format: String) async throws {
         guard let collectd = programOrSkip("collectd", debianPackage: "collectd-core") else { return }
         try await withPairServingHTTP { pair, collector, agent in
             let base = pair.directory + "/collectd"
@@ -322,7 +323,7 @@ func withPairServingHTTP(
                 <Plugin write_http>
                   <Node "edge">
                     URL "http://127.0.0.1:\(agent.ports["http"]!)/collectd"
-                    Format "JSON"
+                    Format "\(format)"
                     StoreRates false
                   </Node>
                 </Plugin>

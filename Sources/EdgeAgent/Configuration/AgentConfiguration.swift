@@ -123,6 +123,9 @@ package struct AgentConfiguration: Sendable {
         if let file {
             spool.fsync = try file.string("spool.fsync", as: "full, normal or off", FsyncPolicy.init) ?? spool.fsync
             spool.maxBytes = try file.integer("spool.max_bytes", in: Spool.Configuration.minimumMaxBytes...Int64.max)
+            if let series = try file.integer("spool.max_series", in: 0...100_000_000) {
+                spool.maxSeries = series == 0 ? nil : Int(series)
+            }
             spool.whenFull =
                 try file.string("spool.when_full", as: "reject or drop-oldest", FullPolicy.init) ?? spool.whenFull
             transport.caFile = try file.string("collector.ca_file")
@@ -187,6 +190,7 @@ package struct AgentConfiguration: Sendable {
             if let count = try file.integer("inputs.http.max_readings_per_request", in: 1...readingsLimit) {
                 inputs.httpLimits.maximumReadingsPerRequest = Int(count)
             }
+            inputs.httpLimits.collectdTypes = try Self.collectdTypes(file.string("inputs.http.collectd_types_db"))
             if let seconds = try file.integer("inputs.http.retry_window_seconds", in: 0...86400) {
                 inputs.setRetryWindow(seconds: seconds)
             }
@@ -268,6 +272,25 @@ package struct AgentConfiguration: Sendable {
     private static let precisionNames = "ns, us, ms or s (or InfluxDB's n, u, m, h)"
 
     /// `SENSORS@HZ` (`100@10`), or `SENSORS` for one reading per sensor per second.
+    /// collectd's `types.db` for `Format "Command"`: the configured file (which must be readable),
+    /// else Debian's when it is installed, else the built-in types.
+    static func collectdTypes(_ path: String?) throws(UsageError) -> CollectdTypes {
+        let setting = "inputs.http.collectd_types_db"
+        guard let path else {
+            guard let text = try? String(contentsOfFile: CollectdTypes.debianPath, encoding: .utf8) else {
+                return .builtIn
+            }
+            return CollectdTypes.parse(text).types
+        }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let size = attributes[.size] as? Int, size <= 4 << 20,
+            let text = try? String(contentsOfFile: path, encoding: .utf8)
+        else {
+            throw UsageError("cannot read \(path) as a types.db file of at most 4 MiB of UTF-8", setting: setting)
+        }
+        return CollectdTypes.parse(text).types
+    }
+
     static func parseSimulation(_ text: String) -> SimulatedSensors.Configuration? {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), let sensors = Int(parts[0]), (1...1_000_000).contains(sensors) else {

@@ -92,6 +92,9 @@ package struct AgentMetrics: Sendable {
             out.counter("edge_agent_spool_dropped_readings_total", "Readings removed unsent by the drop-oldest policy.", Double(status.droppedReadings))
             out.gauge("edge_agent_spool_quarantined_readings", "Readings the collector refused as malformed, kept aside.", Double(status.quarantinedReadings))
             out.gauge("edge_agent_spool_next_sequence", "The sequence number the next reading will get.", Double(status.nextSequence))
+            out.gauge("edge_agent_spool_series", "Distinct series written today or yesterday (UTC), what spool.max_series limits.", Double(status.series))
+            out.gauge("edge_agent_spool_max_series", "spool.max_series in force (0: no limit).", Double(status.maxSeries ?? 0))
+            out.counter("edge_agent_spool_series_refused_readings_total", "Readings refused because their series were new past spool.max_series.", Double(status.seriesRefusedReadings))
         }
         if let upload = await uploadStatistics() {
             out.counter("edge_agent_upload_readings_total", "Readings the collector acknowledged (new and duplicate).", Double(upload.readingsAcknowledged))

@@ -9,6 +9,16 @@ import Synchronization
 package protocol ReadingSink: Sendable {
     /// Stores the readings atomically and returns once they are durable.
     func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange
+    /// Stores what the per-spool series limit admits (`Spool.appendAdmitting`).
+    func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted
+}
+
+extension ReadingSink {
+    /// A sink without a series limit stores everything.
+    package func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted
+    {
+        Spool.Admitted(range: try await append(seriesKeys: seriesKeys, readings: readings))
+    }
 }
 
 extension Spool: ReadingSink {}
@@ -59,6 +69,8 @@ package final class InputEndpoints: HTTPResponder {
         package var memoryReleaseThresholdBytes = 4 << 20
         /// What a 503 tells producers to wait before retrying.
         package var retryAfterSeconds = 5
+        /// Data source names for collectd's `Format "Command"` (`CollectdCommand`).
+        package var collectdTypes = CollectdTypes.builtIn
         /// Producer retries dropped at the edge (`RetryWindow`); nil turns it off.
         package var retryWindow: RetryWindow.Configuration? = RetryWindow.Configuration()
 
@@ -263,14 +275,31 @@ package final class InputEndpoints: HTTPResponder {
 
     // MARK: collectd
 
-    /// collectd's `write_http` with `Format "JSON"` (`CollectdJSON`); 204 once durable.
+    /// collectd's `write_http` with `Format "JSON"` (`CollectdJSON`) or `Format "Command"`
+    /// (`CollectdCommand`, PUTVAL lines, `Content-Type: text/plain`); 204 once durable.
     private func writeCollectd(_ request: HTTPRequest) async throws(InputFailure) -> HTTPResponse {
         let body = try await readBody(request, maximumInflatedBytes: configuration.maximumJSONBytes)
         var block = ReadingBlock()
-        let skipped = try CollectdJSON.decode(body, into: &block)
+        let skipped: Int
+        if Self.isCollectdCommand(request, body) {
+            skipped = try CollectdCommand.decode(body, types: configuration.collectdTypes, now: now(), into: &block)
+        } else {
+            skipped = try CollectdJSON.decode(body, into: &block)
+        }
         try await store(block)
         statistics.skippedSamples.add(skipped, ordering: .relaxed)
         return HTTPResponse(status: .noContent)
+    }
+
+    /// `Format "Command"`: collectd says `text/plain`; without a type, a body not starting with `[` or `{`.
+    private static func isCollectdCommand(_ request: HTTPRequest, _ body: [UInt8]) -> Bool {
+        if let type = request.headers["content-type"] {
+            let media = type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) ?? ""
+            if ASCIICase.equal(media, "text/plain") { return true }
+            if ASCIICase.equal(media, "application/json") { return false }
+        }
+        let first = body.first { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }
+        return first != nil && first != UInt8(ascii: "[") && first != UInt8(ascii: "{")
     }
 
     // MARK: Prometheus remote write
@@ -381,16 +410,29 @@ package final class InputEndpoints: HTTPResponder {
             if let admission { retryWindow?.finish(admission, stored: false) }
             return nil
         }
+        let admitted: Spool.Admitted
         do {
-            let range = try await sink.append(seriesKeys: block.seriesKeys, readings: block.readings)
-            if let admission { retryWindow?.finish(admission, stored: true) }
-            statistics.readingsStored.add(block.count, ordering: .relaxed)
-            return range
+            admitted = try await sink.appendAdmitting(seriesKeys: block.seriesKeys, readings: block.readings)
         } catch {
             if let admission { retryWindow?.finish(admission, stored: false) }
             statistics.spoolRefusals.add(1, ordering: .relaxed)
             throw InputFailure.spool(error, retryAfterSeconds: configuration.retryAfterSeconds)
         }
+        if let admission { retryWindow?.finish(admission, stored: admitted.range != nil) }
+        statistics.readingsStored.add(block.count - admitted.refusedReadings, ordering: .relaxed)
+        guard admitted.refusedReadings == 0 else {
+            statistics.seriesLimitedReadings.add(admitted.refusedReadings, ordering: .relaxed)
+            let refused =
+                "\(admitted.refusedReadings) readings of \(admitted.refusedSeries) new series refused: the spool holds "
+                + "the \(admitted.seriesLimit) distinct series spool.max_series allows within a day"
+            if admitted.range == nil {
+                throw InputFailure(
+                    .badRequest, "series_limit",
+                    "\(refused); nothing from this request was stored dropped=\(admitted.refusedReadings)")
+            }
+            throw InputFailure(.badRequest, "series_limit", "partial write: \(refused) dropped=\(admitted.refusedReadings)")
+        }
+        return admitted.range
     }
 
     private func json(_ status: HTTPStatus, _ text: String) -> HTTPResponse {
@@ -412,6 +454,8 @@ package final class InputStatistics: Sendable {
     package let rejectedPoints = Atomic<Int>(0)
     /// Readings dropped as producer retries (identical to ones stored within the retry window).
     package let retriedReadings = Atomic<Int>(0)
+    /// Readings of new series past `spool.max_series`, refused (400 `series_limit`).
+    package let seriesLimitedReadings = Atomic<Int>(0)
     /// Line protocol string fields left out of stored lines.
     package let skippedStringFields = Atomic<Int>(0)
     /// Line protocol integers stored as the nearest Double.

@@ -26,6 +26,8 @@ package final class Spool: Sendable {
     private let connection: SQLiteConnectionQueue
     private let store: StoreBox
     private let pending = Mutex(PendingQueue())
+    /// The series limit's memory; nil without a limit.
+    private let catalog: Mutex<SeriesCatalog?>
     /// Wakes uploaders waiting for readings after each commit in this process.
     let appendSignal = AppendSignal()
     /// A second connection that only checkpoints, so commits never wait for one (WAL mode lets a
@@ -59,6 +61,15 @@ package final class Spool: Sendable {
         self.device = store.device
         self.stream = store.stream
         self.movedAsideFile = movedAsideFile
+        if let limit = configuration.maxSeries {
+            var catalog = SeriesCatalog(limit: limit)
+            let today = SeriesCatalog.day(of: configuration.seriesClock())
+            let rows = connection.runBlocking { _ in (try? store.loadSeries(since: today - 1)) ?? [] }
+            catalog.load(rows, today: today)
+            self.catalog = Mutex(catalog)
+        } else {
+            self.catalog = Mutex(nil)
+        }
         var options = SQLiteDatabase.Configuration()
         options.synchronous = configuration.fsync.synchronous
         options.createsFile = false
@@ -201,8 +212,76 @@ package final class Spool: Sendable {
     /// The same as `append(_:)` for readings whose `series` indexes `seriesKeys` (no per-reading
     /// string hashing; what the importer and benchmarks use).
     package func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange {
-        try Self.validate(seriesKeys: seriesKeys, readings: readings)
-        let write = PendingWrite(seriesKeys: seriesKeys, readings: readings)
+        try await append(PendingWrite(seriesKeys: seriesKeys, readings: readings))
+    }
+
+    /// What `appendAdmitting` stored and what the series limit refused.
+    package struct Admitted: Sendable, Equatable {
+        /// The readings stored; nil when the limit refused all of them.
+        package var range: SequenceRange?
+        package var refusedReadings = 0
+        /// New series over `maxSeries` whose readings were refused.
+        package var refusedSeries = 0
+        /// `spool.max_series` when something was refused.
+        package var seriesLimit = 0
+    }
+
+    /// Stores what the series limit (`Configuration.maxSeries`) admits: readings of new series past
+    /// the limit are left out and counted, the rest stored as by `append`. For inputs that answer
+    /// a partial write (HTTP) or acknowledge regardless (MQTT).
+    package func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Admitted {
+        try await submit(PendingWrite(seriesKeys: seriesKeys, readings: readings), dropsOverLimit: true)
+    }
+
+    /// Queues `write` for the next group commit and waits for its outcome; the whole write is
+    /// refused (`.seriesLimit`) when it has a new series past the limit.
+    func append(_ write: PendingWrite) async throws(SpoolError) -> SequenceRange {
+        guard let range = try await submit(write, dropsOverLimit: false).range else {
+            throw SpoolError(.seriesLimit, "no readings stored")
+        }
+        return range
+    }
+
+    /// Readings and writes refused by the series limit in this process, and the series it holds now.
+    package var seriesLimitCounters: (series: Int, limit: Int, refusedReadings: Int, refusedWrites: Int)? {
+        catalog.withLock { catalog in
+            catalog.map { ($0.count, $0.limit, $0.refusedReadings, $0.refusedWrites) }
+        }
+    }
+
+    func submit(_ write: PendingWrite, dropsOverLimit: Bool) async throws(SpoolError) -> Admitted {
+        try Self.validate(seriesKeys: write.seriesKeys, readings: write.readings)
+        var write = write
+        var admission: SeriesCatalog.Admission?
+        var refusedReadings = 0
+        if configuration.maxSeries != nil {
+            let day = SeriesCatalog.day(of: configuration.seriesClock())
+            guard let admitted = catalog.withLock({ $0?.admit(write.seriesKeys, day: day) }) else {
+                preconditionFailure("a spool with maxSeries has a catalog")
+            }
+            admission = admitted
+            if admitted.refusedSeries > 0 {
+                let kept = write.readings.filter { !admitted.refused[$0.series] }
+                // A write refused whole counts all of its readings.
+                refusedReadings = dropsOverLimit ? write.readings.count - kept.count : write.readings.count
+                let refused = refusedReadings
+                catalog.withLock { $0?.countRefused(readings: refused) }
+                let count = refusedReadings
+                try? await runUnsynced("counting refused readings") { store in
+                    try store.addRefusedSeriesReadings(count)
+                }
+                guard dropsOverLimit, !kept.isEmpty else {
+                    catalog.withLock { $0?.finish(admitted, stored: false) }
+                    if !dropsOverLimit { throw seriesLimitError(admitted.refusedSeries, readings: refusedReadings) }
+                    return Admitted(
+                        range: nil, refusedReadings: refusedReadings, refusedSeries: admitted.refusedSeries,
+                        seriesLimit: configuration.maxSeries ?? 0)
+                }
+                write.readings = kept
+            }
+            write.catalogKeys = admitted.catalogKeys
+            write.seriesDay = admitted.day
+        }
         let result = await withCheckedContinuation { continuation in
             let schedules = pending.withLock { queue in
                 queue.waiters.append(Waiter(write: write, continuation: continuation))
@@ -213,7 +292,21 @@ package final class Spool: Sendable {
                 connection.submit { [self] _ in flush() }
             }
         }
-        return try result.get()
+        if let admission {
+            let stored = (try? result.get()) != nil
+            catalog.withLock { $0?.finish(admission, stored: stored) }
+        }
+        return Admitted(
+            range: try result.get(), refusedReadings: refusedReadings, refusedSeries: admission?.refusedSeries ?? 0,
+            seriesLimit: refusedReadings > 0 ? configuration.maxSeries ?? 0 : 0)
+    }
+
+    /// The answer to a write with new series past the limit.
+    private func seriesLimitError(_ series: Int, readings: Int) -> SpoolError {
+        SpoolError(
+            .seriesLimit,
+            "\(series) new series (\(readings) readings) refused: the spool already holds the \(configuration.maxSeries ?? 0) "
+                + "series spool.max_series allows within a day; series not written since yesterday are forgotten")
     }
 
     /// Runs on the connection queue: commits everything queued so far and answers its writers.

@@ -1,4 +1,5 @@
 import EdgeSyncSQLite
+import Foundation
 
 /// When a spool counts a write as durable; maps onto SQLite's `synchronous` setting in WAL mode.
 package enum FsyncPolicy: String, Sendable, CaseIterable, Codable {
@@ -40,6 +41,11 @@ extension Spool {
         package var whenFull: FullPolicy = .reject
         /// Largest number of readings one stored chunk (and one group-commit transaction) holds.
         package var maxChunkReadings: Int = 65_536
+        /// Most distinct series written within the current and the previous UTC day
+        /// (`SeriesCatalog`); readings of further new series are refused. `nil`: no limit.
+        package var maxSeries: Int? = 100_000
+        /// The wall clock that days of the series limit are counted on (tests set it).
+        package var seriesClock: @Sendable () -> Date = { Date() }
         /// Called with a loud message when a damaged spool file is moved aside at open, or a stored
         /// chunk that no longer decodes is quarantined. The library never writes to stderr itself.
         package var onDamagedFile: @Sendable (String) -> Void = { _ in }

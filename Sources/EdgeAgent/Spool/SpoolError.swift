@@ -18,6 +18,8 @@ package struct SpoolError: Error, CustomStringConvertible, Sendable {
         case deviceMismatch
         /// `status` or `check` was asked about a data directory without a spool.
         case notFound
+        /// New series past `spool.max_series`: the readings of those series were not stored.
+        case seriesLimit
         /// Any other SQLite failure.
         case storage
     }

@@ -38,6 +38,12 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         oldestTimestamp.map { Double(now - $0) / 1e9 }
     }
     package var whenFull: FullPolicy
+    /// Distinct series written today or yesterday (UTC), what `spool.max_series` limits.
+    package var series: Int64 = 0
+    /// `spool.max_series` in force; nil without a limit.
+    package var maxSeries: Int64? = nil
+    /// Readings refused because their series were new past the limit, since the spool was created.
+    package var seriesRefusedReadings: Int64 = 0
 
     enum CodingKeys: String, CodingKey {
         case device, stream, fsync
@@ -54,6 +60,9 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         case maxBytes = "max_bytes"
         case whenFull = "when_full"
         case compressionRatio = "compression_ratio"
+        case series
+        case maxSeries = "max_series"
+        case seriesRefusedReadings = "series_refused_readings"
     }
 
     /// Writes every key, `null` included, so readers of `status --json` always see the same keys.
@@ -76,6 +85,9 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         try container.encode(maxBytes, forKey: .maxBytes)
         try container.encode(whenFull, forKey: .whenFull)
         try container.encode(compressionRatio, forKey: .compressionRatio)
+        try container.encode(series, forKey: .series)
+        try container.encode(maxSeries, forKey: .maxSeries)
+        try container.encode(seriesRefusedReadings, forKey: .seriesRefusedReadings)
     }
 }
 

@@ -7,6 +7,11 @@ import Foundation
 struct PendingWrite: Sendable {
     var seriesKeys: [String]
     var readings: [Reading]
+    /// Written in the same transaction as the readings (`SpoolStore+Deliveries.swift`).
+    var deliveries: DeliveryRecord? = nil
+    /// Series keys for the `series` table (`SeriesCatalog`), written with the readings.
+    var catalogKeys: [String] = []
+    var seriesDay: Int32 = 0
 }
 
 /// One stored chunk's bookkeeping columns (its payload is read only when needed).
@@ -31,6 +36,8 @@ final class SpoolStore {
     private(set) var device: String = ""
     private(set) var stream: UInt64 = 0
     private(set) var nextSequence: UInt64 = 1
+    /// The last day `recordSeries` forgot old series for.
+    var seriesSweptDay: Int32 = 0
     /// The small chunks written most recently, adjacent and in order: candidates to merge, because a
     /// slow trickle of small group commits would otherwise pay a frame header and a key table each.
     private var smallChunks: [SequenceRange] = []
@@ -84,6 +91,8 @@ final class SpoolStore {
             try load(anyDevice: isInspecting)
         }
         guard !isInspecting else { return }
+        try createDeliveriesTableIfMissing()
+        try createSeriesTableIfMissing()
         try applyLimits()
         // Recorded so `edge-agent status` (another process) can show the policies in force.
         try database.transaction(.immediate) { _ throws in
@@ -91,6 +100,7 @@ final class SpoolStore {
             for (key, value) in [
                 ("fsync", configuration.fsync.rawValue), ("when_full", configuration.whenFull.rawValue),
                 ("max_bytes", configuration.maxBytes.map(String.init) ?? ""),
+                ("max_series", configuration.maxSeries.map(String.init) ?? ""),
             ] {
                 try upsert.bind(key, at: 1)
                 try upsert.bind(value, at: 2)
@@ -239,7 +249,7 @@ final class SpoolStore {
         _ = try database.pragmaInteger("max_page_count = \(pages)")
     }
 
-    private func metaInteger(_ key: String) throws -> Int64? {
+    func metaInteger(_ key: String) throws -> Int64? {
         let statement = try database.statement("SELECT value FROM meta WHERE key = ?1")
         try statement.bind(key, at: 1)
         defer { statement.reset() }
@@ -296,7 +306,10 @@ final class SpoolStore {
             do {
                 var inserted: [SequenceRange] = []
                 let next = try database.transaction(.immediate) { _ throws in
-                    try insertChunks(writes, inserted: &inserted)
+                    let next = try insertChunks(writes, inserted: &inserted)
+                    try recordDeliveries(writes)
+                    try recordSeries(writes)
+                    return next
                 }
                 let first = inserted.first?.first ?? nextSequence
                 nextSequence = next
@@ -760,7 +773,7 @@ final class SpoolStore {
         let unreported = try database.statement("SELECT count(*) FROM dropped WHERE reported = 0")
         defer { unreported.reset() }
         try unreported.step()
-        return SpoolStatus(
+        var status = SpoolStatus(
             device: device, stream: stream,
             nextSequence: max(nextSequence, UInt64(try metaInteger("next_seq") ?? 1)),
             queuedReadings: totals.int64(at: 0),
@@ -772,5 +785,12 @@ final class SpoolStore {
             fsync: try metaText("fsync").flatMap(FsyncPolicy.init(rawValue:)) ?? configuration.fsync,
             maxBytes: try metaText("max_bytes").flatMap { Int64($0) },
             whenFull: try metaText("when_full").flatMap(FullPolicy.init(rawValue:)) ?? configuration.whenFull)
+        // A spool of the previous release has no series table until the agent opens it.
+        if let (series, refused) = try? seriesStatus(today: SeriesCatalog.day(of: configuration.seriesClock())) {
+            status.series = series
+            status.seriesRefusedReadings = refused
+        }
+        status.maxSeries = try metaText("max_series").flatMap { Int64($0) }
+        return status
     }
 }

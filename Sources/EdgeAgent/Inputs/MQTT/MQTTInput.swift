@@ -1,4 +1,5 @@
 import Dispatch
+import EdgeSyncCodec
 import EdgeSyncLogging
 import EdgeSyncMetrics
 import EdgeSyncProtocol
@@ -51,6 +52,8 @@ package final class MQTTInput: Sendable {
         package var connections = 0
         package var isConnected = false
         package var spoolRefusals = 0
+        /// Readings of new series past `spool.max_series`, not stored (their messages acknowledged).
+        package var seriesLimitedReadings = 0
     }
 
     package let configuration: Configuration
@@ -67,6 +70,10 @@ package final class MQTTInput: Sendable {
         var stopping = false
         var counters = Counters()
     }
+
+    /// The sink when it can store delivery records with the readings (the spool): then a message
+    /// stored before the agent was killed and redelivered after it is not stored again.
+    private var recorder: (any DeliveryRecordingSink)? { sink as? any DeliveryRecordingSink }
 
     package init(
         configuration: Configuration, sink: any ReadingSink,
@@ -121,6 +128,7 @@ package final class MQTTInput: Sendable {
 
     private func run() {
         var session = MQTTSession(configuration: configuration.session)
+        restoreDeliveries(into: &session)
         var parser = LineProtocolParser()
         var random = SystemRandomNumberGenerator()
         let policy = UploadRetryPolicy(configuration: configuration.backoff)
@@ -151,6 +159,43 @@ package final class MQTTInput: Sendable {
                 "mqtt_disconnected",
                 ["input": "mqtt", "broker": "\(address)", "reason": .quoted(reason), "retry_in": "\(wait)"])
             _ = wake.wait(timeout: .now() + .nanoseconds(Int(Self.nanoseconds(wait))))
+        }
+    }
+
+    /// Loads the redelivery memory the last run made durable; without it (a failing spool) the input
+    /// still runs, at least once across a kill.
+    private func restoreDeliveries(into session: inout MQTTSession) {
+        guard let recorder else { return }
+        let client = configuration.session.connect.clientID
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<[DeliveryRecord.Page], SpoolError>?>(nil)
+        Task {
+            let result: Result<[DeliveryRecord.Page], SpoolError>
+            do {
+                result = .success(try await recorder.deliveryPages(client: client))
+            } catch {
+                result = .failure(SpoolError.wrap(error, while: "reading MQTT delivery records"))
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        switch outcome.withLock({ $0 }) {
+        case .success(let pages):
+            let (fingerprints, invalid) = MQTTDeliveryLog.fingerprints(from: pages)
+            if invalid > 0 {
+                logger.warning("mqtt_delivery_records", ["input": "mqtt", "invalid_pages": "\(invalid)"])
+            }
+            session.restore(fingerprints)
+        case .failure(let error):
+            logger.warning(
+                "mqtt_delivery_records",
+                [
+                    "input": "mqtt", "error": .quoted(error.description),
+                    "note": .quoted("redeliveries after a kill may be stored twice"),
+                ])
+        case nil:
+            break
         }
     }
 
@@ -203,10 +248,34 @@ package final class MQTTInput: Sendable {
         func flush() -> String? {
             guard !pending.isEmpty else { return nil }
             if !block.isEmpty {
-                switch sink.appendBlocking(block) {
-                case .success:
-                    let count = block.count
-                    state.withLock { $0.counters.readingsStored += count }
+                let outcome: Result<Spool.Admitted, SpoolError> =
+                    if let recorder {
+                        recorder.appendBlocking(
+                            block,
+                            deliveries: session.deliveryRecord(
+                                for: pending, client: configuration.session.connect.clientID))
+                    } else {
+                        sink.appendBlocking(block).map { Spool.Admitted(range: $0) }
+                    }
+                switch outcome {
+                case .success(let admitted):
+                    // Readings of series past spool.max_series are refused for good: the messages
+                    // are acknowledged all the same, or the broker would send them forever.
+                    if recorder != nil, admitted.range != nil { session.deliveriesRecorded() }
+                    let count = block.count - admitted.refusedReadings
+                    let refused = admitted.refusedReadings
+                    state.withLock {
+                        $0.counters.readingsStored += count
+                        $0.counters.seriesLimitedReadings += refused
+                    }
+                    if refused > 0 {
+                        logger.warning(
+                            "series_limit",
+                            [
+                                "input": "mqtt", "refused_readings": "\(refused)",
+                                "refused_series": "\(admitted.refusedSeries)", "setting": "spool.max_series",
+                            ])
+                    }
                 case .failure(let error):
                     state.withLock { $0.counters.spoolRefusals += 1 }
                     let count = block.count
@@ -366,6 +435,35 @@ package final class MQTTInput: Sendable {
 
 }
 
+/// A sink that stores delivery records in the transaction of the readings (`Spool`).
+package protocol DeliveryRecordingSink: ReadingSink {
+    func append(seriesKeys: [String], readings: [Reading], deliveries: DeliveryRecord)
+        async throws(SpoolError) -> Spool.Admitted
+    func deliveryPages(client: String) async throws(SpoolError) -> [DeliveryRecord.Page]
+}
+
+extension Spool: DeliveryRecordingSink {}
+
+extension DeliveryRecordingSink {
+    func appendBlocking(_ block: ReadingBlock, deliveries: DeliveryRecord) -> Result<Spool.Admitted, SpoolError> {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<Spool.Admitted, SpoolError>?>(nil)
+        Task {
+            let result: Result<Spool.Admitted, SpoolError>
+            do {
+                result = .success(
+                    try await append(seriesKeys: block.seriesKeys, readings: block.readings, deliveries: deliveries))
+            } catch {
+                result = .failure(SpoolError.wrap(error, while: "appending"))
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return outcome.withLock { $0 } ?? .failure(SpoolError.wrap(CancellationError(), while: "appending"))
+    }
+}
+
 extension MQTTInput {
     /// The MQTT input's own families on the agent's `/metrics` (listed in `Docs/edge-agent.md`).
     static func writeMetrics(_ counters: Counters, into out: inout Exposition) {
@@ -390,6 +488,10 @@ extension MQTTInput {
             "edge_agent_mqtt_spool_refusals_total",
             "Spool appends refused for MQTT messages (the broker keeps them; reconnect later).",
             Double(counters.spoolRefusals))
+        out.counter(
+            "edge_agent_mqtt_series_limited_readings_total",
+            "Readings of MQTT messages refused for series new past spool.max_series (messages acknowledged).",
+            Double(counters.seriesLimitedReadings))
         out.gauge("edge_agent_mqtt_connected", "1 while subscribed on the MQTT broker.", counters.isConnected ? 1 : 0)
     }
 }

@@ -11,9 +11,10 @@
 /// packet identifier. The session remembers, per packet identifier, a fingerprint (topic and
 /// payload) of the last message it acknowledged, until the broker uses that identifier for a new
 /// message (which proves the acknowledgement arrived). A DUP message with a remembered identifier and
-/// fingerprint is acknowledged again without being stored. This memory lives in the process: after
-/// the agent itself is killed, a message stored just before the kill and not yet acknowledged is
-/// stored again (see `Docs/edge-agent.md`).
+/// fingerprint is acknowledged again without being stored. The input makes this memory durable:
+/// `deliveryRecord(for:client:)` gives the pages of it that a batch of messages changes, written in
+/// the spool transaction of their readings, and `restore(_:)` loads them after a restart, so a
+/// message stored just before the agent was killed and redelivered after it is not stored again.
 package struct MQTTSession: Sendable {
     package struct Configuration: Sendable, Equatable {
         package var connect: MQTTPacketEncoder.Connect
@@ -64,8 +65,11 @@ package struct MQTTSession: Sendable {
     private var subscribeID: UInt16 = 0
     /// Delivered in this connection, not yet acknowledged.
     private var unacknowledged: Set<UInt16> = []
-    /// Packet identifier → fingerprint of the last message acknowledged under it.
-    private var acknowledged: [UInt16: UInt64] = [:]
+    /// Packet identifier → fingerprint of the last message acknowledged under it (0: none).
+    private var acknowledged = [UInt32](repeating: 0, count: 65536)
+    private var hasAcknowledged = false
+    /// The broker started a new session: the durable record must drop its older pages.
+    private var durableResetPending = false
 
     package init(configuration: Configuration) {
         self.configuration = configuration
@@ -108,14 +112,15 @@ package struct MQTTSession: Sendable {
             if let serverKeepAlive { keepAlive = .seconds(Int64(serverKeepAlive)) }
             if !sessionPresent {
                 // Nothing can be redelivered from a session the broker does not have.
-                if counters.connections > 1 || !acknowledged.isEmpty {
+                if counters.connections > 1 || hasAcknowledged {
                     counters.sessionsLost += 1
                     actions.append(
                         .warn(
                             "the broker has no session for this client: messages published while it was disconnected are lost unless the broker kept them"
                         ))
                 }
-                acknowledged.removeAll()
+                if hasAcknowledged || counters.connections > 1 { durableResetPending = true }
+                forgetAcknowledged()
             }
             subscribeID = subscribeID == 65535 ? 1 : subscribeID + 1
             phase = .awaitingSuback
@@ -178,7 +183,7 @@ package struct MQTTSession: Sendable {
             guard !unacknowledged.contains(id) else {
                 return [.close(reason: "PUBLISH reuses packet identifier \(id) before it was acknowledged")]
             }
-            if message.isDuplicate, acknowledged[id] == Self.fingerprint(message) {
+            if message.isDuplicate, acknowledged[Int(id)] == Self.fingerprint(message) {
                 counters.redeliveriesSkipped += 1
                 return [send(MQTTPacketEncoder.puback(packetID: id), now: now)]
             }
@@ -198,7 +203,7 @@ package struct MQTTSession: Sendable {
         guard phase != .disconnected else {
             // The connection died while storing: the broker redelivers these, and they are skipped.
             for message in messages where message.qos == 1 {
-                if let id = message.packetID { acknowledged[id] = Self.fingerprint(message) }
+                if let id = message.packetID { remember(id, message) }
             }
             return []
         }
@@ -206,7 +211,7 @@ package struct MQTTSession: Sendable {
         bytes.reserveCapacity(messages.count * 4)
         for message in messages where message.qos == 1 {
             guard let id = message.packetID, unacknowledged.remove(id) != nil else { continue }
-            acknowledged[id] = Self.fingerprint(message)
+            remember(id, message)
             MQTTPacketEncoder.appendPuback(packetID: id, to: &bytes)
         }
         return bytes.isEmpty ? [] : [send(bytes, now: now)]
@@ -254,8 +259,49 @@ package struct MQTTSession: Sendable {
         return .send(bytes)
     }
 
-    /// FNV-1a over topic, a separator and payload.
-    static func fingerprint(_ message: MQTTPublish) -> UInt64 {
+    private mutating func remember(_ id: UInt16, _ message: MQTTPublish) {
+        acknowledged[Int(id)] = Self.fingerprint(message)
+        hasAcknowledged = true
+    }
+
+    private mutating func forgetAcknowledged() {
+        guard hasAcknowledged else { return }
+        acknowledged = [UInt32](repeating: 0, count: 65536)
+        hasAcknowledged = false
+    }
+
+    // MARK: Durable redelivery memory
+
+    /// The pages of the redelivery memory as they will be once `messages` are acknowledged: what
+    /// the input writes in the spool transaction of their readings. Pure; `stored(_:now:)` then
+    /// changes the memory the same way.
+    package func deliveryRecord(for messages: [MQTTPublish], client: String) -> DeliveryRecord {
+        var touched: [Int: [UInt32]] = [:]
+        for message in messages where message.qos == 1 {
+            guard let id = message.packetID else { continue }
+            let page = Int(id) / MQTTDeliveryLog.identifiersPerPage
+            let start = page * MQTTDeliveryLog.identifiersPerPage
+            touched[page, default: Array(acknowledged[start..<start + MQTTDeliveryLog.identifiersPerPage])][
+                Int(id) - start] = Self.fingerprint(message)
+        }
+        let pages = touched.keys.sorted().map { MQTTDeliveryLog.page($0, touched[$0] ?? []) }
+        return DeliveryRecord(client: client, pages: pages, replacesAll: durableResetPending)
+    }
+
+    /// The record from `deliveryRecord(for:client:)` is durable.
+    package mutating func deliveriesRecorded() {
+        durableResetPending = false
+    }
+
+    /// Loads the redelivery memory a previous run of the agent made durable (before connecting).
+    package mutating func restore(_ fingerprints: [UInt32]) {
+        guard fingerprints.count == acknowledged.count else { return }
+        acknowledged = fingerprints
+        hasAcknowledged = fingerprints.contains { $0 != 0 }
+    }
+
+    /// FNV-1a over topic, a separator and payload, folded to 32 bits, never 0 (0 marks "none").
+    static func fingerprint(_ message: MQTTPublish) -> UInt32 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in message.topic {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
@@ -264,7 +310,8 @@ package struct MQTTSession: Sendable {
         for byte in message.payload {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
-        return hash
+        let folded = UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+        return folded == 0 ? 1 : folded
     }
 
     private static func describe(_ packet: MQTTPacket) -> String {
