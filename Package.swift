@@ -49,7 +49,8 @@ let package = Package(
         // Argument parsing, configuration files, progress and signals for both executables.
         .target(name: "EdgeSyncCommandLine"),
 
-        // Prometheus remote write 1.0: Snappy block decoding and the WriteRequest protobuf. No dependencies.
+        // Prometheus remote write 1.0 and remote read: Snappy, the WriteRequest, ReadRequest and
+        // ReadResponse protobufs, and the linear-time regex of label matchers. No dependencies.
         .target(name: "PrometheusRemoteWrite"),
         // OTLP/HTTP metrics: the ExportMetricsServiceRequest protobuf and JSON (the protobuf reader is remote write's).
         .target(name: "OpenTelemetryMetrics", dependencies: ["PrometheusRemoteWrite"]),
@@ -65,7 +66,7 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "HTTPCore",
+                "EdgeSyncCommandLine", "HTTPCore", "PrometheusRemoteWrite",
             ]
         ),
         .executableTarget(
@@ -115,7 +116,7 @@ let package = Package(
             name: "CloudCollectorTests",
             dependencies: [
                 "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
-                "EdgeSyncPostgres", "HTTPCore", "cloud-collector",
+                "EdgeSyncPostgres", "HTTPCore", "cloud-collector", "PrometheusRemoteWrite",
             ]
         ),
         // Both real binaries on loopback; builds them.
