@@ -152,6 +152,29 @@ package struct ReadResponseEncoder: Sendable {
         Self.appendVarint(stamp, to: &series)
     }
 
+    /// A whole series at once, written straight into its result: its length is computed first, so
+    /// the samples are not copied through the scratch buffer. `samples` are (milliseconds, value).
+    package mutating func appendSeries(labels: [(name: String, value: String)], samples: [(Int64, Double)]) {
+        beginSeries(labels: labels)
+        var length = series.count
+        for (timestamp, _) in samples { length += 12 + Self.varintSize(UInt64(bitPattern: timestamp)) }
+        result.append(0x0A)  // QueryResult.timeseries
+        Self.appendVarint(UInt64(length), to: &result)
+        result.append(contentsOf: series)
+        series.removeAll(keepingCapacity: true)
+        result.reserveCapacity(result.count + length)
+        for (timestamp, value) in samples {
+            let stamp = UInt64(bitPattern: timestamp)
+            result.append(0x12)
+            result.append(UInt8(10 + Self.varintSize(stamp)))
+            result.append(0x09)
+            let bits = value.bitPattern
+            for shift in stride(from: 0, to: 64, by: 8) { result.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+            result.append(0x10)
+            Self.appendVarint(stamp, to: &result)
+        }
+    }
+
     package mutating func endSeries() {
         result.append(0x0A)  // QueryResult.timeseries
         Self.appendVarint(UInt64(series.count), to: &result)

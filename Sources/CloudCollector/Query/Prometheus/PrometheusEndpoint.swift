@@ -15,7 +15,8 @@ package final class PrometheusEndpoint: Sendable {
         /// Series (after splitting by stream) one remote read request may return, summed over its queries.
         package var maximumSeries = 10_000
         /// Samples one remote read request may return: the answer is one Snappy block, built in
-        /// memory before it is sent, so this bounds the memory a request takes (about 40 bytes a sample).
+        /// memory before it is sent, so this bounds the memory a request takes (roughly 70 bytes a
+        /// sample at the peak: the series read, its protobuf, the answer and its compressed copy).
         package var maximumSamples = 1_000_000
         /// Stored series a request may have to look at before its matchers narrow them; a selector
         /// without `__name__="…"` or `device="…"` looks at every series.
@@ -183,9 +184,8 @@ package final class PrometheusEndpoint: Sendable {
                     .badRequest, "too_many_series",
                     "the request selects more than \(configuration.maximumSeries) series; narrow the matchers")
             }
-            encoder.beginSeries(labels: PrometheusLabels.adding(stream: stream, to: labels))
-            for (timestamp, value) in byStream[stream] ?? [] { encoder.append(value: value, timestamp: timestamp) }
-            encoder.endSeries()
+            encoder.appendSeries(labels: PrometheusLabels.adding(stream: stream, to: labels), samples: byStream[stream] ?? [])
+            byStream[stream] = nil
         }
     }
 
