@@ -365,7 +365,8 @@ package struct LabelRegex: Sendable {
                     else {
                         // \d, \w, \s and their negations inside a class.
                         if escaped.negated {
-                            throw error("negated escapes (\\D, \\W, \\S) inside a class are not supported", at: itemStart)
+                            throw error(
+                                "negated escapes (\\D, \\W, \\S) inside a class are not supported", at: itemStart)
                         }
                         set.ranges += escaped.ranges
                         continue
@@ -405,7 +406,8 @@ package struct LabelRegex: Sendable {
 
         static let tooLarge = Error(
             offset: 0,
-            reason: "the pattern compiles to more than \(LabelRegex.maximumProgramSize) instructions; use smaller repeat counts"
+            reason:
+                "the pattern compiles to more than \(LabelRegex.maximumProgramSize) instructions; use smaller repeat counts"
         )
 
         mutating func append(_ instruction: Instruction) throws(Error) -> Int {

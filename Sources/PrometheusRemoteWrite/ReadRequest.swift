@@ -160,7 +160,8 @@ extension ReadRequest {
                         request.acceptedResponseTypes.append(ResponseType(try packed.readVarint()))
                     }
                 default:
-                    try reader.require(wireType, is: .varint, for: "ReadRequest.accepted_response_types", tagAt: tagOffset)
+                    try reader.require(
+                        wireType, is: .varint, for: "ReadRequest.accepted_response_types", tagAt: tagOffset)
                 }
                 guard request.acceptedResponseTypes.count <= 16 else {
                     throw RemoteWriteError(.limitExceeded, at: tagOffset, "more than 16 accepted response types")

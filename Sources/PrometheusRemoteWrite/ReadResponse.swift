@@ -124,7 +124,8 @@ package struct ReadResponseEncoder: Sendable {
         for (name, value) in labels {
             let nameLength = name.utf8.count
             let valueLength = value.utf8.count
-            let pairLength = 1 + Self.varintSize(UInt64(nameLength)) + nameLength + 1
+            let pairLength =
+                1 + Self.varintSize(UInt64(nameLength)) + nameLength + 1
                 + Self.varintSize(UInt64(valueLength)) + valueLength
             series.append(0x0A)  // TimeSeries.labels, field 1, length-delimited
             Self.appendVarint(UInt64(pairLength), to: &series)
@@ -169,7 +170,9 @@ package struct ReadResponseEncoder: Sendable {
             result.append(UInt8(10 + Self.varintSize(stamp)))
             result.append(0x09)
             let bits = value.bitPattern
-            for shift in stride(from: 0, to: 64, by: 8) { result.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+            for shift in stride(from: 0, to: 64, by: 8) {
+                result.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift)))
+            }
             result.append(0x10)
             Self.appendVarint(stamp, to: &result)
         }

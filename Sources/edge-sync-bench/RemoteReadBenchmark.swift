@@ -27,7 +27,8 @@ enum RemoteReadBenchmark: BenchmarkScenario {
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             print("remote-read: storing \(label) …")
-            try fill(databasePath: directory + "/" + CollectorSchema.databaseFileName, series: series, readings: readings)
+            try fill(
+                databasePath: directory + "/" + CollectorSchema.databaseFileName, series: series, readings: readings)
             var configuration = CollectorService.Configuration(dataDirectory: directory)
             configuration.port = 0
             configuration.operatorToken = QueryBenchmark.operatorToken
@@ -59,7 +60,8 @@ enum RemoteReadBenchmark: BenchmarkScenario {
                 }
                 let seconds = SpoolBenchmark.seconds(ContinuousClock.now - start)
                 guard response.status == 200 else {
-                    throw BenchmarkError("remote read: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+                    throw BenchmarkError(
+                        "remote read: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
                 }
                 let message = try Snappy.decompress(response.body, maximumDecodedBytes: 1 << 31)
                 let decoded = try ReadResponse.decode(protobuf: message)
@@ -68,7 +70,8 @@ enum RemoteReadBenchmark: BenchmarkScenario {
                     throw BenchmarkError("remote read returned \(samples) of \(series * readings) samples")
                 }
                 table.append(
-                    label, "remote read\(round == 0 ? " (cold)" : "")", String(samples), SpoolBenchmark.format(seconds, 2),
+                    label, "remote read\(round == 0 ? " (cold)" : "")", String(samples),
+                    SpoolBenchmark.format(seconds, 2),
                     SpoolBenchmark.grouped(Double(samples) / seconds),
                     SpoolBenchmark.format(Double(response.body.count) / 1_048_576, 1),
                     SpoolBenchmark.format(ReplayBenchmark.peakResidentMegabytes(pid: getpid()), 0))
@@ -87,7 +90,9 @@ enum RemoteReadBenchmark: BenchmarkScenario {
                 bytes += received.bytes
             }
             let seconds = SpoolBenchmark.seconds(ContinuousClock.now - start)
-            guard rows == series * readings else { throw BenchmarkError("CSV returned \(rows) of \(series * readings)") }
+            guard rows == series * readings else {
+                throw BenchmarkError("CSV returned \(rows) of \(series * readings)")
+            }
             table.append(
                 label, "CSV export (baseline)", String(rows), SpoolBenchmark.format(seconds, 2),
                 SpoolBenchmark.grouped(Double(rows) / seconds), SpoolBenchmark.format(Double(bytes) / 1_048_576, 1),

@@ -41,7 +41,9 @@ import Testing
             var compared = 0
             for matchers in selections {
                 for (from, to) in [(Int64.min, Int64.max), (base + 100, base + 5_000), (base + 3_000, base + 3_000)] {
-                    let request = ReadRequest(queries: [.init(startTimestamp: from, endTimestamp: to, matchers: matchers)])
+                    let request = ReadRequest(queries: [
+                        .init(startTimestamp: from, endTimestamp: to, matchers: matchers)
+                    ])
                     let a = try await Self.read(sqlite, request)
                     let b = try await Self.read(postgres, request)
                     #expect(a == b, "\(matchers) [\(from), \(to)]")

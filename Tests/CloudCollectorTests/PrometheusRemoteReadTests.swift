@@ -133,11 +133,13 @@ import Testing
 
                 // Labels arrive as the mapping says.
                 let labels = try await Self.query(port, "http_requests_total", at: base + 30)
-                #expect(labels.data?.result.first?.metric == [
-                    "__name__": "http_requests_total", "job": "api", "device": "gateway-1", "stream": "43981",
-                ])
+                #expect(
+                    labels.data?.result.first?.metric == [
+                        "__name__": "http_requests_total", "job": "api", "device": "gateway-1", "stream": "43981",
+                    ])
                 // A regex matcher goes through too.
-                let regex = try await Self.query(port, "count(count_over_time({__name__=~\"temp.+\"}[1h]))", at: base + 200)
+                let regex = try await Self.query(
+                    port, "count(count_over_time({__name__=~\"temp.+\"}[1h]))", at: base + 200)
                 #expect(Self.value(regex) == 4, "\(regex)")  // gateway-1 site a, b and none; gateway-2 site a
             }
         }
@@ -146,7 +148,8 @@ import Testing
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary), "prometheus is not installed"))
     func aWrongTokenGetsNoData() async throws {
         try await RemoteReadTests.withData { collector in
-            try await Self.withPrometheus(collectorPort: collector.port, token: "wrong-token-0123456789abcdef") { port in
+            try await Self.withPrometheus(collectorPort: collector.port, token: "wrong-token-0123456789abcdef") {
+                port in
                 let base = RemoteReadTests.base / 1_000_000_000
                 let answer = try await Self.query(port, "count_over_time(http_requests_total[60s])", at: base + 65)
                 // Prometheus reports a failing remote read as an error or as a warning beside an empty result.

@@ -30,7 +30,9 @@ struct RemoteReadTests {
                 readings.append(Reading(series: series, timestamp: base + Int64(index) * 10 * second, value: value))
             }
         }
-        let other = (0..<3).map { Reading(series: 1, timestamp: base + Int64($0) * second + 500_000, value: Double(-$0)) }
+        let other = (0..<3).map {
+            Reading(series: 1, timestamp: base + Int64($0) * second + 500_000, value: Double(-$0))
+        }
         return [
             Batch(device: "gateway-1", stream: 0xABCD, firstSequence: 1, seriesKeys: keys, readings: readings),
             Batch(device: "gateway-2", stream: 7, firstSequence: 1, seriesKeys: keys, readings: other),
@@ -90,13 +92,18 @@ struct RemoteReadTests {
 
     @Test func samplesAndLabelsAreTheStoredReadings() async throws {
         try await Self.withData { collector in
-            let series = try await Self.query(collector, [.init("__name__", .equal, "temperature_celsius"), .init("site", .equal, "a")])
+            let series = try await Self.query(
+                collector, [.init("__name__", .equal, "temperature_celsius"), .init("site", .equal, "a")])
             #expect(series.count == 2)
             let first = try #require(series.first)
             #expect(first.labels.map(\.name) == ["__name__", "device", "site", "stream"])
-            #expect(Self.labels(first) == ["__name__": "temperature_celsius", "device": "gateway-1", "site": "a", "stream": "43981"])
+            #expect(
+                Self.labels(first) == [
+                    "__name__": "temperature_celsius", "device": "gateway-1", "site": "a", "stream": "43981",
+                ])
             let expected: [WriteRequest.Sample] = (0..<12).map { index in
-                WriteRequest.Sample(value: Double(100 + index) + 0.25, timestamp: Self.baseMilliseconds + Int64(index) * 10_000)
+                WriteRequest.Sample(
+                    value: Double(100 + index) + 0.25, timestamp: Self.baseMilliseconds + Int64(index) * 10_000)
             }
             #expect(first.samples == expected)
             // gateway-2's readings at +0.5 ms fall in their millisecond, rounded down.
@@ -107,14 +114,19 @@ struct RemoteReadTests {
             #expect(series[1].samples == other)
 
             let counter = try await Self.query(collector, [.init("__name__", .equal, "http_requests_total")])
-            #expect(counter.map(Self.labels) == [
-                ["__name__": "http_requests_total", "job": "api", "device": "gateway-1", "stream": "43981"]
-            ])
+            #expect(
+                counter.map(Self.labels) == [
+                    ["__name__": "http_requests_total", "job": "api", "device": "gateway-1", "stream": "43981"]
+                ])
 
             let odd = try await Self.query(collector, [.init("__name__", .equal, "odd_name")])
-            #expect(odd.map(Self.labels) == [
-                ["__name__": "odd_name", "exported___secret": "s", "exported_device": "x", "device": "gateway-1", "stream": "43981"]
-            ])
+            #expect(
+                odd.map(Self.labels) == [
+                    [
+                        "__name__": "odd_name", "exported___secret": "s", "exported_device": "x", "device": "gateway-1",
+                        "stream": "43981",
+                    ]
+                ])
         }
     }
 
@@ -130,14 +142,20 @@ struct RemoteReadTests {
             let temperature = ReadRequest.LabelMatcher("__name__", .equal, "temperature_celsius")
             let cases: [([ReadRequest.LabelMatcher], [String])] = [
                 // Ordered by device, then by stored key ("temperature celsius" sorts before "temperature,…").
-                ([temperature, .init("site", .notEqual, "a")], ["temperature_celsius/-/gateway-1", "temperature_celsius/b/gateway-1"]),
+                (
+                    [temperature, .init("site", .notEqual, "a")],
+                    ["temperature_celsius/-/gateway-1", "temperature_celsius/b/gateway-1"]
+                ),
                 // An absent label is the empty value: site="" selects the series without site only.
                 ([temperature, .init("site", .equal, "")], ["temperature_celsius/-/gateway-1"]),
                 (
                     [temperature, .init("site", .regexMatch, "a|b"), .init("device", .regexNoMatch, "gateway-2")],
                     ["temperature_celsius/a/gateway-1", "temperature_celsius/b/gateway-1"]
                 ),
-                ([.init("__name__", .regexMatch, "temp.*"), .init("device", .equal, "gateway-2")], ["temperature_celsius/a/gateway-2"]),
+                (
+                    [.init("__name__", .regexMatch, "temp.*"), .init("device", .equal, "gateway-2")],
+                    ["temperature_celsius/a/gateway-2"]
+                ),
                 ([.init("stream", .equal, "7")], ["temperature_celsius/a/gateway-2"]),
                 (
                     [temperature, .init("stream", .notEqual, "7"), .init("site", .regexMatch, ".+")],
@@ -170,15 +188,20 @@ struct RemoteReadTests {
 
     @Test func severalQueriesAnswerInOrder() async throws {
         try await Self.withData { collector in
-            let request = ReadRequest(queries: [
-                .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("__name__", .equal, "odd_name")]),
-                .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("__name__", .equal, "none")]),
-                .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("job", .equal, "api")]),
-            ], acceptedResponseTypes: [.streamedXORChunks, .samples])
+            let request = ReadRequest(
+                queries: [
+                    .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("__name__", .equal, "odd_name")]),
+                    .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("__name__", .equal, "none")]),
+                    .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("job", .equal, "api")]),
+                ], acceptedResponseTypes: [.streamedXORChunks, .samples])
             let response = try await Self.read(collector, body: request.snappyEncoded())
             try #require(response.status == 200)
-            let decoded = try ReadResponse.decode(protobuf: Snappy.decompress(response.body, maximumDecodedBytes: 1 << 20))
-            #expect(decoded.results.map { $0.map { Self.labels($0)["__name__"] ?? "" } } == [["odd_name"], [], ["http_requests_total"]])
+            let decoded = try ReadResponse.decode(
+                protobuf: Snappy.decompress(response.body, maximumDecodedBytes: 1 << 20))
+            #expect(
+                decoded.results.map { $0.map { Self.labels($0)["__name__"] ?? "" } } == [
+                    ["odd_name"], [], ["http_requests_total"],
+                ])
         }
     }
 
@@ -193,12 +216,17 @@ struct RemoteReadTests {
             configuration.prometheus.maximumSeries = 3
             configuration.prometheus.readingsPerFetch = 5
         }) { collector in
-            let all = ReadRequest(queries: [.init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("device", .regexMatch, ".+")])])
+            let all = ReadRequest(queries: [
+                .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("device", .regexMatch, ".+")])
+            ])
             let tooMany = try await Self.read(collector, body: all.snappyEncoded())
             #expect(tooMany.status == 400)
             #expect(Self.error(tooMany) == "too_many_samples")
-            let series = ReadRequest(queries: [.init(
-                startTimestamp: Self.baseMilliseconds, endTimestamp: Self.baseMilliseconds, matchers: [.init("device", .equal, "gateway-1")])])
+            let series = ReadRequest(queries: [
+                .init(
+                    startTimestamp: Self.baseMilliseconds, endTimestamp: Self.baseMilliseconds,
+                    matchers: [.init("device", .equal, "gateway-1")])
+            ])
             let response = try await Self.read(collector, body: series.snappyEncoded())
             #expect(response.status == 400)
             #expect(Self.error(response) == "too_many_series")
@@ -207,7 +235,10 @@ struct RemoteReadTests {
         }
         try await Self.withData(configure: { $0.prometheus.maximumCandidateSeries = 2 }) { collector in
             let response = try await Self.read(
-                collector, body: ReadRequest(queries: [.init(startTimestamp: 0, endTimestamp: 1, matchers: [.init("job", .equal, "api")])]).snappyEncoded())
+                collector,
+                body: ReadRequest(queries: [
+                    .init(startTimestamp: 0, endTimestamp: 1, matchers: [.init("job", .equal, "api")])
+                ]).snappyEncoded())
             #expect(Self.error(response) == "too_many_candidate_series")
             // __name__ narrows the candidates in storage.
             #expect(try await Self.query(collector, [.init("__name__", .equal, "http_requests_total")]).count == 1)
@@ -216,7 +247,9 @@ struct RemoteReadTests {
 
     @Test func theOperatorTokenIsRequired() async throws {
         try await Self.withData { collector in
-            let body = ReadRequest(queries: [.init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("job", .equal, "api")])]).snappyEncoded()
+            let body = ReadRequest(queries: [
+                .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("job", .equal, "api")])
+            ]).snappyEncoded()
             #expect(try await Self.read(collector, body: body, token: nil).status == 401)
             let wrong = try await Self.read(collector, body: body, token: "wrong-token-0123456789abcdef")
             #expect(wrong.status == 401)
@@ -235,10 +268,16 @@ struct RemoteReadTests {
 
     @Test func hostileBodiesAreRefusedWithTheirReason() async throws {
         try await Self.withData { collector in
-            let valid = ReadRequest(queries: [.init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("job", .equal, "api")])])
+            let valid = ReadRequest(queries: [
+                .init(startTimestamp: 0, endTimestamp: .max, matchers: [.init("job", .equal, "api")])
+            ])
             let chunksOnly = ReadRequest(queries: valid.queries, acceptedResponseTypes: [.streamedXORChunks])
-            let badRegex = ReadRequest(queries: [.init(startTimestamp: 0, endTimestamp: 1, matchers: [.init("job", .regexMatch, "(?i)API")])])
-            let backwards = ReadRequest(queries: [.init(startTimestamp: 5, endTimestamp: 1, matchers: [.init("job", .equal, "api")])])
+            let badRegex = ReadRequest(queries: [
+                .init(startTimestamp: 0, endTimestamp: 1, matchers: [.init("job", .regexMatch, "(?i)API")])
+            ])
+            let backwards = ReadRequest(queries: [
+                .init(startTimestamp: 5, endTimestamp: 1, matchers: [.init("job", .equal, "api")])
+            ])
             let cases: [([UInt8], String)] = [
                 ([0xFF, 0xFF, 0xFF, 0xFF, 0x0F], "413 request_too_large"),  // a preamble claiming 4 GiB
                 ([40, 0x00], "400 malformed_snappy"),  // a literal past the end
@@ -289,29 +328,39 @@ struct RemoteReadTests {
 
     @Test func labelsAPIListsNamesValuesAndSeries() async throws {
         try await Self.withData { collector in
-            #expect(try await api(collector, "/api/v1/labels", as: [String].self) == [
-                "__name__", "device", "exported___secret", "exported_device", "job", "site", "stream",
-            ])
-            #expect(try await api(collector, "/api/v1/label/__name__/values", as: [String].self) == [
-                "http_requests_total", "odd_name", "temperature_celsius",
-            ])
+            #expect(
+                try await api(collector, "/api/v1/labels", as: [String].self) == [
+                    "__name__", "device", "exported___secret", "exported_device", "job", "site", "stream",
+                ])
+            #expect(
+                try await api(collector, "/api/v1/label/__name__/values", as: [String].self) == [
+                    "http_requests_total", "odd_name", "temperature_celsius",
+                ])
             #expect(try await api(collector, "/api/v1/label/site/values", as: [String].self) == ["a", "b"])
             #expect(try await api(collector, "/api/v1/label/stream/values", as: [String].self) == ["43981", "7"])
             let match = Self.encoded("temperature_celsius{site=~\"a|b\", device!=\"gateway-2\"}")
-            #expect(try await api(collector, "/api/v1/label/site/values?match[]=\(match)", as: [String].self) == ["a", "b"])
-            let series = try await api(collector, "/api/v1/series?match[]=\(Self.encoded("{job=\"api\"}"))", as: [[String: String]].self)
-            #expect(series == [["__name__": "http_requests_total", "job": "api", "device": "gateway-1", "stream": "43981"]])
+            #expect(
+                try await api(collector, "/api/v1/label/site/values?match[]=\(match)", as: [String].self) == ["a", "b"])
+            let series = try await api(
+                collector, "/api/v1/series?match[]=\(Self.encoded("{job=\"api\"}"))", as: [[String: String]].self)
+            #expect(
+                series == [["__name__": "http_requests_total", "job": "api", "device": "gateway-1", "stream": "43981"]])
             // Two selectors are a union; a time range outside the data selects nothing.
             let union = try await api(
-                collector, "/api/v1/series?match[]=odd_name&match[]=\(Self.encoded("{job='api'}"))", as: [[String: String]].self)
+                collector, "/api/v1/series?match[]=odd_name&match[]=\(Self.encoded("{job='api'}"))",
+                as: [[String: String]].self)
             #expect(union.count == 2)
-            #expect(try await api(collector, "/api/v1/series?match[]=odd_name&start=1&end=2", as: [[String: String]].self).isEmpty)
-            #expect(try await api(collector, "/api/v1/labels?start=1600000000&end=1600000001", as: [String].self).isEmpty)
+            #expect(
+                try await api(collector, "/api/v1/series?match[]=odd_name&start=1&end=2", as: [[String: String]].self)
+                    .isEmpty)
+            #expect(
+                try await api(collector, "/api/v1/labels?start=1600000000&end=1600000001", as: [String].self).isEmpty)
         }
     }
 
     @Test(arguments: [
-        ("/api/v1/series", "missing_parameter"), ("/api/v1/series?match[]=" + encoded("{job=~\".*\"}"), "invalid_selector"),
+        ("/api/v1/series", "missing_parameter"),
+        ("/api/v1/series?match[]=" + encoded("{job=~\".*\"}"), "invalid_selector"),
         ("/api/v1/series?match[]=" + encoded("{job=\"a\""), "invalid_selector"),
         ("/api/v1/series?match[]=" + encoded("up{job=\"a\\q\"}"), "invalid_selector"),
         ("/api/v1/series?match[]=" + encoded("up{job=~\"(\"}"), "invalid_regex"),

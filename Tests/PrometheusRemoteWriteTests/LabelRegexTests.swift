@@ -28,7 +28,8 @@ struct LabelRegexTests {
 
     @Test(arguments: [
         "(", ")", "a)", "(?i)abc", "(?P<n>a)", "*a", "a**", "[abc", #"\b"#, #"\p{L}"#, #"\1"#, "[[:alpha:]]",
-        "a{1001}", "a{3,2}", "[z-a]", #"a\"#, "(a{1000}){1000}", String(repeating: "(", count: 200) + "a"
+        "a{1001}", "a{3,2}", "[z-a]", #"a\"#, "(a{1000}){1000}",
+        String(repeating: "(", count: 200) + "a"
             + String(repeating: ")", count: 200),
     ])
     func unsupportedOrBrokenPatternsAreRefusedWithAReason(pattern: String) {
@@ -61,7 +62,8 @@ struct LabelRegexTests {
             let foundation = try NSRegularExpression(pattern: "^(?:" + pattern + ")$")
             let regex = try LabelRegex(pattern)
             for _ in 0..<10 {
-                let value = String((0..<Int.random(in: 0...6, using: &random)).map { _ in "ab1x".randomElement(using: &random)! })
+                let value = String(
+                    (0..<Int.random(in: 0...6, using: &random)).map { _ in "ab1x".randomElement(using: &random)! })
                 let range = NSRange(value.startIndex..., in: value)
                 let expected = foundation.firstMatch(in: value, range: range) != nil
                 #expect(regex.matches(value) == expected, "pattern \(pattern) value \(value)")

@@ -87,13 +87,17 @@ struct RemoteReadCodecTests {
 
     @Test func hostileBodiesAreRefusedWithTheirReason() {
         // Not Snappy at all: a preamble claiming 4 GiB, refused before allocating.
-        #expect(Self.kind { _ = try ReadRequest.decode(snappyBody: [0xFF, 0xFF, 0xFF, 0xFF, 0x0F]) } == .compression(.tooLarge))
+        #expect(
+            Self.kind { _ = try ReadRequest.decode(snappyBody: [0xFF, 0xFF, 0xFF, 0xFF, 0x0F]) }
+                == .compression(.tooLarge))
         // A literal running past the end.
         #expect(Self.kind { _ = try ReadRequest.decode(snappyBody: [10, 0x24, 1, 2]) } == .compression(.truncated))
         #expect(Self.kind { _ = try ReadRequest.decode(snappyBody: []) } == .compression(.truncated))
         // A group wire type, an overlong varint, a wrong wire type for queries.
         #expect(Self.kind { _ = try ReadRequest.decode(protobuf: [0x0B]) } == .malformedProtobuf)
-        #expect(Self.kind { _ = try ReadRequest.decode(protobuf: [0x08] + Array(repeating: 0xFF, count: 11)) } == .malformedProtobuf)
+        #expect(
+            Self.kind { _ = try ReadRequest.decode(protobuf: [0x08] + Array(repeating: 0xFF, count: 11)) }
+                == .malformedProtobuf)
         #expect(Self.kind { _ = try ReadRequest.decode(protobuf: [0x08, 1]) } == .malformedProtobuf)
         // Matcher type 7, an empty matcher name, a value that is not UTF-8.
         #expect(Self.kind { _ = try ReadRequest.decode(protobuf: [0x0A, 4, 0x1A, 2, 0x08, 7]) } == .invalidRequest)
@@ -104,8 +108,12 @@ struct RemoteReadCodecTests {
         // Nested deeper than the reader allows is impossible here, but oversized parts are limits.
         var limits = RemoteReadRequestLimits()
         limits.maximumMatcherBytes = 4
-        let long = ReadRequest(queries: [.init(startTimestamp: 0, endTimestamp: 1, matchers: [.init("job", .equal, "toolong")])])
-        #expect(Self.kind { _ = try ReadRequest.decode(protobuf: long.protobufEncoded(), limits: limits) } == .limitExceeded)
+        let long = ReadRequest(queries: [
+            .init(startTimestamp: 0, endTimestamp: 1, matchers: [.init("job", .equal, "toolong")])
+        ])
+        #expect(
+            Self.kind { _ = try ReadRequest.decode(protobuf: long.protobufEncoded(), limits: limits) } == .limitExceeded
+        )
         let many = ReadRequest(
             queries: Array(repeating: .init(startTimestamp: 0, endTimestamp: 1, matchers: []), count: 17))
         #expect(Self.kind { _ = try ReadRequest.decode(protobuf: many.protobufEncoded()) } == .limitExceeded)
@@ -121,7 +129,8 @@ struct RemoteReadCodecTests {
         for round in 0..<3000 {
             var body: [UInt8]
             if round % 2 == 0 {
-                body = (0..<Int.random(in: 0...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                body = (0..<Int.random(in: 0...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random)
+                }
             } else {
                 body = valid
                 for _ in 0..<Int.random(in: 1...4, using: &random) {

@@ -81,7 +81,9 @@ package enum SeriesSelectorParser {
         func fail(_ reason: String) -> CollectorError {
             CollectorError(.badRequest, "invalid_selector", "match[] \"\(text.clipped)\": \(reason)")
         }
-        func skipSpace() { while let first = scalars.first, first == " " || first == "\t" || first == "\n" { scalars.removeFirst() } }
+        func skipSpace() {
+            while let first = scalars.first, first == " " || first == "\t" || first == "\n" { scalars.removeFirst() }
+        }
         func identifier(colon: Bool) -> String {
             var name = ""
             while let first = scalars.first,

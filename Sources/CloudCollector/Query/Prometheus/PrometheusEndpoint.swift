@@ -184,7 +184,8 @@ package final class PrometheusEndpoint: Sendable {
                     .badRequest, "too_many_series",
                     "the request selects more than \(configuration.maximumSeries) series; narrow the matchers")
             }
-            encoder.appendSeries(labels: PrometheusLabels.adding(stream: stream, to: labels), samples: byStream[stream] ?? [])
+            encoder.appendSeries(
+                labels: PrometheusLabels.adding(stream: stream, to: labels), samples: byStream[stream] ?? [])
             byStream[stream] = nil
         }
     }
@@ -214,7 +215,8 @@ package final class PrometheusEndpoint: Sendable {
 
     /// The stored series as label sets (one per stream of the series' device), those that pass any
     /// of the `match[]` selectors (all series when there is none) and overlap the time range.
-    private func labelSets(_ request: HTTPRequest, requireMatch: Bool) async throws -> [[(name: String, value: String)]] {
+    private func labelSets(_ request: HTTPRequest, requireMatch: Bool) async throws -> [[(name: String, value: String)]]
+    {
         try authenticator.authorize(request.headers["authorization"])
         var items = HTTPQueryParameters(request.query)?.items ?? []
         guard HTTPQueryParameters(request.query) != nil || (request.query ?? "").isEmpty else {
@@ -237,7 +239,8 @@ package final class PrometheusEndpoint: Sendable {
                 guard !selector.matchesEverything else {
                     throw CollectorError(
                         .badRequest, "invalid_selector",
-                        "match[] \"\(value.clipped)\" matches every series; give at least one matcher that does not match \"\"")
+                        "match[] \"\(value.clipped)\" matches every series; give at least one matcher that does not match \"\""
+                    )
                 }
                 selectors.append(selector)
             case "start": start = try Self.apiTime(value, name: name)
@@ -245,7 +248,8 @@ package final class PrometheusEndpoint: Sendable {
             case "limit": break  // Grafana sends it; the answer is bounded by maximumCandidateSeries anyway
             default:
                 throw CollectorError(
-                    .badRequest, "unknown_parameter", "unknown parameter \"\(name.clipped)\"; this endpoint takes match[], start, end")
+                    .badRequest, "unknown_parameter",
+                    "unknown parameter \"\(name.clipped)\"; this endpoint takes match[], start, end")
             }
         }
         if requireMatch, selectors.isEmpty {
@@ -292,7 +296,8 @@ package final class PrometheusEndpoint: Sendable {
         guard rest.hasSuffix("/values"), case let encoded = rest.dropLast("/values".count), !encoded.isEmpty,
             !encoded.contains("/")
         else {
-            throw CollectorError(.notFound, "not_found", "no endpoint \(request.path.clipped); try /api/v1/label/NAME/values")
+            throw CollectorError(
+                .notFound, "not_found", "no endpoint \(request.path.clipped); try /api/v1/label/NAME/values")
         }
         guard let name = try? HTTPQueryParameters.decodeComponent(encoded.utf8) else {
             throw CollectorError(.badRequest, "malformed_query", "the label name has a malformed % escape")
@@ -304,7 +309,8 @@ package final class PrometheusEndpoint: Sendable {
 
     package func seriesList(_ request: HTTPRequest) async throws -> HTTPResponse {
         let sets = try await labelSets(request, requireMatch: true)
-        return try Self.success(sets.map { Dictionary($0.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a }) })
+        return try Self.success(
+            sets.map { Dictionary($0.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a }) })
     }
 
     /// Prometheus' API times: Unix seconds with an optional fraction, or RFC 3339.
