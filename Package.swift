@@ -69,7 +69,7 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "HTTPCore", "PrometheusRemoteWrite",
+                "EdgeSyncCommandLine", "HTTPCore", "NATSJetStream", "PrometheusRemoteWrite",
             ]
         ),
         .executableTarget(
@@ -96,7 +96,7 @@ let package = Package(
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
                 "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
-                "OpenTelemetryMetrics",
+                "OpenTelemetryMetrics", "NATSJetStream",
             ]
         ),
 
