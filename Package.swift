@@ -52,7 +52,8 @@ let package = Package(
         // for both executables.
         .target(name: "EdgeSyncCommandLine", dependencies: ["EdgeSyncLogging"]),
 
-        // Prometheus remote write 1.0: Snappy block decoding and the WriteRequest protobuf. No dependencies.
+        // Prometheus remote write 1.0 and remote read: Snappy, the WriteRequest, ReadRequest and
+        // ReadResponse protobufs, and the linear-time regex of label matchers. No dependencies.
         .target(name: "PrometheusRemoteWrite"),
         // OTLP/HTTP metrics: the ExportMetricsServiceRequest protobuf and JSON (the protobuf reader is remote write's).
         .target(name: "OpenTelemetryMetrics", dependencies: ["PrometheusRemoteWrite"]),
@@ -71,7 +72,7 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "EdgeSyncLogging", "HTTPCore", "NATSJetStream",
+                "EdgeSyncCommandLine", "EdgeSyncLogging", "HTTPCore", "NATSJetStream", "PrometheusRemoteWrite",
             ]
         ),
         .executableTarget(
@@ -129,7 +130,7 @@ let package = Package(
             name: "CloudCollectorTests",
             dependencies: [
                 "CloudCollector", "EdgeSyncTestSupport", "EdgeSyncProtocol", "EdgeSyncCodec", "EdgeSyncSQLite", "CZlib",
-                "EdgeSyncPostgres", "EdgeSyncLogging", "HTTPCore", "cloud-collector",
+                "EdgeSyncPostgres", "EdgeSyncLogging", "HTTPCore", "cloud-collector", "PrometheusRemoteWrite",
             ]
         ),
         // Both real binaries on loopback; builds them.

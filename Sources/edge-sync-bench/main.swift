@@ -11,6 +11,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     ReplayBenchmark.self,
     InputsBenchmark.self,
     QueryBenchmark.self,
+    RemoteReadBenchmark.self,
     RemoteWriteBenchmark.self,
     SyncsBenchmark.self,
     StreamBenchmark.self,

@@ -2,7 +2,7 @@
 # Builds each parser and decoder with libFuzzer and AddressSanitizer and fuzzes it for a bounded time.
 # usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60; CI runs 30)
 # Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
-# Tests/Fuzz/seeds/remote-write/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
+# Tests/Fuzz/seeds/remote-write/), remote read and its matcher regex (Tests/Fuzz/seeds/remote-read/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
 # the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the MQTT
 # packet decoder (broker-to-client packets, 3.1.1 and 5.0; seeds in Tests/Fuzz/seeds/mqtt-packet/), the
 # NATS server-protocol parser (seeds in Tests/Fuzz/seeds/nats/), the
@@ -83,6 +83,13 @@ swiftc "${sanitize[@]}" -module-name PrometheusRemoteWrite -package-name edge_sy
 # -malloc_limit_mb turns any larger single allocation into a failure.
 run_harness remote-write "$build/remote-write-fuzzer" "$root/Tests/Fuzz/seeds/remote-write" \
     -max_len=8192 -malloc_limit_mb=16
+
+echo "fuzz: building remote read decoding and the matcher regex with -sanitize=fuzzer,address"
+swiftc "${sanitize[@]}" -module-name PrometheusRemoteWrite -package-name edge_sync \
+    "$root"/Sources/PrometheusRemoteWrite/*.swift "$root/Tests/Fuzz/RemoteReadFuzzer.swift" \
+    -o "$build/remote-read-fuzzer"
+run_harness remote-read "$build/remote-read-fuzzer" "$root/Tests/Fuzz/seeds/remote-read" \
+    -max_len=4096 -malloc_limit_mb=64
 
 echo "fuzz: building the OTLP metrics decoders (protobuf, JSON) with -sanitize=fuzzer,address"
 otlp_src="$build/otlp-src"

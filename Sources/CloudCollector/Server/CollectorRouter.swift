@@ -11,6 +11,9 @@ package struct CollectorRouter: HTTPResponder {
     package typealias Handler = @Sendable (HTTPRequest, HTTPRequestContext) async throws -> HTTPResponse
 
     private var routes: [String: [String: Handler]] = [:]
+    /// Routes for every path under a prefix (`/api/v1/label/` for `/api/v1/label/NAME/values`),
+    /// tried in order when no exact path matches.
+    private var prefixRoutes: [(prefix: String, methods: [String: Handler])] = []
     private let logger: Logger
     private let metrics: CollectorMetrics?
 
@@ -46,10 +49,24 @@ package struct CollectorRouter: HTTPResponder {
             retryAfterSeconds: Self.diskFullRetryAfterSeconds)
     }
 
+    /// Adds (or replaces) the handler for `method` on every path that starts with `prefix`.
+    package mutating func addPrefix(_ method: String, _ prefix: String, _ handler: @escaping Handler) {
+        if let index = prefixRoutes.firstIndex(where: { $0.prefix == prefix }) {
+            prefixRoutes[index].methods[method] = handler
+        } else {
+            prefixRoutes.append((prefix, [method: handler]))
+        }
+    }
+
+    private func methods(for path: String) -> [String: Handler]? {
+        if let exact = routes[path] { return exact }
+        return prefixRoutes.first { path.utf8.starts(with: $0.prefix.utf8) }?.methods
+    }
+
     /// The response, and the error code when it is an error answer.
     private func route(_ request: HTTPRequest, context: HTTPRequestContext) async throws -> (HTTPResponse, String?) {
         func failure(_ error: CollectorError) -> (HTTPResponse, String?) { (error.response, error.code) }
-        guard let methods = routes[request.path] else {
+        guard let methods = methods(for: request.path) else {
             return failure(CollectorError(.notFound, "not_found", "no endpoint \(request.path)"))
         }
         guard let handler = methods[request.method] ?? (request.method == "HEAD" ? methods["GET"] : nil) else {

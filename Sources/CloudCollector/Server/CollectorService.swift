@@ -26,6 +26,8 @@ package final class CollectorService: Sendable {
         /// Read-only connections for the query API, separate from authentication's.
         package var queryConnections = 2
         package var query = QueryEndpoint.Configuration()
+        /// Prometheus remote read and the labels API (`/api/v1/…`), behind the operator token.
+        package var prometheus = PrometheusEndpoint.Configuration()
         /// The secret that opens the query API; `nil` leaves it closed (403). Never logged.
         package var operatorToken: String?
         package var eventLoops = 1
@@ -115,6 +117,11 @@ package final class CollectorService: Sendable {
             authenticator: OperatorAuthenticator(token: configuration.operatorToken),
             queries: backend.queries,
             skewToleranceNanoseconds: configuration.storage.clock.futureToleranceNanoseconds, now: now
+        )
+        .register(in: &router)
+        PrometheusEndpoint(
+            configuration: configuration.prometheus,
+            authenticator: OperatorAuthenticator(token: configuration.operatorToken), queries: backend.queries
         )
         .register(in: &router)
         router.add("GET", "/healthz") { _, _ in HTTPResponse(text: "ok\n") }
