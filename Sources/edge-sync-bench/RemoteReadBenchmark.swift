@@ -35,7 +35,7 @@ enum RemoteReadBenchmark: BenchmarkScenario {
             configuration.prometheus.maximumSamples = series * readings
             configuration.prometheus.maximumSeries = series
             configuration.query.maximumReadingLimit = max(readings, 1000)
-            let service = try CollectorService(configuration: configuration, log: { _ in })
+            let service = try CollectorService(configuration: configuration)
             let serving = Task { try await service.run() }
             defer { service.shutdown() }
             let port = try await service.localAddress.port
