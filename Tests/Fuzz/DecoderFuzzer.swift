@@ -27,7 +27,7 @@ private func fuzzBatch(_ input: UnsafeRawBufferPointer, wholeFrame: Bool) {
         if wholeFrame {
             batch = try decoder.decode(input)
         } else {
-            batch = try decoder.decodePayload(ByteReader(input))
+            batch = try decoder.decodePayload(ByteReader(input), version: input.first.map { $0 % 2 == 0 ? .v2 : .v3 } ?? .v3)
         }
         // Whatever decodes must encode again and decode to the same readings.
         if let frame = try? BatchEncoder().encode(batch) {
