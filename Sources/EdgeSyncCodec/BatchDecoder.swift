@@ -123,15 +123,16 @@ public struct BatchDecoder: Sendable {
         let rows = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
         defer { rows.deallocate() }
         var counts = [Int](repeating: 0, count: seriesCount)
-        let (mode, rowCount) = try SeriesOrder.decode(from: &reader, seriesCount: seriesCount, into: order, rows: rows, counts: &counts)
+        let (mode, rowCount) = try SeriesOrder.decode(
+            from: &reader, seriesCount: seriesCount, into: order, rows: rows, counts: &counts, version: version)
 
         let layoutOffset = reader.position
         let rawLayout = try reader.readByte("timestamp layout")
         guard let layout = TimestampLayout(rawValue: rawLayout) else {
             throw reader.error(.malformed, "timestamp layout is \(rawLayout), only 0 (per series) and 1 (per row) are defined", at: layoutOffset)
         }
-        guard layout == .perSeries || mode == .pattern else {
-            throw reader.error(.malformed, "per-row timestamps need the 'pattern' series order", at: layoutOffset)
+        guard layout == .perSeries || mode == .pattern || mode == .rows else {
+            throw reader.error(.malformed, "per-row timestamps need the 'pattern' or 'rows' series order", at: layoutOffset)
         }
         // Per-row timestamps, when present, go first; there are at most as many rows as readings.
         let rowTimestamps = UnsafeMutableBufferPointer<Int64>.allocate(capacity: layout == .perRow ? rowCount : 0)

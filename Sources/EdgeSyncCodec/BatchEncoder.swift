@@ -81,7 +81,11 @@ public struct BatchEncoder: Sendable {
         }
 
         let rowStart = (1..<max(count, 1)).first { batch.readings[$0].timestamp != batch.readings[$0 - 1].timestamp } ?? 0
-        let layout = order.withUnsafeBufferPointer { SeriesOrder.plan($0, seriesCount: seriesCount, rowStart: rowStart) }
+        let layout = order.withUnsafeBufferPointer {
+            SeriesOrder.plan(
+                $0, seriesCount: seriesCount, rowStart: rowStart,
+                timestamps: version == .v3 ? batch.readings.map(\.timestamp) : nil)
+        }
         order.withUnsafeBufferPointer { SeriesOrder.encode(layout, series: $0, seriesCount: seriesCount, into: &writer) }
 
         // When every row of a pattern shares one timestamp, store one column for all series.
@@ -142,7 +146,7 @@ public struct BatchEncoder: Sendable {
     /// One timestamp per pattern row, or nil when the layout has no rows or a row's readings
     /// disagree on their time.
     private static func rowTimestamps(_ readings: [Reading], layout: SeriesOrder.Layout) -> [Int64]? {
-        guard layout.mode == .pattern, layout.pattern.count > 1 else { return nil }
+        guard layout.mode == .pattern || layout.mode == .rows, layout.pattern.count > 1 else { return nil }
         let period = layout.pattern.count
         var rows = [Int64](repeating: 0, count: layout.rowCount)
         var currentRow = -1

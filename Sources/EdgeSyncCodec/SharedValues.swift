@@ -16,6 +16,8 @@ enum SharedValues {
     static let ownColumn: Int64 = 19
     /// Values a lag search looks at: enough to see a period, few enough to stay cheap.
     static let lagSampleLength = 128
+    /// Largest shift: low bits per residual stored raw.
+    static let maximumShift = 48
 
     enum Mode: UInt8 {
         /// One version 2 value column per series.
@@ -40,6 +42,8 @@ enum SharedValues {
         var exponents = [Int64](repeating: 0, count: seriesCount)
         var predictors = [Int64](repeating: 0, count: seriesCount)
         var exceptionCounts = [Int64](repeating: 0, count: seriesCount)
+        var shifts = [Int64](repeating: 0, count: seriesCount)
+        var lowBits = BitWriter(capacity: values.count)
         var exceptions = ByteWriter()
         var own = ByteWriter()
         var residuals = [Int64](repeating: 0, count: values.count)
@@ -82,6 +86,16 @@ enum SharedValues {
                         }
                         residuals[residualCount + index] = mantissas[index] &- predicted
                     }
+                    let series_residuals = UnsafeMutableBufferPointer(rebasing: residuals[residualCount..<residualCount + count])
+                    let shift = chooseShift(UnsafeBufferPointer(series_residuals))
+                    if shift > 0 {
+                        shifts[series] = Int64(shift)
+                        for index in 0..<count {
+                            let residual = series_residuals[index]
+                            lowBits.write(UInt64(bitPattern: residual), width: shift)
+                            series_residuals[index] = residual >> Int64(shift)
+                        }
+                    }
                     residualCount += count
                 }
             }
@@ -89,9 +103,11 @@ enum SharedValues {
         writer.append(Mode.shared.rawValue)
         exponents.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
         predictors.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
+        shifts.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
         exceptionCounts.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
         writer.append(contentsOf: exceptions.bytes)
         residuals.withUnsafeBufferPointer { IntegerColumn.encode(UnsafeBufferPointer(rebasing: $0[0..<residualCount]), into: &writer) }
+        writer.append(contentsOf: lowBits.finish())
         writer.append(contentsOf: own.bytes)
     }
 
@@ -143,6 +159,16 @@ enum SharedValues {
         return exponent
     }
 
+    /// Low bits of a series' residuals below its typical magnitude are noise that no code
+    /// compresses; storing them raw leaves the shared Huffman code one distribution of high parts
+    /// for loud and quiet series alike. The shift is the mean residual width (after the first) less 2.
+    private static func chooseShift(_ residuals: UnsafeBufferPointer<Int64>) -> Int {
+        guard residuals.count > 1 else { return 0 }
+        var widths = 0
+        for index in 1..<residuals.count { widths &+= 64 &- residuals[index].magnitude.leadingZeroBitCount }
+        return max(0, min(maximumShift, widths / (residuals.count - 1) - 2))
+    }
+
     /// The predictor (0 or a lag 1 … ``maximumLag``) with the smallest summed residual width over
     /// the first ``lagSampleLength`` mantissas.
     private static func chooseLag(_ mantissas: UnsafeBufferPointer<Int64>) -> Int {
@@ -172,18 +198,22 @@ enum SharedValues {
         from reader: inout ByteReader, starts: [Int], into values: UnsafeMutableBufferPointer<Double>
     ) throws(CodecError) {
         let seriesCount = starts.count - 1
-        let columns = UnsafeMutableBufferPointer<Int64>.allocate(capacity: 3 * seriesCount)
+        let columns = UnsafeMutableBufferPointer<Int64>.allocate(capacity: 4 * seriesCount)
         defer { columns.deallocate() }
         let exponents = UnsafeMutableBufferPointer(rebasing: columns[0..<seriesCount])
         let predictors = UnsafeMutableBufferPointer(rebasing: columns[seriesCount..<2 * seriesCount])
-        let exceptionCounts = UnsafeMutableBufferPointer(rebasing: columns[2 * seriesCount..<3 * seriesCount])
+        let shifts = UnsafeMutableBufferPointer(rebasing: columns[2 * seriesCount..<3 * seriesCount])
+        let exceptionCounts = UnsafeMutableBufferPointer(rebasing: columns[3 * seriesCount..<4 * seriesCount])
         let exponentsOffset = reader.position
         try IntegerColumn.decode(from: &reader, into: exponents, what: "value exponents")
         let predictorsOffset = reader.position
         try IntegerColumn.decode(from: &reader, into: predictors, what: "value predictors")
+        let shiftsOffset = reader.position
+        try IntegerColumn.decode(from: &reader, into: shifts, what: "value shifts")
         let countsOffset = reader.position
         try IntegerColumn.decode(from: &reader, into: exceptionCounts, what: "value exception counts")
         var residualCount = 0
+        var lowBitCount = 0
         var exceptionTotal = 0
         for series in 0..<seriesCount {
             let count = starts[series + 1] - starts[series]
@@ -195,10 +225,16 @@ enum SharedValues {
             guard predictors[series] >= 0, predictors[series] <= (isOwn ? 0 : Int64(maximumLag)) else {
                 throw reader.error(.malformed, "series \(series) predictor is \(predictors[series]), not 0 … \(maximumLag) (0 for an own column)", at: predictorsOffset)
             }
+            guard shifts[series] >= 0, shifts[series] <= (isOwn ? 0 : Int64(maximumShift)) else {
+                throw reader.error(.malformed, "series \(series) shift is \(shifts[series]), not 0 … \(maximumShift) (0 for an own column)", at: shiftsOffset)
+            }
             guard exceptionCounts[series] >= 0, exceptionCounts[series] <= (isOwn ? 0 : Int64(count)) else {
                 throw reader.error(.malformed, "series \(series) has \(exceptionCounts[series]) value exceptions for \(count) values", at: countsOffset)
             }
-            if !isOwn { residualCount += count }
+            if !isOwn {
+                residualCount += count
+                lowBitCount += count * Int(shifts[series])
+            }
             exceptionTotal += Int(exceptionCounts[series])
         }
         // An exception takes at least nine bytes: check before allocating for them.
@@ -228,12 +264,31 @@ enum SharedValues {
         let residuals = UnsafeMutableBufferPointer<Int64>.allocate(capacity: residualCount)
         defer { residuals.deallocate() }
         try IntegerColumn.decode(from: &reader, into: residuals, what: "value residuals")
+        // Low bits, read with whole-word loads from a copy padded by eight bytes.
+        let lowBytes = try reader.readBytes((lowBitCount + 7) / 8, "value low bits")
+        let padded = UnsafeMutableRawBufferPointer.allocate(byteCount: lowBytes.count + 8, alignment: 8)
+        defer { padded.deallocate() }
+        padded.initializeMemory(as: UInt8.self, repeating: 0)
+        if let base = lowBytes.baseAddress, lowBytes.count > 0 {
+            padded.baseAddress!.copyMemory(from: base, byteCount: lowBytes.count)
+        }
+        var bit = 0
         var offset = 0
         for series in 0..<seriesCount where exponents[series] != ownColumn {
             let count = starts[series + 1] - starts[series]
             guard count > 0 else { continue }
             let mantissas = UnsafeMutableBufferPointer(rebasing: residuals[offset..<offset + count])
             let output = UnsafeMutableBufferPointer(rebasing: values[starts[series]..<starts[series + 1]])
+            let shift = Int(shifts[series])
+            if shift > 0 {
+                let mask = BitPacking.mask(shift)
+                for index in 0..<count {
+                    let word = UInt64(littleEndian: padded.loadUnaligned(fromByteOffset: bit >> 3, as: UInt64.self))
+                    let low = (word >> UInt64(bit & 7)) & mask
+                    mantissas[index] = mantissas[index] &<< Int64(shift) | Int64(bitPattern: low)
+                    bit &+= shift
+                }
+            }
             reconstruct(mantissas, lag: Int(predictors[series]))
             let exponent = Int(exponents[series])
             if exponent >= 0 {
