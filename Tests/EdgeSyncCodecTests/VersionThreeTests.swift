@@ -17,13 +17,15 @@ struct VersionThreeTests {
     /// loads do), starting mid-row; values are short decimals at mixed scales with edge values.
     static func gatewayBatch(seed: UInt64, seriesCount: Int, rows: Int, edgeValues: Bool) -> Batch {
         var random = SeededRandom(seed: seed)
-        let lengths = (0..<seriesCount).map { _ in Int.random(in: 1...rows, using: &random) }
-        let scales = (0..<seriesCount).map { _ in [1.0, 1e3, 1e5, 1e7, 1e10].randomElement(using: &random) ?? 1 }
-        let periods = (0..<seriesCount).map { _ in Int.random(in: 1...7, using: &random) }
+        let lengths: [Int] = (0..<seriesCount).map { _ in Int.random(in: 1...rows, using: &random) }
+        let scales: [Double] = (0..<seriesCount).map { _ in [1.0, 1e3, 1e5, 1e7, 1e10].randomElement(using: &random) ?? 1 }
+        let periods: [Int] = (0..<seriesCount).map { _ in Int.random(in: 1...7, using: &random) }
         var readings: [Reading] = []
         for row in 0..<rows {
             for series in 0..<seriesCount where row < lengths[series] {
-                var value = Double(Int.random(in: -99_999...99_999, using: &random) / 50 + 1000 * (row % periods[series])) / scales[series]
+                let noise: Int = Int.random(in: -99_999...99_999, using: &random) / 50
+                let wave: Int = 1000 * (row % periods[series])
+                var value: Double = Double(noise + wave) / scales[series]
                 if edgeValues, Int.random(in: 0..<40, using: &random) == 0 {
                     value = Fixtures.edgeValues.randomElement(using: &random) ?? 0
                 }
