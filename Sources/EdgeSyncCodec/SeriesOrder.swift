@@ -44,9 +44,6 @@ enum SeriesOrder {
         if seriesCount == 1 { return Layout(mode: .single) }
         let count = series.count
         var runs: [(series: Int32, length: Int)] = []
-        /// Rows mode: per row, how many toggle runs it has; then every run as (gap, length).
-        var toggleCounts: [Int] = []
-        var toggles: [(gap: Int, length: Int)] = []
         for value in series {
             if let last = runs.last, last.series == value {
                 runs[runs.count - 1].length += 1
@@ -59,7 +56,7 @@ enum SeriesOrder {
         let pattern = patternLayout(series, seriesCount: seriesCount, rowStart: rowStart)
         let patternBits = pattern.map { $0.pattern.count * 16 + $0.skips.count * 16 } ?? Int.max
         if let timestamps, let rows = rowsLayout(series, timestamps: timestamps, seriesCount: seriesCount, rowStart: rowStart) {
-            let rowsBits = rows.pattern.count * 16 + rows.toggleCounts.count * 8 + rows.toggles.count * 24
+            let rowsBits = rows.pattern.count * 2 + rows.toggleCounts.count * 8 + rows.toggles.count * 24
             if rowsBits <= min(patternBits, runsBits, listBits) { return rows }
         }
         if let pattern, patternBits <= runsBits, patternBits <= listBits { return pattern }
@@ -179,8 +176,9 @@ enum SeriesOrder {
                 previous = skip.readings
             }
         case .rows:
+            // The pattern as an integer column: series in key order cost almost nothing.
             writer.appendVarint(UInt64(layout.pattern.count))
-            for value in layout.pattern { writer.appendVarint(UInt64(value)) }
+            layout.pattern.map { Int64($0) }.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
             writer.appendVarint(UInt64(layout.toggleCounts.count))
             var next = 0
             for runs in layout.toggleCounts {
@@ -301,19 +299,20 @@ enum SeriesOrder {
         let count = output.count
         let period = try reader.readCount("series rows pattern length", atMost: min(seriesCount, count))
         guard period > 0 else { throw reader.error(.malformed, "series rows pattern is empty") }
-        // Each pattern entry takes at least a byte.
-        guard period <= reader.remaining else {
-            throw reader.error(.truncated, "a pattern of \(period) series cannot fit in the \(reader.remaining) bytes left")
-        }
+        // At most K and N, both already checked against the limits.
+        let patternOffset = reader.position
+        let entries = UnsafeMutableBufferPointer<Int64>.allocate(capacity: period)
+        defer { entries.deallocate() }
+        try IntegerColumn.decode(from: &reader, into: entries, what: "series rows pattern")
         var pattern = [Int32](repeating: 0, count: period)
         var used = [Bool](repeating: false, count: seriesCount)
         for index in 0..<period {
-            let offset = reader.position
-            let value = try reader.readCount("series index in the rows pattern", atMost: seriesCount - 1)
-            guard !used[value] else {
-                throw reader.error(.malformed, "series \(value) appears twice in the rows pattern", at: offset)
+            let value = entries[index]
+            guard value >= 0, value < Int64(seriesCount), !used[Int(value)] else {
+                throw reader.error(
+                    .malformed, "series rows pattern entry \(index) is \(value): not a series of \(seriesCount), or a repeat", at: patternOffset)
             }
-            used[value] = true
+            used[Int(value)] = true
             pattern[index] = Int32(value)
         }
         let rowCount = try reader.readCount("series row count", atMost: count)
