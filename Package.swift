@@ -54,6 +54,9 @@ let package = Package(
         // OTLP/HTTP metrics: the ExportMetricsServiceRequest protobuf and JSON (the protobuf reader is remote write's).
         .target(name: "OpenTelemetryMetrics", dependencies: ["PrometheusRemoteWrite"]),
 
+        // A NATS client for publishing to JetStream (the collector's downstream stream), on HTTPCore's sockets.
+        .target(name: "NATSJetStream", dependencies: ["HTTPCore"]),
+
         // A thin SQLite layer shared by the edge spool and the collector's embedded storage.
         .target(name: "EdgeSyncSQLite", dependencies: ["CSQLite"]),
         // A thin libpq layer (connections that reconnect, COPY, a small pool) for the collector's
@@ -65,7 +68,7 @@ let package = Package(
             name: "CloudCollector",
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncMetrics",
-                "EdgeSyncCommandLine", "HTTPCore",
+                "EdgeSyncCommandLine", "HTTPCore", "NATSJetStream",
             ]
         ),
         .executableTarget(
@@ -92,7 +95,7 @@ let package = Package(
             dependencies: [
                 "EdgeSyncCodec", "EdgeSyncTestSupport", "HTTPCore", "CZlib", "EdgeAgent", "CloudCollector",
                 "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncProtocol", "PrometheusRemoteWrite",
-                "OpenTelemetryMetrics",
+                "OpenTelemetryMetrics", "NATSJetStream",
             ]
         ),
 
@@ -132,6 +135,7 @@ let package = Package(
             name: "PrometheusRemoteWriteTests",
             dependencies: ["PrometheusRemoteWrite", "EdgeAgent", "EdgeSyncProtocol", "EdgeSyncTestSupport"]
         ),
+        .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream", "HTTPCore", "EdgeSyncTestSupport"]),
         .testTarget(name: "EdgeSyncSQLiteTests", dependencies: ["EdgeSyncSQLite", "EdgeSyncTestSupport", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]

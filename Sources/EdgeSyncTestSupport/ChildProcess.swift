@@ -37,6 +37,17 @@ package final class ChildProcess: Sendable {
     private final class Shared: Sendable {
         let state = Mutex(State())
 
+        /// Records the exit status (the first report wins) and wakes the exit waiters.
+        func receiveExit(_ status: Int32) {
+            let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
+                guard state.exitStatus == nil else { return [] }
+                state.exitStatus = status
+                defer { state.exitWaiters.removeAll() }
+                return state.exitWaiters
+            }
+            for waiter in waiters { waiter.resume(returning: status) }
+        }
+
         /// Takes a piece of standard output; empty data is end of file.
         func receiveStdout(_ data: Data) {
             if data.isEmpty {
@@ -133,15 +144,12 @@ package final class ChildProcess: Sendable {
         process.standardInput = stdin ?? FileHandle.nullDevice
         process.standardOutput = stdout
         process.standardError = stderr
-        process.terminationHandler = { [shared] process in
-            let waiters = shared.state.withLock { state in
-                state.exitStatus = process.terminationStatus
-                defer { state.exitWaiters.removeAll() }
-                return state.exitWaiters
-            }
-            for waiter in waiters { waiter.resume(returning: process.terminationStatus) }
-        }
+        process.terminationHandler = { [shared] process in shared.receiveExit(process.terminationStatus) }
         try process.run()
+        // Foundation reports the exit only once every descendant that inherited its internal
+        // descriptor has gone too (a `sleep 60 &` keeps a finished shell "running" for a minute);
+        // waitid sees the child itself become a zombie, without reaping it.
+        Self.watchExit(of: process.processIdentifier, shared)
         // Blocking reads on threads of their own: Foundation's readabilityHandler was seen to crash
         // libdispatch's event loop when many children come and go.
         for (pipe, receive) in [(stdout, shared.receiveStdout), (stderr, shared.receiveStderr)] {
@@ -171,6 +179,21 @@ package final class ChildProcess: Sendable {
                 try? stdin.fileHandleForWriting.close()
             }.start()
         }
+    }
+
+    /// Waits on a thread of its own for the child `pid` to exit and reports its status as
+    /// Foundation does (the exit code, or the signal number), leaving the reaping to Foundation
+    /// (`WNOWAIT`). When Foundation has reaped it first, `waitid` fails and Foundation's report
+    /// stands.
+    private static func watchExit(of pid: Int32, _ shared: Shared) {
+        Thread {
+            var info = siginfo_t()
+            while true {
+                if waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == 0 { break }
+                if errno != EINTR { return }
+            }
+            shared.receiveExit(info._sifields._sigchld.si_status)
+        }.start()
     }
 
     package var processIdentifier: Int32 { process.processIdentifier }
@@ -231,17 +254,54 @@ package final class ChildProcess: Sendable {
     }
 
     /// Runs `executable` to completion and returns what it wrote.
+    ///
+    /// A child still running after `timeout` is killed and the run fails, naming the command and
+    /// what it wrote: a hung child must fail its test, never stall the whole suite. After the exit,
+    /// end of file on both pipes is awaited for at most `outputGrace` (a grandchild that inherited
+    /// the write end would otherwise hold the test until it exits) and whatever arrived is returned.
     package static func run(
         _ executable: URL,
         _ arguments: [String],
         environment: [String: String]? = nil,
-        input: Data? = nil
+        input: Data? = nil,
+        timeout: Duration = .seconds(300),
+        outputGrace: Duration = .seconds(30)
     ) async throws -> Output {
         let child = try ChildProcess(executable, arguments, environment: environment, input: input)
+        guard await finishes(within: timeout, { _ = await child.waitForExit() }) else {
+            child.kill()
+            _ = await child.waitForExit()
+            throw Failure(
+                "\(executable.lastPathComponent) \(arguments.joined(separator: " ")) did not exit within \(timeout);"
+                    + " killed. stdout: \(child.stdoutText) stderr: \(child.stderrLines.joined(separator: "\n"))")
+        }
         let status = await child.waitForExit()
         // The pipes may still hold the last bytes after exit: wait for end of file on both.
-        await child.waitForOutputToClose()
+        _ = await finishes(within: outputGrace) { await child.waitForOutputToClose() }
         return Output(status: status, stdout: child.stdoutText, stderr: child.stderrLines.joined(separator: "\n"))
+    }
+
+    /// Whether `operation` returns within `limit`. On false it is left running (suspended on an
+    /// event that has not come), which only happens when a test is already failing.
+    private static func finishes(within limit: Duration, _ operation: @escaping @Sendable () async -> Void) async -> Bool {
+        final class Once: Sendable {
+            let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+            func resume(_ value: Bool) { continuation.withLock { $0.take() }?.resume(returning: value) }
+        }
+        let once = Once()
+        return await withCheckedContinuation { continuation in
+            once.continuation.withLock { $0 = continuation }
+            let timer = Task {
+                // Cancelled once the operation has finished (and resumed with true first).
+                try? await Task.sleep(for: limit)
+                once.resume(false)
+            }
+            Task {
+                await operation()
+                once.resume(true)
+                timer.cancel()
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     QueryBenchmark.self,
     RemoteWriteBenchmark.self,
     SyncsBenchmark.self,
+    StreamBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

@@ -5,6 +5,7 @@
 # Tests/Fuzz/seeds/remote-write/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
 # the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the MQTT
 # packet decoder (broker-to-client packets, 3.1.1 and 5.0; seeds in Tests/Fuzz/seeds/mqtt-packet/), the
+# NATS server-protocol parser (seeds in Tests/Fuzz/seeds/nats/), the
 # collector's query parameters, timestamps and paging cursor, the JSON messages (the agent's JSON
 # input, the dropped-range report, the acknowledgement), and the JSON configuration files.
 # Each harness keeps its working corpus in Tests/Fuzz/corpus/<harness>/ (committed): libFuzzer adds
@@ -160,6 +161,13 @@ swiftc "${sanitize[@]}" -module-name EdgeAgentMQTT -package-name edge_sync \
     "$root/Tests/Fuzz/MQTTPacketFuzzer.swift" -o "$build/mqtt-packet-fuzzer"
 # A packet is buffered whole before decoding: at most its 1 MiB limit (64 bytes in small-limit mode).
 run_harness mqtt-packet "$build/mqtt-packet-fuzzer" "$root/Tests/Fuzz/seeds/mqtt-packet" -max_len=4096 -malloc_limit_mb=64
+
+echo "fuzz: building the NATS server-protocol parser with -sanitize=fuzzer,address"
+swiftc "${sanitize[@]}" -module-name NATSJetStream -package-name edge_sync \
+    "$root"/Sources/NATSJetStream/{NATSServerOperation,NATSParser}.swift \
+    "$root/Tests/Fuzz/NATSParserFuzzer.swift" -o "$build/nats-parser-fuzzer"
+# Control lines are bounded (4 KiB) and a message is buffered whole only up to its payload limit.
+run_harness nats-parser "$build/nats-parser-fuzzer" "$root/Tests/Fuzz/seeds/nats" -max_len=4096 -malloc_limit_mb=64
 
 echo "fuzz: building the JSON configuration files with -sanitize=fuzzer,address"
 swiftc "${sanitize[@]}" -module-name EdgeSyncCommandLine -package-name edge_sync \

@@ -136,6 +136,18 @@ package enum CollectorSchema {
             past_readings INTEGER NOT NULL DEFAULT 0
         );
 
+        -- The downstream stream's outbox (decision 0019): messages for newly stored readings,
+        -- written in the ingest transaction when a stream is configured, deleted once JetStream
+        -- acknowledged them. Added without a version change: an older collector ignores it.
+        CREATE TABLE IF NOT EXISTS stream_outbox (
+            outbox_id INTEGER PRIMARY KEY,
+            created_at INTEGER NOT NULL,
+            subject TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            readings INTEGER NOT NULL,
+            payload BLOB NOT NULL
+        );
+
         -- The documented way to read central data: one row per reading.
         CREATE VIEW IF NOT EXISTS readings_view AS \(readingsView);
         """

@@ -24,6 +24,9 @@ package final class PostgresReadingStore: ReadingStore {
         /// How long the writer waits for a stream another collector holds before the batch gets a
         /// 503 (`lock_timeout`).
         package var lockTimeout = Duration.seconds(15)
+        /// When set, every newly stored reading also becomes part of a message in `stream_outbox`,
+        /// in the same transaction, for the stream relay (decision 0019).
+        package var streamOutbox: StreamOutboxSettings? = nil
 
         package init() {}
     }
@@ -60,7 +63,10 @@ package final class PostgresReadingStore: ReadingStore {
                 """)
         }
         self.configuration = configuration
-        try session.withConnection { connection in try PostgresSchema.migrate(connection) }
+        try session.withConnection { connection in
+            try PostgresSchema.migrate(connection)
+            if configuration.streamOutbox != nil { try PostgresStreamOutbox.ensureTable(connection) }
+        }
     }
 
     /// Connections the writer has made (1 until the database restarts or the network breaks).
@@ -86,6 +92,8 @@ package final class PostgresReadingStore: ReadingStore {
         var spans = BlockSpans()
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
+        var outboxAdded: (messages: Int64, bytes: Int64) = (0, 0)
+        try configuration.streamOutbox?.checkRoom()
 
         try session.withConnection { connection in
             refreshCachesAfterReconnecting()
@@ -131,6 +139,15 @@ package final class PostgresReadingStore: ReadingStore {
                             batches[index], newRanges: stats.ranges, streamReference: stats.stream, receivedAt: receivedAt,
                             in: connection)
                     }
+                    if let outbox = configuration.streamOutbox {
+                        for piece in pieces {
+                            let added = try PostgresStreamOutbox.add(
+                                batches[piece.batch], ranges: [piece.range], settings: outbox, receivedAt: receivedAt,
+                                in: connection)
+                            outboxAdded.messages += added.messages
+                            outboxAdded.bytes += added.bytes
+                        }
+                    }
                 }
                 for (reference, state) in working where state.changed {
                     try writeRanges(reference, state, receivedAt: receivedAt, in: connection)
@@ -143,6 +160,9 @@ package final class PostgresReadingStore: ReadingStore {
             }
         }
 
+        if outboxAdded.messages > 0 {
+            configuration.streamOutbox?.gauge.added(messages: outboxAdded.messages, bytes: outboxAdded.bytes)
+        }
         let committed = caches.learn(streams: newStreams, series: newSeries, working: working, spans: spans)
         defer { hasForgottenUnreported = false }
         return StoreCommit(

@@ -27,6 +27,9 @@ package final class SQLiteReadingStore: ReadingStore {
         /// Whether ingest writes `series_blocks`, which every reading query needs. Only the ingest
         /// benchmark turns it off, to measure what the query index costs in the same run.
         package var maintainsQueryIndex = true
+        /// When set, every newly stored reading also becomes part of a message in `stream_outbox`,
+        /// in the same transaction, for the stream relay (decision 0019).
+        package var streamOutbox: StreamOutboxSettings? = nil
 
         package init() {}
     }
@@ -114,6 +117,8 @@ package final class SQLiteReadingStore: ReadingStore {
         var spans = BlockSpans()
         var outcomes: [StoreOutcome] = []
         outcomes.reserveCapacity(batches.count)
+        var outboxAdded: (messages: Int64, bytes: Int64) = (0, 0)
+        try configuration.streamOutbox?.checkRoom()
 
         try database.transaction(.immediate) { db in
             for batch in batches {
@@ -144,6 +149,12 @@ package final class SQLiteReadingStore: ReadingStore {
                 }
                 try updateStats(
                     batch, newRanges: decision.newRanges, streamReference: reference, receivedAt: receivedAt, in: db)
+                if let outbox = configuration.streamOutbox {
+                    let added = try SQLiteStreamOutbox.add(
+                        batch, ranges: decision.newRanges, settings: outbox, receivedAt: receivedAt, in: db)
+                    outboxAdded.messages += added.messages
+                    outboxAdded.bytes += added.bytes
+                }
             }
             for (reference, state) in working where state.changed {
                 try writeRanges(reference, state, receivedAt: receivedAt, in: db)
@@ -167,6 +178,9 @@ package final class SQLiteReadingStore: ReadingStore {
             }
         }
 
+        if outboxAdded.messages > 0 {
+            configuration.streamOutbox?.gauge.added(messages: outboxAdded.messages, bytes: outboxAdded.bytes)
+        }
         // Committed: only now may the caches learn what this transaction created.
         let committed = caches.learn(streams: newStreams, series: newSeries, working: working, spans: spans)
         return StoreCommit(outcomes: outcomes, committedRanges: committed)
