@@ -42,10 +42,12 @@ public struct BatchDecoder: Sendable {
         if header.isDeflated {
             let payload = try Deflate.decompress(stored, outputCount: header.payloadBytes, inputOffset: FrameHeader.byteCount)
             return try payload.withUnsafeBytes { raw in
-                Result { () throws(CodecError) in try decodePayload(ByteReader(raw, origin: 0, area: .payload)) }
+                Result { () throws(CodecError) in
+                    try decodePayload(ByteReader(raw, origin: 0, area: .payload), version: header.formatVersion)
+                }
             }.get()
         }
-        return try decodePayload(ByteReader(stored, origin: FrameHeader.byteCount, area: .frame))
+        return try decodePayload(ByteReader(stored, origin: FrameHeader.byteCount, area: .frame), version: header.formatVersion)
     }
 
     private func hex(_ value: UInt32) -> String {
@@ -55,7 +57,7 @@ public struct BatchDecoder: Sendable {
 
     /// Decodes a payload (already inflated and checksum-verified); exposed to the fuzzer so that it
     /// can reach the structure behind the checksum.
-    func decodePayload(_ input: consuming ByteReader) throws(CodecError) -> Batch {
+    func decodePayload(_ input: consuming ByteReader, version: FormatVersion) throws(CodecError) -> Batch {
         var reader = input
         let device = try reader.readString("device id", maxBytes: limits.maximumDeviceBytes)
         guard !device.isEmpty else { throw reader.error(.malformed, "device id is empty") }
@@ -65,19 +67,38 @@ public struct BatchDecoder: Sendable {
         guard firstSequence >= 1 else {
             throw reader.error(.malformed, "first sequence number is 0; sequences start at 1", at: sequenceOffset)
         }
-        let sentAt = try reader.readSignedVarint("sent-at clock")
+        let sentAt = version == .v2 ? try reader.readSignedVarint("sent-at clock") : 0
         let count = try reader.readCount("reading count", atMost: limits.maximumReadings, code: .limitExceeded)
         guard UInt64.max - firstSequence >= UInt64(count) else {
             throw reader.error(.malformed, "sequence numbers \(firstSequence) + \(count) overflow 64 bits", at: sequenceOffset)
         }
-        // Each key takes at least two bytes, so the remaining input bounds the count too.
+        // Each key takes at least two bytes in version 2 and one in version 3, so the remaining
+        // input bounds the count too.
         let seriesCount = try reader.readCount("series count", atMost: limits.maximumSeries, code: .limitExceeded)
-        guard seriesCount <= reader.remaining / 2 else {
+        guard seriesCount <= reader.remaining / (version == .v2 ? 2 : 1) else {
             throw reader.error(.truncated, "\(seriesCount) series keys cannot fit in the \(reader.remaining) bytes left")
         }
         guard count == 0 || seriesCount > 0 else {
             throw reader.error(.malformed, "\(count) readings but no series keys")
         }
+        var seriesKeys: [String] = []
+        if version == .v3 {
+            seriesKeys = try SeriesKeys.decode(from: &reader, count: seriesCount, limits: limits)
+        } else {
+            seriesKeys = try decodeKeysV2(from: &reader, count: seriesCount)
+        }
+
+        var readings: [Reading] = []
+        if count > 0 {
+            readings = try decodeReadings(from: &reader, count: count, seriesKeys: seriesKeys, version: version)
+        }
+        guard reader.isAtEnd else {
+            throw reader.error(.malformed, "\(reader.remaining) bytes follow the last column")
+        }
+        return Batch(device: device, stream: stream, firstSequence: firstSequence, seriesKeys: seriesKeys, readings: readings, sentAt: sentAt)
+    }
+
+    private func decodeKeysV2(from reader: inout ByteReader, count seriesCount: Int) throws(CodecError) -> [String] {
         var seriesKeys: [String] = []
         seriesKeys.reserveCapacity(seriesCount)
         var seen = Set<ExactString>(minimumCapacity: seriesCount)
@@ -90,33 +111,28 @@ public struct BatchDecoder: Sendable {
             }
             seriesKeys.append(key)
         }
-
-        var readings: [Reading] = []
-        if count > 0 {
-            readings = try decodeReadings(from: &reader, count: count, seriesKeys: seriesKeys)
-        }
-        guard reader.isAtEnd else {
-            throw reader.error(.malformed, "\(reader.remaining) bytes follow the last column")
-        }
-        return Batch(device: device, stream: stream, firstSequence: firstSequence, seriesKeys: seriesKeys, readings: readings, sentAt: sentAt)
+        return seriesKeys
     }
 
-    private func decodeReadings(from reader: inout ByteReader, count: Int, seriesKeys: [String]) throws(CodecError) -> [Reading] {
+    private func decodeReadings(
+        from reader: inout ByteReader, count: Int, seriesKeys: [String], version: FormatVersion
+    ) throws(CodecError) -> [Reading] {
         let seriesCount = seriesKeys.count
         let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
         defer { order.deallocate() }
         let rows = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
         defer { rows.deallocate() }
         var counts = [Int](repeating: 0, count: seriesCount)
-        let (mode, rowCount) = try SeriesOrder.decode(from: &reader, seriesCount: seriesCount, into: order, rows: rows, counts: &counts)
+        let (mode, rowCount) = try SeriesOrder.decode(
+            from: &reader, seriesCount: seriesCount, into: order, rows: rows, counts: &counts, version: version)
 
         let layoutOffset = reader.position
         let rawLayout = try reader.readByte("timestamp layout")
         guard let layout = TimestampLayout(rawValue: rawLayout) else {
             throw reader.error(.malformed, "timestamp layout is \(rawLayout), only 0 (per series) and 1 (per row) are defined", at: layoutOffset)
         }
-        guard layout == .perSeries || mode == .pattern else {
-            throw reader.error(.malformed, "per-row timestamps need the 'pattern' series order", at: layoutOffset)
+        guard layout == .perSeries || mode == .pattern || mode == .rows else {
+            throw reader.error(.malformed, "per-row timestamps need the 'pattern' or 'rows' series order", at: layoutOffset)
         }
         // Per-row timestamps, when present, go first; there are at most as many rows as readings.
         let rowTimestamps = UnsafeMutableBufferPointer<Int64>.allocate(capacity: layout == .perRow ? rowCount : 0)
@@ -130,8 +146,11 @@ public struct BatchDecoder: Sendable {
         let values = UnsafeMutableBufferPointer<Double>.allocate(capacity: count)
         defer { values.deallocate() }
         var starts = [Int](repeating: 0, count: seriesCount + 1)
-        for series in 0..<seriesCount {
-            starts[series + 1] = starts[series] + counts[series]
+        for series in 0..<seriesCount { starts[series + 1] = starts[series] + counts[series] }
+        if version == .v3 {
+            try decodeColumnsV3(from: &reader, perSeriesTimestamps: layout == .perSeries, starts: starts, timestamps: timestamps, values: values)
+        }
+        for series in 0..<seriesCount where version == .v2 {
             let range = starts[series]..<starts[series + 1]
             let what = "series \(series)"
             if layout == .perSeries {
@@ -149,6 +168,32 @@ public struct BatchDecoder: Sendable {
                 (buffer.baseAddress! + index).initialize(to: Reading(series: series, timestamp: timestamp, value: values[slot]))
             }
             initialized = count
+        }
+    }
+
+    private func decodeColumnsV3(
+        from reader: inout ByteReader, perSeriesTimestamps: Bool, starts: [Int],
+        timestamps: UnsafeMutableBufferPointer<Int64>, values: UnsafeMutableBufferPointer<Double>
+    ) throws(CodecError) {
+        let seriesCount = starts.count - 1
+        if perSeriesTimestamps {
+            for series in 0..<seriesCount {
+                let range = starts[series]..<starts[series + 1]
+                try IntegerColumn.decode(from: &reader, into: UnsafeMutableBufferPointer(rebasing: timestamps[range]), what: "series \(series) timestamps")
+            }
+        }
+        let modeOffset = reader.position
+        let rawMode = try reader.readByte("value section mode")
+        switch SharedValues.Mode(rawValue: rawMode) {
+        case .perSeries:
+            for series in 0..<seriesCount {
+                let range = starts[series]..<starts[series + 1]
+                try ValueColumn.decode(from: &reader, into: UnsafeMutableBufferPointer(rebasing: values[range]), what: "series \(series) values")
+            }
+        case .shared:
+            try SharedValues.decode(from: &reader, starts: starts, into: values)
+        case nil:
+            throw reader.error(.malformed, "value section mode is \(rawMode), only 0 (per series) and 1 (shared) are defined", at: modeOffset)
         }
     }
 }

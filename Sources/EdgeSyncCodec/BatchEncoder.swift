@@ -29,7 +29,7 @@ public struct BatchEncoder: Sendable {
         }
         var frame = ByteWriter(capacity: FrameHeader.byteCount + payload.count + FrameHeader.trailerByteCount)
         frame.append(contentsOf: FrameHeader.magic)
-        frame.append(FrameHeader.currentVersion)
+        frame.append(options.version.rawValue)
         frame.append(flags.rawValue)
         frame.appendUInt32(UInt32(payload.count))
         frame.appendUInt32(UInt32(payloadCount))
@@ -48,10 +48,16 @@ public struct BatchEncoder: Sendable {
         writer.appendString(batch.device)
         writer.appendUInt64(batch.stream)
         writer.appendVarint(batch.firstSequence)
-        writer.appendSignedVarint(batch.sentAt)
+        // Version 3 leaves the sender's clock out, so the stored bytes can go on the wire as they are.
+        let version = options.version
+        if version == .v2 { writer.appendSignedVarint(batch.sentAt) }
         writer.appendVarint(UInt64(count))
         writer.appendVarint(UInt64(seriesCount))
-        for key in batch.seriesKeys { writer.appendString(key) }
+        if version == .v2 {
+            for key in batch.seriesKeys { writer.appendString(key) }
+        } else {
+            SeriesKeys.encode(batch.seriesKeys, into: &writer)
+        }
         guard count > 0 else { return writer.bytes }
 
         // Group readings per series, keeping sequence order within each series.
@@ -75,7 +81,11 @@ public struct BatchEncoder: Sendable {
         }
 
         let rowStart = (1..<max(count, 1)).first { batch.readings[$0].timestamp != batch.readings[$0 - 1].timestamp } ?? 0
-        let layout = order.withUnsafeBufferPointer { SeriesOrder.plan($0, seriesCount: seriesCount, rowStart: rowStart) }
+        let layout = order.withUnsafeBufferPointer {
+            SeriesOrder.plan(
+                $0, seriesCount: seriesCount, rowStart: rowStart,
+                timestamps: version == .v3 ? batch.readings.map(\.timestamp) : nil)
+        }
         order.withUnsafeBufferPointer { SeriesOrder.encode(layout, series: $0, seriesCount: seriesCount, into: &writer) }
 
         // When every row of a pattern shares one timestamp, store one column for all series.
@@ -83,6 +93,16 @@ public struct BatchEncoder: Sendable {
         writer.append(rowTimestamps == nil ? TimestampLayout.perSeries.rawValue : TimestampLayout.perRow.rawValue)
         rowTimestamps?.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
 
+        if version == .v3 {
+            timestamps.withUnsafeBufferPointer { timestamps in
+                values.withUnsafeBufferPointer { values in
+                    encodeColumnsV3(
+                        timestamps: rowTimestamps == nil ? timestamps : nil, values: values, starts: starts,
+                        seriesKeys: batch.seriesKeys, count: count, into: &writer)
+                }
+            }
+            return writer.bytes
+        }
         timestamps.withUnsafeBufferPointer { timestamps in
             values.withUnsafeBufferPointer { values in
                 for series in 0..<seriesCount {
@@ -99,10 +119,34 @@ public struct BatchEncoder: Sendable {
         return writer.bytes
     }
 
+    /// Version 3 columns: the per-series timestamp columns (when there are no row timestamps), then
+    /// the value section, either a value column per series or the shared form for short series.
+    private func encodeColumnsV3(
+        timestamps: UnsafeBufferPointer<Int64>?, values: UnsafeBufferPointer<Double>, starts: [Int],
+        seriesKeys: [String], count: Int, into writer: inout ByteWriter
+    ) {
+        let seriesCount = seriesKeys.count
+        if let timestamps {
+            for series in 0..<seriesCount {
+                IntegerColumn.encode(UnsafeBufferPointer(rebasing: timestamps[starts[series]..<starts[series + 1]]), into: &writer)
+            }
+        }
+        let bounds: [Double?] =
+            options.errorBounds.isEmpty ? [Double?](repeating: nil, count: seriesCount) : seriesKeys.map { options.errorBounds[$0] }
+        if SharedValues.prefersShared(count: count, seriesCount: seriesCount) {
+            SharedValues.encode(values, starts: starts, errorBounds: bounds, into: &writer)
+            return
+        }
+        writer.append(SharedValues.Mode.perSeries.rawValue)
+        for series in 0..<seriesCount {
+            ValueColumn.encode(UnsafeBufferPointer(rebasing: values[starts[series]..<starts[series + 1]]), errorBound: bounds[series], into: &writer)
+        }
+    }
+
     /// One timestamp per pattern row, or nil when the layout has no rows or a row's readings
     /// disagree on their time.
     private static func rowTimestamps(_ readings: [Reading], layout: SeriesOrder.Layout) -> [Int64]? {
-        guard layout.mode == .pattern, layout.pattern.count > 1 else { return nil }
+        guard layout.mode == .pattern || layout.mode == .rows, layout.pattern.count > 1 else { return nil }
         let period = layout.pattern.count
         var rows = [Int64](repeating: 0, count: layout.rowCount)
         var currentRow = -1

@@ -8,7 +8,10 @@ import CZlib
 /// then the payload, then a CRC-32 of everything before it.
 public struct FrameHeader: Sendable, Hashable {
     public static let magic: [UInt8] = Array("ESYB".utf8)
-    public static let currentVersion: UInt8 = 2
+    /// The version encoders write by default.
+    public static let currentVersion: UInt8 = FormatVersion.v3.rawValue
+    /// Every version decoders read.
+    public static let supportedVersions: [UInt8] = FormatVersion.allCases.map(\.rawValue)
     public static let byteCount = 14
     public static let trailerByteCount = 4
     /// Media type of a frame in an HTTP body.
@@ -21,6 +24,8 @@ public struct FrameHeader: Sendable, Hashable {
     }
 
     public var version: UInt8
+    /// The version as a ``FormatVersion`` (``parse(_:limits:)`` accepts only known versions).
+    public var formatVersion: FormatVersion { FormatVersion(rawValue: version) ?? .v3 }
     /// Whether the payload is deflated (zlib format, RFC 1950).
     public var isDeflated: Bool
     /// Bytes of payload as stored in the frame.
@@ -43,8 +48,8 @@ public struct FrameHeader: Sendable, Hashable {
             throw CodecError(.badMagic, "expected the magic \"ESYB\" (45 53 59 42)", at: 0, in: .frame)
         }
         let version = try reader.readByte("version")
-        guard version == currentVersion else {
-            throw CodecError(.unsupportedVersion, "format version \(version) is not supported; this decoder reads version \(currentVersion)", at: 4, in: .frame)
+        guard FormatVersion(rawValue: version) != nil else {
+            throw CodecError(.unsupportedVersion, "format version \(version) is not supported; this decoder reads versions 2 and 3", at: 4, in: .frame)
         }
         let flags = Flags(rawValue: try reader.readByte("flags"))
         guard flags.isSubset(of: .known) else {

@@ -11,6 +11,9 @@ enum SeriesOrder {
         case pattern = 1
         case runs = 2
         case list = 3
+        /// Version 3: a pattern whose rows each hold a subset of it, each row's subset given as the
+        /// runs of pattern slots that change from the row before (series that join or leave).
+        case rows = 4
     }
 
     /// How a batch's readings map to series and, for patterns, to rows.
@@ -23,6 +26,9 @@ enum SeriesOrder {
         /// The slot each reading fills; `slot / pattern.count` is its row (pattern mode only).
         var slots: [Int] = []
         var runs: [(series: Int32, length: Int)] = []
+        /// Rows mode: per row, how many toggle runs it has; then every run as (gap, length).
+        var toggleCounts: [Int] = []
+        var toggles: [(gap: Int, length: Int)] = []
 
         var rowCount: Int { pattern.isEmpty || slots.isEmpty ? 0 : slots[slots.count - 1] / pattern.count + 1 }
     }
@@ -31,7 +37,10 @@ enum SeriesOrder {
 
     /// Chooses the smallest layout. `rowStart`, the first reading whose timestamp differs from the
     /// one before it, aligns pattern rows with timestamp rows when a batch starts mid-row.
-    static func plan(_ series: UnsafeBufferPointer<Int32>, seriesCount: Int, rowStart: Int = 0) -> Layout {
+    /// `timestamps` (version 3 only) allows the rows mode, whose rows also break where the time changes.
+    static func plan(
+        _ series: UnsafeBufferPointer<Int32>, seriesCount: Int, rowStart: Int = 0, timestamps: [Int64]? = nil
+    ) -> Layout {
         if seriesCount == 1 { return Layout(mode: .single) }
         let count = series.count
         var runs: [(series: Int32, length: Int)] = []
@@ -46,6 +55,10 @@ enum SeriesOrder {
         let runsBits = runs.count * 24
         let pattern = patternLayout(series, seriesCount: seriesCount, rowStart: rowStart)
         let patternBits = pattern.map { $0.pattern.count * 16 + $0.skips.count * 16 } ?? Int.max
+        if let timestamps, let rows = rowsLayout(series, timestamps: timestamps, seriesCount: seriesCount, rowStart: rowStart) {
+            let rowsBits = rows.pattern.count * 2 + rows.toggleCounts.count * 8 + rows.toggles.count * 24
+            if rowsBits <= min(patternBits, runsBits, listBits) { return rows }
+        }
         if let pattern, patternBits <= runsBits, patternBits <= listBits { return pattern }
         if runsBits <= listBits { return Layout(mode: .runs, runs: runs) }
         return Layout(mode: .list)
@@ -84,6 +97,68 @@ enum SeriesOrder {
         return Layout(mode: .pattern, pattern: pattern, skips: skips, slots: slots)
     }
 
+    /// Rows: the pattern is every series in order of first appearance from `rowStart` on (as for
+    /// the pattern mode); a row ends where a reading's slot is not after the one before it, or
+    /// where the time changes. Nil when toggles would outnumber readings.
+    private static func rowsLayout(
+        _ series: UnsafeBufferPointer<Int32>, timestamps: [Int64], seriesCount: Int, rowStart: Int
+    ) -> Layout? {
+        var position = [Int](repeating: -1, count: seriesCount)
+        var pattern: [Int32] = []
+        let count = series.count
+        let start = rowStart < count ? rowStart : 0
+        for index in start..<(start + count) {
+            let value = series[index % count]
+            if position[Int(value)] < 0 {
+                position[Int(value)] = pattern.count
+                pattern.append(value)
+            }
+        }
+        let period = pattern.count
+        var slots = [Int](repeating: 0, count: count)
+        var present = [Bool](repeating: true, count: period)
+        var row = [Bool](repeating: false, count: period)
+        var toggleCounts: [Int] = []
+        var toggles: [(gap: Int, length: Int)] = []
+        var rowIndex = 0
+        var rowBegin = 0
+        // Closes the row of readings rowBegin ..< end: the runs of slots whose membership changes.
+        func closeRow(_ end: Int) {
+            for index in rowBegin..<end { row[slots[index] - rowIndex * period] = true }
+            var runs = 0
+            var slot = 0
+            var previousEnd = 0
+            while slot < period {
+                guard row[slot] != present[slot] else {
+                    slot += 1
+                    continue
+                }
+                let first = slot
+                while slot < period, row[slot] != present[slot] {
+                    present[slot] = row[slot]
+                    slot += 1
+                }
+                toggles.append((first - previousEnd, slot - first))
+                previousEnd = slot
+                runs += 1
+            }
+            toggleCounts.append(runs)
+            for index in rowBegin..<end { row[slots[index] - rowIndex * period] = false }
+        }
+        for index in 0..<count {
+            let slot = position[Int(series[index])]
+            if index > rowBegin, slot <= slots[index - 1] - rowIndex * period || timestamps[index] != timestamps[index - 1] {
+                closeRow(index)
+                if toggles.count > count { return nil }
+                rowIndex += 1
+                rowBegin = index
+            }
+            slots[index] = rowIndex * period + slot
+        }
+        closeRow(count)
+        return Layout(mode: .rows, pattern: pattern, slots: slots, toggleCounts: toggleCounts, toggles: toggles)
+    }
+
     static func encode(_ layout: Layout, series: UnsafeBufferPointer<Int32>, seriesCount: Int, into writer: inout ByteWriter) {
         writer.append(layout.mode.rawValue)
         switch layout.mode {
@@ -99,6 +174,20 @@ enum SeriesOrder {
                 writer.appendVarint(UInt64(skip.readings - previous))
                 writer.appendVarint(UInt64(skip.length))
                 previous = skip.readings
+            }
+        case .rows:
+            // The pattern as an integer column: series in key order cost almost nothing.
+            writer.appendVarint(UInt64(layout.pattern.count))
+            layout.pattern.map { Int64($0) }.withUnsafeBufferPointer { IntegerColumn.encode($0, into: &writer) }
+            writer.appendVarint(UInt64(layout.toggleCounts.count))
+            var next = 0
+            for runs in layout.toggleCounts {
+                writer.appendVarint(UInt64(runs))
+                for toggle in layout.toggles[next..<next + runs] {
+                    writer.appendVarint(UInt64(toggle.gap))
+                    writer.appendVarint(UInt64(toggle.length - 1))
+                }
+                next += runs
             }
         case .runs:
             writer.appendVarint(UInt64(layout.runs.count))
@@ -121,15 +210,18 @@ enum SeriesOrder {
     /// reading's row into `rows` and returns the row count.
     static func decode(
         from reader: inout ByteReader, seriesCount: Int, into output: UnsafeMutableBufferPointer<Int32>,
-        rows: UnsafeMutableBufferPointer<Int32>, counts: inout [Int]
+        rows: UnsafeMutableBufferPointer<Int32>, counts: inout [Int], version: FormatVersion = .v2
     ) throws(CodecError) -> (mode: Mode, rowCount: Int) {
         let count = output.count
         let modeOffset = reader.position
         let rawMode = try reader.readByte("series order mode")
         let maximumIndex = seriesCount - 1
         var rowCount = 0
-        let mode = Mode(rawValue: rawMode)
+        var mode = Mode(rawValue: rawMode)
+        if mode == .rows && version == .v2 { mode = nil }
         switch mode {
+        case .rows:
+            rowCount = try decodeRows(from: &reader, seriesCount: seriesCount, into: output, rows: rows)
         case .single:
             guard seriesCount == 1 else {
                 throw reader.error(.malformed, "series order 'single' needs exactly one series, the batch has \(seriesCount)", at: modeOffset)
@@ -189,10 +281,96 @@ enum SeriesOrder {
                 output[index] = Int32(values[index])
             }
         case nil:
-            throw reader.error(.malformed, "series order mode is \(rawMode), only 0...3 are defined", at: modeOffset)
+            throw reader.error(
+                .malformed, "series order mode is \(rawMode), only 0...\(version == .v2 ? 3 : 4) are defined in version \(version.rawValue)",
+                at: modeOffset)
         }
         for value in output { counts[Int(value)] += 1 }
         return (mode ?? .list, rowCount)
+    }
+
+    /// The rows mode: the pattern (distinct series), the row count, then per row its toggle runs.
+    /// The present slots are kept as a sorted list and each row's runs merged into it, so the work
+    /// is bounded by the readings and the bytes read, however large the pattern.
+    private static func decodeRows(
+        from reader: inout ByteReader, seriesCount: Int, into output: UnsafeMutableBufferPointer<Int32>,
+        rows: UnsafeMutableBufferPointer<Int32>
+    ) throws(CodecError) -> Int {
+        let count = output.count
+        let period = try reader.readCount("series rows pattern length", atMost: min(seriesCount, count))
+        guard period > 0 else { throw reader.error(.malformed, "series rows pattern is empty") }
+        // At most K and N, both already checked against the limits.
+        let patternOffset = reader.position
+        let entries = UnsafeMutableBufferPointer<Int64>.allocate(capacity: period)
+        defer { entries.deallocate() }
+        try IntegerColumn.decode(from: &reader, into: entries, what: "series rows pattern")
+        var pattern = [Int32](repeating: 0, count: period)
+        var used = [Bool](repeating: false, count: seriesCount)
+        for index in 0..<period {
+            let value = entries[index]
+            guard value >= 0, value < Int64(seriesCount), !used[Int(value)] else {
+                throw reader.error(
+                    .malformed, "series rows pattern entry \(index) is \(value): not a series of \(seriesCount), or a repeat", at: patternOffset)
+            }
+            used[Int(value)] = true
+            pattern[index] = Int32(value)
+        }
+        let rowCount = try reader.readCount("series row count", atMost: count)
+        guard rowCount > 0 else { throw reader.error(.malformed, "series rows: no rows for \(count) readings") }
+        // Present slots, ascending; all present before the first row.
+        var present = [Int32](unsafeUninitializedCapacity: period) { buffer, initialized in
+            for slot in 0..<period { buffer[slot] = Int32(slot) }
+            initialized = period
+        }
+        var next: [Int32] = []
+        next.reserveCapacity(period)
+        var filled = 0
+        for row in 0..<rowCount {
+            let runCount = try reader.readCount("series row \(row) toggle count", atMost: period)
+            next.removeAll(keepingCapacity: true)
+            var cursor = 0
+            var runEnd = 0
+            for _ in 0..<runCount {
+                let offset = reader.position
+                let gap = try reader.readCount("series row \(row) toggle gap", atMost: period)
+                let length = try reader.readCount("series row \(row) toggle length", atMost: period - 1) + 1
+                let runStart = runEnd + gap
+                guard runStart <= period - length else {
+                    throw reader.error(.malformed, "series row \(row) toggles slots past the pattern of \(period)", at: offset)
+                }
+                // Slots before the run keep their membership; slots in it flip.
+                while cursor < present.count, present[cursor] < Int32(runStart) {
+                    next.append(present[cursor])
+                    cursor += 1
+                }
+                for slot in Int32(runStart)..<Int32(runStart + length) {
+                    if cursor < present.count, present[cursor] == slot {
+                        cursor += 1
+                    } else {
+                        next.append(slot)
+                    }
+                }
+                runEnd = runStart + length
+            }
+            while cursor < present.count {
+                next.append(present[cursor])
+                cursor += 1
+            }
+            swap(&present, &next)
+            guard !present.isEmpty else { throw reader.error(.malformed, "series row \(row) holds no readings") }
+            guard present.count <= count - filled else {
+                throw reader.error(.malformed, "series rows hold more than the batch's \(count) readings")
+            }
+            for slot in present {
+                output[filled] = pattern[Int(slot)]
+                rows[filled] = Int32(row)
+                filled += 1
+            }
+        }
+        guard filled == count else {
+            throw reader.error(.malformed, "series rows hold \(filled) readings, the batch has \(count)")
+        }
+        return rowCount
     }
 
     /// Reads one skip: readings since the previous skip, then 1...period-1 slots skipped.

@@ -18,6 +18,8 @@ public struct RealDataset: Sendable {
     }
 
     public static let fileNames = ["CGM.csv.gz", "cycling.csv.gz", "sea_surface_temperature.csv.gz"]
+    /// Every dataset the codec benchmark covers: the three CSV logs and the many-series gateway log.
+    public static let codecFileNames = fileNames + ["plaid.lp.gz"]
 
     /// The `shared/data` folder beside the package checkout, found from this source file's path.
     public static var defaultDirectory: URL {
@@ -37,6 +39,9 @@ public struct RealDataset: Sendable {
                     "dataset \(file.path) is missing; the real datasets live in shared/data beside the checkout")
         }
         let text = String(decoding: try Gzip.decompress([UInt8](data), maximumBytes: 1 << 30), as: UTF8.self)
+        if file.lastPathComponent.hasSuffix(".lp.gz") {
+            return try lineProtocol(text, name: file.lastPathComponent.replacingOccurrences(of: ".lp.gz", with: ""))
+        }
         let name = file.lastPathComponent.replacingOccurrences(of: ".csv.gz", with: "")
         var lines = text.split(whereSeparator: \.isNewline).makeIterator()
         guard let headerLine = lines.next() else { throw DatasetError("\(file.path) is empty") }
@@ -73,6 +78,30 @@ public struct RealDataset: Sendable {
                     readings.append(Reading(series: series, timestamp: time, value: value))
                 }
             }
+        }
+        return RealDataset(name: name, seriesKeys: seriesKeys, readings: readings)
+    }
+
+    /// Line protocol with one field per line (`plaid,appliance=type0,load=p0001 current=0.17339 T`):
+    /// the series key is `measurement,tags field`, series numbered in order of first appearance.
+    static func lineProtocol(_ text: String, name: String) throws -> RealDataset {
+        var index = [String: Int]()
+        var seriesKeys: [String] = []
+        var readings: [Reading] = []
+        for (number, line) in text.split(whereSeparator: \.isNewline).enumerated() {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, let equals = parts[1].lastIndex(of: "="),
+                let value = Double(parts[1][parts[1].index(after: equals)...]), let time = Int64(parts[2])
+            else {
+                throw DatasetError("\(name) line \(number + 1): cannot read \"\(line)\"")
+            }
+            let key = "\(parts[0]) \(parts[1][..<equals])"
+            let series = index[key] ?? {
+                seriesKeys.append(key)
+                index[key] = seriesKeys.count - 1
+                return seriesKeys.count - 1
+            }()
+            readings.append(Reading(series: series, timestamp: time, value: value))
         }
         return RealDataset(name: name, seriesKeys: seriesKeys, readings: readings)
     }

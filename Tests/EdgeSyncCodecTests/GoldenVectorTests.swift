@@ -15,7 +15,28 @@ struct GoldenVectorTests {
         var testDescription: String { name }
     }
 
-    static let vectors: [Vector] = [
+    /// Version 2 frames as that release wrote them (`Golden/*.hex`): they must still decode, and
+    /// the version 2 encoder must still produce them.
+    static let v2Vectors: [Vector] = baseVectors.map { vector in
+        var options = vector.options
+        options.version = .v2
+        return Vector(name: vector.name, batch: vector.batch, options: options)
+    }
+
+    /// Version 3 frames (`Golden/v3/*.hex`) of the same batches, and of shapes only version 3 has:
+    /// many short series (shared values with lags, shifts and an exception, rows order, front-coded keys).
+    static let v3Vectors: [Vector] = baseVectors.map { vector in
+        var batch = vector.batch
+        batch.sentAt = 0
+        return Vector(name: "v3/" + vector.name, batch: batch, options: vector.options)
+    } + [
+        Vector(name: "v3/shared-values", batch: sharedValuesBatch(), options: EncodingOptions()),
+        Vector(name: "v3/rows-order", batch: rowsBatch(), options: EncodingOptions()),
+    ]
+
+    static let vectors = v2Vectors + v3Vectors
+
+    static let baseVectors: [Vector] = [
         Vector(name: "empty", batch: Batch(device: "gw", stream: 1, firstSequence: 1, seriesKeys: [], readings: [], sentAt: 0), options: EncodingOptions()),
         Vector(
             name: "one-reading",
@@ -89,6 +110,36 @@ struct GoldenVectorTests {
                 sentAt: 0),
             options: EncodingOptions()),
     ]
+
+    /// Six series of four readings: a period-2 waveform (lag 2), a slow ramp (lag 1), values at
+    /// 1e-6 and at 1e3 (own exponents and shifts), one NaN (an exception), one series of noise
+    /// bits (its own value column).
+    static func sharedValuesBatch() -> Batch {
+        let keys = (1...6).map { "plug,appliance=type0,load=p000\($0) current" }
+        var readings: [Reading] = []
+        for row in 0..<4 {
+            let time: Int64 = 1_372_636_800_000_000_000 + Int64(row) * 33_333
+            let values: [Double] = [
+                row % 2 == 0 ? 0.17339 : 0.080702, 1.25 + Double(row) / 100, [4.9667e-6, -3.1e-6, 5.0e-6, -2.9e-6][row],
+                [1250.0, 1300.0, 1180.0, 1410.0][row], row == 2 ? .nan : 21.5, Double(bitPattern: 0x3FF1_2345_6789_ABCD &+ UInt64(row) &* 0x1_0001_0001),
+            ]
+            for (series, value) in values.enumerated() { readings.append(Reading(series: series, timestamp: time, value: value)) }
+        }
+        return Batch(device: "gw", stream: 0x0A0B, firstSequence: 41, seriesKeys: keys, readings: readings, sentAt: 0)
+    }
+
+    /// Five series in rows at one time each; the batch starts mid-row, series 3 leaves after the
+    /// second row and comes back in the fourth.
+    static func rowsBatch() -> Batch {
+        var readings: [Reading] = []
+        for row in 0..<4 {
+            for series in 0..<5 where !(series == 3 && row == 2) && !(row == 0 && series < 2) {
+                readings.append(Reading(series: series, timestamp: 1_000 + Int64(row) * 500, value: Double(10 * series + row)))
+            }
+        }
+        let keys = ["room,floor=1 t", "room,floor=2 t", "room,floor=3 t", "room,floor=4 t", "room,floor=5 t"]
+        return Batch(device: "gw", stream: 9, firstSequence: 1, seriesKeys: keys, readings: readings, sentAt: 0)
+    }
 
     static func entropyCodedReadings() -> [Reading] {
         (0..<300).map { (index: Int) -> Reading in

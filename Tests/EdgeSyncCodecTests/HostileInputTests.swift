@@ -26,9 +26,28 @@ struct HostileInputTests {
                 readings: Fixtures.edgeValues.prefix(12).enumerated().map { Reading(series: $0.offset % 2, timestamp: Int64($0.offset / 2), value: $0.element) },
                 seriesCount: 2),
         ]
-        var frames = batches.compactMap { try? BatchEncoder().encode($0) }
-        frames += batches.suffix(2).compactMap { try? BatchEncoder(options: EncodingOptions(deflateLevel: 9)).encode($0) }
+        let v2 = EncodingOptions(version: .v2)
+        var frames = batches.compactMap { try? BatchEncoder(options: v2).encode($0) }
+        frames += batches.suffix(2).compactMap { try? BatchEncoder(options: EncodingOptions(deflateLevel: 9, version: .v2)).encode($0) }
+        // Version 3: the same shapes, and many short series (shared values, rows order, key coding).
+        frames += batches.compactMap { try? BatchEncoder().encode($0) }
+        frames += [manyShortSeries].compactMap { try? BatchEncoder().encode($0) }
+        frames += [manyShortSeries].compactMap { try? BatchEncoder(options: EncodingOptions(deflateLevel: 9)).encode($0) }
         return frames
+    }()
+
+    /// Twelve series of three to five readings in rows, one series ending early, one value NaN: the
+    /// version 3 shared value section with lags, shifts and an exception, and the rows order.
+    static let manyShortSeries: Batch = {
+        var readings: [Reading] = []
+        for row in 0..<5 {
+            for series in 0..<12 where !(series == 4 && row > 2) {
+                let value = series == 7 && row == 1 ? Double.nan : Double(1000 * series + (row % 2) * 37 + row) / 1000
+                readings.append(Reading(series: series, timestamp: 1_000 + Int64(row) * 33_333, value: value))
+            }
+        }
+        return Batch(
+            device: "gw", stream: 3, firstSequence: 1, seriesKeys: (0..<12).map { "plug,load=p\($0) current" }, readings: readings)
     }()
 
     @Test("corrupting any single byte in any way is detected", arguments: smallFrames.indices)
@@ -61,7 +80,7 @@ struct HostileInputTests {
             var bytes = (0..<Int.random(in: 0...200, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
             if round % 2 == 0, bytes.count >= 18 {
                 // A plausible header with lengths that match, and a correct CRC: only the payload is random.
-                bytes.replaceSubrange(0..<6, with: [0x45, 0x53, 0x59, 0x42, 1, UInt8(round % 4 == 0 ? 1 : 0)])
+                bytes.replaceSubrange(0..<6, with: [0x45, 0x53, 0x59, 0x42, round % 3 == 0 ? 2 : 3, UInt8(round % 4 == 0 ? 1 : 0)])
                 Self.fixLengthsAndChecksum(&bytes)
             }
             _ = try? decoder.decode(bytes)
@@ -89,9 +108,9 @@ struct HostileInputTests {
         #expect(failures > 0, "structural checks never fired")
     }
 
-    @Test("hostile headers get the right error code")
-    func hostileHeaders() throws {
-        let frame = try BatchEncoder().encode(Fixtures.randomBatch(seed: 5, count: 10, seriesCount: 2))
+    @Test("hostile headers get the right error code", arguments: FormatVersion.allCases)
+    func hostileHeaders(version: FormatVersion) throws {
+        let frame = try BatchEncoder(options: EncodingOptions(version: version)).encode(Fixtures.randomBatch(seed: 5, count: 10, seriesCount: 2))
         func code(_ mutate: (inout [UInt8]) -> Void, fixChecksum: Bool = true) -> CodecError.Code? {
             var bytes = frame
             mutate(&bytes)
@@ -102,7 +121,8 @@ struct HostileInputTests {
             } catch { return error.code }
         }
         #expect(code({ $0[0] = 0x46 }) == .badMagic)
-        #expect(code({ $0[4] = 3 }) == .unsupportedVersion)
+        #expect(code({ $0[4] = 4 }) == .unsupportedVersion)
+        #expect(code({ $0[4] = 0xFF }) == .unsupportedVersion)
         // Version 1 frames (fixed-width packing only) predate the entropy-coded columns.
         #expect(code({ $0[4] = 1 }) == .unsupportedVersion)
         #expect(code({ $0[5] = 0x80 }) == .unsupportedFlags)

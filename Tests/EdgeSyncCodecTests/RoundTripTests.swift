@@ -7,9 +7,22 @@ import Testing
 struct RoundTripTests {
     let decoder = BatchDecoder()
 
+    /// Encodes in both versions; the version 2 frame must decode to `batch` exactly, the version 3
+    /// one to the same readings without `sentAt`. Returns the version 3 result with `sentAt` put
+    /// back, so that callers compare whole batches.
     func roundTrip(_ batch: Batch, options: EncodingOptions = EncodingOptions()) throws -> Batch {
-        let frame = try BatchEncoder(options: options).encode(batch)
-        return try decoder.decode(frame)
+        var v2 = options
+        v2.version = .v2
+        let old = try decoder.decode(BatchEncoder(options: v2).encode(batch))
+        var v3 = options
+        v3.version = .v3
+        var decoded = try decoder.decode(BatchEncoder(options: v3).encode(batch))
+        #expect(decoded.sentAt == 0, "version 3 has no sender's clock")
+        decoded.sentAt = batch.sentAt
+        if options.errorBounds.isEmpty {
+            #expect(old == decoded, "version 2 and version 3 decode to different readings")
+        }
+        return decoded
     }
 
     @Test("random batches, plain and deflated", arguments: 0..<60)

@@ -1,38 +1,50 @@
 // libFuzzer entry point for the batch decoder; built by Tests/Fuzz/run-fuzz.sh together with the
 // codec's sources so that it can reach the payload decoder behind the checksum.
 
-/// The first input byte picks the target (its value modulo 3): 0 decodes the whole frame (header,
-/// checksum, inflate); 1 decodes the rest as a payload, skipping the checksum so that mutations
-/// reach the structure; 2 decodes one integer column of a count given by the next two bytes, so
+/// The first input byte picks the target (its value modulo 4): 0 decodes the whole frame (header,
+/// checksum, inflate; versions 2 and 3); 1 decodes the rest as a version 2 payload and 3 as a
+/// version 3 payload, skipping the checksum so that mutations reach the structure (keys, series
+/// order, shared values); 2 decodes one integer column of a count given by the next two bytes, so
 /// that mutations hit the Huffman code tables and bit streams directly.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let input = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
-    switch data[0] % 3 {
+    switch data[0] % 4 {
+    case 0:
+        fuzzBatch(input, version: nil)
+    case 1:
+        fuzzBatch(input, version: .v2)
     case 2:
         fuzzIntegerColumn(input)
     default:
-        fuzzBatch(input, wholeFrame: data[0] % 3 == 0)
+        fuzzBatch(input, version: .v3)
     }
     return 0
 }
 
-private func fuzzBatch(_ input: UnsafeRawBufferPointer, wholeFrame: Bool) {
+/// `version` nil: a whole frame; otherwise a payload of that version.
+private func fuzzBatch(_ input: UnsafeRawBufferPointer, version: FormatVersion?) {
     var limits = DecodingLimits()
     limits.maximumReadings = 100_000
     let decoder = BatchDecoder(limits: limits)
     do {
         let batch: Batch
-        if wholeFrame {
-            batch = try decoder.decode(input)
+        if let version {
+            batch = try decoder.decodePayload(ByteReader(input), version: version)
         } else {
-            batch = try decoder.decodePayload(ByteReader(input))
+            batch = try decoder.decode(input)
         }
-        // Whatever decodes must encode again and decode to the same readings.
-        if let frame = try? BatchEncoder().encode(batch) {
+        // Whatever decodes must encode again, in both versions, and decode to the same readings.
+        if let frame = try? BatchEncoder(options: EncodingOptions(version: .v2)).encode(batch) {
             let again = try decoder.decode(frame)
-            precondition(again == batch, "re-encoding changed a decoded batch")
+            precondition(again == batch, "re-encoding as version 2 changed a decoded batch")
+        }
+        if let frame = try? BatchEncoder(options: EncodingOptions(version: .v3)).encode(batch) {
+            var again = try decoder.decode(frame)
+            precondition(again.sentAt == 0, "a version 3 frame carried a sender's clock")
+            again.sentAt = batch.sentAt
+            precondition(again == batch, "re-encoding as version 3 changed a decoded batch")
         }
     } catch {
         _ = error.description

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds each parser and decoder with libFuzzer and AddressSanitizer and fuzzes it for a bounded time.
 # usage: Tests/Fuzz/run-fuzz.sh [seconds per harness]   (default 60; CI runs 30)
-# Harnesses: the batch decoder (seeds from the golden vectors), Prometheus remote write (seeds in
+# Harnesses: the batch decoder, versions 2 and 3 (seeds from the golden vectors), Prometheus remote write (seeds in
 # Tests/Fuzz/seeds/remote-write/), remote read and its matcher regex (Tests/Fuzz/seeds/remote-read/), OTLP metrics protobuf and JSON (Tests/Fuzz/seeds/otlp/), the text inputs: line protocol, CSV, gzip (Tests/Fuzz/seeds/inputs/),
 # the HTTP/1.1 request parser (request head, Content-Length and chunked bodies, trailers), the MQTT
 # packet decoder (broker-to-client packets, 3.1.1 and 5.0; seeds in Tests/Fuzz/seeds/mqtt-packet/), the
@@ -65,6 +65,12 @@ for hex in "$root"/Tests/EdgeSyncCodecTests/Golden/*.hex; do
     name="$(basename "$hex" .hex)"
     { printf '\x00'; xxd -r -p "$hex"; } > "$decoder_seeds/frame-$name"
     { printf '\x01'; xxd -r -p "$hex" | tail -c +15 | head -c -4; } > "$decoder_seeds/payload-$name"
+done
+# Version 3 frames and payloads (prefix 3: a version 3 payload; deflated ones seed only as frames).
+for hex in "$root"/Tests/EdgeSyncCodecTests/Golden/v3/*.hex; do
+    name="$(basename "$hex" .hex)"
+    { printf '\x00'; xxd -r -p "$hex"; } > "$decoder_seeds/frame-v3-$name"
+    { printf '\x03'; xxd -r -p "$hex" | tail -c +15 | head -c -4; } > "$decoder_seeds/payload-v3-$name"
 done
 
 # Integer-column seeds (prefix 2, then a little-endian count): a hand-built Huffman table

@@ -45,7 +45,8 @@ final class SpoolStore {
     static let smallChunkReadings = 2_000
     /// How many small chunks are merged at a time.
     static let compactionRun = 32
-    private let encoder = BatchEncoder()
+    /// Chunks stay version 2 until the uploader sends stored chunks as they are (issue 18).
+    private let encoder = BatchEncoder(options: EncodingOptions(version: .v2))
     private let decoder = BatchDecoder()
     /// `max_page_count` for ordinary writes and the higher one used while deleting, so that dropping
     /// or acknowledging (which may need a few pages of its own) works on a full spool.

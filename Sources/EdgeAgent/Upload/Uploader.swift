@@ -24,7 +24,9 @@ package actor Uploader {
         /// fresh data waits for at most that many backlog batches, however slow the link.
         package var liveEvery = 8
         package var retry = UploadRetryPolicy.Configuration()
-        package var encoding = EncodingOptions()
+        /// Version 2 until the agent can fall back on 415 and sends its clock in a header (issue 18):
+        /// collectors upgrade first, so a mixed fleet keeps working and keeps its clock-skew samples.
+        package var encoding = EncodingOptions(version: .v2)
 
         package init() {}
     }
