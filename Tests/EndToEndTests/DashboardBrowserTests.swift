@@ -21,8 +21,11 @@ struct DashboardBrowserTests {
             try await pair.importLineProtocol(text, name: "all")
             let drain = try await pair.drain(collector.url)
             #expect(drain.status == 0, "\(drain.stderr)")
-            // gw-2: sequence numbers 11…30 only, so 1…10 are a gap (completeness 2/3).
-            try await postBatchWithGap(collector, device: "gw-2", dataDirectory: pair.collectorDirectory)
+            // gw-2: sequence numbers 11…30 only, so 1…10 are a gap (completeness 2/3), and a batch
+            // of 2 readings the collector refuses (a series key with NUL).
+            let gatewayToken = try await postBatchWithGap(collector, device: "gw-2", dataDirectory: pair.collectorDirectory)
+            let refused = try await postRefusedBatch(collector, device: "gw-2", token: gatewayToken)
+            #expect(refused.status == 400, "\(refused.text)")
 
             // The page alone is public and holds no data.
             let page = try await get(collector.port, "/", token: nil)
@@ -72,6 +75,12 @@ struct DashboardBrowserTests {
             }
             #expect(rows.first { $0.attributes["data-device"] == "gw-2" }?.text.contains("66.66 %") == true)
             #expect(rows.first { $0.attributes["data-device"] == "gw-1" }?.text.contains("100.00 %") == true)
+            // Refusals beside completeness: counts from /v1/devices and the last refusal's reason.
+            let refusedRow = try #require(rows.first { $0.attributes["data-device"] == "gw-2" })
+            #expect(refusedRow.attributes["data-refused-batches"] == "1")
+            #expect(refusedRow.attributes["data-refused-readings"] == "2")
+            #expect(refusedRow.text.contains("2 in 1 batch") && refusedRow.text.contains("400 invalid_batch"))
+            #expect(rows.first { $0.attributes["data-device"] == "gw-1" }?.attributes["data-refused-batches"] == "0")
 
             // The chart: the chosen series and range, one drawn point per bucket with a mean.
             let chart = dom.attributes(of: "svg")
@@ -239,7 +248,8 @@ struct DashboardBrowserTests {
 
     // MARK: Helpers
 
-    func postBatchWithGap(_ collector: CollectorUnderTest, device: String, dataDirectory: String) async throws {
+    @discardableResult
+    func postBatchWithGap(_ collector: CollectorUnderTest, device: String, dataDirectory: String) async throws -> String {
         let token = try await CollectorUnderTest.addToken(dataDirectory: dataDirectory, device: device)
         let now = Int64(Date().timeIntervalSince1970) * 1_000_000_000
         let readings = (0..<20).map { Reading(series: 0, timestamp: now - Int64(20 - $0) * 1_000_000_000, value: 20.5) }
@@ -254,6 +264,22 @@ struct DashboardBrowserTests {
                 headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/vnd.edge-sync.batch")])
         }
         try #require(response.status == 200, "\(response.text)")
+        return token
+    }
+
+    func postRefusedBatch(_ collector: CollectorUnderTest, device: String, token: String) async throws
+        -> BlockingHTTPClient.Response
+    {
+        let batch = Batch(
+            device: device, stream: 7, firstSequence: 31, seriesKeys: ["bad\u{0}key"],
+            readings: [Reading(series: 0, timestamp: 1, value: 1), Reading(series: 0, timestamp: 2, value: 2)])
+        let body = try BatchEncoder().encode(batch)
+        let port = collector.port
+        return try await onDedicatedThread {
+            try BlockingHTTPClient(port: port).post(
+                "/v1/batches", body: body,
+                headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/vnd.edge-sync.batch")])
+        }
     }
 
     func get(_ port: Int, _ target: String, token: String?) async throws -> BlockingHTTPClient.Response {

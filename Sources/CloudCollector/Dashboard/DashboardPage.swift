@@ -63,6 +63,7 @@ enum DashboardPage {
           text-decoration: underline; font-weight: 600; }
         meter { width: 80px; height: 14px; vertical-align: middle; margin-right: 6px; }
         .flag { color: var(--bad); font-weight: 600; }
+        td.refusal { max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
         .empty { color: var(--muted); padding: 12px; }
         #chart-controls { display: flex; flex-wrap: wrap; gap: 8px 16px; align-items: end; }
         #chart-controls label { display: flex; flex-direction: column; font-size: 0.85rem; color: var(--muted); }
@@ -124,11 +125,14 @@ enum DashboardPage {
               <table id="devices" data-count="0">
                 <caption id="devices-summary">No data yet.</caption>
                 <thead><tr>
-                  <th scope="col">Device</th><th scope="col">Completeness</th><th scope="col" class="num">Lag</th>
+                  <th scope="col">Device</th><th scope="col">Completeness</th>
+                  <th scope="col" class="num" title="Batches this collector refused (the edge quarantines them)">Refused</th>
+                  <th scope="col" class="num">Lag</th>
                   <th scope="col" class="num optional">Readings</th>
                   <th scope="col" class="num optional">Not received yet</th>
                   <th scope="col" class="num optional">Dropped at edge</th>
                   <th scope="col" class="optional">Last seen (UTC)</th><th scope="col" class="optional">Clock</th>
+                  <th scope="col" class="optional">Last refusal</th>
                 </tr></thead>
                 <tbody></tbody>
               </table>
@@ -342,7 +346,18 @@ enum DashboardPage {
           function renderDevices(answer) {
             const body = $("devices").tBodies[0];
             const rows = answer.devices.map((device) => {
+              const refusedBatches = device.refused_batches || 0, refusedReadings = device.refused_readings || 0;
+              const last = device.last_refusal || null;
+              const refused = element("td", { class: "num" + (refusedBatches > 0 ? " flag" : ""),
+                title: refusedBatches > 0 ? integer.format(refusedReadings) + " readings in "
+                  + integer.format(refusedBatches) + " batches refused since the collector started" : "none refused" },
+                refusedBatches > 0 ? integer.format(refusedReadings) + " in " + integer.format(refusedBatches)
+                  + (refusedBatches === 1 ? " batch" : " batches") : "0");
+              const refusal = element("td", { class: "optional refusal" + (last ? " flag" : ""),
+                title: last ? last.message : "" },
+                last ? utcSeconds(last.at) + " " + last.status + " " + last.error + ": " + last.message : "—");
               const row = element("tr", { "data-device": device.device,
+                "data-refused-batches": String(refusedBatches), "data-refused-readings": String(refusedReadings),
                 "data-completeness": device.completeness === null ? "" : String(device.completeness),
                 "data-lag-seconds": device.lag_seconds === null ? "" : String(device.lag_seconds) });
               const name = element("td", { class: "device" });
@@ -363,14 +378,14 @@ enum DashboardPage {
                   "⚠ implausible")
                 : element("td", { class: "optional" }, device.clock_skew_seconds === null ? "—"
                   : "skew " + duration(Math.round(device.clock_skew_seconds)));
-              row.append(name, complete,
+              row.append(name, complete, refused,
                 element("td", { class: "num" }, duration(device.lag_seconds === null ? null
                   : Math.round(device.lag_seconds))),
                 element("td", { class: "num optional" }, integer.format(device.readings)),
                 element("td", { class: "num optional" + (device.gap_readings > 0 ? " flag" : "") },
                   integer.format(device.gap_readings)),
                 element("td", { class: "num optional" }, integer.format(device.dropped_readings)),
-                element("td", { class: "optional" }, utcSeconds(device.last_seen)), clock);
+                element("td", { class: "optional" }, utcSeconds(device.last_seen)), clock, refusal);
               return row;
             });
             body.replaceChildren(...rows);
