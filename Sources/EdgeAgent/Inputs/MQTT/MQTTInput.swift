@@ -5,6 +5,7 @@ import EdgeSyncMetrics
 import EdgeSyncProtocol
 import Foundation
 import Glibc
+import HTTPCore
 import Synchronization
 
 /// Readings from an MQTT broker: subscribes to the configured topic filters, maps each message to
@@ -137,14 +138,18 @@ package final class MQTTInput: Sendable {
         while !isStopping {
             let reason: String
             var reachedReady = false
-            switch connect() {
+            switch Result(catching: { () throws(ClientSocket.Failure) in
+                try ClientSocket.connect(
+                    host: configuration.host, port: configuration.port, timeout: configuration.connectTimeout,
+                    shouldStop: { self.isStopping })
+            }) {
             case .failure(let error):
                 reason = "\(error)"
-            case .success(let fd):
+            case .success(let socket):
                 state.withLock { $0.counters.connections += 1 }
                 logger.info("mqtt_connected", ["input": "mqtt", "broker": "\(address)"])
-                reason = serve(fd, session: &session, parser: &parser, reachedReady: &reachedReady)
-                close(fd)
+                reason = serve(socket, session: &session, parser: &parser, reachedReady: &reachedReady)
+                socket.close()
                 session.connectionClosed()
                 state.withLock {
                     $0.counters.isConnected = false
@@ -201,8 +206,9 @@ package final class MQTTInput: Sendable {
 
     /// Serves one connection until it fails or the input stops; returns why it ended.
     private func serve(
-        _ fd: Int32, session: inout MQTTSession, parser: inout LineProtocolParser, reachedReady: inout Bool
+        _ socket: ClientSocket, session: inout MQTTSession, parser: inout LineProtocolParser, reachedReady: inout Bool
     ) -> String {
+        let fd = socket.fd
         var decoder = MQTTPacketDecoder(version: configuration.session.connect.version, limits: configuration.limits)
         var buffer = [UInt8](repeating: 0, count: 256 << 10)
         var block = ReadingBlock()
@@ -213,7 +219,11 @@ package final class MQTTInput: Sendable {
             for action in actions {
                 switch action {
                 case .send(let bytes):
-                    if let failure = Self.sendAll(fd, bytes, timeout: configuration.connectTimeout) { return failure }
+                    do {
+                        try socket.send(bytes, before: .now + configuration.connectTimeout)
+                    } catch {
+                        return error.description
+                    }
                 case .deliver(let message):
                     pending.append(message)
                     do {
@@ -296,7 +306,7 @@ package final class MQTTInput: Sendable {
         while true {
             if isStopping {
                 if let failure = flush() { return failure }
-                _ = Self.sendAll(fd, MQTTPacketEncoder.disconnect, timeout: .seconds(1))
+                try? socket.send(MQTTPacketEncoder.disconnect, before: .now + .seconds(1))
                 return "stopping"
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -337,95 +347,6 @@ package final class MQTTInput: Sendable {
             }
             if let failure = flush() { return failure }
         }
-    }
-
-    // MARK: Sockets
-
-    private struct ConnectError: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// A TCP connection to the broker (non-blocking socket), within the connect timeout.
-    private func connect() -> Result<Int32, ConnectError> {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(configuration.host, String(configuration.port), &hints, &list)
-        guard status == 0, let first = list else {
-            return .failure(
-                ConnectError(
-                    description: "cannot resolve \(configuration.host): \(String(cString: gai_strerror(status)))"))
-        }
-        defer { freeaddrinfo(list) }
-        var lastError = "no address"
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let info = entry?.pointee {
-            entry = info.ai_next
-            let fd = socket(
-                info.ai_family,
-                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else {
-                lastError = "socket: \(String(cString: strerror(errno)))"
-                continue
-            }
-            if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0, errno != EINPROGRESS {
-                lastError = "connect: \(String(cString: strerror(errno)))"
-                close(fd)
-                continue
-            }
-            let deadline = ContinuousClock.now + configuration.connectTimeout
-            var connected = false
-            while ContinuousClock.now < deadline, !isStopping {
-                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let ready = poll(&poller, 1, 250)
-                if ready < 0, errno != EINTR { break }
-                guard ready > 0 else { continue }
-                var error: Int32 = 0
-                var length = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-                if error == 0 {
-                    connected = true
-                } else {
-                    lastError = "connect: \(String(cString: strerror(error)))"
-                }
-                break
-            }
-            if connected {
-                var on: Int32 = 1
-                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-                return .success(fd)
-            }
-            if lastError == "no address" { lastError = "connect: timed out after \(configuration.connectTimeout)" }
-            close(fd)
-        }
-        return .failure(
-            ConnectError(description: "cannot connect to \(configuration.host):\(configuration.port): \(lastError)"))
-    }
-
-    /// Writes all of `bytes`, waiting for the socket as needed; a reason on failure.
-    private static func sendAll(_ fd: Int32, _ bytes: [UInt8], timeout: Duration) -> String? {
-        var offset = 0
-        let deadline = ContinuousClock.now + timeout
-        while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return send(fd, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-            }
-            if sent > 0 {
-                offset += sent
-                continue
-            }
-            if sent < 0, errno == EINTR { continue }
-            guard sent < 0, errno == EAGAIN || errno == EWOULDBLOCK else {
-                return "write failed: \(String(cString: strerror(errno)))"
-            }
-            guard ContinuousClock.now < deadline else { return "write timed out after \(timeout)" }
-            var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&poller, 1, 250)
-        }
-        return nil
     }
 
     private static func nanoseconds(_ duration: Duration) -> Int64 {
