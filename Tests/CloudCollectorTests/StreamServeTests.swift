@@ -164,7 +164,7 @@ import Testing
                 let metrics = try await collector.get("/metrics", token: nil)
                 let text = String(decoding: metrics.body, as: UTF8.self)
                 #expect(text.contains("collector_stream_published_readings_total 600"))
-                #expect(text.contains("collector_stream_outbox_messages "))
+                #expect(text.contains("collector_stream_outbox_entries "))
                 #expect(text.contains("collector_stream_publish_lag_seconds "))
                 #expect(text.contains("collector_stream_duplicate_messages_total 0"))
                 #expect(text.contains("collector_stream_publish_failures_total 0"))
@@ -207,7 +207,7 @@ import Testing
             let text = String(decoding: try await collector.get("/metrics", token: nil).body, as: UTF8.self)
             #expect(relay.counters.failures >= 2)
             #expect(text.contains("collector_stream_publish_lag_seconds 5\n"), "\(text)")
-            #expect(text.contains("collector_stream_outbox_messages 3"))
+            #expect(text.contains("collector_stream_outbox_entries 1"))
             #expect(!text.contains("collector_stream_publish_failures_total 0\n"))
             #expect(text.contains("collector_stream_published_messages_total 0"))
         }
