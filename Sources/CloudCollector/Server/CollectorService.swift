@@ -134,15 +134,16 @@ package final class CollectorService: Sendable {
 
         let metrics = self.metrics
         var router = CollectorRouter(logger: logger.child("router"), metrics: metrics)
+        let refusals = RefusalLog()
         IngestEndpoint(
             configuration: configuration.ingest, authenticator: backend.authenticator, writer: writer, metrics: metrics,
-            integrity: integrity
+            integrity: integrity, refusals: refusals, now: now
         )
         .register(in: &router)
         QueryEndpoint(
             configuration: configuration.query,
             authenticator: OperatorAuthenticator(token: configuration.operatorToken),
-            queries: backend.queries,
+            queries: backend.queries, refusals: refusals,
             skewToleranceNanoseconds: configuration.storage.clock.futureToleranceNanoseconds, now: now
         )
         .register(in: &router)
