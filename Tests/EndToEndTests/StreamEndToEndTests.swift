@@ -141,6 +141,30 @@ import Testing
         }
     }
 
+    /// A bad `stream.*` setting stops `serve` and `config check` with exit 64, naming the key.
+    @Test func badStreamSettingsExitWith64NamingTheKey() async throws {
+        try await withTemporaryDirectory(prefix: "stream-config") { directory in
+            let config = directory + "/collector.json"
+            let binary = try ChildProcess.productURL("cloud-collector")
+            let cases = [
+                (#"{"stream": {"nats": "tls://nats:4222"}}"#, "stream.nats"),
+                (#"{"stream": {"nats": "nats://h:1", "token_file": "\#(directory)/missing"}}"#, "stream.token_file"),
+                (#"{"stream": {"subject_prefix": "x"}}"#, "stream.subject_prefix"),
+            ]
+            for (json, key) in cases {
+                try Data(json.utf8).write(to: URL(fileURLWithPath: config))
+                let serve = try await ChildProcess.run(binary, ["serve", "--data-dir", directory, "--config", config])
+                #expect(serve.status == 64 && serve.stderr.contains(key), "\(serve.stderr)")
+            }
+            try Data(#"{"stream": {"nats": "nats://127.0.0.1:4222", "name": "A_B"}}"#.utf8).write(
+                to: URL(fileURLWithPath: config))
+            let check = try await ChildProcess.run(binary, ["config", "check", config])
+            #expect(
+                check.status == 0 && check.stdout.contains("stream: nats://127.0.0.1:4222 stream A_B"),
+                "\(check.stdout)")
+        }
+    }
+
     /// Runs Docs/examples/stream_consumer.py against the stream and compares what it read.
     static func checkConsumerExample(port: Int, directory: String, messages: Int, stored: [StreamLine]) async throws {
         // The python3 on PATH, where pip installs for the user.
