@@ -11,6 +11,9 @@ package final class NATSTestServer: Sendable {
     package let port: Int
     package let directory: String
     package let token: String?
+    /// With both set, clients must log in as this user (`--user`/`--pass`) instead of a token.
+    package let user: String?
+    package let password: String?
     private let process = Mutex<ChildProcess?>(nil)
 
     /// The `nats-server` binary, or nil when the package is not installed.
@@ -20,26 +23,32 @@ package final class NATSTestServer: Sendable {
     }
 
     /// Starts a server with JetStream storing under `directory` (which must exist); with `token`,
-    /// clients must present it.
-    package static func start(in directory: String, token: String? = nil) async throws -> NATSTestServer {
+    /// clients must present it; with `user` and `password`, clients must log in with them.
+    package static func start(
+        in directory: String, token: String? = nil, user: String? = nil, password: String? = nil
+    ) async throws -> NATSTestServer {
         guard executable != nil else {
             throw Unavailable(description: "nats-server is not installed (Debian package nats-server; .ci/run installs it)")
         }
-        let server = NATSTestServer(port: try freeLoopbackPort(), directory: directory, token: token)
+        let server = NATSTestServer(
+            port: try freeLoopbackPort(), directory: directory, token: token, user: user, password: password)
         try await server.start()
         return server
     }
 
-    private init(port: Int, directory: String, token: String?) {
+    private init(port: Int, directory: String, token: String?, user: String?, password: String?) {
         self.port = port
         self.directory = directory
         self.token = token
+        self.user = user
+        self.password = password
     }
 
     private func start() async throws {
         guard let executable = Self.executable else { throw Unavailable(description: "nats-server is not installed") }
         var arguments = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", directory + "/jetstream"]
         if let token { arguments += ["--auth", token] }
+        if let user, let password { arguments += ["--user", user, "--pass", password] }
         // The test process blocks SIGTERM (its own signal handling) and a child inherits the mask:
         // clear it before exec so the server can be stopped cleanly.
         let child = try ChildProcess(

@@ -104,13 +104,26 @@ import Testing
             _ = try store.store([Fixtures.batch(first: 201, count: 200)], receivedAt: 7)  // 100 new
             let reader = try SQLiteStreamOutbox.Reader(path: path)
             let entries = try reader.pending(limit: 100)
-            #expect(entries.reduce(0) { $0 + $1.message.readings } == 400)
-            #expect(entries.map(\.message.messageID).filter { $0.contains("/1-300/") }.count == 3)
-            #expect(entries.map(\.message.messageID).filter { $0.contains("/301-400/") }.count == 3)
-            #expect(entries.allSatisfy { $0.createdAt == 5 || $0.createdAt == 7 })
-            #expect(try reader.size().messages == 6)
-            #expect(gauge.messages == 6)
-            #expect(gauge.bytes == entries.reduce(0) { $0 + Int64($1.message.payload.count) })
+            // One row per newly stored range, each a frame that becomes one message per measurement.
+            #expect(entries.count == 2)
+            #expect(entries.reduce(0) { $0 + $1.readings } == 400)
+            let ids = entries.flatMap(\.messages).map(\.messageID)
+            #expect(ids.filter { $0.contains("/1-300/") }.count == 3)
+            #expect(ids.filter { $0.contains("/301-400/") }.count == 3)
+            #expect(entries.map(\.createdAt) == [5, 7])
+            #expect(try reader.size().messages == 2)
+            #expect(gauge.messages == 2)
+            #expect(gauge.bytes == entries.reduce(0) { $0 + $1.storedBytes })
+            // The messages are those the readings themselves give (the first layout wrote them at ingest).
+            let direct =
+                StreamMessages().messages(for: Fixtures.batch(first: 1, count: 300), range: SequenceRange(1, 300))
+                + StreamMessages().messages(for: Fixtures.batch(first: 201, count: 200), range: SequenceRange(301, 400))
+            #expect(Set(entries.flatMap(\.messages).map(\.messageID)) == Set(direct.map(\.messageID)))
+            #expect(
+                entries.flatMap(\.messages).sorted { $0.messageID < $1.messageID }
+                    == direct.sorted { $0.messageID < $1.messageID })
+            // A frame is a few bytes a reading; line protocol was about 48.
+            #expect(gauge.bytes < 400 * 16)
         }
     }
 
@@ -129,9 +142,9 @@ import Testing
     }
 
     @Test func pastItsBoundTheOutboxRefusesIngestWithRetryAfter() throws {
-        try withStore(maximumBytes: 1000) { store, path, gauge in
+        try withStore(maximumBytes: 64) { store, path, gauge in
             _ = try store.store([Fixtures.batch(first: 1, count: 100)], receivedAt: 1)
-            #expect(gauge.bytes >= 1000)
+            #expect(gauge.bytes >= 64)
             #expect {
                 _ = try store.store([Fixtures.batch(first: 101, count: 10)], receivedAt: 2)
             } throws: { error in
@@ -141,9 +154,90 @@ import Testing
             // Nothing of the refused batch was stored: the edge still has it and sends it again.
             #expect(try store.receivedRanges(of: StreamKey(device: "gateway-1", stream: 0xFEED_0000_0000_0001)).ranges == [SequenceRange(1, 100)])
             let reader = try SQLiteStreamOutbox.Reader(path: path)
-            _ = try reader.drain(limit: 10) { entries in entries.map(\.id) }
+            _ = try reader.drain(limit: 10, readings: .max) { entries in entries.map(\.id) }
             gauge.reset(messages: 0, bytes: 0)
             _ = try store.store([Fixtures.batch(first: 101, count: 10)], receivedAt: 3)
+        }
+    }
+}
+
+extension StreamOutboxStoreTests {
+    /// Rows as the first release with a stream wrote them: one line-protocol message per row in
+    /// `stream_outbox`, made at ingest.
+    static func writeFirstLayout(_ batch: Batch, range: SequenceRange, createdAt: Int64, path: String) throws {
+        let database = try SQLiteDatabase(path: path)
+        let insert = try database.statement(
+            "INSERT INTO stream_outbox (created_at, subject, message_id, readings, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
+        for message in StreamMessages().messages(for: batch, range: range) {
+            try insert.bind(createdAt, at: 1)
+            try insert.bind(message.subject, at: 2)
+            try insert.bind(message.messageID, at: 3)
+            try insert.bind(Int64(message.readings), at: 4)
+            try insert.bind(bytes: message.payload, at: 5)
+            try insert.run()
+        }
+    }
+
+    @Test func rowsOfTheFirstLayoutAreReadBeforeFramesAndCounted() throws {
+        try withStore { store, path, gauge in
+            // An outbox left by the previous release (its collector stopped with messages waiting),
+            // then this release stores more.
+            let old = Fixtures.batch(first: 1, count: 300)
+            _ = try store.store([old], receivedAt: 1)
+            let database = try SQLiteDatabase(path: path)
+            try database.execute("DELETE FROM stream_outbox_frames")
+            try Self.writeFirstLayout(old, range: SequenceRange(1, 300), createdAt: 1, path: path)
+            _ = try store.store([Fixtures.batch(first: 301, count: 100)], receivedAt: 2)
+
+            let reader = try SQLiteStreamOutbox.Reader(path: path)
+            #expect(try reader.size().messages == 4)  // three line-protocol rows and one frame
+            let first = try reader.drain(limit: 10, readings: .max) { entries in entries.map(\.id) }
+            #expect(first.map(\.createdAt) == [1, 1, 1])
+            #expect(first.flatMap(\.messages) == StreamMessages().messages(for: old, range: SequenceRange(1, 300)))
+            #expect(first.allSatisfy { $0.storedBytes == Int64($0.messages[0].payload.count) })
+            let second = try reader.drain(limit: 10, readings: .max) { entries in entries.map(\.id) }
+            #expect(second.map(\.createdAt) == [2])
+            #expect(second.flatMap(\.messages).map(\.messageID).allSatisfy { $0.contains("/301-400/") })
+            #expect(try reader.size().messages == 0)
+            _ = gauge
+        }
+    }
+
+    @Test func aDamagedFrameIsReportedAndDoesNotStopTheOthers() throws {
+        try withStore { store, path, _ in
+            _ = try store.store([Fixtures.batch(first: 1, count: 10)], receivedAt: 1)
+            let database = try SQLiteDatabase(path: path)
+            try database.execute("UPDATE stream_outbox_frames SET frame = x'45534201ffff'")
+            _ = try store.store([Fixtures.batch(first: 11, count: 10)], receivedAt: 2)
+            let entries = try SQLiteStreamOutbox.Reader(path: path).pending(limit: 10)
+            #expect(entries.count == 2)
+            #expect(entries[0].messages.isEmpty && entries[0].damage?.contains("does not decode") == true)
+            #expect(entries[1].damage == nil && entries[1].readings == 10)
+        }
+    }
+
+    @Test func aRunStopsAtItsReadingBoundButTakesAtLeastOneRow() throws {
+        try withStore { store, path, _ in
+            for first in stride(from: 1, through: 901, by: 100) {
+                _ = try store.store([Fixtures.batch(first: UInt64(first), count: 100)], receivedAt: 1)
+            }
+            let reader = try SQLiteStreamOutbox.Reader(path: path)
+            #expect(try reader.drain(limit: 100, readings: 250) { _ in [] }.count == 2)
+            #expect(try reader.drain(limit: 100, readings: 1) { _ in [] }.count == 1)
+            #expect(try reader.drain(limit: 3, readings: .max) { _ in [] }.count == 3)
+        }
+    }
+
+    @Test func rangesOfABatchAreFramedAsTheyWereStored() throws {
+        try withStore { store, path, _ in
+            // 1...50 first, then 1...100 of which 51...100 are new.
+            _ = try store.store([Fixtures.batch(first: 1, count: 50)], receivedAt: 1)
+            _ = try store.store([Fixtures.batch(first: 1, count: 100)], receivedAt: 2)
+            let entries = try SQLiteStreamOutbox.Reader(path: path).pending(limit: 10)
+            #expect(entries.map(\.readings) == [50, 50])
+            #expect(
+                entries[1].messages
+                    == StreamMessages().messages(for: Fixtures.batch(first: 1, count: 100), range: SequenceRange(51, 100)))
         }
     }
 }
@@ -162,7 +256,9 @@ import Testing
         )
     }
 
-    private func relay(path: String, port: Int, gauge: StreamOutboxGauge) -> StreamRelay {
+    private func relay(
+        path: String, port: Int, gauge: StreamOutboxGauge, messages: StreamMessages = StreamMessages()
+    ) -> StreamRelay {
         var configuration = StreamRelay.Configuration()
         configuration.idleWait = .milliseconds(50)
         configuration.maximumBackoff = .milliseconds(400)
@@ -170,7 +266,8 @@ import Testing
             client: .init(host: "127.0.0.1", port: port, options: .init(name: "relay", version: "0")),
             stream: .init(name: "EDGESYNC", subjects: ["edgesync.>"]))
         return StreamRelay(
-            configuration: configuration, gauge: gauge, reader: { try SQLiteStreamOutbox.Reader(path: path) },
+            configuration: configuration, gauge: gauge,
+            reader: { try SQLiteStreamOutbox.Reader(path: path, messages: messages) },
             publisher: { JetStreamPublisher(publisher) })
     }
 
@@ -184,7 +281,11 @@ import Testing
         Issue.record("the outbox did not drain: \(relay.counters)")
     }
 
-    @Test func everyStoredReadingReachesTheStreamOnceAcrossAnOutageAndARestart() async throws {
+    /// A real server and a store writing the outbox, in a temporary directory; skipped (with a
+    /// line saying so) where nats-server is not installed.
+    private func withServerAndStore(
+        _ body: (NATSTestServer, String, StreamOutboxGauge, SQLiteReadingStore) async throws -> Void
+    ) async throws {
         guard NATSTestServer.executable != nil else {
             print("skipped: nats-server is not installed")
             return
@@ -195,12 +296,19 @@ import Testing
             let path = directory + "/collector.sqlite"
             let gauge = StreamOutboxGauge()
             var configuration = SQLiteReadingStore.Configuration()
-            configuration.streamOutbox = StreamOutboxSettings(messages: StreamMessages(maximumPayloadBytes: 2048), gauge: gauge)
-            let store = try SQLiteReadingStore(path: path, configuration: configuration)
+            configuration.streamOutbox = StreamOutboxSettings(gauge: gauge)
+            try await body(server, path, gauge, try SQLiteReadingStore(path: path, configuration: configuration))
+        }
+    }
+
+    @Test func everyStoredReadingReachesTheStreamOnceAcrossAnOutageAndARestart() async throws {
+        try await withServerAndStore { server, path, gauge, store in
             var batches: [Batch] = []
 
             // 1. Stored while the relay runs.
-            var relay = relay(path: path, port: server.port, gauge: gauge)
+            // Small payloads: the frames split into numbered parts.
+            let small = StreamMessages(maximumPayloadBytes: 2048)
+            var relay = relay(path: path, port: server.port, gauge: gauge, messages: small)
             relay.start()
             for first in stride(from: 1, through: 2001, by: 500) {
                 let batch = Fixtures.batch(first: UInt64(first), count: 500)
@@ -222,7 +330,7 @@ import Testing
             //    comes back, a new relay (a restarted collector) publishes what waited.
             relay.stop()
             try await server.restart()
-            relay = self.relay(path: path, port: server.port, gauge: gauge)
+            relay = self.relay(path: path, port: server.port, gauge: gauge, messages: small)
             relay.start()
             try await drained(gauge, relay, path: path)
             relay.stop()
@@ -240,18 +348,7 @@ import Testing
     }
 
     @Test func aPublishWhoseAcknowledgementWasLostIsADuplicateNotASecondMessage() async throws {
-        guard NATSTestServer.executable != nil else {
-            print("skipped: nats-server is not installed")
-            return
-        }
-        try await withTemporaryDirectory(prefix: "stream-relay") { directory in
-            let server = try await NATSTestServer.start(in: directory)
-            defer { Task { await server.stop() } }
-            let path = directory + "/collector.sqlite"
-            let gauge = StreamOutboxGauge()
-            var configuration = SQLiteReadingStore.Configuration()
-            configuration.streamOutbox = StreamOutboxSettings(gauge: gauge)
-            let store = try SQLiteReadingStore(path: path, configuration: configuration)
+        try await withServerAndStore { server, path, gauge, store in
             _ = try store.store([Fixtures.batch(first: 1, count: 300)], receivedAt: 1)
             // A relay that published and died before deleting: the stream has the messages, the
             // outbox still lists them.
@@ -260,15 +357,43 @@ import Testing
                 .init(
                     client: .init(host: "127.0.0.1", port: server.port, options: .init(name: "first", version: "0")),
                     stream: .init(name: "EDGESYNC", subjects: ["edgesync.>"])))
-            #expect(try publisher.publish(waiting.map(\.message)).allSatisfy { $0 == .stored })
+            #expect(try publisher.publish(waiting.flatMap(\.messages)).allSatisfy { $0 == .stored })
 
             let relay = relay(path: path, port: server.port, gauge: gauge)
             relay.start()
             try await drained(gauge, relay, path: path)
             relay.stop()
-            #expect(relay.counters.duplicates == Int64(waiting.count))
+            #expect(relay.counters.duplicates == Int64(waiting.flatMap(\.messages).count))
             #expect(relay.counters.published == 0)
             #expect(try streamContents(port: server.port).readings.count == 300)
+        }
+    }
+
+    @Test func rowsLeftByThePreviousReleaseArePublishedOnceBesideNewFrames() async throws {
+        try await withServerAndStore { server, path, gauge, store in
+            let old = Fixtures.batch(first: 1, count: 300)
+            _ = try store.store([old], receivedAt: 1)
+            try SQLiteDatabase(path: path).execute("DELETE FROM stream_outbox_frames")
+            try StreamOutboxStoreTests.writeFirstLayout(old, range: SequenceRange(1, 300), createdAt: 1, path: path)
+            // The previous release's relay published one of them and died before deleting it.
+            let first = try #require(StreamMessages().messages(for: old, range: SequenceRange(1, 300)).first)
+            let publisher = JetStreamPublisher(
+                .init(
+                    client: .init(host: "127.0.0.1", port: server.port, options: .init(name: "old", version: "0")),
+                    stream: .init(name: "EDGESYNC", subjects: ["edgesync.>"])))
+            #expect(try publisher.publish([first]) == [.stored])
+            let new = Fixtures.batch(first: 301, count: 300)
+            _ = try store.store([new], receivedAt: 2)
+
+            let relay = relay(path: path, port: server.port, gauge: gauge)
+            relay.start()
+            try await drained(gauge, relay, path: path)
+            relay.stop()
+            #expect(relay.counters.duplicates == 1)
+            let contents = try streamContents(port: server.port)
+            #expect(contents.readings.count == 600)
+            #expect(Set(contents.readings).count == 600)
+            #expect(Set(contents.messageIDs).count == contents.messageIDs.count)
         }
     }
 }
@@ -277,6 +402,51 @@ import Testing
 /// newly stored reading reaches the stream once, and the relays never hand one message over twice
 /// (`FOR UPDATE SKIP LOCKED`).
 @Suite(.serialized, .timeLimit(.minutes(3))) struct PostgresStreamOutboxTests {
+    @Test func rowsOfTheFirstLayoutAreReadBeforeFrames() async throws {
+        try await withPostgresDatabase { url in
+            let session = PostgresSession.Configuration(url: url)
+            var configuration = PostgresReadingStore.Configuration()
+            configuration.streamOutbox = StreamOutboxSettings(gauge: StreamOutboxGauge())
+            let store = try PostgresReadingStore(session: session, configuration: configuration)
+            let old = Fixtures.batch(first: 1, count: 300)
+            let oldMessages = StreamMessages().messages(for: old, range: SequenceRange(1, 300))
+            // Stored by the previous release, which wrote line protocol as text, one row per message.
+            _ = try store.store([old], receivedAt: 1)
+            try PostgresSession(configuration: session).withConnection { connection in
+                try connection.execute("DELETE FROM stream_outbox_frames")
+                for message in oldMessages {
+                    try connection.query(
+                        "INSERT INTO stream_outbox (created_at, subject, message_id, readings, payload) VALUES ($1, $2, $3, $4, $5)",
+                        [
+                            "1", message.subject, message.messageID, String(message.readings),
+                            String(decoding: message.payload, as: UTF8.self),
+                        ])
+                }
+            }
+            _ = try store.store([Fixtures.batch(first: 301, count: 100)], receivedAt: 2)
+            let reader = try PostgresStreamOutbox.Reader(session: session)
+            #expect(try reader.size().messages == 4)
+            let first = try reader.drain(limit: 10, readings: .max) { $0.map(\.id) }
+            #expect(first.flatMap(\.messages).map(\.messageID) == oldMessages.map(\.messageID))
+            #expect(first.flatMap(\.messages) == oldMessages, "payloads read back as written")
+            let second = try reader.drain(limit: 10, readings: .max) { $0.map(\.id) }
+            #expect(second.map(\.readings) == [100])
+            let expected = StreamMessages().messages(
+                for: Fixtures.batch(first: 301, count: 100), range: SequenceRange(301, 400))
+            #expect(second.flatMap(\.messages) == expected, "the frame becomes the messages of its readings")
+            #expect(try reader.size().messages == 0)
+        }
+    }
+
+    @Test func byteaHexRoundTripsAndRefusesGarbage() {
+        let bytes: [UInt8] = [0, 1, 0x7f, 0x80, 0xff, 0x45]
+        #expect(PostgresStreamOutbox.bytes(fromHex: PostgresStreamOutbox.hex(bytes)) == bytes)
+        #expect(PostgresStreamOutbox.bytes(fromHex: "\\x") == [])
+        for bad in ["", "x00", "\\x0", "\\xzz", "\\x0g", "00"] {
+            #expect(PostgresStreamOutbox.bytes(fromHex: bad) == nil)
+        }
+    }
+
     @Test func twoCollectorsAndTwoRelaysPublishEveryReadingOnce() async throws {
         guard NATSTestServer.executable != nil else {
             print("skipped: nats-server is not installed")
@@ -289,8 +459,7 @@ import Testing
                 let gauges = [StreamOutboxGauge(), StreamOutboxGauge()]
                 let stores = try gauges.map { gauge in
                     var configuration = PostgresReadingStore.Configuration()
-                    configuration.streamOutbox = StreamOutboxSettings(
-                        messages: StreamMessages(maximumPayloadBytes: 1024), gauge: gauge)
+                    configuration.streamOutbox = StreamOutboxSettings(gauge: gauge)
                     return try PostgresReadingStore(session: PostgresSession.Configuration(url: url), configuration: configuration)
                 }
                 var relayConfiguration = StreamRelay.Configuration()
@@ -302,7 +471,11 @@ import Testing
                 let relays = gauges.map { gauge in
                     StreamRelay(
                         configuration: relayConfiguration, gauge: gauge,
-                        reader: { try PostgresStreamOutbox.Reader(session: PostgresSession.Configuration(url: url)) },
+                        reader: {
+                            try PostgresStreamOutbox.Reader(
+                                session: PostgresSession.Configuration(url: url),
+                                messages: StreamMessages(maximumPayloadBytes: 1024))
+                        },
                         publisher: { JetStreamPublisher(publisher) })
                 }
                 relays.forEach { $0.start() }

@@ -164,7 +164,7 @@ import Testing
                 let metrics = try await collector.get("/metrics", token: nil)
                 let text = String(decoding: metrics.body, as: UTF8.self)
                 #expect(text.contains("collector_stream_published_readings_total 600"))
-                #expect(text.contains("collector_stream_outbox_messages "))
+                #expect(text.contains("collector_stream_outbox_entries "))
                 #expect(text.contains("collector_stream_publish_lag_seconds "))
                 #expect(text.contains("collector_stream_duplicate_messages_total 0"))
                 #expect(text.contains("collector_stream_publish_failures_total 0"))
@@ -207,9 +207,62 @@ import Testing
             let text = String(decoding: try await collector.get("/metrics", token: nil).body, as: UTF8.self)
             #expect(relay.counters.failures >= 2)
             #expect(text.contains("collector_stream_publish_lag_seconds 5\n"), "\(text)")
-            #expect(text.contains("collector_stream_outbox_messages 3"))
+            #expect(text.contains("collector_stream_outbox_entries 1"))
             #expect(!text.contains("collector_stream_publish_failures_total 0\n"))
             #expect(text.contains("collector_stream_published_messages_total 0"))
+        }
+    }
+
+    /// Token and user/password login against a nats-server that requires them; wrong credentials
+    /// leave ingest working and show as publish failures naming the server's answer.
+    @Test(arguments: [true, false]) func credentialsFromTheConfigurationLogIn(userAndPassword: Bool) async throws {
+        guard NATSTestServer.executable != nil else {
+            print("skipped: nats-server is not installed")
+            return
+        }
+        try await withTemporaryDirectory(prefix: "stream-auth") { natsDirectory in
+            let server =
+                userAndPassword
+                ? try await NATSTestServer.start(in: natsDirectory, user: "collector", password: "p4ss word")
+                : try await NATSTestServer.start(in: natsDirectory, token: "t0ken-t0ken")
+            defer { Task { await server.stop() } }
+            for correct in [true, false] {
+                try await RunningCollector.with(configure: { configuration in
+                    var destination = StreamDestination(host: "127.0.0.1", port: server.port)
+                    if userAndPassword {
+                        destination.user = "collector"
+                        destination.password = correct ? "p4ss word" : "wrong"
+                    } else {
+                        destination.token = correct ? "t0ken-t0ken" : "wrong"
+                    }
+                    configuration.stream = destination
+                    configuration.relay.idleWait = .milliseconds(50)
+                    configuration.relay.maximumBackoff = .milliseconds(100)
+                }) { collector, tokens in
+                    let response = try await collector.post(
+                        ProtocolPath.batches,
+                        body: try BatchEncoder(options: EncodingOptions(version: .v2)).encode(
+                            Fixtures.batch(first: correct ? 1 : 101, count: 30)),
+                        token: tokens["gateway-1"])
+                    try #require(response.status == 200)
+                    let relay = try #require(collector.service.relay)
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while ContinuousClock.now < deadline,
+                        correct ? relay.counters.publishedReadings < 30 : relay.counters.failures < 1
+                    {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    if correct {
+                        #expect(relay.counters.publishedReadings == 30)
+                    } else {
+                        #expect(relay.counters.publishedReadings == 0)
+                        #expect(
+                            relay.counters.lastError?.lowercased().contains("authorization") == true,
+                            "\(relay.counters)")
+                        #expect(relay.counters.lastError?.contains("wrong") == false)
+                    }
+                }
+            }
         }
     }
 }

@@ -26,6 +26,11 @@ struct CollectorUnderTest {
         try await start(storage: ["--data-dir", dataDirectory], port: port, environment: environment)
     }
 
+    /// Starts the collector with a configuration file (`--config`) besides the data directory.
+    static func start(dataDirectory: String, config: String) async throws -> CollectorUnderTest {
+        try await start(storage: ["--data-dir", dataDirectory, "--config", config], port: 0, environment: nil)
+    }
+
     /// Starts a collector on PostgreSQL (`--database url`).
     static func start(postgres url: String, port: Int = 0, environment: [String: String]? = nil) async throws
         -> CollectorUnderTest

@@ -67,7 +67,8 @@ package final class CollectorMetrics: Sendable {
     private static func writeStream(_ relay: StreamRelay, now: Int64, into out: inout Exposition) {
         let counters = relay.counters
         out.gauge(
-            "collector_stream_outbox_messages", "Stream messages waiting in the outbox.",
+            "collector_stream_outbox_entries",
+            "Rows waiting in the outbox (one per stored batch range; each becomes a message per measurement).",
             Double(relay.gauge.messages))
         out.gauge(
             "collector_stream_outbox_bytes",

@@ -99,11 +99,12 @@ package final class CollectorService: Sendable {
             let session = configuration.postgresSession("stream")
             let path = configuration.databasePath
             let publisher = destination.publisherConfiguration()
+            let messages = destination.messages
             relay = StreamRelay(
                 configuration: configuration.relay, gauge: gauge,
                 reader: {
-                    if let session { return try PostgresStreamOutbox.Reader(session: session) }
-                    return try SQLiteStreamOutbox.Reader(path: path)
+                    if let session { return try PostgresStreamOutbox.Reader(session: session, messages: messages) }
+                    return try SQLiteStreamOutbox.Reader(path: path, messages: messages)
                 },
                 publisher: { JetStreamPublisher(publisher) }, logger: logger.child("stream"))
         } else {

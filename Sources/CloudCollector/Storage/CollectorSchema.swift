@@ -147,6 +147,14 @@ package enum CollectorSchema {
             readings INTEGER NOT NULL,
             payload BLOB NOT NULL
         );
+        -- Since decision 0025 the outbox holds each newly stored range as one codec frame; the
+        -- relay turns it into messages. `stream_outbox` is still drained (rows of the first layout).
+        CREATE TABLE IF NOT EXISTS stream_outbox_frames (
+            outbox_id INTEGER PRIMARY KEY,
+            created_at INTEGER NOT NULL,
+            readings INTEGER NOT NULL,
+            frame BLOB NOT NULL
+        );
 
         -- The documented way to read central data: one row per reading.
         CREATE VIEW IF NOT EXISTS readings_view AS \(readingsView);

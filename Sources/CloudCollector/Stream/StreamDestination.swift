@@ -39,9 +39,11 @@ package struct StreamDestination: Sendable, Equatable {
 
     /// The settings the ingest transaction writes the outbox with.
     package func outboxSettings(gauge: StreamOutboxGauge) -> StreamOutboxSettings {
-        StreamOutboxSettings(
-            messages: StreamMessages(subjectPrefix: subjectPrefix), maximumBytes: maximumOutboxBytes, gauge: gauge)
+        StreamOutboxSettings(maximumBytes: maximumOutboxBytes, gauge: gauge)
     }
+
+    /// How the relay turns outbox rows into messages.
+    package var messages: StreamMessages { StreamMessages(subjectPrefix: subjectPrefix) }
 
     /// The relay's publisher settings.
     package func publisherConfiguration(clientName: String = "cloud-collector") -> JetStreamPublisher.Configuration {

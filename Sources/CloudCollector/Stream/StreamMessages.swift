@@ -99,7 +99,7 @@ package struct StreamMessages: Sendable {
     /// without a field (no unescaped space) gets the field `value`. Keys are opaque to the
     /// collector: one that is not line protocol (the agent's inputs only make line-protocol keys)
     /// passes through as it is.
-    static func split(_ key: String) -> (measurement: String, prefix: [UInt8]) {
+    package static func split(_ key: String) -> (measurement: String, prefix: [UInt8]) {
         let bytes = Array(key.utf8)
         var index = 0
         var measurementEnd: Int?
@@ -124,7 +124,7 @@ package struct StreamMessages: Sendable {
 
     /// The shortest decimal that reads back as the same Float64; `NaN`, `+Inf`, `-Inf` for the
     /// values line protocol has no literal for (Python's `float()` reads all three).
-    static func appendValue(_ value: Double, to line: inout [UInt8]) {
+    package static func appendValue(_ value: Double, to line: inout [UInt8]) {
         if value.isNaN {
             line.append(contentsOf: "NaN".utf8)
         } else if value.isInfinite {

@@ -85,8 +85,10 @@ package final class JetStreamPublisher: StreamPublisher {
 /// after those behind it went out, so order holds except around a refusal.
 package final class StreamRelay: Sendable {
     package struct Configuration: Sendable {
-        /// Messages per publish run.
+        /// Outbox rows per publish run.
         package var batchMessages = 256
+        /// Readings per publish run beyond its first row: bounds the line protocol in memory.
+        package var batchReadings = 200_000
         package var idleWait: Duration = .seconds(1)
         package var maximumBackoff: Duration = .seconds(30)
 
@@ -176,24 +178,44 @@ package final class StreamRelay: Sendable {
                 var counts = Counters()
                 var refusal: String?
                 var doneBytes: Int64 = 0
-                let entries = try outbox.drain(limit: configuration.batchMessages) { entries in
+                var doneRows: Int64 = 0
+                let entries = try outbox.drain(
+                    limit: configuration.batchMessages, readings: configuration.batchReadings
+                ) { entries in
                     state.withLock { $0.counters.oldestWaitingCreatedAt = entries.first?.createdAt }
-                    let outcomes = try publisher.publish(entries.map(\.message))
+                    let outcomes = try publisher.publish(entries.flatMap(\.messages))
                     var done: [Int64] = []
-                    for (entry, outcome) in zip(entries, outcomes) {
-                        switch outcome {
-                        case .stored:
-                            counts.published += 1
-                            counts.publishedReadings += Int64(entry.message.readings)
-                        case .duplicate:
-                            counts.duplicates += 1
-                        case .refused(let reason):
+                    var next = outcomes.startIndex
+                    for entry in entries {
+                        if let damage = entry.damage {
                             counts.refused += 1
-                            refusal = reason
+                            refusal = damage
                             continue
                         }
+                        // A row is removed once the stream has every one of its messages.
+                        var complete = true
+                        for message in entry.messages {
+                            guard next < outcomes.endIndex else {
+                                complete = false
+                                break
+                            }
+                            switch outcomes[next] {
+                            case .stored:
+                                counts.published += 1
+                                counts.publishedReadings += Int64(message.readings)
+                            case .duplicate:
+                                counts.duplicates += 1
+                            case .refused(let reason):
+                                counts.refused += 1
+                                refusal = reason
+                                complete = false
+                            }
+                            next += 1
+                        }
+                        guard complete else { continue }
                         done.append(entry.id)
-                        doneBytes += Int64(entry.message.payload.count)
+                        doneBytes += entry.storedBytes
+                        doneRows += 1
                     }
                     return done
                 }
@@ -206,7 +228,7 @@ package final class StreamRelay: Sendable {
                     gauge.waitForAdditions(timeout: configuration.idleWait)
                     continue
                 }
-                let removed = counts.published + counts.duplicates
+                let removed = doneRows
                 gauge.removed(messages: removed, bytes: doneBytes)
                 state.withLock {
                     $0.counters.published += counts.published
