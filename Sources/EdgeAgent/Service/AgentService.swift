@@ -13,6 +13,8 @@ import HTTPCore
 /// write-ahead log and closes when the last reference goes.
 package final class AgentService: Sendable {
     package typealias TransportFactory = @Sendable (CurlTransport.Configuration) -> any UploadTransport
+    /// Series the processing rules keep state for without a spool series limit (decision 0021's default).
+    static let defaultRuleSeries = 100_000
 
     package let configuration: AgentConfiguration
     private let logger: Logger
@@ -51,8 +53,16 @@ package final class AgentService: Sendable {
         let metrics = AgentMetrics(
             spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
         let logger = self.logger
+        // The rules sit in front of the spool for every input; without rules the inputs write to it directly.
+        let processing: ProcessingSink? =
+            configuration.processing.isEmpty
+            ? nil
+            : ProcessingSink(
+                rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
+                inner: spool)
         let inputs = InputServices(
-            configuration: configuration.inputs, sink: spool, metrics: metrics, logger: logger.child("inputs"))
+            configuration: configuration.inputs, sink: processing ?? spool, metrics: metrics,
+            logger: logger.child("inputs"))
         await uploader.onEvent(UploadLog.writer(logger.child("upload")))
         let collector = configuration.transport.baseURL
         let keepServing = !inputs.isEmpty
