@@ -138,7 +138,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncTestSupport",
-                "PrometheusRemoteWrite",
+                "HTTPCore", "PrometheusRemoteWrite",
                 "edge-agent",
                 "cloud-collector",
             ]

@@ -248,6 +248,53 @@ package final class JetStreamClient {
         return true
     }
 
+    /// One message as the stream stores it (`STREAM.MSG.GET`).
+    package struct StoredMessage: Sendable, Equatable {
+        package var subject: String
+        package var sequence: UInt64
+        /// The `Nats-Msg-Id` header it was published with, if any.
+        package var messageID: String?
+        package var payload: [UInt8]
+    }
+
+    /// `$JS.API.STREAM.MSG.GET.<name>`: the message at `sequence`, nil when there is none (deleted,
+    /// or outside the stream). For checks and tools; consumers use a consumer.
+    package func storedMessage(stream: String, sequence: UInt64) throws(Failure) -> StoredMessage? {
+        let answer = try request("$JS.API.STREAM.MSG.GET.\(stream)", payload: Array(#"{"seq":\#(sequence)}"#.utf8))
+        guard let reply = try? JSONDecoder().decode(MessageGetReply.self, from: Data(answer)) else {
+            throw .protocolViolation("STREAM.MSG.GET answered something other than its JSON")
+        }
+        if let error = reply.error {
+            if error.code == 404 { return nil }
+            throw .jetStream(code: error.code, errorCode: error.err_code ?? 0, description: error.description ?? "")
+        }
+        guard let message = reply.message else { throw .protocolViolation("STREAM.MSG.GET without a message") }
+        guard let data = Data(base64Encoded: message.data ?? ""),
+            let headers = Data(base64Encoded: message.hdrs ?? "")
+        else { throw .protocolViolation("STREAM.MSG.GET with data or headers that are not base64") }
+        // Headers block: `NATS/1.0\r\nName: value\r\n…\r\n\r\n`.
+        let id = String(decoding: headers, as: UTF8.self).components(separatedBy: "\r\n").lazy
+            .compactMap { line -> String? in
+                guard let colon = line.firstIndex(of: ":"),
+                    line[..<colon].utf8.elementsEqual("Nats-Msg-Id".utf8)
+                else { return nil }
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }.first
+        return StoredMessage(subject: message.subject, sequence: message.seq, messageID: id, payload: Array(data))
+    }
+
+    /// Every message of the stream, oldest first (small streams: one request per message).
+    package func storedMessages(stream: String) throws(Failure) -> [StoredMessage] {
+        guard let state = try streamState(stream), state.messages > 0, state.lastSequence >= state.firstSequence else {
+            return []
+        }
+        var messages: [StoredMessage] = []
+        for sequence in state.firstSequence...state.lastSequence {
+            if let message = try storedMessage(stream: stream, sequence: sequence) { messages.append(message) }
+        }
+        return messages
+    }
+
     /// A request to `subject` and its one answer's payload.
     package func request(_ subject: String, payload: [UInt8]) throws(Failure) -> [UInt8] {
         let reply = nextReplySubject()
@@ -356,6 +403,16 @@ package final class JetStreamClient {
         var stream: String?
         var seq: UInt64?
         var duplicate: Bool?
+        var error: APIError?
+    }
+    private struct MessageGetReply: Decodable {
+        struct Message: Decodable {
+            var subject: String
+            var seq: UInt64
+            var hdrs: String?
+            var data: String?
+        }
+        var message: Message?
         var error: APIError?
     }
     private struct StreamInfoReply: Decodable {

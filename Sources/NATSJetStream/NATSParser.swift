@@ -31,7 +31,10 @@ package struct NATSParser: Sendable {
     /// The next complete operation, or nil when more bytes are needed.
     package mutating func next() throws(NATSProtocolViolation) -> NATSServerOperation? {
         guard let lineEnd = findLineEnd() else {
-            if bufferedCount > maximumControlLine {
+            // No CRLF starts within the limit, except that a legal line of exactly
+            // `maximumControlLine` bytes may have its CR as the last byte here, its LF on the way.
+            let cutAfterCR = bufferedCount == maximumControlLine + 1 && buffer[buffer.count - 1] == 13
+            if bufferedCount > maximumControlLine, !cutAfterCR {
                 throw NATSProtocolViolation("control line longer than \(maximumControlLine) bytes")
             }
             return nil

@@ -50,6 +50,7 @@ enum ConfigCheckCommand {
                 "queue: max_readings \(configuration.writer.maximumQueuedReadings),"
                     + " max_readings_per_transaction \(configuration.writer.maximumReadingsPerTransaction)",
                 "http: event_loops \(configuration.eventLoops), max_connections \(configuration.maximumConnections)",
+                "stream: " + (configuration.stream.map { "\($0.description), max_outbox_bytes \($0.maximumOutboxBytes)" } ?? "off"),
             ].joined(separator: "\n"))
         return .success
     }

@@ -24,6 +24,7 @@ enum ServeCommand {
                     [
                         "address": "\(address)", "database": "\(configuration.databaseDescription)",
                         "query_api": configuration.operatorToken == nil ? "disabled" : "enabled",
+                        "stream": "\(configuration.stream?.description ?? "off")",
                     ])
                 try await group.waitForAll()
             }

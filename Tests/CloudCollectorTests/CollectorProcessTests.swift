@@ -144,6 +144,24 @@ struct CollectorProcessTests {
         }
     }
 
+    /// SIGTERM checkpoints the WAL into the database and truncates it: a stopped collector leaves
+    /// the database and an empty log, and the readings are all in the database file.
+    @Test func aCleanStopLeavesAnEmptyWAL() async throws {
+        try await withTemporaryDirectory(prefix: "collector-clean-stop") { directory in
+            let token = try await addToken(directory)
+            let batches = batches(count: 30)
+            let path = (directory as NSString).appendingPathComponent(CollectorSchema.databaseFileName)
+            let server = try await CollectorProcess.start(dataDirectory: directory)
+            _ = try await send(try batches.map { try BatchEncoder().encode($0) }, port: server.port, token: token)
+            // The running collector's log holds the commits (passive checkpoints never shrink it).
+            #expect(SQLiteDatabase.fileSizes(ofDatabaseAt: path).wal > 0)
+            server.signal(SIGTERM)
+            #expect(try await server.waitForExit() == 0)
+            #expect(SQLiteDatabase.fileSizes(ofDatabaseAt: path).wal == 0)
+            #expect(try Fixtures.storedReadings(databasePath: path) == Fixtures.expected(batches))
+        }
+    }
+
     /// kill -9 while four gateways stream batches; after a restart, re-sending everything yields
     /// exactly the expected readings, and every batch acknowledged before the kill was stored.
     @Test func killMinusNineThenResendEverything() async throws {

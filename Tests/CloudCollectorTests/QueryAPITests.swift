@@ -467,6 +467,50 @@ struct QueryAPITests {
         }
     }
 
+    /// Batches the collector refuses (the edge quarantines them) are counted per device with the
+    /// last refusal, beside completeness; a device whose every batch was refused is listed too.
+    @Test func devicesReportRefusedBatchesAndTheLastRefusal() async throws {
+        let now = Mutex<Int64>(Self.base + 100 * Self.second)
+        try await RunningCollector.with(
+            configure: { $0.operatorToken = Self.operatorToken }, now: { now.withLock { $0 } }
+        ) { collector, tokens in
+            let nul = Batch(
+                device: "gateway-1", stream: 7, firstSequence: 1, seriesKeys: ["bad\u{0}key"],
+                readings: (0..<3).map { Reading(series: 0, timestamp: Self.base + Int64($0), value: 1) })
+            let first = try await collector.post(
+                ProtocolPath.batches, body: try BatchEncoder().encode(nul), token: tokens["gateway-1"])
+            #expect(first.status == 400)
+            now.withLock { $0 = Self.base + 150 * Self.second }
+            let garbage = try await collector.post(
+                ProtocolPath.batches, body: Array("not a frame at all, just text".utf8), token: tokens["gateway-2"])
+            #expect(garbage.status == 400)
+            let unauthenticated = try await collector.post(ProtocolPath.batches, body: [1, 2, 3], token: "wrong")
+            #expect(unauthenticated.status == 401)
+            let good = Batch(
+                device: "gateway-1", stream: 7, firstSequence: 1, seriesKeys: ["t"],
+                readings: [Reading(series: 0, timestamp: Self.base, value: 1)])
+            let stored = try await collector.post(
+                ProtocolPath.batches, body: try BatchEncoder().encode(good), token: tokens["gateway-1"])
+            #expect(stored.status == 200)
+
+            let response = try await get(collector, "/v1/devices")
+            let report = try JSONDecoder().decode(DevicesReport.self, from: Data(response.body))
+            #expect(report.devices.map(\.device) == ["gateway-1", "gateway-2"])
+            let refusedOnce = report.devices[0]
+            #expect(refusedOnce.refusedBatches == 1 && refusedOnce.refusedReadings == 3)
+            #expect(refusedOnce.lastRefusal?.status == 400 && refusedOnce.lastRefusal?.error == "invalid_batch")
+            #expect(refusedOnce.lastRefusal?.at == Self.base + 100 * Self.second)
+            #expect(refusedOnce.lastRefusal?.message.contains("NUL") == true)
+            #expect(refusedOnce.readings == 1 && refusedOnce.completeness == 1, "a refusal is not a gap")
+            let onlyRefused = report.devices[1]
+            #expect(onlyRefused.refusedBatches == 1 && onlyRefused.refusedReadings == 0, "undecodable: count unknown")
+            #expect(onlyRefused.streams.isEmpty && onlyRefused.completeness == nil)
+            #expect(onlyRefused.lastRefusal?.at == Self.base + 150 * Self.second)
+            let text = try await get(collector, "/v1/devices?device=gateway-2").text
+            #expect(text.contains("\"refused_batches\":1") && !text.contains("gateway-1"))
+        }
+    }
+
     // MARK: Authentication
 
     @Test func queryEndpointsNeedTheOperatorToken() async throws {

@@ -155,27 +155,11 @@ import Testing
     /// Reads every message of the stream with a plain NATS client (a consumer, as a user's would).
     private func streamContents(port: Int) throws -> (readings: [String], messageIDs: [String]) {
         let client = try JetStreamClient(.init(host: "127.0.0.1", port: port, options: .init(name: "reader", version: "0")))
-        guard let state = try client.streamState("EDGESYNC") else { return ([], []) }
-        var lines: [String] = []
-        var ids: [String] = []
-        if state.lastSequence >= state.firstSequence, state.messages > 0 {
-            for sequence in state.firstSequence...state.lastSequence {
-                let answer = try client.request(
-                    "$JS.API.STREAM.MSG.GET.EDGESYNC", payload: Array(#"{"seq":\#(sequence)}"#.utf8))
-                struct Reply: Decodable {
-                    struct Message: Decodable { var data: String?; var hdrs: String? }
-                    var message: Message?
-                }
-                let reply = try JSONDecoder().decode(Reply.self, from: Data(answer))
-                let data = Data(base64Encoded: reply.message?.data ?? "") ?? Data()
-                lines += String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
-                let headers = String(decoding: Data(base64Encoded: reply.message?.hdrs ?? "") ?? Data(), as: UTF8.self)
-                if let line = headers.components(separatedBy: "\r\n").first(where: { $0.hasPrefix("Nats-Msg-Id:") }) {
-                    ids.append(line.dropFirst("Nats-Msg-Id:".count).trimmingCharacters(in: .whitespaces))
-                }
-            }
-        }
-        return (lines, ids)
+        let messages = try client.storedMessages(stream: "EDGESYNC")
+        return (
+            messages.flatMap { String(decoding: $0.payload, as: UTF8.self).split(separator: "\n").map(String.init) },
+            messages.compactMap(\.messageID)
+        )
     }
 
     private func relay(path: String, port: Int, gauge: StreamOutboxGauge) -> StreamRelay {

@@ -21,8 +21,11 @@ struct DashboardBrowserTests {
             try await pair.importLineProtocol(text, name: "all")
             let drain = try await pair.drain(collector.url)
             #expect(drain.status == 0, "\(drain.stderr)")
-            // gw-2: sequence numbers 11…30 only, so 1…10 are a gap (completeness 2/3).
-            try await postBatchWithGap(collector, device: "gw-2", dataDirectory: pair.collectorDirectory)
+            // gw-2: sequence numbers 11…30 only, so 1…10 are a gap (completeness 2/3), and a batch
+            // of 2 readings the collector refuses (a series key with NUL).
+            let gatewayToken = try await postBatchWithGap(collector, device: "gw-2", dataDirectory: pair.collectorDirectory)
+            let refused = try await postRefusedBatch(collector, device: "gw-2", token: gatewayToken)
+            #expect(refused.status == 400, "\(refused.text)")
 
             // The page alone is public and holds no data.
             let page = try await get(collector.port, "/", token: nil)
@@ -72,6 +75,12 @@ struct DashboardBrowserTests {
             }
             #expect(rows.first { $0.attributes["data-device"] == "gw-2" }?.text.contains("66.66 %") == true)
             #expect(rows.first { $0.attributes["data-device"] == "gw-1" }?.text.contains("100.00 %") == true)
+            // Refusals beside completeness: counts from /v1/devices and the last refusal's reason.
+            let refusedRow = try #require(rows.first { $0.attributes["data-device"] == "gw-2" })
+            #expect(refusedRow.attributes["data-refused-batches"] == "1")
+            #expect(refusedRow.attributes["data-refused-readings"] == "2")
+            #expect(refusedRow.text.contains("2 in 1 batch") && refusedRow.text.contains("400 invalid_batch"))
+            #expect(rows.first { $0.attributes["data-device"] == "gw-1" }?.attributes["data-refused-batches"] == "0")
 
             // The chart: the chosen series and range, one drawn point per bucket with a mean.
             let chart = dom.attributes(of: "svg")
@@ -80,7 +89,7 @@ struct DashboardBrowserTests {
             #expect(chart["data-to"] == String(to))
             #expect(chart["data-buckets"] == String(buckets.count))
             #expect(chart["data-points"] == String(drawable.count))
-            let line = try #require(dom.elements(tag: "path").first { $0.attributes["class"] == "line" })
+            let line = try #require(dom.elements(tag: "path").first { ($0.attributes["class"] ?? "").hasPrefix("line") })
             let commands = (line.attributes["d"] ?? "").filter { $0 == "M" || $0 == "L" }.count
             #expect(commands == drawable.count, "points drawn in the line")
 
@@ -89,6 +98,113 @@ struct DashboardBrowserTests {
             try await Chromium.screenshot(collector.url + "/" + fragment, to: screenshot, scratch: pair.directory)
             let size = (try? FileManager.default.attributesOfItem(atPath: screenshot)[.size] as? Int) ?? 0
             #expect(size > 10_000, "screenshot \(screenshot) is missing or empty")
+        }
+    }
+
+    /// All series of one measurement on one chart (one line each, the numbers `/v1/aggregate`
+    /// gives), then a mouse drag across the chart zooms into the range under it, the address bar
+    /// links to the zoomed view, and "Zoom out" goes back.
+    @Test func severalSeriesOnOneChartAndADragZoomsIntoTheRange() async throws {
+        try await PairFixture.with { pair in
+            let collector = try await pair.startCollector(
+                environment: ["CLOUD_COLLECTOR_OPERATOR_TOKEN": Self.operatorToken])
+            defer { collector.process.kill() }
+            let (text, _) = try realDataAsLineProtocol()
+            try await pair.importLineProtocol(text, name: "all")
+            let drain = try await pair.drain(collector.url)
+            #expect(drain.status == 0, "\(drain.stderr)")
+
+            // The measurement with the most series (at least two) among the real datasets.
+            let list = try jsonObject(try await get(collector.port, "/v1/series?device=gw-1", token: Self.operatorToken))
+            let keys = try #require(list["series"] as? [[String: Any]]).compactMap { $0["series"] as? String }
+            let byMeasurement = Dictionary(grouping: keys) { String($0.prefix { $0 != "," && $0 != " " }) }
+            let (measurement, members) = try #require(byMeasurement.max { $0.value.count < $1.value.count })
+            try #require(members.count >= 2, "no measurement with several series in \(keys)")
+            let expectedSeries = Array(members.sorted().prefix(8))
+
+            let view = "device=gw-1&measurement=\(encoded(measurement))"
+            let dom = try await Chromium.dumpDOM(
+                collector.url + "/#token=\(Self.operatorToken)&" + view, scratch: pair.directory)
+            #expect(dom.attributes(of: "body")["data-state"] == "ready", "the page did not finish loading")
+            let chart = dom.attributes(of: "svg")
+            #expect(chart["data-series-count"] == String(expectedSeries.count))
+            let lines = dom.elements(tag: "path").filter { ($0.attributes["class"] ?? "").hasPrefix("line") }
+            #expect(Set(lines.compactMap { $0.attributes["data-series"] }) == Set(expectedSeries))
+            #expect(dom.elements(tag: "path").allSatisfy { $0.attributes["class"] != "band" }, "no band for several series")
+            let from = try #require(chart["data-from"]), to = try #require(chart["data-to"]), step = try #require(chart["data-step"])
+            for line in lines {
+                let series = try #require(line.attributes["data-series"])
+                let aggregate = try jsonObject(
+                    try await get(
+                        collector.port,
+                        "/v1/aggregate?device=gw-1&series=\(encoded(series))&from=\(from)&to=\(to)&step=\(step)",
+                        token: Self.operatorToken))
+                let buckets = try #require(aggregate["buckets"] as? [[String: Any]])
+                let drawable = buckets.filter { ($0["mean"] as? NSNumber).map { $0.doubleValue.isFinite } == true }
+                #expect(line.attributes["data-points"] == String(drawable.count), "points drawn for \(series)")
+                let commands = (line.attributes["d"] ?? "").filter { $0 == "M" || $0 == "L" }.count
+                #expect(commands == drawable.count, "points in the line of \(series)")
+            }
+            let legend = dom.elements(tag: "li").filter { $0.attributes["data-series"] != nil }
+            #expect(legend.count == expectedSeries.count)
+
+            // Drag from 30 % to 60 % of the plotting area in a real browser.
+            let page = try await DevToolsPage.open(
+                collector.url + "/#token=\(Self.operatorToken)&" + view, scratch: pair.directory)
+            let geometry = try await onDedicatedThread { () -> [String: Double] in
+                try page.waitUntil("document.body.dataset.state === 'ready' && document.querySelector('path.line')")
+                let value = try page.evaluate(
+                    """
+                    (() => {
+                      const box = document.getElementById('chart').getBoundingClientRect();
+                      const chart = document.getElementById('chart');
+                      const width = Number(chart.getAttribute('viewBox').split(' ')[2]);
+                      return { left: box.left, top: box.top, width: box.width, height: box.height, viewWidth: width,
+                        from: Number(chart.dataset.from), to: Number(chart.dataset.to) };
+                    })()
+                    """)
+                return (value as? [String: Any])?.compactMapValues { ($0 as? NSNumber)?.doubleValue } ?? [:]
+            }
+            let box = geometry
+            let scale = try #require(box["width"]) / (try #require(box["viewWidth"]))
+            let plotLeft = 56.0, plotWidth = try #require(box["viewWidth"]) - 56 - 16
+            let start = (x: try #require(box["left"]) + (plotLeft + 0.3 * plotWidth) * scale, y: try #require(box["top"]) + 100 * scale)
+            let end = (x: try #require(box["left"]) + (plotLeft + 0.6 * plotWidth) * scale, y: start.y)
+            let originalFrom = try #require(box["from"]), originalTo = try #require(box["to"])
+            let zoomed = try await onDedicatedThread { () -> [String: String] in
+                try page.drag(from: start, to: end)
+                try page.waitUntil(
+                    "document.getElementById('chart').dataset.from !== '\(from)' && document.body.dataset.state === 'ready'"
+                        + " && !document.getElementById('zoom-out').hidden")
+                let value = try page.evaluate(
+                    "({ hash: location.hash, from: document.getElementById('chart').dataset.from,"
+                        + " to: document.getElementById('chart').dataset.to })")
+                return value as? [String: String] ?? [:]
+            }
+            let span = originalTo - originalFrom
+            let tolerance = span / plotWidth * 2 + 2e6  // two pixels and the millisecond rounding
+            let zoomedFrom = try #require(zoomed["from"].flatMap(Double.init))
+            let zoomedTo = try #require(zoomed["to"].flatMap(Double.init))
+            #expect(abs(zoomedFrom - (originalFrom + 0.3 * span)) < tolerance, "zoomed from \(zoomedFrom)")
+            #expect(abs(zoomedTo - (originalFrom + 0.6 * span)) < tolerance, "zoomed to \(zoomedTo)")
+            // The address bar holds the view: the zoomed range and the measurement, never the token.
+            let hash = try #require(zoomed["hash"])
+            #expect(hash.contains("range=custom") && hash.contains("from=\(zoomed["from"]!)") && hash.contains("to=\(zoomed["to"]!)"))
+            #expect(hash.contains("measurement=") && !hash.contains("token"))
+
+            // The shared link shows the same view in another browser.
+            let shared = try await Chromium.dumpDOM(
+                collector.url + "/" + hash + "&token=\(Self.operatorToken)", scratch: pair.directory)
+            #expect(shared.attributes(of: "svg")["data-from"] == zoomed["from"])
+            #expect(shared.attributes(of: "svg")["data-to"] == zoomed["to"])
+
+            let restored = try await onDedicatedThread { () -> String? in
+                _ = try page.evaluate("document.getElementById('zoom-out').click()")
+                try page.waitUntil(
+                    "document.getElementById('chart').dataset.from === '\(from)' && document.body.dataset.state === 'ready'")
+                return try page.evaluate("location.hash") as? String
+            }
+            #expect(restored?.contains("range=custom") == false, "zoom out returns to all data: \(restored ?? "")")
         }
     }
 
@@ -132,7 +248,8 @@ struct DashboardBrowserTests {
 
     // MARK: Helpers
 
-    func postBatchWithGap(_ collector: CollectorUnderTest, device: String, dataDirectory: String) async throws {
+    @discardableResult
+    func postBatchWithGap(_ collector: CollectorUnderTest, device: String, dataDirectory: String) async throws -> String {
         let token = try await CollectorUnderTest.addToken(dataDirectory: dataDirectory, device: device)
         let now = Int64(Date().timeIntervalSince1970) * 1_000_000_000
         let readings = (0..<20).map { Reading(series: 0, timestamp: now - Int64(20 - $0) * 1_000_000_000, value: 20.5) }
@@ -147,6 +264,22 @@ struct DashboardBrowserTests {
                 headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/vnd.edge-sync.batch")])
         }
         try #require(response.status == 200, "\(response.text)")
+        return token
+    }
+
+    func postRefusedBatch(_ collector: CollectorUnderTest, device: String, token: String) async throws
+        -> BlockingHTTPClient.Response
+    {
+        let batch = Batch(
+            device: device, stream: 7, firstSequence: 31, seriesKeys: ["bad\u{0}key"],
+            readings: [Reading(series: 0, timestamp: 1, value: 1), Reading(series: 0, timestamp: 2, value: 2)])
+        let body = try BatchEncoder().encode(batch)
+        let port = collector.port
+        return try await onDedicatedThread {
+            try BlockingHTTPClient(port: port).post(
+                "/v1/batches", body: body,
+                headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/vnd.edge-sync.batch")])
+        }
     }
 
     func get(_ port: Int, _ target: String, token: String?) async throws -> BlockingHTTPClient.Response {

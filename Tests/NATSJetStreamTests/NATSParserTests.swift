@@ -100,6 +100,18 @@ import Testing
         #expect(throws: NATSProtocolViolation.self) { try complete.next() }
     }
 
+    /// Found by the fuzzer: a line of exactly the limit, cut between its CR and LF, was refused as
+    /// too long, while the same bytes in one piece were read (an unknown operation, here).
+    @Test(arguments: [1, 7, 49, 50, .max])
+    func aLineOfExactlyTheLimitIsReadHoweverItIsCut(chunk: Int) throws {
+        let parser = NATSParser(maximumControlLine: 48)
+        let line = "MSG " + String(repeating: "a", count: 40) + " 1 0"
+        #expect(line.utf8.count == 48)
+        let operations = try operations(line + "\r\n\r\nPING\r\n", chunk: chunk, parser: parser)
+        #expect(operations == [.message(NATSMessage(subject: String(repeating: "a", count: 40), subscription: "1", payload: [])), .ping])
+        #expect(throws: NATSProtocolViolation.self) { try self.operations(line + "a\r\n", chunk: chunk, parser: parser) }
+    }
+
     @Test func aPayloadOverTheLimitIsRefusedBeforeItArrives() {
         var parser = NATSParser(maximumPayload: 1000)
         parser.append(Array("MSG a 1 1001\r\n".utf8))

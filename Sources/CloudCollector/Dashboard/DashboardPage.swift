@@ -63,11 +63,12 @@ enum DashboardPage {
           text-decoration: underline; font-weight: 600; }
         meter { width: 80px; height: 14px; vertical-align: middle; margin-right: 6px; }
         .flag { color: var(--bad); font-weight: 600; }
+        td.refusal { max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
         .empty { color: var(--muted); padding: 12px; }
         #chart-controls { display: flex; flex-wrap: wrap; gap: 8px 16px; align-items: end; }
         #chart-controls label { display: flex; flex-direction: column; font-size: 0.85rem; color: var(--muted); }
         #chart-controls label > * { color: var(--fg); font-size: 1rem; }
-        #series-choice { min-width: 16em; }
+        #series-choice { min-width: 16em; min-height: 5.5em; }
         #chart-box { margin-top: 12px; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
         #chart { width: 100%; height: auto; display: block; touch-action: pan-y; }
         #chart .axis { stroke: var(--line); }
@@ -77,6 +78,20 @@ enum DashboardPage {
         #chart .band { fill: var(--band); stroke: none; }
         #chart .dot { fill: var(--accent); }
         #chart .cursor { stroke: var(--muted); }
+        #chart .selection { fill: var(--band); stroke: var(--accent); stroke-dasharray: 4 3; }
+        #chart .line.s1, #legend .s1 { stroke: #cf222e; color: #cf222e; }
+        #chart .line.s2, #legend .s2 { stroke: #1a7f37; color: #1a7f37; }
+        #chart .line.s3, #legend .s3 { stroke: #8250df; color: #8250df; }
+        #chart .line.s4, #legend .s4 { stroke: #bc4c00; color: #bc4c00; }
+        #chart .line.s5, #legend .s5 { stroke: #0598bc; color: #0598bc; }
+        #chart .line.s6, #legend .s6 { stroke: #bf3989; color: #bf3989; }
+        #chart .line.s7, #legend .s7 { stroke: #6e7781; color: #6e7781; }
+        #legend { list-style: none; display: flex; flex-wrap: wrap; gap: 4px 16px; margin: 4px 0; padding: 0;
+          font-size: 0.9rem; }
+        #legend li::before { content: "━ "; font-weight: 700; }
+        #legend .s0 { color: var(--accent); }
+        #legend li span { color: var(--fg); }
+        .hint { color: var(--muted); font-size: 0.85rem; margin: 0; }
         #chart-message, #readout { color: var(--muted); min-height: 1.5em; margin: 4px 0; }
         .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
           white-space: nowrap; }
@@ -110,11 +125,14 @@ enum DashboardPage {
               <table id="devices" data-count="0">
                 <caption id="devices-summary">No data yet.</caption>
                 <thead><tr>
-                  <th scope="col">Device</th><th scope="col">Completeness</th><th scope="col" class="num">Lag</th>
+                  <th scope="col">Device</th><th scope="col">Completeness</th>
+                  <th scope="col" class="num" title="Batches this collector refused (the edge quarantines them)">Refused</th>
+                  <th scope="col" class="num">Lag</th>
                   <th scope="col" class="num optional">Readings</th>
                   <th scope="col" class="num optional">Not received yet</th>
                   <th scope="col" class="num optional">Dropped at edge</th>
                   <th scope="col" class="optional">Last seen (UTC)</th><th scope="col" class="optional">Clock</th>
+                  <th scope="col" class="optional">Last refusal</th>
                 </tr></thead>
                 <tbody></tbody>
               </table>
@@ -124,7 +142,8 @@ enum DashboardPage {
             <h2 id="chart-heading">Series</h2>
             <form id="chart-controls">
               <label>Device <select id="device-choice"></select></label>
-              <label>Series <select id="series-choice"></select></label>
+              <label>Series (several with Ctrl or Shift) <select id="series-choice" multiple size="4"></select></label>
+              <label>or all series of <select id="measurement-choice"><option value="">(pick series)</option></select></label>
               <label>Range <select id="range-choice">
                 <option value="all">All data</option>
                 <option value="1h">Last hour of data</option>
@@ -138,12 +157,15 @@ enum DashboardPage {
               <label>To (UTC) <input id="to-input" size="22" placeholder="2026-11-25T00:00:00Z"></label>
               <label>Step <input id="step-input" size="8" placeholder="auto"></label>
               <button type="submit">Show</button>
+              <button id="zoom-out" type="button" hidden>Zoom out</button>
             </form>
             <div id="chart-box">
               <p id="chart-message" role="status" aria-live="polite">Choose a series.</p>
               <svg id="chart" viewBox="0 0 1000 340" role="img" aria-labelledby="chart-title"
                 data-buckets="0" data-points="0"><title id="chart-title">No chart yet</title></svg>
+              <ul id="legend" aria-label="Series drawn"></ul>
               <p id="readout"></p>
+              <p class="hint">Drag across the chart to zoom into a time range.</p>
             </div>
           </section>
         </main>
@@ -161,11 +183,15 @@ enum DashboardPage {
           const SVG_NS = "http://www.w3.org/2000/svg";
           const $ = (id) => document.getElementById(id);
           const state = {
-            token: sessionStorage.getItem(TOKEN_KEY), device: "", series: "", range: "all", from: "", to: "",
-            step: "", seriesList: [], busy: false, paused: false, offlineSince: null, points: [], refreshes: 0,
+            token: sessionStorage.getItem(TOKEN_KEY), device: "", series: [], measurement: "", range: "all", from: "",
+            to: "", step: "", seriesList: [], busy: false, paused: false, offlineSince: null, points: [], refreshes: 0,
+            zooms: [], drag: null, geometry: null,
           };
+          // At most this many series on one chart (the lines stay readable, the requests few).
+          const MAX_SERIES = 8;
 
-          // The fragment preselects the view: #token=…&device=…&series=…&range=…&from=…&to=…&step=…
+          // The fragment preselects the view: #token=…&device=…&series=…[&series=…]&measurement=…&range=…&from=…
+          // &to=…&step=… (the page keeps it up to date, so the address bar always links to what is shown).
           // The token is moved to sessionStorage at once and removed from the address bar.
           const fragment = new URLSearchParams(location.hash.slice(1));
           if (fragment.has("token")) {
@@ -173,7 +199,8 @@ enum DashboardPage {
             sessionStorage.setItem(TOKEN_KEY, state.token);
           }
           state.device = fragment.get("device") || "";
-          state.series = fragment.get("series") || "";
+          state.series = fragment.getAll("series").filter((key) => key).slice(0, MAX_SERIES);
+          state.measurement = fragment.get("measurement") || "";
           state.range = fragment.get("range") || (fragment.has("from") || fragment.has("to") ? "custom" : "all");
           state.from = fragment.get("from") || "";
           state.to = fragment.get("to") || "";
@@ -183,7 +210,8 @@ enum DashboardPage {
           function writeFragment() {
             const params = new URLSearchParams();
             if (state.device) params.set("device", state.device);
-            if (state.series) params.set("series", state.series);
+            if (state.measurement) params.set("measurement", state.measurement);
+            else for (const key of state.series) params.append("series", key);
             if (state.range !== "all") params.set("range", state.range);
             if (state.range === "custom") {
               if (state.from) params.set("from", state.from);
@@ -251,7 +279,7 @@ enum DashboardPage {
               return { from: state.from, to: state.to, step: state.step || autoStep(from, to),
                 shownFrom: shown(state.from, from), shownTo: shown(state.to, to) };
             }
-            if (!meta) return { error: "Device " + state.device + " has no series \u201c" + state.series + "\u201d." };
+            if (!meta) return { error: "Device " + state.device + " has no series \u201c" + state.series.join("\u201d, \u201c") + "\u201d." };
             if (meta.first_timestamp === null) return { error: "This series has no readings." };
             const to = msCeil(meta.last_timestamp) + NS_PER_MS;
             let from = msFloor(meta.first_timestamp);
@@ -318,14 +346,25 @@ enum DashboardPage {
           function renderDevices(answer) {
             const body = $("devices").tBodies[0];
             const rows = answer.devices.map((device) => {
+              const refusedBatches = device.refused_batches || 0, refusedReadings = device.refused_readings || 0;
+              const last = device.last_refusal || null;
+              const refused = element("td", { class: "num" + (refusedBatches > 0 ? " flag" : ""),
+                title: refusedBatches > 0 ? integer.format(refusedReadings) + " readings in "
+                  + integer.format(refusedBatches) + " batches refused since the collector started" : "none refused" },
+                refusedBatches > 0 ? integer.format(refusedReadings) + " in " + integer.format(refusedBatches)
+                  + (refusedBatches === 1 ? " batch" : " batches") : "0");
+              const refusal = element("td", { class: "optional refusal" + (last ? " flag" : ""),
+                title: last ? last.message : "" },
+                last ? utcSeconds(last.at) + " " + last.status + " " + last.error + ": " + last.message : "—");
               const row = element("tr", { "data-device": device.device,
+                "data-refused-batches": String(refusedBatches), "data-refused-readings": String(refusedReadings),
                 "data-completeness": device.completeness === null ? "" : String(device.completeness),
                 "data-lag-seconds": device.lag_seconds === null ? "" : String(device.lag_seconds) });
               const name = element("td", { class: "device" });
               const choose = element("button", { type: "button", title: "Chart this device's series" },
                 device.device);
-              choose.addEventListener("click", () => { state.device = device.device; state.series = "";
-                renderSeriesChoices(); changed(); });
+              choose.addEventListener("click", () => { state.device = device.device; state.series = [];
+                state.measurement = ""; renderSeriesChoices(); changed(); });
               name.append(choose);
               const complete = element("td", { class: "completeness" });
               if (device.completeness !== null) {
@@ -339,14 +378,14 @@ enum DashboardPage {
                   "⚠ implausible")
                 : element("td", { class: "optional" }, device.clock_skew_seconds === null ? "—"
                   : "skew " + duration(Math.round(device.clock_skew_seconds)));
-              row.append(name, complete,
+              row.append(name, complete, refused,
                 element("td", { class: "num" }, duration(device.lag_seconds === null ? null
                   : Math.round(device.lag_seconds))),
                 element("td", { class: "num optional" }, integer.format(device.readings)),
                 element("td", { class: "num optional" + (device.gap_readings > 0 ? " flag" : "") },
                   integer.format(device.gap_readings)),
                 element("td", { class: "num optional" }, integer.format(device.dropped_readings)),
-                element("td", { class: "optional" }, utcSeconds(device.last_seen)), clock);
+                element("td", { class: "optional" }, utcSeconds(device.last_seen)), clock, refusal);
               return row;
             });
             body.replaceChildren(...rows);
@@ -360,47 +399,77 @@ enum DashboardPage {
           }
 
           // Series choice
+          // The measurement of a series key: up to its first unescaped comma or space.
+          function measurementOf(key) {
+            for (let index = 0; index < key.length; index += 1) {
+              const c = key[index];
+              if (c === "\\") index += 1;
+              else if (c === "," || c === " ") return key.slice(0, index);
+            }
+            return key;
+          }
           function renderSeriesChoices() {
             const devices = [...new Set(state.seriesList.map((entry) => entry.device))];
             if (state.device && !devices.includes(state.device)) devices.push(state.device);
             if (!state.device && devices.length) state.device = devices[0];
             const keys = state.seriesList.filter((entry) => entry.device === state.device)
               .map((entry) => entry.series);
-            if (state.series && !keys.includes(state.series)) keys.push(state.series);
-            if (!state.series && keys.length) state.series = keys[0];
-            fillSelect($("device-choice"), devices, state.device);
+            const measurements = [...new Set(keys.map(measurementOf))];
+            if (state.measurement && !measurements.includes(state.measurement)) measurements.push(state.measurement);
+            if (state.measurement) {
+              state.series = keys.filter((key) => measurementOf(key) === state.measurement).slice(0, MAX_SERIES);
+            }
+            for (const key of state.series) if (!keys.includes(key)) keys.push(key);
+            if (!state.series.length && !state.measurement && keys.length) state.series = [keys[0]];
+            fillSelect($("device-choice"), devices, [state.device]);
             fillSelect($("series-choice"), keys, state.series);
+            fillSelect($("measurement-choice"), [""].concat(measurements), [state.measurement],
+              (value) => value || "(pick series)");
           }
-          function fillSelect(select, values, chosen) {
+          function fillSelect(select, values, chosen, label) {
             const current = [...select.options].map((option) => option.value);
             if (current.length !== values.length || current.some((value, index) => value !== values[index])) {
-              select.replaceChildren(...values.map((value) => element("option", { value }, value)));
+              select.replaceChildren(...values.map((value) =>
+                element("option", { value }, label ? label(value) : value)));
             }
-            select.value = chosen;
+            for (const option of select.options) option.selected = chosen.includes(option.value);
           }
 
           // Chart
           async function refreshChart() {
-            if (!state.device || !state.series) { showChartMessage("No series yet."); clearChart(); return; }
-            const meta = state.seriesList.find((entry) => entry.device === state.device
-              && entry.series === state.series);
+            if (!state.device || !state.series.length) {
+              showChartMessage(state.measurement ? "Measurement " + state.measurement + " has no series on "
+                + state.device + "." : "No series yet.");
+              clearChart();
+              return;
+            }
+            const metas = state.series.map((key) => state.seriesList.find((entry) => entry.device === state.device
+              && entry.series === key));
+            // Several series share one range: from the earliest first reading to the latest last one.
+            const known = metas.filter((meta) => meta && meta.first_timestamp !== null);
+            const meta = metas.some((entry) => !entry) ? undefined : {
+              first_timestamp: known.length ? known.reduce((a, b) =>
+                BigInt(b.first_timestamp) < BigInt(a) ? b.first_timestamp : a, known[0].first_timestamp) : null,
+              last_timestamp: known.length ? known.reduce((a, b) =>
+                BigInt(b.last_timestamp) > BigInt(a) ? b.last_timestamp : a, known[0].last_timestamp) : null,
+            };
             const range = chosenRange(meta);
             if (range.error) { showChartMessage(range.error); clearChart(); return; }
             if (document.activeElement !== $("from-input") && document.activeElement !== $("to-input")) {
               $("from-input").value = range.shownFrom;
               $("to-input").value = range.shownTo;
             }
-            let answer;
+            let answers;
             try {
-              answer = await api("/v1/aggregate", { device: state.device, series: state.series, from: range.from,
-                to: range.to, step: range.step });
+              answers = await Promise.all(state.series.map((key) => api("/v1/aggregate", { device: state.device,
+                series: key, from: range.from, to: range.to, step: range.step })));
             } catch (error) {
               if (error.kind !== "http") throw error;
               showChartMessage("Cannot chart this: " + error.message);
               clearChart();
               return;
             }
-            drawChart(answer);
+            drawChart(answers);
           }
           function showChartMessage(text) { $("chart-message").textContent = text; }
           function clearChart() {
@@ -408,7 +477,10 @@ enum DashboardPage {
             chart.replaceChildren(svg("title", { id: "chart-title" }, "No chart"));
             chart.dataset.buckets = "0";
             chart.dataset.points = "0";
+            chart.dataset.seriesCount = "0";
+            $("legend").replaceChildren();
             state.points = [];
+            state.geometry = null;
           }
 
           function niceTicks(low, high, count) {
@@ -422,7 +494,8 @@ enum DashboardPage {
             return ticks;
           }
 
-          function drawChart(answer) {
+          // One line per series, on one y axis; the min-max band only when one series is drawn.
+          function drawChart(answers) {
             // The drawing is as wide as its box (in CSS pixels), so labels keep their size on a phone.
             const chart = $("chart");
             const W = Math.round(Math.max(320, Math.min(CHART_WIDTH, chart.clientWidth || CHART_WIDTH)));
@@ -430,27 +503,36 @@ enum DashboardPage {
             const xTicks = W < 600 ? 2 : 4;
             chart.setAttribute("viewBox", "0 0 " + W + " " + H);
             state.chartWidth = W;
-            const from = Number(answer.from), to = Number(answer.to), step = Number(answer.step);
+            const first = answers[0];
+            const from = Number(first.from), to = Number(first.to), step = Number(first.step);
             const finite = (value) => typeof value === "number" && Number.isFinite(value);
-            const points = answer.buckets.filter((bucket) => finite(bucket.mean));
-            chart.dataset.buckets = String(answer.buckets.length);
-            chart.dataset.points = String(points.length);
-            chart.dataset.device = answer.device;
-            chart.dataset.series = answer.series;
-            chart.dataset.from = String(answer.from);
-            chart.dataset.to = String(answer.to);
-            chart.dataset.step = String(answer.step);
-            const title = answer.series + " on " + answer.device + ", " + utc(answer.from) + " to " + utc(answer.to);
-            if (points.length === 0) {
+            const drawn = answers.map((answer) => answer.buckets.filter((bucket) => finite(bucket.mean)));
+            const bucketCount = answers.reduce((sum, answer) => sum + answer.buckets.length, 0);
+            const pointCount = drawn.reduce((sum, points) => sum + points.length, 0);
+            chart.dataset.buckets = String(bucketCount);
+            chart.dataset.points = String(pointCount);
+            chart.dataset.seriesCount = String(answers.length);
+            chart.dataset.device = first.device;
+            chart.dataset.series = answers.map((answer) => answer.series).join("\n");
+            chart.dataset.from = String(first.from);
+            chart.dataset.to = String(first.to);
+            chart.dataset.step = String(first.step);
+            const names = answers.length === 1 ? first.series : answers.length + " series";
+            const title = names + " on " + first.device + ", " + utc(first.from) + " to " + utc(first.to);
+            if (pointCount === 0) {
               clearChart();
-              chart.dataset.buckets = String(answer.buckets.length);
+              chart.dataset.buckets = String(bucketCount);
+              chart.dataset.seriesCount = String(answers.length);
               showChartMessage("No readings in " + title + ".");
               return;
             }
+            const band = answers.length === 1;
             let low = Infinity, high = -Infinity;
-            for (const bucket of points) {
-              low = Math.min(low, finite(bucket.min) ? bucket.min : bucket.mean);
-              high = Math.max(high, finite(bucket.max) ? bucket.max : bucket.mean);
+            for (const points of drawn) {
+              for (const bucket of points) {
+                low = Math.min(low, band && finite(bucket.min) ? bucket.min : bucket.mean);
+                high = Math.max(high, band && finite(bucket.max) ? bucket.max : bucket.mean);
+              }
             }
             if (low === high) { const pad = Math.abs(low) * 0.05 || 1; low -= pad; high += pad; }
             const x = (ns) => left + (ns + step / 2 - from) / (to - from) * (W - left - right);
@@ -471,56 +553,136 @@ enum DashboardPage {
             }
             nodes.push(svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }));
 
-            // Runs of adjacent buckets are drawn as one line; a bucket without readings breaks the line.
-            const runs = [];
-            let previous = null;
-            for (const bucket of points) {
-              const index = Math.round((bucket.start - from) / step);
-              if (previous === null || index !== previous + 1) runs.push([]);
-              runs[runs.length - 1].push(bucket);
-              previous = index;
-            }
-            let band = "", line = "";
-            for (const run of runs) {
-              const upper = run.map((b) => x(b.start).toFixed(1) + " " + y(finite(b.max) ? b.max : b.mean).toFixed(1));
-              const lower = run.map((b) => x(b.start).toFixed(1) + " " + y(finite(b.min) ? b.min : b.mean).toFixed(1))
-                .reverse();
-              band += "M" + upper.join("L") + "L" + lower.join("L") + "Z";
-              line += run.map((b, i) => (i === 0 ? "M" : "L") + x(b.start).toFixed(1) + " " + y(b.mean).toFixed(1))
-                .join("");
-            }
-            nodes.push(svg("path", { class: "band", d: band }));
-            nodes.push(svg("path", { class: "line", d: line, "data-points": String(points.length) }));
-            for (const run of runs.filter((r) => r.length === 1)) {
-              nodes.push(svg("circle", { class: "dot", cx: x(run[0].start), cy: y(run[0].mean), r: 3 }));
-            }
+            state.points = [];
+            const legend = [];
+            answers.forEach((answer, number) => {
+              const points = drawn[number];
+              const color = "s" + (number % 8);
+              // Runs of adjacent buckets are drawn as one line; a bucket without readings breaks the line.
+              const runs = [];
+              let previous = null;
+              for (const bucket of points) {
+                const index = Math.round((bucket.start - from) / step);
+                if (previous === null || index !== previous + 1) runs.push([]);
+                runs[runs.length - 1].push(bucket);
+                previous = index;
+              }
+              let area = "", line = "";
+              for (const run of runs) {
+                const upper = run.map((b) => x(b.start).toFixed(1) + " " + y(finite(b.max) ? b.max : b.mean).toFixed(1));
+                const lower = run.map((b) => x(b.start).toFixed(1) + " " + y(finite(b.min) ? b.min : b.mean).toFixed(1))
+                  .reverse();
+                area += "M" + upper.join("L") + "L" + lower.join("L") + "Z";
+                line += run.map((b, i) => (i === 0 ? "M" : "L") + x(b.start).toFixed(1) + " " + y(b.mean).toFixed(1))
+                  .join("");
+              }
+              if (band) nodes.push(svg("path", { class: "band", d: area }));
+              nodes.push(svg("path", { class: "line " + color, d: line, "data-series": answer.series,
+                "data-points": String(points.length), "data-buckets": String(answer.buckets.length) }));
+              for (const run of runs.filter((r) => r.length === 1)) {
+                nodes.push(svg("circle", { class: "dot " + color, cx: x(run[0].start), cy: y(run[0].mean), r: 3 }));
+              }
+              for (const bucket of points) state.points.push({ bucket, series: answer.series, px: x(bucket.start) });
+              const entry = element("li", { class: color, "data-series": answer.series });
+              entry.append(element("span", {}, answer.series + " (" + integer.format(points.length) + " buckets)"));
+              legend.push(entry);
+            });
             const cursor = svg("line", { class: "cursor", y1: top, y2: H - bottom, visibility: "hidden" });
-            nodes.push(cursor);
+            const selection = svg("rect", { class: "selection", y: top, height: H - top - bottom, x: 0, width: 0,
+              visibility: "hidden" });
+            nodes.push(cursor, selection);
             chart.replaceChildren(...nodes);
-            state.points = points.map((bucket) => ({ bucket, px: x(bucket.start) }));
+            $("legend").replaceChildren(...(answers.length > 1 ? legend : []));
             state.cursor = cursor;
-            const skipped = answer.buckets.length - points.length;
-            showChartMessage(title + ": " + integer.format(points.length) + " buckets of "
-              + duration(step / 1e9) + ", mean with min–max band"
+            state.selection = selection;
+            state.geometry = { left, right, W, from: BigInt(first.from), to: BigInt(first.to) };
+            const skipped = bucketCount - pointCount;
+            showChartMessage(title + ": " + integer.format(pointCount) + " buckets of "
+              + duration(step / 1e9) + (band ? ", mean with min–max band" : ", mean of each series")
               + (skipped ? " (" + skipped + " buckets without a finite mean not drawn)" : "") + ".");
           }
 
+          // Pointer position in the drawing's own units (the viewBox is as wide as the chart box).
+          function chartX(event) {
+            const box = $("chart").getBoundingClientRect();
+            return (event.clientX - box.left) / box.width * state.chartWidth;
+          }
           function showReadout(event) {
             if (!state.points.length) return;
-            const chart = $("chart");
-            const box = chart.getBoundingClientRect();
-            const px = (event.clientX - box.left) / box.width * state.chartWidth;
+            const px = chartX(event);
             let best = state.points[0];
             for (const point of state.points) if (Math.abs(point.px - px) < Math.abs(best.px - px)) best = point;
             state.cursor.setAttribute("x1", best.px);
             state.cursor.setAttribute("x2", best.px);
             state.cursor.setAttribute("visibility", "visible");
             const b = best.bucket;
-            $("readout").textContent = utc(b.start) + ": mean " + number(b.mean) + ", min " + number(b.min)
-              + ", max " + number(b.max) + ", " + integer.format(b.count) + " readings";
+            const at = state.points.filter((point) => point.bucket.start === b.start);
+            $("readout").textContent = utc(b.start) + ": " + at.map((point) => (at.length > 1 || state.series.length > 1
+              ? point.series + " " : "") + "mean " + number(point.bucket.mean) + ", min " + number(point.bucket.min)
+              + ", max " + number(point.bucket.max) + ", " + integer.format(point.bucket.count) + " readings")
+              .join("; ");
           }
-          $("chart").addEventListener("pointermove", showReadout);
-          $("chart").addEventListener("pointerdown", showReadout);
+
+          // Zoom: drag across the chart to choose a time range; "Zoom out" goes back one step.
+          const MIN_DRAG = 6;
+          function nsAt(px) {
+            const g = state.geometry;
+            const fraction = Math.min(1, Math.max(0, (px - g.left) / (g.W - g.left - g.right)));
+            return g.from + BigInt(Math.round(Number(g.to - g.from) * fraction));
+          }
+          function startDrag(event) {
+            showReadout(event);
+            if (!state.geometry || event.button !== 0) return;
+            state.drag = { start: chartX(event), end: chartX(event) };
+            $("chart").setPointerCapture(event.pointerId);
+          }
+          function moveDrag(event) {
+            showReadout(event);
+            if (!state.drag) return;
+            state.drag.end = chartX(event);
+            const low = Math.min(state.drag.start, state.drag.end), high = Math.max(state.drag.start, state.drag.end);
+            state.selection.setAttribute("x", low);
+            state.selection.setAttribute("width", high - low);
+            state.selection.setAttribute("visibility", high - low >= MIN_DRAG ? "visible" : "hidden");
+          }
+          function endDrag(event) {
+            if (!state.drag) return;
+            const drag = state.drag;
+            state.drag = null;
+            drag.end = chartX(event);
+            state.selection.setAttribute("visibility", "hidden");
+            if (Math.abs(drag.end - drag.start) < MIN_DRAG) return;
+            const from = nsAt(Math.min(drag.start, drag.end)), to = nsAt(Math.max(drag.start, drag.end));
+            if (to - from < 1000000n) return;  // under a millisecond: nothing to show
+            zoomTo(msFloor(from), msCeil(to));
+          }
+          function zoomTo(from, to) {
+            state.zooms.push({ range: state.range, from: state.from, to: state.to, step: state.step });
+            state.range = "custom";
+            state.from = String(from);
+            state.to = String(to);
+            state.step = "";
+            $("range-choice").value = "custom";
+            $("step-input").value = "";
+            $("zoom-out").hidden = false;
+            changed();
+          }
+          $("chart").addEventListener("pointermove", moveDrag);
+          $("chart").addEventListener("pointerdown", startDrag);
+          $("chart").addEventListener("pointerup", endDrag);
+          $("chart").addEventListener("pointercancel", () => {
+            state.drag = null;
+            if (state.selection) state.selection.setAttribute("visibility", "hidden");
+          });
+          $("zoom-out").addEventListener("click", () => {
+            const previous = state.zooms.pop();
+            if (!previous) return;
+            Object.assign(state, previous);
+            $("range-choice").value = state.range;
+            $("step-input").value = state.step;
+            $("zoom-out").hidden = state.zooms.length === 0;
+            changed();
+          });
 
           // Refresh loop and errors
           function askForToken(reason) {
@@ -597,11 +759,23 @@ enum DashboardPage {
           });
           $("device-choice").addEventListener("change", (event) => {
             state.device = event.target.value;
-            state.series = "";
+            state.series = [];
+            state.measurement = "";
             renderSeriesChoices();
             changed();
           });
-          $("series-choice").addEventListener("change", (event) => { state.series = event.target.value; changed(); });
+          $("series-choice").addEventListener("change", (event) => {
+            state.series = [...event.target.selectedOptions].map((option) => option.value).slice(0, MAX_SERIES);
+            state.measurement = "";
+            renderSeriesChoices();
+            changed();
+          });
+          $("measurement-choice").addEventListener("change", (event) => {
+            state.measurement = event.target.value;
+            if (!state.measurement) state.series = state.series.slice(0, 1);
+            renderSeriesChoices();
+            changed();
+          });
           $("range-choice").addEventListener("change", (event) => {
             state.range = event.target.value;
             if (state.range === "custom") {

@@ -31,16 +31,21 @@ package final class IngestEndpoint: Sendable {
     private let inFlight = Atomic<Int>(0)
     private let metrics: CollectorMetrics?
     private let integrity: DatabaseIntegrity
+    private let refusals: RefusalLog
+    private let now: @Sendable () -> Int64
 
     package init(
         configuration: Configuration, authenticator: DeviceAuthenticator, writer: IngestWriter,
-        metrics: CollectorMetrics? = nil, integrity: DatabaseIntegrity = DatabaseIntegrity()
+        metrics: CollectorMetrics? = nil, integrity: DatabaseIntegrity = DatabaseIntegrity(),
+        refusals: RefusalLog = RefusalLog(), now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }
     ) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.writer = writer
         self.metrics = metrics
         self.integrity = integrity
+        self.refusals = refusals
+        self.now = now
     }
 
     package func register(in router: inout CollectorRouter) {
@@ -50,6 +55,19 @@ package final class IngestEndpoint: Sendable {
 
     package func postBatch(_ request: HTTPRequest) async throws -> HTTPResponse {
         let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
+        var readings: Int?
+        do {
+            return try await postBatch(request, device: device, readings: &readings)
+        } catch let error as CollectorError where RefusalLog.isRefusal(error.status.code) {
+            refusals.record(
+                device: device, status: error.status.code, error: error.code, message: error.message, readings: readings,
+                at: now())
+            throw error
+        }
+    }
+
+    /// `readings` is set as soon as the batch is decoded, so a refusal after that can count them.
+    private func postBatch(_ request: HTTPRequest, device: String, readings: inout Int?) async throws -> HTTPResponse {
         try refuseWhenDamaged()
         if let contentType = request.headers["content-type"] {
             let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingSpaces() } ?? ""
@@ -84,6 +102,7 @@ package final class IngestEndpoint: Sendable {
                 .forbidden, "wrong_device",
                 "the token belongs to device \"\(device)\", the batch to \"\(batch.device)\"")
         }
+        readings = batch.readings.count
         if let key = batch.seriesKeys.first(where: { $0.utf8.contains(0) }) {
             // PostgreSQL text cannot hold it; refused on every backend so the protocol is one.
             throw CollectorError(

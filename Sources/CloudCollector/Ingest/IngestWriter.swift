@@ -111,11 +111,20 @@ package final class IngestWriter: Sendable {
         }
     }
 
-    /// Refuses new batches and returns once every queued one is committed (or failed).
+    /// Refuses new batches and returns once every queued one is committed (or failed) and the
+    /// store has finished (`ReadingStore.finishForShutdown`, once).
     package func close() async {
-        state.withLock { $0.isClosed = true }
+        let first = state.withLock { state in
+            defer { state.isClosed = true }
+            return !state.isClosed
+        }
+        let box = self.box
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.async { continuation.resume() }
+            queue.async {
+                // Runs after every drain already queued: no transaction follows it.
+                if first { box.store.finishForShutdown() }
+                continuation.resume()
+            }
         }
     }
 

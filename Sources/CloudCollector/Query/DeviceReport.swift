@@ -22,10 +22,19 @@ package struct DevicesReport: Sendable, Hashable, Codable {
         /// Skew of the stream that delivered last.
         package var clockSkewSeconds: Double?
         package var implausibleTimestamps: Bool
+        /// Batches this collector refused since it started (400, 413, 415: the edge quarantines
+        /// them, or splits on 413), the readings they held when that could be told, and the last
+        /// refusal. Not gaps: the edge was told, and keeps them aside with the reason.
+        package var refusedBatches: UInt64 = 0
+        package var refusedReadings: UInt64 = 0
+        package var lastRefusal: RefusalLog.Refusal?
         package var streams: [Stream]
 
         enum CodingKeys: String, CodingKey {
             case device, readings, completeness, streams
+            case refusedBatches = "refused_batches"
+            case refusedReadings = "refused_readings"
+            case lastRefusal = "last_refusal"
             case lastSeen = "last_seen"
             case newestTimestamp = "newest_timestamp"
             case lagSeconds = "lag_seconds"
@@ -48,6 +57,9 @@ package struct DevicesReport: Sendable, Hashable, Codable {
             try container.encode(completeness, forKey: .completeness)
             try container.encode(clockSkewSeconds, forKey: .clockSkewSeconds)
             try container.encode(implausibleTimestamps, forKey: .implausibleTimestamps)
+            try container.encode(refusedBatches, forKey: .refusedBatches)
+            try container.encode(refusedReadings, forKey: .refusedReadings)
+            try container.encode(lastRefusal, forKey: .lastRefusal)
             try container.encode(streams, forKey: .streams)
         }
     }
@@ -118,7 +130,10 @@ package struct DevicesReport: Sendable, Hashable, Codable {
 
     /// - Parameters:
     ///   - skewTolerance: a smoothed skew larger than this (either way) flags the clock.
-    package init(streams: [StreamFacts], now: Int64, skewToleranceNanoseconds: Int64 = 300_000_000_000) {
+    package init(
+        streams: [StreamFacts], refusals: [String: RefusalLog.Entry] = [:], now: Int64,
+        skewToleranceNanoseconds: Int64 = 300_000_000_000
+    ) {
         self.now = now
         var byDevice: [String: [Stream]] = [:]
         var order: [String] = []
@@ -133,18 +148,26 @@ package struct DevicesReport: Sendable, Hashable, Codable {
                 skewOfLatest[facts.device] = (seen, skew)
             }
         }
+        // A device whose every batch was refused has no stream yet, and is listed all the same.
+        for device in refusals.keys.sorted() where byDevice[device] == nil {
+            order.append(device)
+            byDevice[device] = []
+        }
         devices = order.map { device in
             let streams = byDevice[device] ?? []
             let readings = streams.reduce(0) { $0 &+ $1.readings }
             let gaps = streams.reduce(0) { $0 &+ $1.gapReadings }
             let newest = streams.compactMap(\.newestTimestamp).max()
+            let refused = refusals[device]
             return Device(
                 device: device, lastSeen: streams.compactMap(\.lastSeen).max(), newestTimestamp: newest,
                 lagSeconds: newest.map { Self.seconds(now, minus: $0) }, readings: readings, gapReadings: gaps,
                 droppedReadings: streams.reduce(0) { $0 &+ $1.droppedReadings },
                 completeness: Self.completeness(received: readings, gaps: gaps),
                 clockSkewSeconds: skewOfLatest[device].map { $0.1 / 1e9 },
-                implausibleTimestamps: streams.contains(where: \.implausibleTimestamps), streams: streams)
+                implausibleTimestamps: streams.contains(where: \.implausibleTimestamps),
+                refusedBatches: refused?.batches ?? 0, refusedReadings: refused?.readings ?? 0,
+                lastRefusal: refused?.last, streams: streams)
         }
     }
 

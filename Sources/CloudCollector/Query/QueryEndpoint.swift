@@ -27,15 +27,17 @@ package final class QueryEndpoint: Sendable {
     private let queries: any ReadingQueries
     private let now: @Sendable () -> Int64
     private let skewTolerance: Int64
+    private let refusals: RefusalLog?
 
     package init(
         configuration: Configuration = Configuration(), authenticator: OperatorAuthenticator,
-        queries: any ReadingQueries, skewToleranceNanoseconds: Int64 = 300_000_000_000,
+        queries: any ReadingQueries, refusals: RefusalLog? = nil, skewToleranceNanoseconds: Int64 = 300_000_000_000,
         now: @escaping @Sendable () -> Int64
     ) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.queries = queries
+        self.refusals = refusals
         self.skewTolerance = skewToleranceNanoseconds
         self.now = now
     }
@@ -156,9 +158,13 @@ package final class QueryEndpoint: Sendable {
         try authenticator.authorize(request.headers["authorization"])
         let parameters = try QueryParameters(request.query, allowed: ["device"])
         var streams = try await queries.streams()
-        if let device = parameters["device"] { streams.removeAll { $0.device != device } }
+        var refused = refusals?.snapshot() ?? [:]
+        if let device = parameters["device"] {
+            streams.removeAll { $0.device != device }
+            refused = refused.filter { $0.key == device }
+        }
         return try Self.json(
-            DevicesReport(streams: streams, now: now(), skewToleranceNanoseconds: skewTolerance))
+            DevicesReport(streams: streams, refusals: refused, now: now(), skewToleranceNanoseconds: skewTolerance))
     }
 
     // MARK: Parameters

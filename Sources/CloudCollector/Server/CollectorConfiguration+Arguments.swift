@@ -25,7 +25,7 @@ extension CollectorService.Configuration {
     package static let minimumOperatorTokenLength = 16
 
     /// The effective configuration `serve` would run with. `readsOperatorToken: false` (for `config
-    /// check`) leaves the token unread and `operatorToken` nil.
+    /// check`) leaves the token unread and `operatorToken` nil, and the stream's secret files unread.
     package init(
         arguments parsed: ParsedArguments, environment: [String: String] = ProcessInfo.processInfo.environment,
         readsOperatorToken: Bool = true
@@ -96,6 +96,7 @@ extension CollectorService.Configuration {
             if let v = try file.integer("storage.query_connections", in: 1...64) {
                 configuration.queryConnections = Int(v)
             }
+            configuration.stream = try StreamDestination(file: file, readsSecrets: readsOperatorToken)
             try file.rejectUnknownKeys()
         }
         if readsOperatorToken {

@@ -37,7 +37,9 @@ package final class CollectorMetrics: Sendable {
         batchReadings.observe(Double(accepted + duplicates))
     }
 
-    func render(queuedReadings: Int, timing: TimedResponder<CollectorRouter>) -> Exposition {
+    func render(
+        queuedReadings: Int, timing: TimedResponder<CollectorRouter>, stream relay: StreamRelay? = nil, now: Int64 = 0
+    ) -> Exposition {
         var out = Exposition()
         let accepted = Double(readingsAccepted.load(ordering: .relaxed))
         let duplicates = Double(readingsDuplicate.load(ordering: .relaxed))
@@ -56,8 +58,39 @@ package final class CollectorMetrics: Sendable {
         out.family(
             "collector_http_errors_total", "counter", "Error answers by status and code.",
             errorCounts.map { ([("code", String($0.key.status)), ("error", $0.key.code)], Double($0.value)) })
+        if let relay { Self.writeStream(relay, now: now, into: &out) }
         timing.write(into: &out, prefix: "collector")
         return out
+    }
+
+    /// The downstream stream's outbox and relay (decision 0019); only with `stream.*` configured.
+    private static func writeStream(_ relay: StreamRelay, now: Int64, into out: inout Exposition) {
+        let counters = relay.counters
+        out.gauge(
+            "collector_stream_outbox_messages", "Stream messages waiting in the outbox.",
+            Double(relay.gauge.messages))
+        out.gauge(
+            "collector_stream_outbox_bytes",
+            "Bytes waiting in the outbox (ingest answers 503 stream_backlog past stream.max_outbox_bytes).",
+            Double(relay.gauge.bytes))
+        let lag = counters.oldestWaitingCreatedAt.map { max(0, Double(now - $0) / 1e9) } ?? 0
+        out.gauge(
+            "collector_stream_publish_lag_seconds",
+            "Age of the oldest message waiting in the outbox (0 when none waits).", lag)
+        out.counter(
+            "collector_stream_published_messages_total", "Messages JetStream stored.", Double(counters.published))
+        out.counter(
+            "collector_stream_published_readings_total", "Readings in messages JetStream stored.",
+            Double(counters.publishedReadings))
+        out.counter(
+            "collector_stream_duplicate_messages_total",
+            "Messages JetStream already had (a retry inside its duplicate window).", Double(counters.duplicates))
+        out.counter(
+            "collector_stream_refused_messages_total",
+            "Publishes JetStream refused (the message stays and is retried).", Double(counters.refused))
+        out.counter(
+            "collector_stream_publish_failures_total",
+            "Publish runs that failed (NATS unreachable, timeouts, database errors).", Double(counters.failures))
     }
 }
 

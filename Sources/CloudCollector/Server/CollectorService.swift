@@ -33,6 +33,10 @@ package final class CollectorService: Sendable {
         package var eventLoops = 1
         package var maximumConnections = 10_000
         package var shutdownGrace = Duration.seconds(10)
+        /// The downstream stream (`stream.*`, decision 0019): when set, every newly stored reading
+        /// is written to the outbox in its ingest transaction and relayed to JetStream.
+        package var stream: StreamDestination?
+        package var relay = StreamRelay.Configuration()
 
         package init(dataDirectory: String) {
             self.dataDirectory = dataDirectory
@@ -67,6 +71,8 @@ package final class CollectorService: Sendable {
     package let metrics = CollectorMetrics()
     /// Damage found in the embedded database; while set, batches get 503 and `/readyz` fails.
     package let integrity: DatabaseIntegrity
+    /// Moves the outbox to JetStream while the service runs (nil without `stream`).
+    package let relay: StreamRelay?
     private let server: HTTPServer
 
     /// Opens (creating when needed) the database and prepares the server; nothing listens yet.
@@ -83,6 +89,26 @@ package final class CollectorService: Sendable {
         extraRoutes: (inout CollectorRouter) -> Void = { _ in },
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }
     ) throws {
+        var configuration = configuration
+        if let destination = configuration.stream {
+            // Before the store is made: its ingest transaction writes the outbox.
+            let gauge = StreamOutboxGauge()
+            let settings = destination.outboxSettings(gauge: gauge)
+            configuration.storage.streamOutbox = settings
+            configuration.postgres.streamOutbox = settings
+            let session = configuration.postgresSession("stream")
+            let path = configuration.databasePath
+            let publisher = destination.publisherConfiguration()
+            relay = StreamRelay(
+                configuration: configuration.relay, gauge: gauge,
+                reader: {
+                    if let session { return try PostgresStreamOutbox.Reader(session: session) }
+                    return try SQLiteStreamOutbox.Reader(path: path)
+                },
+                publisher: { JetStreamPublisher(publisher) }, logger: logger.child("stream"))
+        } else {
+            relay = nil
+        }
         self.configuration = configuration
         if configuration.postgresURL == nil {
             try FileManager.default.createDirectory(
@@ -107,15 +133,16 @@ package final class CollectorService: Sendable {
 
         let metrics = self.metrics
         var router = CollectorRouter(logger: logger.child("router"), metrics: metrics)
+        let refusals = RefusalLog()
         IngestEndpoint(
             configuration: configuration.ingest, authenticator: backend.authenticator, writer: writer, metrics: metrics,
-            integrity: integrity
+            integrity: integrity, refusals: refusals, now: now
         )
         .register(in: &router)
         QueryEndpoint(
             configuration: configuration.query,
             authenticator: OperatorAuthenticator(token: configuration.operatorToken),
-            queries: backend.queries,
+            queries: backend.queries, refusals: refusals,
             skewToleranceNanoseconds: configuration.storage.clock.futureToleranceNanoseconds, now: now
         )
         .register(in: &router)
@@ -137,9 +164,11 @@ package final class CollectorService: Sendable {
         extraRoutes(&router)
         // /metrics reads the timing wrapper that wraps the router it is part of: late-bound.
         let timing = Mutex<TimedResponder<CollectorRouter>?>(nil)
+        let relay = self.relay
         router.add("GET", "/metrics") { _, _ in
             guard let timed = timing.withLock({ $0 }) else { return HTTPResponse(status: .serviceUnavailable) }
-            return metrics.render(queuedReadings: writer.queuedReadings, timing: timed).response
+            return metrics.render(queuedReadings: writer.queuedReadings, timing: timed, stream: relay, now: now())
+                .response
         }
         let timed = TimedResponder(router, knownPaths: router.paths)
         timing.withLock { $0 = timed }
@@ -154,8 +183,12 @@ package final class CollectorService: Sendable {
     }
 
     /// Serves until `shutdown()` or cancellation; in-flight batches finish and commit first.
+    /// The stream relay runs alongside and stops after the writer has closed, so what the last
+    /// batches put into the outbox is published when the stream is reachable (the rest is
+    /// published by the next start).
     package func run() async throws {
         let integrity = self.integrity
+        relay?.start()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await integrity.run() }
@@ -164,9 +197,23 @@ package final class CollectorService: Sendable {
             }
         } catch {
             await writer.close()
+            await stopRelay()
             throw error
         }
         await writer.close()
+        await stopRelay()
+    }
+
+    /// `StreamRelay.stop()` blocks until its thread ends (up to a publish run's timeout): wait on
+    /// a thread of its own, not on the cooperative pool.
+    private func stopRelay() async {
+        guard let relay else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                relay.stop()
+                continuation.resume()
+            }.start()
+        }
     }
 
     package var localAddress: HTTPServer.Address {

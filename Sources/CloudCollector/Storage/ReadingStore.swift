@@ -78,6 +78,15 @@ package protocol ReadingStore: AnyObject {
 
     /// The committed received ranges of a stream (empty for an unknown stream).
     func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet
+
+    /// Called once by the writer after its last transaction when the collector stops, so a clean
+    /// stop leaves the storage compact (SQLite: the WAL checkpointed and truncated). Failures are
+    /// the store's to log; the data is committed either way.
+    func finishForShutdown()
+}
+
+extension ReadingStore {
+    package func finishForShutdown() {}
 }
 
 /// Sequence numbers the collector can store: SQL integers are signed 64-bit, so seq ≤ 2^63−1

@@ -211,6 +211,20 @@ package final class SQLiteReadingStore: ReadingStore {
         try Self.receivedRanges(of: stream, in: database)
     }
 
+    /// Copies the whole WAL into the database and truncates it to zero bytes: a stopped collector
+    /// leaves the database file and an empty log, not a log as large as the database (issue 19).
+    /// Reader connections that are idle hold no snapshot, so the checkpoint does not wait for them.
+    package func finishForShutdown() {
+        let before = SQLiteDatabase.fileSizes(ofDatabaseAt: database.path).wal
+        do {
+            let result = try database.checkpoint(.truncate)
+            logger.info(
+                "wal_truncated", ["wal_bytes_before": "\(before)", "frames_checkpointed": "\(result.checkpointed)"])
+        } catch {
+            logger.warning("checkpoint_failed", ["mode": "truncate", "error": .quoted(error)])
+        }
+    }
+
     /// Reads a stream's received ranges with any connection (the writer's or a reader's).
     package static func receivedRanges(of stream: StreamKey, in database: SQLiteDatabase) throws -> SequenceRangeSet {
         let select = try database.statement(

@@ -106,9 +106,10 @@ package final class StreamRelay: Sendable {
     }
 
     private let configuration: Configuration
-    private let gauge: StreamOutboxGauge
+    /// The outbox's size as the store and this relay keep it (for /metrics).
+    package let gauge: StreamOutboxGauge
     private let logger: Logger
-    private let state = Mutex((counters: Counters(), stopping: false))
+    private let state = Mutex((counters: Counters(), stopping: false, started: false))
     private let finished = DispatchSemaphore(value: 0)
     private let makeReader: @Sendable () throws -> any StreamOutboxReader
     private let makePublisher: @Sendable () -> any StreamPublisher
@@ -128,8 +129,13 @@ package final class StreamRelay: Sendable {
 
     package var counters: Counters { state.withLock { $0.counters } }
 
-    /// Starts the relay thread.
+    /// Starts the relay thread (once; later calls do nothing).
     package func start() {
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
         Thread { [self] in
             run()
             finished.signal()
@@ -137,10 +143,14 @@ package final class StreamRelay: Sendable {
     }
 
     /// Stops after the publish run in progress; returns once the thread has ended.
+    /// Returns at once when the relay was never started; a relay stopped stays stopped.
     package func stop() {
-        state.withLock { $0.stopping = true }
+        let running = state.withLock { state in
+            defer { state.stopping = true }
+            return state.started && !state.stopping
+        }
         gauge.interrupt()
-        finished.wait()
+        if running { finished.wait() }
     }
 
     private var isStopping: Bool { state.withLock { $0.stopping } }
