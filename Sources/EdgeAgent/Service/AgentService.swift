@@ -111,6 +111,14 @@ package final class AgentService: Sendable {
             try await group.waitForAll()
             return result
         }
+        // Open downsample windows are stored now, not lost with the process (uploaded after a restart).
+        if let processing {
+            do {
+                try await processing.flushWindows(idle: nil)
+            } catch {
+                logger.warning("processing_windows_not_stored", ["error": .quoted(error.message)])
+            }
+        }
         // Everything that wrote to the spool has stopped: fold the write-ahead log into the file.
         try? await spool.checkpoint()
         let statistics: UploadStatistics
