@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncMetrics
 import EdgeSyncProtocol
 import EdgeSyncTestSupport
 import Foundation
@@ -120,12 +121,22 @@ import Testing
         let rule = ProcessingRule(
             name: "minute", action: .downsample(.init(window: 60 * Self.second, aggregates: [.mean])))
         let processing = ProcessingSink(rules: [rule], capacity: 10, inner: inner, now: { Self.now })
-        let readings = (0..<6).map { Reading(series: 0, timestamp: Self.now + Int64($0) * Self.second, value: Double($0)) }
+        let readings = (0..<6).map {
+            Reading(series: 0, timestamp: Self.now + Int64($0) * Self.second, value: Double($0))
+        }
         #expect(try await processing.appendWhole(seriesKeys: ["m v"], readings: readings) == nil)
         #expect(try await processing.flushWindows(idle: Self.second) == 0, "the window took a reading just now")
         #expect(try await processing.flushWindows(idle: nil) == 1)
         #expect(inner.readings.map(\.value) == [2.5])
         #expect(processing.counts[0].counts == ProcessingCounts(reduced: 6, emitted: 1))
         #expect(try await processing.flushWindows(idle: nil) == 0)
+        var out = Exposition()
+        processing.writeMetrics(into: &out)
+        #expect(
+            out.text.contains(
+                #"edge_agent_processing_readings_total{rule="minute",type="downsample",outcome="reduced"} 6"#))
+        #expect(
+            out.text.contains(
+                #"edge_agent_processing_readings_total{rule="minute",type="downsample",outcome="emitted"} 1"#))
     }
 }

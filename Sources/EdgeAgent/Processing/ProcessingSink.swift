@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncMetrics
 import EdgeSyncProtocol
 import Synchronization
 
@@ -140,5 +141,29 @@ package final class ProcessingSink: DeliveryRecordingSink {
         totals.withLock { totals in
             for (index, counts) in output.counts.enumerated() { totals[index] += counts }
         }
+    }
+}
+
+extension ProcessingSink {
+    /// `edge_agent_processing_readings_total{rule, type, outcome}` on the agent's `/metrics`
+    /// (outcomes `dropped`, `flagged`, `reduced`, `emitted`; see `ProcessingCounts`).
+    package func writeMetrics(into out: inout Exposition) {
+        var samples: [(labels: [(String, String)], value: Double)] = []
+        for (rule, counts) in counts {
+            let outcomes: [(String, Int64)] = [
+                ("dropped", counts.dropped), ("flagged", counts.flagged), ("reduced", counts.reduced),
+                ("emitted", counts.emitted),
+            ]
+            for (outcome, value) in outcomes {
+                samples.append(([("rule", rule.name), ("type", rule.typeName), ("outcome", outcome)], Double(value)))
+            }
+        }
+        out.family(
+            "edge_agent_processing_readings_total", "counter",
+            "Readings a processing rule dropped, flagged, reduced (not stored as themselves) or emitted, by rule.",
+            samples)
+        out.gauge(
+            "edge_agent_processing_series", "Series the processing rules hold plans and state for.",
+            Double(cachedSeries))
     }
 }

@@ -50,7 +50,7 @@ package final class AgentService: Sendable {
         }
         let uploader = Uploader(
             configuration: configuration.upload, source: spool, transport: makeTransport(configuration.transport))
-        let metrics = AgentMetrics(
+        var metrics = AgentMetrics(
             spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
         let logger = self.logger
         // The rules sit in front of the spool for every input; without rules the inputs write to it directly.
@@ -60,6 +60,7 @@ package final class AgentService: Sendable {
             : ProcessingSink(
                 rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
                 inner: spool)
+        metrics.processing = processing
         let inputs = InputServices(
             configuration: configuration.inputs, sink: processing ?? spool, metrics: metrics,
             logger: logger.child("inputs"))
