@@ -29,7 +29,7 @@ package enum JSONValue: Sendable, Equatable, Decodable {
         }
     }
 
-    var kindName: String {
+    package var kindName: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"

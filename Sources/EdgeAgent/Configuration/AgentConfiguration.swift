@@ -15,6 +15,9 @@ package struct AgentConfiguration: Sendable {
     package var maximumSendBytesPerSecond: Int?
     /// Where local producers hand readings over (`run` only; all off by default).
     package var inputs = Inputs()
+    /// `processing.rules`: applied in order to every input's readings before the spool commit
+    /// (`ProcessingSink`); none by default.
+    package var processing: [ProcessingRule] = []
 
     /// The local inputs `edge-agent run` serves beside the uploader.
     package struct Inputs: Sendable {
@@ -212,6 +215,7 @@ package struct AgentConfiguration: Sendable {
                 inputs.simulator = simulator
             }
             inputs.mqtt = try Self.mqttInput(from: file, device: device)
+            processing = try Self.processingRules(from: file)
             guard upload.retry.maximumBackoff >= upload.retry.initialBackoff else {
                 throw UsageError(
                     "must not be below upload.backoff_initial_ms", setting: "\(file.source): upload.backoff_max_seconds"

@@ -18,8 +18,10 @@ package struct ImportResult: Sendable, Hashable {
     /// the same time); `nil` when nothing was imported.
     package var sequences: SequenceRange?
 
-    mutating func add(_ range: SequenceRange, lastLine: Int) {
+    /// `range` is nil when the processing rules left none of the block's readings to store.
+    mutating func add(_ range: SequenceRange?, lastLine: Int) {
         durableLines = lastLine
+        guard let range else { return }
         readings += Int64(range.count)
         sequences = SequenceRange(sequences?.first ?? range.first, range.last)
     }
@@ -71,7 +73,8 @@ package struct ImportFailure: Error, CustomStringConvertible, Sendable {
 /// On a bad line, everything before it is appended (and durable) and nothing from it on; the
 /// failure says exactly which lines and sequence numbers made it.
 package struct Importer: Sendable {
-    package var spool: Spool
+    /// The spool, or the processing rules in front of it (`ProcessingSink`).
+    package var sink: any ReadingSink
     package var format: ImportFormat
     /// Readings per append (a whole line never straddles two appends).
     package var blockReadings = 10_000
@@ -82,7 +85,11 @@ package struct Importer: Sendable {
     package var interruption: ImportInterruption?
 
     package init(spool: Spool, format: ImportFormat) {
-        self.spool = spool
+        self.init(sink: spool, format: format)
+    }
+
+    package init(sink: any ReadingSink, format: ImportFormat) {
+        self.sink = sink
         self.format = format
     }
 
@@ -90,13 +97,13 @@ package struct Importer: Sendable {
         var result = ImportResult()
         var block = ReadingBlock()
         var blockLastLine = 0
-        var inFlight: (task: Task<SequenceRange, any Error>, lastLine: Int)?
+        var inFlight: (task: Task<SequenceRange?, any Error>, lastLine: Int)?
         var lineProtocol = LineProtocolParser()
         var csv = CSVParser()
         let reader = LineReader(
             fileDescriptor: fileDescriptor, maximumLineBytes: LineProtocolParser.maximumLineBytes,
             interruption: interruption)
-        let spool = self.spool
+        let sink = self.sink
         let onDurable = self.onDurable
 
         func settle() async throws(ImportFailure) {
@@ -105,7 +112,7 @@ package struct Importer: Sendable {
             do {
                 let range = try await current.task.value
                 result.add(range, lastLine: current.lastLine)
-                onDurable(Int64(range.count))
+                onDurable(Int64(range?.count ?? 0))
             } catch {
                 throw ImportFailure(reason: .spool(SpoolError.wrap(error, while: "importing")), imported: result)
             }
@@ -116,9 +123,9 @@ package struct Importer: Sendable {
                 return
             }
             do {
-                let range = try await spool.append(seriesKeys: block.seriesKeys, readings: block.readings)
+                let range = try await sink.appendWhole(seriesKeys: block.seriesKeys, readings: block.readings)
                 result.add(range, lastLine: lastLine)
-                onDurable(Int64(range.count))
+                onDurable(Int64(range?.count ?? 0))
             } catch {
                 throw ImportFailure(reason: .spool(error), imported: result)
             }
@@ -136,9 +143,8 @@ package struct Importer: Sendable {
                 if block.count >= blockReadings {
                     try await settle()
                     let full = block
-                    inFlight = (
-                        Task { try await spool.append(seriesKeys: full.seriesKeys, readings: full.readings) }, number
-                    )
+                    let task = Task { try await sink.appendWhole(seriesKeys: full.seriesKeys, readings: full.readings) }
+                    inFlight = (task, number)
                     block.removeAll()
                 }
             }

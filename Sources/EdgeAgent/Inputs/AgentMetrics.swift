@@ -11,6 +11,8 @@ package struct AgentMetrics: Sendable {
     /// The uploader's statistics since start, once it runs.
     package var uploadStatistics: @Sendable () async -> UploadStatistics?
     package var now: @Sendable () -> Int64 = InputEndpoints.wallClock
+    /// The processing rules in front of the spool, when configured.
+    package var processing: ProcessingSink?
 
     package init(
         spoolStatus: @escaping @Sendable () async -> SpoolStatus?,
@@ -82,6 +84,7 @@ package struct AgentMetrics: Sendable {
             Double(http.rejectedPoints.load(ordering: .relaxed)))
         out.counter("edge_agent_input_dropped_datagrams_total", "UDP datagrams dropped because the spool refused them.", Double(dropped))
         if let mqtt { MQTTInput.writeMetrics(mqtt, into: &out) }
+        processing?.writeMetrics(into: &out)
 
         if let status = await spoolStatus() {
             out.gauge("edge_agent_spool_queued_readings", "Readings in the spool not yet acknowledged by the collector.", Double(status.queuedReadings))

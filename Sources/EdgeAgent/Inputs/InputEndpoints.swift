@@ -9,11 +9,19 @@ import Synchronization
 package protocol ReadingSink: Sendable {
     /// Stores the readings atomically and returns once they are durable.
     func append(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange
+    /// `append`, where processing rules may leave nothing to store: then nothing is written and the
+    /// answer is nil (`ProcessingSink`). What inputs that store whole writes call.
+    func appendWhole(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange?
     /// Stores what the per-spool series limit admits (`Spool.appendAdmitting`).
     func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted
 }
 
 extension ReadingSink {
+    /// A sink without rules stores everything it is given.
+    package func appendWhole(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange? {
+        try await append(seriesKeys: seriesKeys, readings: readings)
+    }
+
     /// A sink without a series limit stores everything.
     package func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted
     {
@@ -25,13 +33,14 @@ extension Spool: ReadingSink {}
 
 extension ReadingSink {
     /// Appends from a thread that may block (socket inputs), waiting for the spool's answer.
-    func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange, SpoolError> {
+    /// The range is nil when processing rules left nothing to store.
+    func appendBlocking(_ block: ReadingBlock) -> Result<SequenceRange?, SpoolError> {
         let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<SequenceRange, SpoolError>?>(nil)
+        let outcome = Mutex<Result<SequenceRange?, SpoolError>?>(nil)
         Task {
-            let result: Result<SequenceRange, SpoolError>
+            let result: Result<SequenceRange?, SpoolError>
             do {
-                result = .success(try await append(seriesKeys: block.seriesKeys, readings: block.readings))
+                result = .success(try await appendWhole(seriesKeys: block.seriesKeys, readings: block.readings))
             } catch {
                 result = .failure(SpoolError.wrap(error, while: "appending"))
             }

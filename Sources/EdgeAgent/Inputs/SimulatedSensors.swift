@@ -113,7 +113,7 @@ package final class SimulatedSensors: Sendable {
                 }
             }
             do {
-                _ = try await sink.append(seriesKeys: keys, readings: readings)
+                _ = try await sink.appendWhole(seriesKeys: keys, readings: readings)
                 state.withLock {
                     $0.readingsStored += readings.count
                     $0.ticks += 1

@@ -13,6 +13,8 @@ import HTTPCore
 /// write-ahead log and closes when the last reference goes.
 package final class AgentService: Sendable {
     package typealias TransportFactory = @Sendable (CurlTransport.Configuration) -> any UploadTransport
+    /// Series the processing rules keep state for without a spool series limit (decision 0021's default).
+    static let defaultRuleSeries = 100_000
 
     package let configuration: AgentConfiguration
     private let logger: Logger
@@ -48,11 +50,20 @@ package final class AgentService: Sendable {
         }
         let uploader = Uploader(
             configuration: configuration.upload, source: spool, transport: makeTransport(configuration.transport))
-        let metrics = AgentMetrics(
+        var metrics = AgentMetrics(
             spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
         let logger = self.logger
+        // The rules sit in front of the spool for every input; without rules the inputs write to it directly.
+        let processing: ProcessingSink? =
+            configuration.processing.isEmpty
+            ? nil
+            : ProcessingSink(
+                rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
+                inner: spool)
+        metrics.processing = processing
         let inputs = InputServices(
-            configuration: configuration.inputs, sink: spool, metrics: metrics, logger: logger.child("inputs"))
+            configuration: configuration.inputs, sink: processing ?? spool, metrics: metrics,
+            logger: logger.child("inputs"))
         await uploader.onEvent(UploadLog.writer(logger.child("upload")))
         let collector = configuration.transport.baseURL
         let keepServing = !inputs.isEmpty
@@ -100,6 +111,14 @@ package final class AgentService: Sendable {
             }
             try await group.waitForAll()
             return result
+        }
+        // Open downsample windows are stored now, not lost with the process (uploaded after a restart).
+        if let processing {
+            do {
+                try await processing.flushWindows(idle: nil)
+            } catch {
+                logger.warning("processing_windows_not_stored", ["error": .quoted(error.message)])
+            }
         }
         // Everything that wrote to the spool has stopped: fold the write-ahead log into the file.
         try? await spool.checkpoint()
