@@ -123,7 +123,7 @@ enum SyncsBenchmark: BenchmarkScenario {
             syncs: calls(in: summary, of: ["fsync", "fdatasync"]), writeBytes: after - before, seconds: elapsed)
     }
 
-    private static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
+    static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -161,14 +161,14 @@ enum SyncsBenchmark: BenchmarkScenario {
         return pid
     }
 
-    private static func stop(_ process: Process) {
+    static func stop(_ process: Process) {
         guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
     }
 
     /// The port of the first `event=listening … address=HOST:PORT` line in a log being written.
-    private static func port(inLog path: String) throws -> Int {
+    static func port(inLog path: String) throws -> Int {
         var found: Int?
         try waitFor("a listening line in \(path)", seconds: 30) {
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""

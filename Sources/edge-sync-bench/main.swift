@@ -14,6 +14,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     RemoteReadBenchmark.self,
     RemoteWriteBenchmark.self,
     SyncsBenchmark.self,
+    LifecycleBenchmark.self,
     StreamBenchmark.self,
 ]
 
