@@ -14,7 +14,7 @@ import HTTPCore
 package final class AgentService: Sendable {
     package typealias TransportFactory = @Sendable (CurlTransport.Configuration) -> any UploadTransport
     /// Series the processing rules keep state for without a spool series limit (decision 0021's default).
-    static let defaultRuleSeries = 100_000
+    package static let defaultRuleSeries = 100_000
 
     package let configuration: AgentConfiguration
     private let logger: Logger
