@@ -90,9 +90,27 @@ package final class ProcessingSink: DeliveryRecordingSink {
     @discardableResult
     package func flushWindows(idle: Int64?) async throws(SpoolError) -> Int {
         let time = now()
-        guard let output = engine.withLock({ $0.flush(idleBefore: idle.map { time &- $0 }, now: time) }) else {
-            return 0
-        }
+        return try await storeFlushed(engine.withLock { $0.flush(idleBefore: idle.map { time &- $0 }, now: time) })
+    }
+
+    /// Stores the downsample windows whose series took no reading for one window width of their
+    /// rule (`WindowFlusher` calls it on a timer while the agent runs). Returns the readings stored.
+    @discardableResult
+    package func flushQuietWindows() async throws(SpoolError) -> Int {
+        let time = now()
+        return try await storeFlushed(engine.withLock { $0.flushQuietWindows(now: time) })
+    }
+
+    /// The smallest `every_seconds` of the downsample rules in nanoseconds; nil without one.
+    package var shortestWindow: Int64? {
+        rules.compactMap { rule -> Int64? in
+            guard case .downsample(let downsample) = rule.action else { return nil }
+            return downsample.window
+        }.min()
+    }
+
+    private func storeFlushed(_ output: ProcessingEngine.Output?) async throws(SpoolError) -> Int {
+        guard let output else { return 0 }
         do {
             _ = try await inner.appendAdmitting(seriesKeys: output.seriesKeys, readings: output.readings)
             settle(output, stored: true)

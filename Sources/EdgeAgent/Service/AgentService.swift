@@ -19,16 +19,20 @@ package final class AgentService: Sendable {
     package let configuration: AgentConfiguration
     private let logger: Logger
     private let makeTransport: TransportFactory
+    /// Times the checks for quiet downsample windows (`WindowFlusher`).
+    private let windowClock: any Clock<Duration>
 
     /// Nothing is opened or bound until `run()`.
     package init(
         configuration: AgentConfiguration,
         logger: Logger,
-        makeTransport: @escaping TransportFactory = { CurlTransport(configuration: $0) }
+        makeTransport: @escaping TransportFactory = { CurlTransport(configuration: $0) },
+        windowClock: any Clock<Duration> = ContinuousClock()
     ) {
         self.configuration = configuration
         self.logger = logger
         self.makeTransport = makeTransport
+        self.windowClock = windowClock
     }
 
     /// Opens the spool, binds the inputs, uploads until cancelled, then shuts down (see the type).
@@ -88,6 +92,14 @@ package final class AgentService: Sendable {
                 // The inputs could not bind: their error comes out of the group.
                 try await group.waitForAll()
                 return .success(await uploader.statistics)
+            }
+            // The last window of a series that went quiet is stored while the agent runs, not
+            // only at shutdown.
+            if let processing, let shortest = processing.shortestWindow {
+                let flusher = WindowFlusher(
+                    sink: processing, interval: WindowFlusher.interval(shortestWindow: shortest), clock: windowClock,
+                    logger: logger.child("processing"))
+                group.addTask { await flusher.run() }
             }
             logger.info(
                 "started", ["device": "\(spool.device)", "stream": "\(spool.stream)", "collector": "\(collector)"])
