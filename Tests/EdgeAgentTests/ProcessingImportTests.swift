@@ -51,6 +51,27 @@ extension ChildProcessTests {
                 #expect(
                     stored.map(\.timestamp) == [0, 3, 10, 70].map { (Self.base + $0) * second },
                     "the window left open at the end of the input is stored too")
+
+                // The counts are in the spool: `status` shows them, and a second import adds to them.
+                _ = try await runProcess(
+                    try edgeAgentBinary(), ["import", "--config", file, "-"], input: Data(Self.line("debug x=2", 9).utf8))
+                let text = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory])
+                #expect(text.status == 0, "\(text.stderr)")
+                #expect(
+                    text.stdout.contains("rule      debug (drop): dropped 2, flagged 0, reduced 0, emitted 0"),
+                    "\(text.stdout)")
+                #expect(
+                    text.stdout.contains("rule      minutes (downsample): dropped 0, flagged 0, reduced 3, emitted 2"),
+                    "\(text.stdout)")
+                let json = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory, "--json"])
+                let object = try #require(
+                    try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+                let rules = try #require(object["processing"] as? [[String: Any]])
+                #expect(rules.map { $0["rule"] as? String } == ["debug", "minutes", "range", "steady"])
+                #expect(rules.map { $0["dropped"] as? Int } == [2, 0, 1, 0])
+                #expect(rules.map { $0["reduced"] as? Int } == [0, 3, 0, 1])
+                #expect(rules.map { $0["emitted"] as? Int } == [0, 2, 0, 0])
+                #expect(rules.map { $0["type"] as? String } == ["drop", "downsample", "validate", "deadband"])
             }
         }
 

@@ -58,12 +58,14 @@ package final class AgentService: Sendable {
             spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
         let logger = self.logger
         // The rules sit in front of the spool for every input; without rules the inputs write to it directly.
-        let processing: ProcessingSink? =
-            configuration.processing.isEmpty
-            ? nil
-            : ProcessingSink(
+        var processing: ProcessingSink?
+        if !configuration.processing.isEmpty {
+            // `/metrics` goes on from the totals the spool kept across restarts.
+            let stored = (try? await spool.processingCounts()) ?? []
+            processing = ProcessingSink(
                 rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
-                inner: spool)
+                inner: spool, initialCounts: Dictionary(stored.map { ($0.rule, $0.counts) }, uniquingKeysWith: { first, _ in first }))
+        }
         metrics.processing = processing
         let inputs = InputServices(
             configuration: configuration.inputs, sink: processing ?? spool, metrics: metrics,

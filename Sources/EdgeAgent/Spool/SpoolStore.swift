@@ -12,6 +12,9 @@ struct PendingWrite: Sendable {
     /// Series keys for the `series` table (`SeriesCatalog`), written with the readings.
     var catalogKeys: [String] = []
     var seriesDay: Int32 = 0
+    /// What the processing rules did to this write, added to `processing_counts` in the same
+    /// transaction (`SpoolStore+ProcessingCounts.swift`). A write may hold counts and no readings.
+    var processingCounts: [ProcessingRuleCounts] = []
 }
 
 /// One stored chunk's bookkeeping columns (its payload is read only when needed).
@@ -94,6 +97,7 @@ final class SpoolStore {
         guard !isInspecting else { return }
         try createDeliveriesTableIfMissing()
         try createSeriesTableIfMissing()
+        try createProcessingCountsTableIfMissing()
         try applyLimits()
         // Recorded so `edge-agent status` (another process) can show the policies in force.
         try database.transaction(.immediate) { _ throws in
@@ -277,8 +281,8 @@ final class SpoolStore {
 
     /// Commits `writes` in as few transactions as the limits allow; one result per write, in order.
     /// A write is never split across transactions, so it is either wholly durable or wholly absent.
-    func commit(_ writes: [PendingWrite]) -> [Result<SequenceRange, SpoolError>] {
-        var results: [Result<SequenceRange, SpoolError>] = []
+    func commit(_ writes: [PendingWrite]) -> [Result<SequenceRange?, SpoolError>] {
+        var results: [Result<SequenceRange?, SpoolError>] = []
         results.reserveCapacity(writes.count)
         var start = 0
         while start < writes.count {
@@ -301,7 +305,7 @@ final class SpoolStore {
         return results
     }
 
-    private func commitTransaction(_ writes: [PendingWrite], readingCount: Int) throws -> [SequenceRange] {
+    private func commitTransaction(_ writes: [PendingWrite], readingCount: Int) throws -> [SequenceRange?] {
         var attempts = 0
         while true {
             do {
@@ -310,6 +314,7 @@ final class SpoolStore {
                     let next = try insertChunks(writes, inserted: &inserted)
                     try recordDeliveries(writes)
                     try recordSeries(writes)
+                    try recordProcessingCounts(writes)
                     return next
                 }
                 let first = inserted.first?.first ?? nextSequence
@@ -321,11 +326,11 @@ final class SpoolStore {
                         smallChunks.removeAll()
                     }
                 }
-                var ranges: [SequenceRange] = []
+                var ranges: [SequenceRange?] = []
                 var cursor = first
                 for write in writes {
                     let count = UInt64(write.readings.count)
-                    ranges.append(SequenceRange(cursor, cursor + count - 1))
+                    ranges.append(count == 0 ? nil : SequenceRange(cursor, cursor + count - 1))
                     cursor += count
                 }
                 return ranges
@@ -792,6 +797,8 @@ final class SpoolStore {
             status.seriesRefusedReadings = refused
         }
         status.maxSeries = try metaText("max_series").flatMap { Int64($0) }
+        // Nor a processing_counts table (an inspection does not create it).
+        status.processing = (try? processingCounts()) ?? []
         return status
     }
 }
