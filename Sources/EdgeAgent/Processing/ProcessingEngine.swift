@@ -464,7 +464,7 @@ package struct ProcessingEngine: Sendable {
     /// The start of the epoch-aligned window of `width` holding `time` (floor division, so times
     /// before 1970 fall into the right window too).
     @inline(__always)
-    static func windowStart(_ time: Int64, width: Int64) -> Int64 {
+    package static func windowStart(_ time: Int64, width: Int64) -> Int64 {
         let (quotient, remainder) = time.quotientAndRemainder(dividingBy: width)
         return (remainder < 0 ? quotient - 1 : quotient) &* width
     }
