@@ -148,7 +148,11 @@ package struct ProcessingEngine: Sendable {
                     flagRules.append((index, tag))
                     flagKey = flagRules.count  // resolved below, after the key is final
                 }
-                steps.append(.validate(rule: index, validation, flagKey: flagKey))
+                // `flagKey` says what to do with an invalid reading; without the tag's string the
+                // step holds no reference, so reading it per reading retains nothing.
+                var check = validation
+                check.action = .drop
+                steps.append(.validate(rule: index, check, flagKey: flagKey))
             case .convert(let conversion):
                 name.apply(conversion)
                 renamed = true
