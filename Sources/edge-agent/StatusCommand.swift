@@ -49,6 +49,12 @@ enum StatusCommand: Subcommand {
         lines.append("  disk      \(bytes(status.spoolFileBytes)) on disk, WAL included (spool_file_bytes); \(cap); fsync \(status.fsync.rawValue)")
         let limit = status.maxSeries.map { "of at most \($0) (spool.max_series)" } ?? "(no limit)"
         lines.append("  series    \(status.series) written today or yesterday \(limit) (series)")
+        for rule in status.processing {
+            let counts = rule.counts
+            lines.append(
+                "  rule      \(rule.rule) (\(rule.type)): dropped \(counts.dropped), flagged \(counts.flagged),"
+                    + " reduced \(counts.reduced), emitted \(counts.emitted) (processing)")
+        }
         var problems: [String] = []
         if status.droppedReadings > 0 {
             problems.append(

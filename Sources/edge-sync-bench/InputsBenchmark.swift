@@ -167,7 +167,7 @@ enum InputsBenchmark: BenchmarkScenario {
         return (rounds, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
-    private struct LoadResult {
+    struct LoadResult {
         var requestsPerSecond: Double
         var p50: Double
         var p99: Double
@@ -182,9 +182,11 @@ enum InputsBenchmark: BenchmarkScenario {
         var encoding: String?
     }
 
-    /// Serves the inputs on a fresh spool and drives them with wrk, each request a different body.
-    private static func httpLoad(
-        _ load: HTTPLoad, readingsPerRequest: Int, connections: Int, seconds: Int, maxSeries: Int?
+    /// Serves the inputs on a fresh spool (behind `rules` when there are any) and drives them with
+    /// wrk, each request a different body.
+    static func httpLoad(
+        _ load: HTTPLoad, readingsPerRequest: Int, connections: Int, seconds: Int, maxSeries: Int?,
+        rules: [ProcessingRule] = []
     ) async throws -> LoadResult
     {
         guard let wrk = BenchmarkProcess.executable("wrk") else {
@@ -202,7 +204,10 @@ enum InputsBenchmark: BenchmarkScenario {
         // wrk cycles eight bodies: with the retry window on, every repeat would be dropped as a retry.
         var inputs = InputEndpoints.Configuration()
         inputs.retryWindow = nil
-        let endpoints = InputEndpoints(configuration: inputs, sink: spool)
+        let processing =
+            rules.isEmpty
+            ? nil : ProcessingSink(rules: rules, capacity: maxSeries ?? AgentService.defaultRuleSeries, inner: spool)
+        let endpoints = InputEndpoints(configuration: inputs, sink: processing ?? spool)
         var configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0)
         configuration.limits.maxBodyBytes = 32 << 20
         let server = HTTPServer(configuration: configuration, responder: endpoints)
@@ -266,7 +271,7 @@ enum InputsBenchmark: BenchmarkScenario {
         return (rate, completed, failed)
     }
 
-    private static func rate(_ perSecond: Double) -> String {
+    static func rate(_ perSecond: Double) -> String {
         perSecond >= 1e6 ? String(format: "%.2f M", perSecond / 1e6) : String(format: "%.0f k", perSecond / 1e3)
     }
 }

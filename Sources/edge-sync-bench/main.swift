@@ -16,6 +16,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     SyncsBenchmark.self,
     LifecycleBenchmark.self,
     StreamBenchmark.self,
+    ProcessingBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

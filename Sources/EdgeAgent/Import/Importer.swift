@@ -14,13 +14,17 @@ package struct ImportResult: Sendable, Hashable {
     /// Lines 1...`durableLines` of the input are fully in the spool (blank and comment lines included).
     package var durableLines = 0
     package var readings: Int64 = 0
+    /// Readings parsed from those lines and handed to the sink; more than `readings` when
+    /// processing rules dropped or reduced some.
+    package var parsedReadings: Int64 = 0
     /// The sequence numbers the imported readings got (contiguous unless another producer wrote at
     /// the same time); `nil` when nothing was imported.
     package var sequences: SequenceRange?
 
     /// `range` is nil when the processing rules left none of the block's readings to store.
-    mutating func add(_ range: SequenceRange?, lastLine: Int) {
+    mutating func add(_ range: SequenceRange?, lastLine: Int, parsed: Int) {
         durableLines = lastLine
+        parsedReadings += Int64(parsed)
         guard let range else { return }
         readings += Int64(range.count)
         sequences = SequenceRange(sequences?.first ?? range.first, range.last)
@@ -101,7 +105,7 @@ package struct Importer: Sendable {
         var result = ImportResult()
         var block = ReadingBlock()
         var blockLastLine = 0
-        var inFlight: (task: Task<SequenceRange?, any Error>, lastLine: Int)?
+        var inFlight: (task: Task<SequenceRange?, any Error>, lastLine: Int, parsed: Int)?
         var lineProtocol = LineProtocolParser()
         var csv = CSVParser()
         let reader = LineReader(
@@ -115,7 +119,7 @@ package struct Importer: Sendable {
             inFlight = nil
             do {
                 let range = try await current.task.value
-                result.add(range, lastLine: current.lastLine)
+                result.add(range, lastLine: current.lastLine, parsed: current.parsed)
                 onDurable(Int64(range?.count ?? 0))
             } catch {
                 throw ImportFailure(reason: .spool(SpoolError.wrap(error, while: "importing")), imported: result)
@@ -128,7 +132,7 @@ package struct Importer: Sendable {
             }
             do {
                 let range = try await sink.appendWhole(seriesKeys: block.seriesKeys, readings: block.readings)
-                result.add(range, lastLine: lastLine)
+                result.add(range, lastLine: lastLine, parsed: block.count)
                 onDurable(Int64(range?.count ?? 0))
             } catch {
                 throw ImportFailure(reason: .spool(error), imported: result)
@@ -148,7 +152,7 @@ package struct Importer: Sendable {
                     try await settle()
                     let full = block
                     let task = Task { try await sink.appendWhole(seriesKeys: full.seriesKeys, readings: full.readings) }
-                    inFlight = (task, number)
+                    inFlight = (task, number, full.count)
                     block.removeAll()
                 }
             }

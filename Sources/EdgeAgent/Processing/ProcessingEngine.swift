@@ -148,7 +148,11 @@ package struct ProcessingEngine: Sendable {
                     flagRules.append((index, tag))
                     flagKey = flagRules.count  // resolved below, after the key is final
                 }
-                steps.append(.validate(rule: index, validation, flagKey: flagKey))
+                // `flagKey` says what to do with an invalid reading; without the tag's string the
+                // step holds no reference, so reading it per reading retains nothing.
+                var check = validation
+                check.action = .drop
+                steps.append(.validate(rule: index, check, flagKey: flagKey))
             case .convert(let conversion):
                 name.apply(conversion)
                 renamed = true
@@ -287,11 +291,29 @@ package struct ProcessingEngine: Sendable {
     /// Emits the downsample windows that took no reading since `idleBefore` (the caller's clock), or
     /// all of them when nil (shutdown). Nil when there is nothing to emit.
     package mutating func flush(idleBefore: Int64?, now: Int64) -> Output? {
+        flush(idleBefore.map { .arrivedBefore($0) } ?? .all, now: now)
+    }
+
+    /// Emits the downsample windows that took no reading for one window width of their rule (by
+    /// the caller's clock): the series has gone quiet, and no later reading will close them.
+    /// Nil when there is nothing to emit.
+    package mutating func flushQuietWindows(now: Int64) -> Output? {
+        flush(.quietForWidth, now: now)
+    }
+
+    /// Which open windows a flush emits.
+    private enum Due {
+        case all
+        case arrivedBefore(Int64)
+        case quietForWidth
+    }
+
+    private mutating func flush(_ due: Due, now: Int64) -> Output? {
         generation &+= 1
         var builder = Builder(ruleCount: rules.count, generation: generation)
         builder.undo.epoch = epoch
         for index in slots.indices where slots[index].plan.hasReducers {
-            emitWindows(slot: index, idleBefore: idleBefore, now: now, into: &builder)
+            emitWindows(slot: index, due: due, now: now, into: &builder)
         }
         guard !builder.readings.isEmpty else { return nil }
         for entry in builder.undo.entries.indices {
@@ -307,13 +329,17 @@ package struct ProcessingEngine: Sendable {
         return output
     }
 
-    private mutating func emitWindows(slot index: Int, idleBefore: Int64?, now: Int64, into builder: inout Builder) {
+    private mutating func emitWindows(slot index: Int, due: Due, now: Int64, into builder: inout Builder) {
         let steps = slots[index].plan.steps
         for (position, step) in steps.enumerated() {
-            guard case .downsample(let rule, _, let aggregates, let keys, let state) = step,
+            guard case .downsample(let rule, let width, let aggregates, let keys, let state) = step,
                 case .downsample(let pending?) = slots[index].states[state]
             else { continue }
-            if let idleBefore, pending.arrival >= idleBefore { continue }
+            switch due {
+            case .all: break
+            case .arrivedBefore(let time): if pending.arrival >= time { continue }
+            case .quietForWidth: if now &- pending.arrival < width { continue }
+            }
             if slots[index].undoGeneration != generation {
                 slots[index].undoGeneration = generation
                 builder.undo.entries.append((Int32(index), 0, slots[index].states))
@@ -327,7 +353,7 @@ package struct ProcessingEngine: Sendable {
 
     private mutating func evictAll(into builder: inout Builder) {
         for index in slots.indices where slots[index].plan.hasReducers {
-            emitWindows(slot: index, idleBefore: nil, now: 0, into: &builder)
+            emitWindows(slot: index, due: .all, now: 0, into: &builder)
         }
         cache.removeAll(keepingCapacity: false)
         slots.removeAll(keepingCapacity: false)
@@ -442,7 +468,7 @@ package struct ProcessingEngine: Sendable {
     /// The start of the epoch-aligned window of `width` holding `time` (floor division, so times
     /// before 1970 fall into the right window too).
     @inline(__always)
-    static func windowStart(_ time: Int64, width: Int64) -> Int64 {
+    package static func windowStart(_ time: Int64, width: Int64) -> Int64 {
         let (quotient, remainder) = time.quotientAndRemainder(dividingBy: width)
         return (remainder < 0 ? quotient - 1 : quotient) &* width
     }

@@ -8,11 +8,16 @@ import Synchronization
 /// collectd, MQTT, the simulator and `import` in one place, after parsing and before the commit
 /// (sequence numbers are given to what the rules keep, so a dropped reading is never a gap).
 ///
-/// A write the rules leave untouched goes to the spool as it came. When the spool refuses a write,
+/// A write the rules leave untouched goes to the spool as it came. When the inner sink is the
+/// spool, what the rules did to a write (per rule: dropped, flagged, reduced, emitted) is added to
+/// its `processing_counts` table in the write's own transaction, also when the rules left no
+/// reading to store; `edge-agent status` shows those totals. When the spool refuses a write,
 /// the reducers' state is put back (`ProcessingEngine.restore`) and nothing is counted, so the
 /// producer's retry is processed as if it were the first attempt.
 package final class ProcessingSink: DeliveryRecordingSink {
     private let inner: any ReadingSink
+    /// `inner` when it stores the counts with the readings (the spool), else nil.
+    private let countStore: (any ProcessingCountStore)?
     private let engine: Mutex<ProcessingEngine>
     private let totals: Mutex<[ProcessingCounts]>
     package let rules: [ProcessingRule]
@@ -24,6 +29,7 @@ package final class ProcessingSink: DeliveryRecordingSink {
         now: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock
     ) {
         self.inner = inner
+        self.countStore = inner as? any ProcessingCountStore
         self.rules = rules
         self.now = now
         engine = Mutex(ProcessingEngine(rules: rules, capacity: capacity))
@@ -49,15 +55,21 @@ package final class ProcessingSink: DeliveryRecordingSink {
     }
 
     package func appendWhole(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> SequenceRange? {
-        try await store(seriesKeys, readings, nothingLeft: nil) { keys, readings throws(SpoolError) in
-            try await inner.appendWhole(seriesKeys: keys, readings: readings)
+        try await store(seriesKeys, readings, nothingLeft: nil) { keys, readings, counts throws(SpoolError) in
+            if let counting = countStore, !counts.isEmpty {
+                return try await counting.append(
+                    seriesKeys: keys, readings: readings, deliveries: nil, counts: counts, dropsOverLimit: false
+                ).range
+            }
+            guard !readings.isEmpty else { return nil }
+            return try await inner.appendWhole(seriesKeys: keys, readings: readings)
         }
     }
 
     package func appendAdmitting(seriesKeys: [String], readings: [Reading]) async throws(SpoolError) -> Spool.Admitted {
         try await store(seriesKeys, readings, nothingLeft: Spool.Admitted(range: nil)) {
-            keys, readings throws(SpoolError) in
-            try await inner.appendAdmitting(seriesKeys: keys, readings: readings)
+            keys, readings, counts throws(SpoolError) in
+            try await admit(keys, readings, deliveries: nil, counts: counts)
         }
     }
 
@@ -72,8 +84,15 @@ package final class ProcessingSink: DeliveryRecordingSink {
             return try await appendAdmitting(seriesKeys: seriesKeys, readings: readings)
         }
         return try await store(seriesKeys, readings, nothingLeft: Spool.Admitted(range: nil)) {
-            keys, readings throws(SpoolError) in
-            try await recorder.append(seriesKeys: keys, readings: readings, deliveries: deliveries)
+            keys, readings, counts throws(SpoolError) in
+            if let counting = countStore, !counts.isEmpty {
+                // Nothing left to store: the counts are stored, the delivery is not recorded.
+                return try await counting.append(
+                    seriesKeys: keys, readings: readings, deliveries: readings.isEmpty ? nil : deliveries,
+                    counts: counts, dropsOverLimit: true)
+            }
+            guard !readings.isEmpty else { return Spool.Admitted(range: nil) }
+            return try await recorder.append(seriesKeys: keys, readings: readings, deliveries: deliveries)
         }
     }
 
@@ -90,11 +109,29 @@ package final class ProcessingSink: DeliveryRecordingSink {
     @discardableResult
     package func flushWindows(idle: Int64?) async throws(SpoolError) -> Int {
         let time = now()
-        guard let output = engine.withLock({ $0.flush(idleBefore: idle.map { time &- $0 }, now: time) }) else {
-            return 0
-        }
+        return try await storeFlushed(engine.withLock { $0.flush(idleBefore: idle.map { time &- $0 }, now: time) })
+    }
+
+    /// Stores the downsample windows whose series took no reading for one window width of their
+    /// rule (`WindowFlusher` calls it on a timer while the agent runs). Returns the readings stored.
+    @discardableResult
+    package func flushQuietWindows() async throws(SpoolError) -> Int {
+        let time = now()
+        return try await storeFlushed(engine.withLock { $0.flushQuietWindows(now: time) })
+    }
+
+    /// The smallest `every_seconds` of the downsample rules in nanoseconds; nil without one.
+    package var shortestWindow: Int64? {
+        rules.compactMap { rule -> Int64? in
+            guard case .downsample(let downsample) = rule.action else { return nil }
+            return downsample.window
+        }.min()
+    }
+
+    private func storeFlushed(_ output: ProcessingEngine.Output?) async throws(SpoolError) -> Int {
+        guard let output else { return 0 }
         do {
-            _ = try await inner.appendAdmitting(seriesKeys: output.seriesKeys, readings: output.readings)
+            _ = try await admit(output.seriesKeys, output.readings, deliveries: nil, counts: rowCounts(output))
             settle(output, stored: true)
             return output.readings.count
         } catch {
@@ -107,24 +144,50 @@ package final class ProcessingSink: DeliveryRecordingSink {
 
     /// Processes a write and hands the result to `write` (the original arrays when nothing
     /// changed); counts what a stored write did, and gives back the reducers' state of one refused.
+    ///
+    /// `write` gets the readings to store (possibly none, when the rules left nothing) and the
+    /// counts to store with them (none when the rules counted nothing).
     private func store<Answer>(
         _ seriesKeys: [String], _ readings: [Reading], nothingLeft: Answer,
-        _ write: ([String], [Reading]) async throws(SpoolError) -> Answer
+        _ write: ([String], [Reading], [ProcessingRuleCounts]) async throws(SpoolError) -> Answer
     ) async throws(SpoolError) -> Answer {
         let output = process(seriesKeys: seriesKeys, readings: readings)
-        if output.isUnchanged { return try await write(seriesKeys, readings) }
-        guard !output.readings.isEmpty else {
+        if output.isUnchanged { return try await write(seriesKeys, readings, []) }
+        let counts = rowCounts(output)
+        guard !output.readings.isEmpty || !counts.isEmpty else {
             settle(output, stored: true)
             return nothingLeft
         }
         do {
-            let answer = try await write(output.seriesKeys, output.readings)
+            let answer = try await write(output.seriesKeys, output.readings, counts)
             settle(output, stored: true)
             return answer
         } catch {
             settle(output, stored: false)
             throw error
         }
+    }
+
+    /// Stores what the series limit admits, with `counts` in the same transaction when the inner
+    /// sink keeps counts (the spool).
+    private func admit(
+        _ keys: [String], _ readings: [Reading], deliveries: DeliveryRecord?, counts: [ProcessingRuleCounts]
+    ) async throws(SpoolError) -> Spool.Admitted {
+        if let counting = countStore, !counts.isEmpty {
+            return try await counting.append(
+                seriesKeys: keys, readings: readings, deliveries: deliveries, counts: counts, dropsOverLimit: true)
+        }
+        guard !readings.isEmpty else { return Spool.Admitted(range: nil) }
+        return try await inner.appendAdmitting(seriesKeys: keys, readings: readings)
+    }
+
+    /// The output's non-zero counts by rule name, as the spool stores them.
+    private func rowCounts(_ output: ProcessingEngine.Output) -> [ProcessingRuleCounts] {
+        var rows: [ProcessingRuleCounts] = []
+        for (index, counts) in output.counts.enumerated() where !counts.isZero {
+            rows.append(ProcessingRuleCounts(rule: rules[index].name, type: rules[index].typeName, counts: counts))
+        }
+        return rows
     }
 
     private func process(seriesKeys: [String], readings: [Reading]) -> ProcessingEngine.Output {

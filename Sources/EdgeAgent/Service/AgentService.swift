@@ -14,21 +14,25 @@ import HTTPCore
 package final class AgentService: Sendable {
     package typealias TransportFactory = @Sendable (CurlTransport.Configuration) -> any UploadTransport
     /// Series the processing rules keep state for without a spool series limit (decision 0021's default).
-    static let defaultRuleSeries = 100_000
+    package static let defaultRuleSeries = 100_000
 
     package let configuration: AgentConfiguration
     private let logger: Logger
     private let makeTransport: TransportFactory
+    /// Times the checks for quiet downsample windows (`WindowFlusher`).
+    private let windowClock: any Clock<Duration>
 
     /// Nothing is opened or bound until `run()`.
     package init(
         configuration: AgentConfiguration,
         logger: Logger,
-        makeTransport: @escaping TransportFactory = { CurlTransport(configuration: $0) }
+        makeTransport: @escaping TransportFactory = { CurlTransport(configuration: $0) },
+        windowClock: any Clock<Duration> = ContinuousClock()
     ) {
         self.configuration = configuration
         self.logger = logger
         self.makeTransport = makeTransport
+        self.windowClock = windowClock
     }
 
     /// Opens the spool, binds the inputs, uploads until cancelled, then shuts down (see the type).
@@ -54,12 +58,14 @@ package final class AgentService: Sendable {
             spoolStatus: { try? await spool.status() }, uploadStatistics: { await uploader.statistics })
         let logger = self.logger
         // The rules sit in front of the spool for every input; without rules the inputs write to it directly.
-        let processing: ProcessingSink? =
-            configuration.processing.isEmpty
-            ? nil
-            : ProcessingSink(
+        var processing: ProcessingSink?
+        if !configuration.processing.isEmpty {
+            // `/metrics` goes on from the totals the spool kept across restarts.
+            let stored = (try? await spool.processingCounts()) ?? []
+            processing = ProcessingSink(
                 rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
-                inner: spool)
+                inner: spool, initialCounts: Dictionary(stored.map { ($0.rule, $0.counts) }, uniquingKeysWith: { first, _ in first }))
+        }
         metrics.processing = processing
         let inputs = InputServices(
             configuration: configuration.inputs, sink: processing ?? spool, metrics: metrics,
@@ -88,6 +94,14 @@ package final class AgentService: Sendable {
                 // The inputs could not bind: their error comes out of the group.
                 try await group.waitForAll()
                 return .success(await uploader.statistics)
+            }
+            // The last window of a series that went quiet is stored while the agent runs, not
+            // only at shutdown.
+            if let processing, let shortest = processing.shortestWindow {
+                let flusher = WindowFlusher(
+                    sink: processing, interval: WindowFlusher.interval(shortestWindow: shortest), clock: windowClock,
+                    logger: logger.child("processing"))
+                group.addTask { await flusher.run() }
             }
             logger.info(
                 "started", ["device": "\(spool.device)", "stream": "\(spool.stream)", "collector": "\(collector)"])

@@ -44,7 +44,7 @@ package final class Spool: Sendable {
 
     private struct Waiter {
         var write: PendingWrite
-        var continuation: CheckedContinuation<Result<SequenceRange, SpoolError>, Never>
+        var continuation: CheckedContinuation<Result<SequenceRange?, SpoolError>, Never>
     }
 
     private struct PendingQueue: ~Copyable {
@@ -250,11 +250,13 @@ package final class Spool: Sendable {
     }
 
     func submit(_ write: PendingWrite, dropsOverLimit: Bool) async throws(SpoolError) -> Admitted {
-        try Self.validate(seriesKeys: write.seriesKeys, readings: write.readings)
+        // A write of processing counts alone (the rules left no reading) stores no chunk.
+        let isCountsOnly = write.readings.isEmpty && !write.processingCounts.isEmpty
+        if !isCountsOnly { try Self.validate(seriesKeys: write.seriesKeys, readings: write.readings) }
         var write = write
         var admission: SeriesCatalog.Admission?
         var refusedReadings = 0
-        if configuration.maxSeries != nil {
+        if configuration.maxSeries != nil, !isCountsOnly {
             let day = SeriesCatalog.day(of: configuration.seriesClock())
             guard let admitted = catalog.withLock({ $0?.admit(write.seriesKeys, day: day) }) else {
                 preconditionFailure("a spool with maxSeries has a catalog")
@@ -270,7 +272,7 @@ package final class Spool: Sendable {
                 try? await runUnsynced("counting refused readings") { store in
                     try store.addRefusedSeriesReadings(count)
                 }
-                guard dropsOverLimit, !kept.isEmpty else {
+                guard dropsOverLimit, !kept.isEmpty || !write.processingCounts.isEmpty else {
                     catalog.withLock { $0?.finish(admitted, stored: false) }
                     if !dropsOverLimit { throw seriesLimitError(admitted.refusedSeries, readings: refusedReadings) }
                     return Admitted(

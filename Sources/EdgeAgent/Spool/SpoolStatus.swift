@@ -44,6 +44,8 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
     package var maxSeries: Int64? = nil
     /// Readings refused because their series were new past the limit, since the spool was created.
     package var seriesRefusedReadings: Int64 = 0
+    /// What each processing rule did since the spool was created (`processing_counts`), by rule name.
+    package var processing: [ProcessingRuleCounts] = []
 
     enum CodingKeys: String, CodingKey {
         case device, stream, fsync
@@ -63,6 +65,7 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         case series
         case maxSeries = "max_series"
         case seriesRefusedReadings = "series_refused_readings"
+        case processing
     }
 
     /// Writes every key, `null` included, so readers of `status --json` always see the same keys.
@@ -88,6 +91,7 @@ package struct SpoolStatus: Sendable, Hashable, Encodable {
         try container.encode(series, forKey: .series)
         try container.encode(maxSeries, forKey: .maxSeries)
         try container.encode(seriesRefusedReadings, forKey: .seriesRefusedReadings)
+        try container.encode(processing, forKey: .processing)
     }
 }
 

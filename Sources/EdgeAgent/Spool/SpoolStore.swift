@@ -12,6 +12,9 @@ struct PendingWrite: Sendable {
     /// Series keys for the `series` table (`SeriesCatalog`), written with the readings.
     var catalogKeys: [String] = []
     var seriesDay: Int32 = 0
+    /// What the processing rules did to this write, added to `processing_counts` in the same
+    /// transaction (`SpoolStore+ProcessingCounts.swift`). A write may hold counts and no readings.
+    var processingCounts: [ProcessingRuleCounts] = []
 }
 
 /// One stored chunk's bookkeeping columns (its payload is read only when needed).
@@ -95,6 +98,7 @@ final class SpoolStore {
         guard !isInspecting else { return }
         try createDeliveriesTableIfMissing()
         try createSeriesTableIfMissing()
+        try createProcessingCountsTableIfMissing()
         try applyLimits()
         // Debian's SQLite is built with secure_delete on: every page a deletion frees is zeroed and
         // written, so acknowledging a chunk cost as many bytes written as storing it (twice, WAL and
@@ -283,8 +287,8 @@ final class SpoolStore {
 
     /// Commits `writes` in as few transactions as the limits allow; one result per write, in order.
     /// A write is never split across transactions, so it is either wholly durable or wholly absent.
-    func commit(_ writes: [PendingWrite]) -> [Result<SequenceRange, SpoolError>] {
-        var results: [Result<SequenceRange, SpoolError>] = []
+    func commit(_ writes: [PendingWrite]) -> [Result<SequenceRange?, SpoolError>] {
+        var results: [Result<SequenceRange?, SpoolError>] = []
         results.reserveCapacity(writes.count)
         var start = 0
         while start < writes.count {
@@ -307,7 +311,7 @@ final class SpoolStore {
         return results
     }
 
-    private func commitTransaction(_ writes: [PendingWrite], readingCount: Int) throws -> [SequenceRange] {
+    private func commitTransaction(_ writes: [PendingWrite], readingCount: Int) throws -> [SequenceRange?] {
         var attempts = 0
         while true {
             do {
@@ -316,6 +320,7 @@ final class SpoolStore {
                     let next = try insertChunks(writes, inserted: &inserted)
                     try recordDeliveries(writes)
                     try recordSeries(writes)
+                    try recordProcessingCounts(writes)
                     return next
                 }
                 let first = inserted.first?.first ?? nextSequence
@@ -327,11 +332,11 @@ final class SpoolStore {
                         smallChunks.removeAll()
                     }
                 }
-                var ranges: [SequenceRange] = []
+                var ranges: [SequenceRange?] = []
                 var cursor = first
                 for write in writes {
                     let count = UInt64(write.readings.count)
-                    ranges.append(SequenceRange(cursor, cursor + count - 1))
+                    ranges.append(count == 0 ? nil : SequenceRange(cursor, cursor + count - 1))
                     cursor += count
                 }
                 return ranges
@@ -890,6 +895,8 @@ final class SpoolStore {
             status.seriesRefusedReadings = refused
         }
         status.maxSeries = try metaText("max_series").flatMap { Int64($0) }
+        // Nor a processing_counts table (an inspection does not create it).
+        status.processing = (try? processingCounts()) ?? []
         return status
     }
 }
