@@ -1,5 +1,6 @@
 import CloudCollector
 import EdgeSyncCodec
+import EdgeSyncCommandLine
 import EdgeSyncProtocol
 import EdgeSyncSQLite
 import EdgeSyncTestSupport
@@ -302,6 +303,91 @@ import Testing
                 "\(error)".contains("edge_sync_block_readings")
             }
         }
+    }
+
+    /// `readings_view` fails on a block database even before anything is stored (the decoder is
+    /// missing when the statement is prepared), and its definition says why to `.schema` readers.
+    @Test func theViewOfAnEmptyBlockDatabaseFailsAndExplainsItself() throws {
+        try withTemporaryDirectory(prefix: "block-view") { directory in
+            let path = directory + "/collector.sqlite"
+            let database = try SQLiteDatabase(path: path)
+            #expect(try SQLiteReadingStore.createSchema(database, layout: .blocks) == .blocks)
+            #expect(throws: (any Error).self) { try database.prepare("SELECT count(*) FROM readings_view") }
+            let definition = try database.prepare("SELECT sql FROM sqlite_master WHERE name = 'readings_view'")
+            _ = try definition.step()
+            let sql = definition.text(at: 0) ?? ""
+            #expect(sql.contains("storage.layout = blocks") && sql.contains("reading_blocks_view"))
+        }
+    }
+
+    /// `reading_blocks_view`, what plain SQL reads of a block database, agrees per series and
+    /// stream with `readings_view` of the row layout on count, time span, non-NaN count, min and max.
+    @Test(arguments: [97, 4_096])
+    func theBlockSummaryViewAgreesWithTheRowView(blockReadings: Int) async throws {
+        let groups = PostgresQueryTests.groups()
+        try await Self.withBothLayouts(groups: groups, blockReadings: blockReadings) { _, _, blocksPath in
+            func grouped(_ path: String, _ sql: String) throws -> [String] {
+                let database = try SQLiteDatabase(path: path)
+                let select = try database.prepare(sql)
+                var rows: [String] = []
+                while try select.step() {
+                    rows.append(
+                        (0..<9).map { column in
+                            select.isNull(at: column)
+                                ? "NULL" : column >= 7 ? "\(select.double(at: column).bitPattern)" : select.text(at: column) ?? ""
+                        }.joined(separator: "|"))
+                }
+                return rows
+            }
+            let rowsPath = blocksPath.replacingOccurrences(of: "blocks.sqlite", with: "rows.sqlite")
+            let fromRows = try grouped(
+                rowsPath,
+                """
+                SELECT device, series_key, stream, count(*), min(timestamp), max(timestamp), count(value), min(value), max(value)
+                FROM readings_view GROUP BY device, series_key, stream ORDER BY device, series_key, stream
+                """)
+            let fromBlocks = try grouped(
+                blocksPath,
+                """
+                SELECT device, series_key, stream, sum(readings), min(min_timestamp), max(max_timestamp), sum(value_count),
+                       min(min_value), max(max_value)
+                FROM reading_blocks_view GROUP BY device, series_key, stream ORDER BY device, series_key, stream
+                """)
+            #expect(fromRows.count >= 7)
+            #expect(fromRows == fromBlocks)
+        }
+    }
+
+    /// `storage.layout` and `storage.block_readings` as `serve` reads them: rows and 4,096 by
+    /// default, every bad value (and blocks on PostgreSQL) an error naming the key.
+    @Test func layoutSettings() throws {
+        func parse(_ json: String) throws -> CollectorService.Configuration {
+            try withTemporaryDirectory(prefix: "layout-config") { directory in
+                let path = directory + "/collector.json"
+                try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+                return try CollectorService.Configuration(
+                    arguments: ArgumentParser(options: CollectorService.Configuration.options).parse(["--config", path]),
+                    environment: [:], readsOperatorToken: false)
+            }
+        }
+        func failure(_ json: String) -> String {
+            do {
+                _ = try parse(json)
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let plain = try parse(#"{"data_dir": "/d"}"#)
+        #expect(plain.storage.layout == .rows && plain.storage.blockReadings == 4_096)
+        let blocks = try parse(#"{"data_dir": "/d", "storage": {"layout": "blocks", "block_readings": 97}}"#)
+        #expect(blocks.storage.layout == .blocks && blocks.storage.blockReadings == 97)
+        #expect(failure(#"{"data_dir": "/d", "storage": {"layout": "columns"}}"#).contains("storage.layout"))
+        for bad in ["0", "65537", "\"4096\""] {
+            #expect(failure(#"{"data_dir": "/d", "storage": {"block_readings": \#(bad)}}"#).contains("storage.block_readings"))
+        }
+        let postgres = failure(#"{"database": "postgres://u@127.0.0.1:5432/db", "storage": {"layout": "blocks"}}"#)
+        #expect(postgres.contains("storage.layout") && postgres.contains("PostgreSQL"))
     }
 
     /// A damaged block (its bytes overwritten, cut short, or its summary wrong) makes the query

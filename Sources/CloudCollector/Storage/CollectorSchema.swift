@@ -184,7 +184,7 @@ package enum CollectorSchema {
     package static let blockStatements = """
         -- One row per block: the readings of one series from one batch's new range (at most
         -- `storage.block_readings` of them), compressed as a column block (sequence offsets,
-        -- timestamps, values; `Docs/wire-format.md`, "Column block"), with a summary that
+        -- timestamps, values; the layout is in decision 0027), with a summary that
         -- aggregates use instead of decoding: `numbers` counts readings whose value is not NaN,
         -- `min_value` and `max_value` are over those (-0.0 as 0, as SQL compares), `sum` is their
         -- exact sum (fixed point, decision 0027). `data` is the last column, so reading the summary
@@ -208,10 +208,15 @@ package enum CollectorSchema {
         CREATE INDEX IF NOT EXISTS reading_blocks_by_end
             ON reading_blocks (series_id, max_timestamp, min_timestamp, readings);
 
-        -- One row per reading needs the block decoder: the SQLite extension of this package
-        -- registers `edge_sync_block_readings`. Without it the view fails with "no such table:
-        -- main.edge_sync_block_readings" rather than returning nothing.
+        -- One row per reading needs the block decoder `edge_sync_block_readings`, a SQLite
+        -- extension this package does not ship yet (decision 0027). Without it the view fails with
+        -- "no such table: main.edge_sync_block_readings" rather than returning nothing; the
+        -- comment inside the view says so to whoever reads `.schema readings_view`.
         CREATE VIEW IF NOT EXISTS readings_view AS
+        -- Column-block database (storage.layout = blocks): readings are compressed in reading_blocks
+        -- and this view needs the edge_sync_block_readings extension (not shipped yet). Without it,
+        -- every query of this view fails; it never returns a subset. Per-block counts, time spans,
+        -- minima and maxima without the extension: reading_blocks_view. See decision 0027.
         SELECT streams.device AS device,
                series.series_key AS series_key,
                r.timestamp AS timestamp,
@@ -223,11 +228,31 @@ package enum CollectorSchema {
         JOIN streams ON streams.stream_ref = b.stream_ref
         JOIN series ON series.series_id = b.series_id
         JOIN edge_sync_block_readings(b.data, b.first_seq) AS r;
+
+        -- What plain SQL can read of a block database: one row per block with its summary. Every
+        -- stored reading is in exactly one block; `readings` counts them, `value_count` those
+        -- whose value is not NaN, over which `min_value` and `max_value` are taken.
+        CREATE VIEW IF NOT EXISTS reading_blocks_view AS
+        SELECT streams.device AS device,
+               series.series_key AS series_key,
+               streams.stream AS stream,
+               b.first_seq AS first_seq,
+               b.last_seq AS last_seq,
+               b.readings AS readings,
+               b.min_timestamp AS min_timestamp,
+               b.max_timestamp AS max_timestamp,
+               b.numbers AS value_count,
+               b.min_value AS min_value,
+               b.max_value AS max_value
+        FROM reading_blocks AS b
+        JOIN streams ON streams.stream_ref = b.stream_ref
+        JOIN series ON series.series_id = b.series_id;
         """
 
     /// Drops the block layout's tables and view (only ever on a database without readings).
     static let dropBlockTables = """
         DROP VIEW IF EXISTS readings_view;
+        DROP VIEW IF EXISTS reading_blocks_view;
         DROP TABLE IF EXISTS reading_blocks;
         """
 
