@@ -15,6 +15,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     RemoteWriteBenchmark.self,
     SyncsBenchmark.self,
     StreamBenchmark.self,
+    StorageBenchmark.self,
 ]
 
 @MainActor func usage() -> String {
