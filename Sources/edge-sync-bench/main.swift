@@ -17,6 +17,7 @@ let scenarios: [any BenchmarkScenario.Type] = [
     LifecycleBenchmark.self,
     StreamBenchmark.self,
     ProcessingBenchmark.self,
+    StorageBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

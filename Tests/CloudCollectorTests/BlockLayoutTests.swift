@@ -446,6 +446,26 @@ import Testing
         }
     }
 
+    /// A clean stop leaves an empty WAL even when the background checkpointer is busy with the
+    /// log at that moment (a checkpoint after every commit here): it waits for it, then truncates.
+    @Test(arguments: ReadingLayout.allCases)
+    func aCleanStopTruncatesTheWALWhileABackgroundCheckpointRuns(layout: ReadingLayout) throws {
+        try withTemporaryDirectory(prefix: "clean-stop") { directory in
+            for attempt in 0..<8 {
+                let path = directory + "/\(attempt).sqlite"
+                var configuration = SQLiteReadingStore.Configuration()
+                configuration.layout = layout
+                configuration.backgroundCheckpoint.checkpointPages = 1
+                let store = try SQLiteReadingStore(path: path, configuration: configuration)
+                for batch in 0..<12 {
+                    _ = try store.store([Fixtures.batch(first: UInt64(batch * 20_000 + 1), count: 20_000)], receivedAt: 1)
+                }
+                store.finishForShutdown()
+                #expect(SQLiteDatabase.fileSizes(ofDatabaseAt: path).wal == 0, "attempt \(attempt)")
+            }
+        }
+    }
+
     /// Blocks at rest are far smaller than rows for regular sensor data (the benchmark measures real data).
     @Test func blocksTakeAFractionOfTheRowsSpace() throws {
         let batches = (0..<20).map { Fixtures.batch(first: UInt64($0 * 5_000 + 1), count: 5_000) }

@@ -254,8 +254,11 @@ package final class SQLiteReadingStore: ReadingStore {
 
     /// Copies the whole WAL into the database and truncates it to zero bytes: a stopped collector
     /// leaves the database file and an empty log, not a log as large as the database (issue 19).
-    /// Reader connections that are idle hold no snapshot, so the checkpoint does not wait for them.
+    /// Reader connections that are idle hold no snapshot, so the checkpoint does not wait for them;
+    /// the background checkpointer is stopped first, since SQLite refuses a truncating checkpoint
+    /// outright while another connection runs one. Ingest after this gets no background checkpoints.
     package func finishForShutdown() {
+        checkpointer?.finish()
         let before = SQLiteDatabase.fileSizes(ofDatabaseAt: database.path).wal
         do {
             let result = try database.checkpoint(.truncate)
