@@ -35,7 +35,7 @@ package final class SQLiteReadingStore: ReadingStore {
         package init() {}
     }
 
-    private let database: SQLiteDatabase
+    let database: SQLiteDatabase
     private let configuration: Configuration
     private let checkpointer: WALCheckpointer?
     private let logger: Logger
