@@ -5,6 +5,9 @@ package enum ProtocolPath {
     package static let batches = "/v1/batches"
     /// `POST`: a `DroppedRangesReport` as JSON, `Authorization: Bearer <token>`.
     package static let droppedRanges = "/v1/dropped"
+    /// `POST`: a `ProcessingCountsReport` as JSON, `Authorization: Bearer <token>`. Collectors that
+    /// predate it answer 404; the edge then stops sending it (the counts stay in its spool).
+    package static let processingCounts = "/v1/processing"
 }
 
 /// Request headers of the protocol beside the body.
@@ -47,6 +50,40 @@ package struct DroppedRangesReport: Codable, Hashable, Sendable {
         self.device = device
         self.stream = StreamID(stream)
         self.dropped = dropped
+    }
+}
+
+/// What the edge's processing rules did to a stream's readings since its spool was created: per
+/// rule, readings dropped, flagged (kept in a sibling series), reduced (not stored as themselves)
+/// and emitted (made by a downsample). Totals, so sending the same report twice, or an older one
+/// after a newer, changes nothing: the collector keeps the largest value of each count.
+package struct ProcessingCountsReport: Codable, Hashable, Sendable {
+    package var device: String
+    package var stream: StreamID
+    package var rules: [Rule]
+
+    package struct Rule: Codable, Hashable, Sendable {
+        package var rule: String
+        package var type: String
+        package var dropped: Int64
+        package var flagged: Int64
+        package var reduced: Int64
+        package var emitted: Int64
+
+        package init(rule: String, type: String, dropped: Int64, flagged: Int64, reduced: Int64, emitted: Int64) {
+            self.rule = rule
+            self.type = type
+            self.dropped = dropped
+            self.flagged = flagged
+            self.reduced = reduced
+            self.emitted = emitted
+        }
+    }
+
+    package init(device: String, stream: UInt64, rules: [Rule]) {
+        self.device = device
+        self.stream = StreamID(stream)
+        self.rules = rules
     }
 }
 

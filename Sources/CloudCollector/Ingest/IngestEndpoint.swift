@@ -54,6 +54,7 @@ package final class IngestEndpoint: Sendable {
     package func register(in router: inout CollectorRouter) {
         router.add("POST", ProtocolPath.batches) { request, _ in try await self.postBatch(request) }
         router.add("POST", ProtocolPath.droppedRanges) { request, _ in try await self.postDropped(request) }
+        router.add("POST", ProtocolPath.processingCounts) { request, _ in try await self.postProcessing(request) }
     }
 
     package func postBatch(_ request: HTTPRequest) async throws -> HTTPResponse {
@@ -137,26 +138,52 @@ package final class IngestEndpoint: Sendable {
         return try Self.json(body)
     }
 
-    package func postDropped(_ request: HTTPRequest) async throws -> HTTPResponse {
+    /// A JSON report from a device: authenticated, the database sound, at most
+    /// `maximumReportBytes`, decoded and checked by `check` (400 when either fails), and about the
+    /// token's own device (else 403).
+    private func report<Report: Decodable>(
+        _ request: HTTPRequest, _ name: String, device reportDevice: (Report) -> String,
+        check: (Report) throws -> Void = { _ in }
+    ) async throws -> (device: String, report: Report) {
         let device = try await authenticator.device(forAuthorization: request.headers["authorization"])
         try refuseWhenDamaged()
         let bytes = try await request.body.collect(upTo: configuration.maximumReportBytes)
-        let report: DroppedRangesReport
+        let report: Report
         do {
-            report = try JSONDecoder().decode(DroppedRangesReport.self, from: Data(bytes))
+            report = try JSONDecoder().decode(Report.self, from: Data(bytes))
+            try check(report)
         } catch {
-            throw CollectorError(.badRequest, "malformed_report", "not a dropped-ranges report: \(error)")
+            throw CollectorError(.badRequest, "malformed_report", "not a \(name) report: \(error)")
         }
-        guard report.device == device else {
+        guard reportDevice(report) == device else {
             throw CollectorError(
                 .forbidden, "wrong_device",
-                "the token belongs to device \"\(device)\", the report to \"\(report.device)\"")
+                "the token belongs to device \"\(device)\", the report to \"\(reportDevice(report))\"")
+        }
+        return (device, report)
+    }
+
+    package func postDropped(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let (device, report) = try await self.report(request, "dropped-ranges") { (report: DroppedRangesReport) in
+            report.device
         }
         for range in report.dropped where range.first < 1 || range.last > StorageLimits.maximumSequence {
             throw CollectorError(.badRequest, "sequence_out_of_range", "dropped range \(range) is outside 1...2^63-1")
         }
         try await storing { try await writer.recordDropped(report, device: device) }
         metrics?.droppedReports.add(1, ordering: .relaxed)
+        return try Self.json(report)
+    }
+
+    /// `POST /v1/processing`: the totals of the edge's processing rules for one stream, kept for
+    /// `/v1/devices` (`ProcessingCountsStorage.swift`). Answers the stored report.
+    package func postProcessing(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let (device, report) = try await self.report(
+            request, "processing-counts", device: { (report: ProcessingCountsReport) in report.device },
+            check: { try ProcessingCountsTable.check($0) })
+        guard try await storing({ try await writer.recordProcessing(report, device: device) }) else {
+            throw CollectorError(.notFound, "not_found", "this collector's storage keeps no processing counts")
+        }
         return try Self.json(report)
     }
 

@@ -111,6 +111,23 @@ package final class IngestWriter: Sendable {
         }
     }
 
+    /// Records a processing-counts report through the same writer; false when the store keeps
+    /// none (the endpoint then answers 404, as a collector without the endpoint would).
+    package func recordProcessing(_ report: ProcessingCountsReport, device: String) async throws -> Bool {
+        let box = self.box
+        let receivedAt = now()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+            queue.async {
+                continuation.resume(
+                    with: Result {
+                        guard let store = box.store as? any ProcessingCountsStore else { return false }
+                        try store.recordProcessing(report, device: device, receivedAt: receivedAt)
+                        return true
+                    })
+            }
+        }
+    }
+
     /// Refuses new batches and returns once every queued one is committed (or failed) and the
     /// store has finished (`ReadingStore.finishForShutdown`, once).
     package func close() async {

@@ -85,9 +85,13 @@ package struct DevicesReport: Sendable, Hashable, Codable {
         package var futureReadings: Int64
         package var pastReadings: Int64
         package var implausibleTimestamps: Bool
+        /// What the edge's processing rules did to this stream's readings, as last reported
+        /// (`POST /v1/processing`); readings a rule dropped or reduced are not gaps. Empty when the
+        /// edge has no rules or never reported.
+        package var processing: [ProcessingCountsReport.Rule] = []
 
         enum CodingKeys: String, CodingKey {
-            case stream, received, gaps, dropped, readings, completeness
+            case stream, received, gaps, dropped, readings, completeness, processing
             case rangesTruncated = "ranges_truncated"
             case gapReadings = "gap_readings"
             case droppedReadings = "dropped_readings"
@@ -125,6 +129,7 @@ package struct DevicesReport: Sendable, Hashable, Codable {
             try container.encode(futureReadings, forKey: .futureReadings)
             try container.encode(pastReadings, forKey: .pastReadings)
             try container.encode(implausibleTimestamps, forKey: .implausibleTimestamps)
+            try container.encode(processing, forKey: .processing)
         }
     }
 
@@ -132,7 +137,7 @@ package struct DevicesReport: Sendable, Hashable, Codable {
     ///   - skewTolerance: a smoothed skew larger than this (either way) flags the clock.
     package init(
         streams: [StreamFacts], refusals: [String: RefusalLog.Entry] = [:], now: Int64,
-        skewToleranceNanoseconds: Int64 = 300_000_000_000
+        skewToleranceNanoseconds: Int64 = 300_000_000_000, processing: [StreamKey: [ProcessingCountsReport.Rule]] = [:]
     ) {
         self.now = now
         var byDevice: [String: [Stream]] = [:]
@@ -140,8 +145,9 @@ package struct DevicesReport: Sendable, Hashable, Codable {
         var skewOfLatest: [String: (Int64, Double)] = [:]
         for facts in streams {
             if byDevice[facts.device] == nil { order.append(facts.device) }
-            byDevice[facts.device, default: []].append(
-                Self.stream(facts, now: now, skewTolerance: skewToleranceNanoseconds))
+            var stream = Self.stream(facts, now: now, skewTolerance: skewToleranceNanoseconds)
+            stream.processing = processing[StreamKey(device: facts.device, stream: facts.stream)] ?? []
+            byDevice[facts.device, default: []].append(stream)
             if let skew = facts.skewNanoseconds, let seen = facts.lastSeen,
                 (skewOfLatest[facts.device]?.0 ?? .min) <= seen
             {

@@ -9,7 +9,7 @@ import EdgeSyncProtocol
 /// need several statements run them in one read-only REPEATABLE READ transaction (one snapshot),
 /// committed before the call returns, so nothing stays open between calls.
 package final class PostgresReadingQueries: ReadingQueries {
-    private let pool: PostgresPool
+    let pool: PostgresPool
 
     /// Queries through `pool`, which the caller makes (and sizes) for query traffic.
     package init(pool: PostgresPool) {

@@ -163,8 +163,11 @@ package final class QueryEndpoint: Sendable {
             streams.removeAll { $0.device != device }
             refused = refused.filter { $0.key == device }
         }
+        let processing = try await (queries as? any ProcessingCountsQueries)?.processingCounts() ?? [:]
         return try Self.json(
-            DevicesReport(streams: streams, refusals: refused, now: now(), skewToleranceNanoseconds: skewTolerance))
+            DevicesReport(
+                streams: streams, refusals: refused, now: now(), skewToleranceNanoseconds: skewTolerance,
+                processing: processing))
     }
 
     // MARK: Parameters

@@ -13,7 +13,7 @@ package final class SQLiteReadingQueries: ReadingQueries {
         readers = try SQLiteReaderPool(path: path, count: connections, label: "cloud-collector.query")
     }
 
-    private func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteDatabase) throws -> T) async throws -> T {
+    func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteDatabase) throws -> T) async throws -> T {
         try await readers.run(body)
     }
 

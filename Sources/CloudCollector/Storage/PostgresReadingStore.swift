@@ -31,7 +31,7 @@ package final class PostgresReadingStore: ReadingStore {
         package init() {}
     }
 
-    private let session: PostgresSession
+    let session: PostgresSession
     private let configuration: Configuration
     private var caches = StoreCaches()
     /// `session.connectCount` when the caches were last known to match the database.

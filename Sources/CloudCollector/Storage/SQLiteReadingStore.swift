@@ -41,7 +41,7 @@ package final class SQLiteReadingStore: ReadingStore {
         package init() {}
     }
 
-    private let database: SQLiteDatabase
+    let database: SQLiteDatabase
     private let configuration: Configuration
     /// The database's layout (its schema version says which).
     package let layout: ReadingLayout

@@ -30,4 +30,13 @@ package protocol UploadSource: Sendable {
     func unreportedDroppedRanges() async throws -> [SequenceRange]
 
     func markDroppedRangesReported(_ ranges: [SequenceRange]) async throws
+
+    /// What the processing rules did so far, per rule (the spool's `processing_counts`), reported
+    /// to the collector after acknowledgements when it changed.
+    func processingCounts() async throws -> [ProcessingRuleCounts]
+}
+
+extension UploadSource {
+    /// A source without processing rules has nothing to report.
+    package func processingCounts() async throws -> [ProcessingRuleCounts] { [] }
 }

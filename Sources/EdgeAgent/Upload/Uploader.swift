@@ -69,6 +69,11 @@ package actor Uploader {
     private var isReportingDroppedRanges = false
     /// Set by an acknowledgement: the delivery's task reports dropped ranges once it is done.
     private var isDroppedRangesReportDue = false
+    /// The processing counts the collector last stored; nil before the first report.
+    private var reportedProcessingCounts: [ProcessingRuleCounts]?
+    private var isReportingProcessingCounts = false
+    /// The collector answered 404 (it predates `POST /v1/processing`): not asked again this run.
+    private var isProcessingReportUnsupported = false
     private var eventHandler: (@Sendable (UploadEvent) -> Void)?
     /// False once the collector answered 415 to a frame run: it predates them, so every later batch
     /// goes as one version 2 frame (remembered for this collector while the process runs).
@@ -139,6 +144,7 @@ package actor Uploader {
                         await self.deliver(batch, device: device, stream: stream)
                         // After its slot is free, on the same child task: no task outlives `run`.
                         await self.reportDroppedRangesIfDue()
+                        await self.reportProcessingCountsIfChanged()
                     }
                     continue
                 case .hold:
@@ -157,6 +163,7 @@ package actor Uploader {
                         // short and drops are reported even when nothing was left to upload.
                         await deliveries.waitForAll()
                         await reportDroppedRanges()
+                        await reportProcessingCountsIfChanged()
                         return
                     }
                     await waitForCompletion()
@@ -449,6 +456,37 @@ package actor Uploader {
         }
         try? await source.markDroppedRangesReported(ranges)
         statistics.droppedRangesReported += Int64(ranges.count)
+    }
+
+    /// Sends the processing rules' totals when they changed since the collector last stored them.
+    /// Totals, so a lost or repeated report does no harm: the next one carries everything. A
+    /// collector that answers 404 predates the endpoint and is not asked again; the counts stay in
+    /// the spool (`edge-agent status`).
+    private func reportProcessingCountsIfChanged() async {
+        guard !isProcessingReportUnsupported, !isReportingProcessingCounts else { return }
+        isReportingProcessingCounts = true
+        defer { isReportingProcessingCounts = false }
+        guard let counts = try? await source.processingCounts(), !counts.isEmpty, counts != reportedProcessingCounts,
+            let (device, stream) = try? await source.identity
+        else { return }
+        let report = ProcessingCountsReport(
+            device: device, stream: stream,
+            rules: counts.map {
+                .init(
+                    rule: $0.rule, type: $0.type, dropped: $0.counts.dropped, flagged: $0.counts.flagged,
+                    reduced: $0.counts.reduced, emitted: $0.counts.emitted)
+            })
+        guard let body = try? JSONEncoder().encode(report) else { return }
+        let response = await transport.send(
+            UploadRequest(path: ProtocolPath.processingCounts, contentType: "application/json", body: Array(body)))
+        switch response {
+        case .success(let answer) where (200..<300).contains(answer.status):
+            reportedProcessingCounts = counts
+        case .success(let answer) where answer.status == 404 || answer.status == 405:
+            isProcessingReportUnsupported = true
+        default:
+            statistics.lastError = "reporting processing counts: \(Self.describe(response))"
+        }
     }
 
     // MARK: Flow control
