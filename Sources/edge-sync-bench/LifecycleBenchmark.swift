@@ -39,18 +39,7 @@ enum LifecycleBenchmark: BenchmarkScenario {
         let readings = options.integer("--readings") ?? 4_000_000
         let rounds = options.integer("--rounds") ?? 2
         let seconds = options.integer("--seconds") ?? 10
-        let current = try ReplayBenchmark.pairBinaries()
-        var builds = [Build(label: "this build", agent: current.agent, collector: current.collector)]
-        if let index = options.arguments.firstIndex(of: "--baseline"), index + 1 < options.arguments.count {
-            let folder = URL(fileURLWithPath: options.arguments[index + 1])
-            let baseline = Build(
-                label: "baseline", agent: folder.appendingPathComponent("edge-agent").path,
-                collector: folder.appendingPathComponent("cloud-collector").path)
-            for binary in [baseline.agent, baseline.collector] where !FileManager.default.isExecutableFile(atPath: binary) {
-                throw BenchmarkError("--baseline: \(binary) is missing")
-            }
-            builds.insert(baseline, at: 0)
-        }
+        let builds = try Self.builds(options)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifecycle-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -97,6 +86,23 @@ enum LifecycleBenchmark: BenchmarkScenario {
         print(life.render())
         print("\nPOST /write, gzip line protocol, 10,000 points per request, 4 connections, fsync full, \(seconds) s\n")
         print(ingest.render())
+    }
+
+    /// This build's binaries, preceded by those in `--baseline DIR` when given.
+    static func builds(_ options: BenchmarkOptions) throws -> [Build] {
+        let current = try ReplayBenchmark.pairBinaries()
+        var builds = [Build(label: "this build", agent: current.agent, collector: current.collector)]
+        if let index = options.arguments.firstIndex(of: "--baseline"), index + 1 < options.arguments.count {
+            let folder = URL(fileURLWithPath: options.arguments[index + 1])
+            let baseline = Build(
+                label: "baseline", agent: folder.appendingPathComponent("edge-agent").path,
+                collector: folder.appendingPathComponent("cloud-collector").path)
+            for binary in [baseline.agent, baseline.collector] where !FileManager.default.isExecutableFile(atPath: binary) {
+                throw BenchmarkError("--baseline: \(binary) is missing")
+            }
+            builds.insert(baseline, at: 0)
+        }
+        return builds
     }
 
     /// Real readings cycled (moved a year forward per pass) as one-field line protocol.

@@ -342,7 +342,7 @@ final class SpoolStore {
                 return ranges
             } catch let error as SQLiteError where error.isDiskFull {
                 database.rollbackQuietly()
-                let isCap = try isAtCap()
+                let isCap = try isAtCap(writing: Int64(readingCount) * 10 + 16 * 1024)
                 guard configuration.whenFull == .dropOldest, attempts < 32 else {
                     if isCap {
                         throw SpoolError(
@@ -361,11 +361,15 @@ final class SpoolStore {
     }
 
     /// Whether the page cap (rather than the file system) is what filled up.
-    private func isAtCap() throws -> Bool {
+    /// Whether a write of about `bytes` failed for the cap rather than for the disk: the pages in use
+    /// plus the write's would pass `max_page_count` (a large write can fail far from the cap's last
+    /// pages, as an import's 65,536-reading commits do).
+    private func isAtCap(writing bytes: Int64) throws -> Bool {
         guard let limits = pageLimits else { return false }
         let pages = try database.pragmaInteger("page_count") ?? 0
         let free = try database.pragmaInteger("freelist_count") ?? 0
-        return pages - free + 16 >= limits.normal
+        let pageSize = try database.pragmaInteger("page_size") ?? 4096
+        return pages - free + 16 + bytes / max(1, pageSize) >= limits.normal
     }
 
     /// Inserts the writes as chunks of at most `maxChunkReadings`; returns the next free sequence number.
@@ -601,7 +605,8 @@ final class SpoolStore {
     }
 
     /// The oldest unacknowledged, unquarantined readings in `range` as stored frames, for the
-    /// uploader to send as they are: whole chunks while they fit in `maxReadings` and `maxBytes`.
+    /// uploader to send as they are: whole chunks while they fit in `maxReadings` and `maxBytes`
+    /// (the first whole chunk inside `range` always, whatever its size).
     /// Only where the run has to cut a chunk (`range` starts or ends inside one, or its first chunk
     /// alone is over `maxReadings`) is that part decoded and encoded again. Each stored frame is
     /// checked (CRC-32, device, stream, sequence range) but not decoded; one that fails is quarantined
@@ -650,7 +655,13 @@ final class SpoolStore {
             if chunk.last < range.first { continue }
             if let previous = frames.last, chunk.first != previous.range.last + 1 { break }
             let wanted = SequenceRange(max(chunk.first, range.first), min(chunk.last, range.last))
-            let fits = readings + Int(wanted.count) <= maxReadings && (frames.isEmpty || bytes + statement.byteCount(at: 2) <= maxBytes)
+            // A whole chunk inside `range` is taken as the run's first frame even when it holds more
+            // than `maxReadings`: the chunk exists already, so sending it whole makes nobody wait,
+            // and cutting it would mean decoding and encoding it again (import and busy inputs store
+            // chunks of up to 65,536 readings, more than a live batch).
+            let fits =
+                frames.isEmpty
+                || (readings + Int(wanted.count) <= maxReadings && bytes + statement.byteCount(at: 2) <= maxBytes)
             if wanted == chunk && fits {
                 let frame = statement.withBlob(at: 2) { raw in
                     Result { () throws(CodecError) in (try decoder.summary(of: raw), Array(raw)) }

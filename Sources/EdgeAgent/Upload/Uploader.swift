@@ -218,7 +218,10 @@ package actor Uploader {
                 ? max(configuration.replayBatchReadings, configuration.maximumBatchReadings)
                 : configuration.maximumBatchReadings
             let upper = nextClaimedStart(after: start).map { min($0 - 1, last) } ?? last
-            let end = min(upper, start + UInt64(size) - 1)
+            // The range reaches as far as a replay batch, so that a stored chunk larger than a live
+            // batch still goes whole (the spool hands out at most `size` readings otherwise).
+            let reach = max(size, configuration.replayBatchReadings)
+            let end = min(upper, start + UInt64(reach) - 1)
             let range = SequenceRange(start, end)
             if let batch = try await source.frames(
                 in: range, maximumReadings: size, maximumBytes: configuration.maximumBatchBytes)
