@@ -15,6 +15,8 @@ final class MemorySource: UploadSource {
         var dropped: [SequenceRange] = []
         var droppedReported: [SequenceRange] = []
         var acknowledgeCalls = 0
+        /// What `processingCounts()` answers (a spool with processing rules).
+        var processing: [ProcessingRuleCounts] = []
     }
 
     let device: String
@@ -87,6 +89,8 @@ final class MemorySource: UploadSource {
         state.withLock { $0.droppedReported.append(contentsOf: ranges) }
     }
 
+    func processingCounts() async throws -> [ProcessingRuleCounts] { state.withLock { $0.processing } }
+
     var queuedCount: Int { state.withLock { $0.queued.count } }
 }
 
@@ -116,6 +120,9 @@ final class MemoryCollector: UploadTransport {
         var lastSuccessfulRequest = 0
         var sentRanges: [SequenceRange] = []
         var droppedReports: [DroppedRangesReport] = []
+        var processingReports: [ProcessingCountsReport] = []
+        /// The answer to `POST /v1/processing` (404: a collector that predates it).
+        var processingStatus = 200
     }
 
     let state = Mutex(State())
@@ -147,6 +154,17 @@ final class MemoryCollector: UploadTransport {
             }
             state.withLock { $0.droppedReports.append(report) }
             return .success(UploadResponse(status: 204))
+        }
+        if request.path == ProtocolPath.processingCounts {
+            guard let report = try? JSONDecoder().decode(ProcessingCountsReport.self, from: Data(request.body)) else {
+                return .success(UploadResponse(status: 400))
+            }
+            return .success(
+                UploadResponse(
+                    status: state.withLock { state in
+                        state.processingReports.append(report)
+                        return state.processingStatus
+                    }))
         }
         guard let batch = try? BatchDecoder().decode(request.body), let range = SequenceRange(batch.sequences) else {
             return .success(
