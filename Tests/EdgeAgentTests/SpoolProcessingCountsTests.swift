@@ -57,8 +57,10 @@ import Testing
             #expect(try await processing.appendWhole(seriesKeys: ["other v"], readings: readings([1])) != nil)
 
             let expected: [String: ProcessingCounts] = [
-                "range": ProcessingCounts(dropped: 1), "negative": ProcessingCounts(flagged: 1),
-                "debug": ProcessingCounts(dropped: 4), "steady": ProcessingCounts(reduced: 1),
+                "range": ProcessingCounts(dropped: 1, kept: 4), "negative": ProcessingCounts(flagged: 1, kept: 3),
+                "debug": ProcessingCounts(dropped: 4),
+                // The flagged reading passes the deadband unreduced: kept there.
+                "steady": ProcessingCounts(reduced: 1, kept: 3),
             ]
             #expect(try await stored(spool) == expected)
             let inMemory = Dictionary(uniqueKeysWithValues: processing.counts.map { ($0.rule.name, $0.counts) })
@@ -81,6 +83,7 @@ import Testing
             #expect(rows.first?["rule"] as? String == "debug")
             #expect(rows.first?["dropped"] as? Int == 5)
             #expect(rows.last?["reduced"] as? Int == 1)
+            #expect(rows.last?["kept"] as? Int == 3)
         }
     }
 
@@ -126,7 +129,11 @@ import Testing
             #expect(
                 try await processing.appendWhole(seriesKeys: ["room temp"], readings: readings([20, 20.1, 900]))
                     == SequenceRange(3, 3))
-            #expect(try await stored(spool) == ["range": ProcessingCounts(dropped: 1), "steady": ProcessingCounts(reduced: 1)])
+            #expect(
+                try await stored(spool) == [
+                    "range": ProcessingCounts(dropped: 1, kept: 2), "negative": ProcessingCounts(kept: 2),
+                    "steady": ProcessingCounts(reduced: 1, kept: 1),
+                ])
             #expect(try await storedReadings(spool).map(\.key) == ["old v", "old v", "room temp"])
         }
     }

@@ -73,7 +73,7 @@ extension ChildProcessTests {
                 for rule in agentRules {
                     let name = try #require(rule["rule"] as? String)
                     let theirs = try #require(collectorRules.first { $0["rule"] as? String == name }, "\(name)")
-                    for key in ["type", "dropped", "flagged", "reduced", "emitted"] {
+                    for key in ["type", "kept", "dropped", "flagged", "reduced", "emitted"] {
                         #expect("\(theirs[key] ?? "missing")" == "\(rule[key] ?? "missing")", "\(name).\(key)")
                     }
                 }
