@@ -81,6 +81,30 @@ struct ProcessingCountsTests {
     }
 }
 
+extension ProcessingCountsTests {
+    /// Development builds made the table without `kept`: it reads as 0, and the next report adds it.
+    @Test func aTableOfTheFirstShapeIsReadAndGetsTheKeptColumn() async throws {
+        try await QueryAPITests.withKnownData { collector, tokens in
+            let database = try SQLiteDatabase(path: collector.databasePath)
+            try database.execute(
+                """
+                CREATE TABLE processing_counts (device TEXT NOT NULL, stream TEXT NOT NULL, rule TEXT NOT NULL,
+                    type TEXT NOT NULL, dropped INTEGER NOT NULL, flagged INTEGER NOT NULL, reduced INTEGER NOT NULL,
+                    emitted INTEGER NOT NULL, reported_at INTEGER NOT NULL, PRIMARY KEY (device, stream, rule)) WITHOUT ROWID;
+                INSERT INTO processing_counts VALUES ('gateway-1', '\(0xABCD)', 'range', 'validate', 4, 0, 0, 0, 1);
+                """)
+            var stream = try #require(try await streams(collector).first)
+            #expect(stream.processing.map(\.dropped) == [4])
+            #expect(stream.processing.map(\.kept) == [0])
+            var report = Self.report(dropped: 5, reduced: 1)
+            report.rules[0].kept = 70
+            #expect(try await post(collector, report, token: tokens["gateway-1"]).status == 200)
+            stream = try #require(try await streams(collector).first)
+            #expect(stream.processing.map(\.kept) == [70, 0])
+        }
+    }
+}
+
 /// Both backends keep the same processing counts for the same reports.
 struct ProcessingCountsBackendTests {
     @Test func sqliteAndPostgresKeepTheLargestTotalsPerStreamAndRule() async throws {

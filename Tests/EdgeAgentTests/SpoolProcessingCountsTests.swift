@@ -138,3 +138,28 @@ import Testing
         }
     }
 }
+
+extension SpoolProcessingCountsTests {
+    /// Development builds made the table without `kept`; such a spool gets the column at open.
+    @Test func aTableOfTheFirstShapeGetsTheKeptColumn() async throws {
+        try await withTemporaryDirectory { (directory: String) async throws in
+            do {
+                let spool = try await Spool.open(spoolConfiguration(directory))
+                _ = try await spool.append(seriesKeys: ["old v"], readings: readings([1]))
+            }
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute(
+                """
+                DROP TABLE processing_counts;
+                CREATE TABLE processing_counts(rule TEXT PRIMARY KEY, type TEXT NOT NULL,
+                    dropped INTEGER NOT NULL DEFAULT 0, flagged INTEGER NOT NULL DEFAULT 0,
+                    reduced INTEGER NOT NULL DEFAULT 0, emitted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+                INSERT INTO processing_counts VALUES ('range', 'validate', 7, 0, 0, 0);
+                """)
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            #expect(try await stored(spool)["range"] == ProcessingCounts(dropped: 7))
+            _ = try await sink(spool).appendWhole(seriesKeys: ["room temp"], readings: readings([20, 900]))
+            #expect(try await stored(spool)["range"] == ProcessingCounts(dropped: 8, kept: 1))
+        }
+    }
+}

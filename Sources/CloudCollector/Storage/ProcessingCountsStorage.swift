@@ -43,6 +43,19 @@ package enum ProcessingCountsTable {
     static let select = "SELECT device, stream, rule, type, dropped, flagged, reduced, emitted, kept FROM processing_counts"
         + " ORDER BY device, stream, rule"
 
+    /// Whether the table has `kept` (its first shape, in development builds, had not): readers
+    /// then read 0 for it.
+    static func hasKeptColumn(_ db: SQLiteDatabase) throws -> Bool {
+        let probe = try db.statement(
+            "SELECT count(*) FROM pragma_table_info('processing_counts') WHERE name = 'kept'")
+        defer { probe.reset() }
+        return try probe.step() && probe.int64(at: 0) > 0
+    }
+
+    static func select(kept: Bool) -> String {
+        select.replacingOccurrences(of: ", kept FROM", with: kept ? ", kept FROM" : ", 0 FROM")
+    }
+
     /// Most rules one report may name (the edge allows 256 in its configuration).
     static let maximumRules = 1024
 
@@ -77,6 +90,9 @@ extension SQLiteReadingStore: ProcessingCountsStore {
         try ProcessingCountsTable.check(report)
         try database.transaction(.immediate) { db in
             try db.execute(ProcessingCountsTable.sqliteTable)
+            if !(try ProcessingCountsTable.hasKeptColumn(db)) {
+                try db.execute("ALTER TABLE processing_counts ADD COLUMN kept INTEGER NOT NULL DEFAULT 0")
+            }
             let upsert = try db.statement(
                 ProcessingCountsTable.upsert((1...10).map { "?\($0)" }, greatest: "max"))
             for rule in report.rules {
@@ -101,6 +117,8 @@ extension PostgresReadingStore: ProcessingCountsStore {
         try ProcessingCountsTable.check(report)
         try session.withConnection { connection in
             try connection.execute(ProcessingCountsTable.postgresTable)
+            try connection.execute(
+                "ALTER TABLE processing_counts ADD COLUMN IF NOT EXISTS kept bigint NOT NULL DEFAULT 0")
             try connection.transaction { connection in
                 for rule in report.rules {
                     try connection.query(
@@ -123,7 +141,7 @@ extension SQLiteReadingQueries: ProcessingCountsQueries {
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'processing_counts'")
             defer { exists.reset() }
             guard try exists.step(), exists.int64(at: 0) > 0 else { return [:] }
-            let select = try db.statement(ProcessingCountsTable.select)
+            let select = try db.statement(ProcessingCountsTable.select(kept: try ProcessingCountsTable.hasKeptColumn(db)))
             defer { select.reset() }
             var counts: [StreamKey: [ProcessingCountsReport.Rule]] = [:]
             while try select.step() {
@@ -144,7 +162,9 @@ extension PostgresReadingQueries: ProcessingCountsQueries {
         try await pool.run { connection in
             let exists = try connection.query("SELECT to_regclass('processing_counts') IS NOT NULL")
             guard exists.count > 0, exists.string(0, 0) == "t" else { return [:] }
-            let rows = try connection.query(ProcessingCountsTable.select)
+            let column = try connection.query(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'processing_counts' AND column_name = 'kept'")
+            let rows = try connection.query(ProcessingCountsTable.select(kept: (try column.int64(0, 0) ?? 0) > 0))
             var counts: [StreamKey: [ProcessingCountsReport.Rule]] = [:]
             for row in 0..<rows.count {
                 guard let stream = UInt64(rows.string(row, 1) ?? "") else { continue }

@@ -51,6 +51,10 @@ extension SpoolStore {
                 kept INTEGER NOT NULL DEFAULT 0
             ) WITHOUT ROWID
             """)
+        // The table's first shape (development builds before `kept`) gets the column.
+        if (try? database.prepare("SELECT kept FROM processing_counts LIMIT 0")) == nil {
+            try database.execute("ALTER TABLE processing_counts ADD COLUMN kept INTEGER NOT NULL DEFAULT 0")
+        }
     }
 
     /// Adds the counts of `writes`; runs inside the commit transaction. A rule's row keeps its
