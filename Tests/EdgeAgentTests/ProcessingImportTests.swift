@@ -54,16 +54,19 @@ extension ChildProcessTests {
 
                 // The counts are in the spool: `status` shows them, and a second import adds to them.
                 _ = try await runProcess(
-                    try edgeAgentBinary(), ["import", "--config", file, "-"], input: Data(Self.line("debug x=2", 9).utf8))
+                    try edgeAgentBinary(), ["import", "--config", file, "-"],
+                    input: Data(Self.line("debug x=2", 9).utf8))
                 let text = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory])
                 #expect(text.status == 0, "\(text.stderr)")
                 #expect(
                     text.stdout.contains("rule      debug (drop): kept 0, dropped 2, flagged 0, reduced 0, emitted 0"),
                     "\(text.stdout)")
                 #expect(
-                    text.stdout.contains("rule      minutes (downsample): kept 0, dropped 0, flagged 0, reduced 3, emitted 2"),
+                    text.stdout.contains(
+                        "rule      minutes (downsample): kept 0, dropped 0, flagged 0, reduced 3, emitted 2"),
                     "\(text.stdout)")
-                let json = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory, "--json"])
+                let json = try await runProcess(
+                    try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory, "--json"])
                 let object = try #require(
                     try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
                 let rules = try #require(object["processing"] as? [[String: Any]])

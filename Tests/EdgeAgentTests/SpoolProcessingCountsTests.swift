@@ -34,7 +34,9 @@ import Testing
     }
 
     func readings(_ values: [Double]) -> [Reading] {
-        values.enumerated().map { Reading(series: 0, timestamp: Self.now + Int64($0.offset) * Self.second, value: $0.element) }
+        values.enumerated().map {
+            Reading(series: 0, timestamp: Self.now + Int64($0.offset) * Self.second, value: $0.element)
+        }
     }
 
     func stored(_ spool: Spool) async throws -> [String: ProcessingCounts] {
@@ -98,7 +100,10 @@ import Testing
             await #expect(throws: SpoolError.self) {
                 _ = try await processing.appendWhole(
                     seriesKeys: ["room temp", "debug x"],
-                    readings: [Reading(series: 0, timestamp: Self.now, value: 5), Reading(series: 1, timestamp: Self.now, value: 1)])
+                    readings: [
+                        Reading(series: 0, timestamp: Self.now, value: 5),
+                        Reading(series: 1, timestamp: Self.now, value: 1),
+                    ])
             }
             #expect(try await stored(spool).isEmpty)
             #expect(processing.counts.allSatisfy { $0.counts.isZero })

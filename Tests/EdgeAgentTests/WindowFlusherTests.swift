@@ -127,7 +127,9 @@ extension WindowFlusherTests {
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next())
             let body = Array("vib a=3 \(Self.start)\nvib a=8 \(Self.start + 5 * Self.second)\n".utf8)
-            let answer = try await onDedicatedThread { try BlockingHTTPClient(port: port).post("/write?db=x", body: body) }
+            let answer = try await onDedicatedThread {
+                try BlockingHTTPClient(port: port).post("/write?db=x", body: body)
+            }
             #expect(answer.status == 204)
             #expect(try Spool.inspect(dataDirectory: directory).nextSequence == 1, "the window is open")
 

@@ -28,16 +28,21 @@ extension ChildProcessTests {
                 try text.write(toFile: input, atomically: false, encoding: .utf8)
                 let imported = try await ChildProcess.run(
                     try ChildProcess.productURL("edge-agent"),
-                    ["import", "--config", config, "--data-dir", pair.spoolDirectory, "--device", PairFixture.device, input])
+                    [
+                        "import", "--config", config, "--data-dir", pair.spoolDirectory, "--device", PairFixture.device,
+                        input,
+                    ])
                 try #require(imported.status == 0, "\(imported.stderr)")
                 let summary = try #require(
-                    imported.stdout.firstMatch(of: /processing: (\d+) readings read, (\d+) stored/), "\(imported.stdout)")
+                    imported.stdout.firstMatch(of: /processing: (\d+) readings read, (\d+) stored/),
+                    "\(imported.stdout)")
                 let read = try #require(Int64(summary.1))
                 let stored = try #require(Int64(summary.2))
 
                 let status = try await ChildProcess.run(
                     try ChildProcess.productURL("edge-agent"), ["status", "--data-dir", pair.spoolDirectory, "--json"])
-                let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+                let object = try #require(
+                    try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
                 let agentRules = try #require(object["processing"] as? [[String: Any]])
                 func agent(_ rule: String, _ key: String) -> Int64? {
                     (agentRules.first { $0["rule"] as? String == rule }?[key] as? Int).map(Int64.init)
@@ -59,7 +64,8 @@ extension ChildProcessTests {
                 #expect(drained.status == 0, "\(drained.stderr)")
                 let devices = try await onDedicatedThread { [port = collector.port] in
                     try BlockingHTTPClient(port: port).send(
-                        method: "GET", path: "/v1/devices", headers: [("Authorization", "Bearer \(Self.operatorToken)")])
+                        method: "GET", path: "/v1/devices", headers: [("Authorization", "Bearer \(Self.operatorToken)")]
+                    )
                 }
                 try #require(devices.status == 200, "\(devices.text)")
                 let report = try #require(try JSONSerialization.jsonObject(with: Data(devices.body)) as? [String: Any])

@@ -20,7 +20,9 @@ package enum ProcessingCountsTable {
 
     /// The one table in either dialect.
     private static func table(text: String, integer: String, suffix: String) -> String {
-        let counts = ["dropped", "flagged", "reduced", "emitted", "reported_at", "kept"].map { "\($0) \(integer) NOT NULL" }
+        let counts = ["dropped", "flagged", "reduced", "emitted", "reported_at", "kept"].map {
+            "\($0) \(integer) NOT NULL"
+        }
         let keys = ["device", "stream", "rule", "type"].map { "\($0) \(text) NOT NULL" }
         return "CREATE TABLE IF NOT EXISTS processing_counts ("
             + (keys + counts).joined(separator: ", ") + ", PRIMARY KEY (device, stream, rule))" + suffix
@@ -40,7 +42,8 @@ package enum ProcessingCountsTable {
         """
     }
 
-    static let select = "SELECT device, stream, rule, type, dropped, flagged, reduced, emitted, kept FROM processing_counts"
+    static let select =
+        "SELECT device, stream, rule, type, dropped, flagged, reduced, emitted, kept FROM processing_counts"
         + " ORDER BY device, stream, rule"
 
     /// Whether the table has `kept` (its first shape, in development builds, had not): readers
@@ -68,7 +71,8 @@ package enum ProcessingCountsTable {
             guard (1...256).contains(rule.rule.utf8.count), !rule.rule.utf8.contains(0), !rule.type.utf8.contains(0),
                 rule.dropped >= 0, rule.flagged >= 0, rule.reduced >= 0, rule.emitted >= 0, rule.kept >= 0
             else {
-                throw CollectorStorageError("rule \(rule.rule.prefix(80).debugDescription): a name of 1...256 bytes and counts ≥ 0 are needed")
+                throw CollectorStorageError(
+                    "rule \(rule.rule.prefix(80).debugDescription): a name of 1...256 bytes and counts ≥ 0 are needed")
             }
         }
     }
@@ -141,7 +145,8 @@ extension SQLiteReadingQueries: ProcessingCountsQueries {
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'processing_counts'")
             defer { exists.reset() }
             guard try exists.step(), exists.int64(at: 0) > 0 else { return [:] }
-            let select = try db.statement(ProcessingCountsTable.select(kept: try ProcessingCountsTable.hasKeptColumn(db)))
+            let select = try db.statement(
+                ProcessingCountsTable.select(kept: try ProcessingCountsTable.hasKeptColumn(db)))
             defer { select.reset() }
             var counts: [StreamKey: [ProcessingCountsReport.Rule]] = [:]
             while try select.step() {
@@ -163,7 +168,8 @@ extension PostgresReadingQueries: ProcessingCountsQueries {
             let exists = try connection.query("SELECT to_regclass('processing_counts') IS NOT NULL")
             guard exists.count > 0, exists.string(0, 0) == "t" else { return [:] }
             let column = try connection.query(
-                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'processing_counts' AND column_name = 'kept'")
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'processing_counts' AND column_name = 'kept'"
+            )
             let rows = try connection.query(ProcessingCountsTable.select(kept: (try column.int64(0, 0) ?? 0) > 0))
             var counts: [StreamKey: [ProcessingCountsReport.Rule]] = [:]
             for row in 0..<rows.count {
@@ -171,7 +177,8 @@ extension PostgresReadingQueries: ProcessingCountsQueries {
                 counts[StreamKey(device: rows.string(row, 0) ?? "", stream: stream), default: []].append(
                     ProcessingCountsReport.Rule(
                         rule: rows.string(row, 2) ?? "", type: rows.string(row, 3) ?? "",
-                        kept: try rows.requiredInt64(row, 8), dropped: try rows.requiredInt64(row, 4), flagged: try rows.requiredInt64(row, 5),
+                        kept: try rows.requiredInt64(row, 8), dropped: try rows.requiredInt64(row, 4),
+                        flagged: try rows.requiredInt64(row, 5),
                         reduced: try rows.requiredInt64(row, 6), emitted: try rows.requiredInt64(row, 7)))
             }
             return counts

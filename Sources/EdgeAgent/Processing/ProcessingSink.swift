@@ -214,7 +214,8 @@ extension ProcessingSink {
         var samples: [(labels: [(String, String)], value: Double)] = []
         for (rule, counts) in counts {
             let outcomes: [(String, Int64)] = [
-                ("kept", counts.kept), ("dropped", counts.dropped), ("flagged", counts.flagged), ("reduced", counts.reduced),
+                ("kept", counts.kept), ("dropped", counts.dropped), ("flagged", counts.flagged),
+                ("reduced", counts.reduced),
                 ("emitted", counts.emitted),
             ]
             for (outcome, value) in outcomes {

@@ -66,10 +66,10 @@ package final class AgentService: Sendable {
         if !configuration.processing.isEmpty {
             // `/metrics` goes on from the totals the spool kept across restarts.
             let stored = (try? await spool.processingCounts()) ?? []
+            let totals = Dictionary(stored.map { ($0.rule, $0.counts) }, uniquingKeysWith: { first, _ in first })
             processing = ProcessingSink(
                 rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
-                inner: spool, initialCounts: Dictionary(stored.map { ($0.rule, $0.counts) }, uniquingKeysWith: { first, _ in first }),
-                now: processingClock)
+                inner: spool, initialCounts: totals, now: processingClock)
         }
         metrics.processing = processing
         let inputs = InputServices(
