@@ -54,8 +54,8 @@ package struct DroppedRangesReport: Codable, Hashable, Sendable {
 }
 
 /// What the edge's processing rules did to a stream's readings since its spool was created: per
-/// rule, readings dropped, flagged (kept in a sibling series), reduced (not stored as themselves)
-/// and emitted (made by a downsample). Totals, so sending the same report twice, or an older one
+/// rule, readings kept (passed on as themselves), dropped, flagged (kept in a sibling series),
+/// reduced (not stored as themselves) and emitted (made by a downsample). Totals, so sending the same report twice, or an older one
 /// after a newer, changes nothing: the collector keeps the largest value of each count.
 package struct ProcessingCountsReport: Codable, Hashable, Sendable {
     package var device: String
@@ -69,10 +69,15 @@ package struct ProcessingCountsReport: Codable, Hashable, Sendable {
         package var flagged: Int64
         package var reduced: Int64
         package var emitted: Int64
+        /// Readings the rule passed on as themselves.
+        package var kept: Int64
 
-        package init(rule: String, type: String, dropped: Int64, flagged: Int64, reduced: Int64, emitted: Int64) {
+        package init(
+            rule: String, type: String, kept: Int64 = 0, dropped: Int64, flagged: Int64, reduced: Int64, emitted: Int64
+        ) {
             self.rule = rule
             self.type = type
+            self.kept = kept
             self.dropped = dropped
             self.flagged = flagged
             self.reduced = reduced

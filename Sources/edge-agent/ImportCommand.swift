@@ -127,8 +127,8 @@ extension ImportCommand {
         var parts = ["processing: \(parsed) readings read, \(stored) stored"]
         for (rule, counts) in processing.counts where !counts.isZero {
             let outcomes = [
-                ("dropped", counts.dropped), ("flagged", counts.flagged), ("reduced", counts.reduced),
-                ("emitted", counts.emitted),
+                ("kept", counts.kept), ("dropped", counts.dropped), ("flagged", counts.flagged),
+                ("reduced", counts.reduced), ("emitted", counts.emitted),
             ].filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
             parts.append("rule \(rule.name) " + outcomes.joined(separator: ", "))
         }

@@ -52,7 +52,7 @@ enum StatusCommand: Subcommand {
         for rule in status.processing {
             let counts = rule.counts
             lines.append(
-                "  rule      \(rule.rule) (\(rule.type)): dropped \(counts.dropped), flagged \(counts.flagged),"
+                "  rule      \(rule.rule) (\(rule.type)): kept \(counts.kept), dropped \(counts.dropped), flagged \(counts.flagged),"
                     + " reduced \(counts.reduced), emitted \(counts.emitted) (processing)")
         }
         var problems: [String] = []

@@ -268,7 +268,8 @@ enum ProcessingBenchmark: BenchmarkScenario {
                 readings.append(Reading(series: series, timestamp: reading.time, value: reading.value))
             }
             total += try encoder.encode(
-                Batch(device: "bench", stream: 1, firstSequence: UInt64(start + 1), seriesKeys: keys, readings: readings)
+                Batch(
+                    device: "bench", stream: 1, firstSequence: UInt64(start + 1), seriesKeys: keys, readings: readings)
             ).count
             start = end
         }
@@ -372,8 +373,13 @@ enum ProcessingBenchmark: BenchmarkScenario {
             let (key, suffix): (String, String) =
                 aggregates == 1
                 ? (reading.key, "mean")
-                : (String(reading.key[..<(reading.key.lastIndex(of: "_") ?? reading.key.endIndex)]),
-                    String(reading.key[(reading.key.lastIndex(of: "_").map { reading.key.index(after: $0) } ?? reading.key.endIndex)...]))
+                : (
+                    String(reading.key[..<(reading.key.lastIndex(of: "_") ?? reading.key.endIndex)]),
+                    String(
+                        reading.key[
+                            (reading.key.lastIndex(of: "_").map { reading.key.index(after: $0) } ?? reading.key.endIndex)...
+                        ])
+                )
             let start = ProcessingEngine.windowStart(reading.time, width: window)
             guard let aggregate = windows[key]?[start] else {
                 exact = false
@@ -421,7 +427,8 @@ enum ProcessingBenchmark: BenchmarkScenario {
                 table.append(
                     input.name, rule, setting, String(stored.count),
                     String(format: "%.1f", Double(stored.count) / Double(count) * 100),
-                    String(format: "%.3f", Double(try encodedBytes(stored)) / Double(count)), error, held ? "yes" : "NO")
+                    String(format: "%.3f", Double(try encodedBytes(stored)) / Double(count)), error, held ? "yes" : "NO"
+                )
             }
             table.append(
                 input.name, "none", "lossless", String(count), "100.0",
@@ -439,7 +446,9 @@ enum ProcessingBenchmark: BenchmarkScenario {
             let step = medianStep(input)
             for multiple: Int64 in [10, 60] {
                 let window = max(1_000_000, step * multiple)
-                for aggregates in [[ProcessingRule.Downsample.Aggregate.mean], ProcessingRule.Downsample.Aggregate.allCases] {
+                for aggregates in [
+                    [ProcessingRule.Downsample.Aggregate.mean], ProcessingRule.Downsample.Aggregate.allCases,
+                ] {
                     let rules = perField(input) { _ in .downsample(.init(window: window, aggregates: aggregates)) }
                     let stored = process(input, rules: rules)
                     let (error, exact) = downsampleError(input, stored, window: window, aggregates: aggregates.count)

@@ -38,12 +38,18 @@ struct ProcessingCountsTests {
             let text = try await collector.get("/v1/devices", token: QueryAPITests.operatorToken).text
             #expect(text.contains("\"processing\":[]"), "the key is always there")
 
-            #expect(try await post(collector, Self.report(dropped: 5, reduced: 40), token: tokens["gateway-1"]).status == 200)
+            #expect(
+                try await post(collector, Self.report(dropped: 5, reduced: 40), token: tokens["gateway-1"]).status
+                    == 200)
             // A late, older report (smaller totals) changes nothing; a newer one raises them.
-            #expect(try await post(collector, Self.report(dropped: 3, reduced: 10), token: tokens["gateway-1"]).status == 200)
+            #expect(
+                try await post(collector, Self.report(dropped: 3, reduced: 10), token: tokens["gateway-1"]).status
+                    == 200)
             var stream = try #require(try await streams(collector).first)
             #expect(stream.processing == Self.report(dropped: 5, reduced: 40).rules)
-            #expect(try await post(collector, Self.report(dropped: 6, reduced: 41), token: tokens["gateway-1"]).status == 200)
+            #expect(
+                try await post(collector, Self.report(dropped: 6, reduced: 41), token: tokens["gateway-1"]).status
+                    == 200)
             stream = try #require(try await streams(collector).first)
             #expect(stream.processing.map(\.dropped) == [6, 0])
             #expect(stream.processing.map(\.reduced) == [0, 41])
@@ -51,7 +57,9 @@ struct ProcessingCountsTests {
             #expect(stream.gapReadings == 0)
 
             // Another device's token cannot report for gateway-1; a malformed body is 400.
-            #expect(try await post(collector, Self.report(dropped: 99, reduced: 99), token: tokens["gateway-2"]).status == 403)
+            #expect(
+                try await post(collector, Self.report(dropped: 99, reduced: 99), token: tokens["gateway-2"]).status
+                    == 403)
             var negative = Self.report(dropped: 1, reduced: 1)
             negative.rules[0].dropped = -1
             #expect(try await post(collector, negative, token: tokens["gateway-1"]).status == 400)
@@ -73,10 +81,36 @@ struct ProcessingCountsTests {
             #expect(try tables.step() && tables.int64(at: 0) == 0, "created by the first report only")
             tables.reset()
             #expect(try await streams(collector).count == 1)
-            #expect(try await post(collector, Self.report(dropped: 2, reduced: 3), token: tokens["gateway-1"]).status == 200)
+            #expect(
+                try await post(collector, Self.report(dropped: 2, reduced: 3), token: tokens["gateway-1"]).status == 200
+            )
             #expect(try tables.step() && tables.int64(at: 0) == 1)
             tables.reset()
             #expect(try await streams(collector).first?.processing.map(\.reduced) == [0, 3])
+        }
+    }
+}
+
+extension ProcessingCountsTests {
+    /// Development builds made the table without `kept`: it reads as 0, and the next report adds it.
+    @Test func aTableOfTheFirstShapeIsReadAndGetsTheKeptColumn() async throws {
+        try await QueryAPITests.withKnownData { collector, tokens in
+            let database = try SQLiteDatabase(path: collector.databasePath)
+            try database.execute(
+                """
+                CREATE TABLE processing_counts (device TEXT NOT NULL, stream TEXT NOT NULL, rule TEXT NOT NULL,
+                    type TEXT NOT NULL, dropped INTEGER NOT NULL, flagged INTEGER NOT NULL, reduced INTEGER NOT NULL,
+                    emitted INTEGER NOT NULL, reported_at INTEGER NOT NULL, PRIMARY KEY (device, stream, rule)) WITHOUT ROWID;
+                INSERT INTO processing_counts VALUES ('gateway-1', '\(0xABCD)', 'range', 'validate', 4, 0, 0, 0, 1);
+                """)
+            var stream = try #require(try await streams(collector).first)
+            #expect(stream.processing.map(\.dropped) == [4])
+            #expect(stream.processing.map(\.kept) == [0])
+            var report = Self.report(dropped: 5, reduced: 1)
+            report.rules[0].kept = 70
+            #expect(try await post(collector, report, token: tokens["gateway-1"]).status == 200)
+            stream = try #require(try await streams(collector).first)
+            #expect(stream.processing.map(\.kept) == [70, 0])
         }
     }
 }

@@ -125,7 +125,7 @@ extension ProcessingEngine {
         #expect(stored.count == 5)
         #expect(stored.prefix(4).map(\.value) == [20, -40, 85, 21])
         #expect(stored.last?.key == "weather humidity" && stored.last?.value.isNaN == true)
-        #expect(counts[0] == ProcessingCounts(dropped: 6))
+        #expect(counts[0] == ProcessingCounts(dropped: 6, kept: 4))
     }
 
     @Test func validateKeepsAndFlagsIntoASiblingSeries() {

@@ -38,7 +38,7 @@ extension ChildProcessTests {
                 #expect(result.stdout.contains("lines 1-8 (3 readings, seq 1-3)"), "\(result.stdout)")
                 #expect(
                     result.stdout.contains(
-                        "processing: 8 readings read, 4 stored; rule range dropped 1; rule steady reduced 1;"
+                        "processing: 8 readings read, 4 stored; rule range kept 3, dropped 1; rule steady kept 2, reduced 1;"
                             + " rule minutes reduced 3, emitted 2; rule debug dropped 1"),
                     "\(result.stdout)")
 
@@ -54,16 +54,19 @@ extension ChildProcessTests {
 
                 // The counts are in the spool: `status` shows them, and a second import adds to them.
                 _ = try await runProcess(
-                    try edgeAgentBinary(), ["import", "--config", file, "-"], input: Data(Self.line("debug x=2", 9).utf8))
+                    try edgeAgentBinary(), ["import", "--config", file, "-"],
+                    input: Data(Self.line("debug x=2", 9).utf8))
                 let text = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory])
                 #expect(text.status == 0, "\(text.stderr)")
                 #expect(
-                    text.stdout.contains("rule      debug (drop): dropped 2, flagged 0, reduced 0, emitted 0"),
+                    text.stdout.contains("rule      debug (drop): kept 0, dropped 2, flagged 0, reduced 0, emitted 0"),
                     "\(text.stdout)")
                 #expect(
-                    text.stdout.contains("rule      minutes (downsample): dropped 0, flagged 0, reduced 3, emitted 2"),
+                    text.stdout.contains(
+                        "rule      minutes (downsample): kept 0, dropped 0, flagged 0, reduced 3, emitted 2"),
                     "\(text.stdout)")
-                let json = try await runProcess(try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory, "--json"])
+                let json = try await runProcess(
+                    try edgeAgentBinary(), ["status", "--data-dir", spoolDirectory, "--json"])
                 let object = try #require(
                     try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
                 let rules = try #require(object["processing"] as? [[String: Any]])
@@ -72,6 +75,7 @@ extension ChildProcessTests {
                 #expect(rules.map { $0["reduced"] as? Int } == [0, 3, 0, 1])
                 #expect(rules.map { $0["emitted"] as? Int } == [0, 2, 0, 0])
                 #expect(rules.map { $0["type"] as? String } == ["drop", "downsample", "validate", "deadband"])
+                #expect(rules.map { $0["kept"] as? Int } == [0, 0, 3, 2])
             }
         }
 

@@ -56,9 +56,10 @@ import Testing
             #expect(stored.map(\.key) == ["room,host=a celsius", "room,host=a celsius", "other v"])
             #expect(stored.map(\.value) == [21.5, 23, 1])
             let counts = Dictionary(uniqueKeysWithValues: processing.counts.map { ($0.rule.name, $0.counts) })
-            #expect(counts["range"] == ProcessingCounts(dropped: 1))
+            #expect(counts["tenths"] == ProcessingCounts(kept: 4))
+            #expect(counts["range"] == ProcessingCounts(dropped: 1, kept: 3))
             #expect(counts["debug"] == ProcessingCounts(dropped: 1))
-            #expect(counts["steady"] == ProcessingCounts(reduced: 1))
+            #expect(counts["steady"] == ProcessingCounts(reduced: 1, kept: 2))
             // A write the rules drop whole is answered as stored, and stores nothing.
             let dropped = Array("room,host=test decicelsius=1 1700000006000000000\n".utf8)
             let again = try await inputs.respond(
@@ -84,7 +85,7 @@ import Testing
         let range = try await processing.appendWhole(seriesKeys: keys, readings: readings)
         #expect(range == SequenceRange(1, 1))
         #expect(inner.readings.map(\.value) == [20])
-        #expect(processing.counts[3].counts == ProcessingCounts(reduced: 1))
+        #expect(processing.counts[3].counts == ProcessingCounts(reduced: 1, kept: 1))
         // All of a write dropped: nothing reaches the spool, and the answer says so.
         let none = try await processing.appendWhole(seriesKeys: ["x,host=test v"], readings: [readings[0]])
         #expect(none == nil)

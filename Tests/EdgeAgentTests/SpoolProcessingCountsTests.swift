@@ -34,7 +34,9 @@ import Testing
     }
 
     func readings(_ values: [Double]) -> [Reading] {
-        values.enumerated().map { Reading(series: 0, timestamp: Self.now + Int64($0.offset) * Self.second, value: $0.element) }
+        values.enumerated().map {
+            Reading(series: 0, timestamp: Self.now + Int64($0.offset) * Self.second, value: $0.element)
+        }
     }
 
     func stored(_ spool: Spool) async throws -> [String: ProcessingCounts] {
@@ -57,8 +59,10 @@ import Testing
             #expect(try await processing.appendWhole(seriesKeys: ["other v"], readings: readings([1])) != nil)
 
             let expected: [String: ProcessingCounts] = [
-                "range": ProcessingCounts(dropped: 1), "negative": ProcessingCounts(flagged: 1),
-                "debug": ProcessingCounts(dropped: 4), "steady": ProcessingCounts(reduced: 1),
+                "range": ProcessingCounts(dropped: 1, kept: 4), "negative": ProcessingCounts(flagged: 1, kept: 3),
+                "debug": ProcessingCounts(dropped: 4),
+                // The flagged reading passes the deadband unreduced: kept there.
+                "steady": ProcessingCounts(reduced: 1, kept: 3),
             ]
             #expect(try await stored(spool) == expected)
             let inMemory = Dictionary(uniqueKeysWithValues: processing.counts.map { ($0.rule.name, $0.counts) })
@@ -81,6 +85,7 @@ import Testing
             #expect(rows.first?["rule"] as? String == "debug")
             #expect(rows.first?["dropped"] as? Int == 5)
             #expect(rows.last?["reduced"] as? Int == 1)
+            #expect(rows.last?["kept"] as? Int == 3)
         }
     }
 
@@ -95,7 +100,10 @@ import Testing
             await #expect(throws: SpoolError.self) {
                 _ = try await processing.appendWhole(
                     seriesKeys: ["room temp", "debug x"],
-                    readings: [Reading(series: 0, timestamp: Self.now, value: 5), Reading(series: 1, timestamp: Self.now, value: 1)])
+                    readings: [
+                        Reading(series: 0, timestamp: Self.now, value: 5),
+                        Reading(series: 1, timestamp: Self.now, value: 1),
+                    ])
             }
             #expect(try await stored(spool).isEmpty)
             #expect(processing.counts.allSatisfy { $0.counts.isZero })
@@ -126,8 +134,37 @@ import Testing
             #expect(
                 try await processing.appendWhole(seriesKeys: ["room temp"], readings: readings([20, 20.1, 900]))
                     == SequenceRange(3, 3))
-            #expect(try await stored(spool) == ["range": ProcessingCounts(dropped: 1), "steady": ProcessingCounts(reduced: 1)])
+            #expect(
+                try await stored(spool) == [
+                    "range": ProcessingCounts(dropped: 1, kept: 2), "negative": ProcessingCounts(kept: 2),
+                    "steady": ProcessingCounts(reduced: 1, kept: 1),
+                ])
             #expect(try await storedReadings(spool).map(\.key) == ["old v", "old v", "room temp"])
+        }
+    }
+}
+
+extension SpoolProcessingCountsTests {
+    /// Development builds made the table without `kept`; such a spool gets the column at open.
+    @Test func aTableOfTheFirstShapeGetsTheKeptColumn() async throws {
+        try await withTemporaryDirectory { (directory: String) async throws in
+            do {
+                let spool = try await Spool.open(spoolConfiguration(directory))
+                _ = try await spool.append(seriesKeys: ["old v"], readings: readings([1]))
+            }
+            let database = try SQLiteDatabase(path: Spool.databasePath(in: directory))
+            try database.execute(
+                """
+                DROP TABLE processing_counts;
+                CREATE TABLE processing_counts(rule TEXT PRIMARY KEY, type TEXT NOT NULL,
+                    dropped INTEGER NOT NULL DEFAULT 0, flagged INTEGER NOT NULL DEFAULT 0,
+                    reduced INTEGER NOT NULL DEFAULT 0, emitted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+                INSERT INTO processing_counts VALUES ('range', 'validate', 7, 0, 0, 0);
+                """)
+            let spool = try await Spool.open(spoolConfiguration(directory))
+            #expect(try await stored(spool)["range"] == ProcessingCounts(dropped: 7))
+            _ = try await sink(spool).appendWhole(seriesKeys: ["room temp"], readings: readings([20, 900]))
+            #expect(try await stored(spool)["range"] == ProcessingCounts(dropped: 8, kept: 1))
         }
     }
 }

@@ -15,6 +15,8 @@ final class MemorySource: UploadSource {
         var dropped: [SequenceRange] = []
         var droppedReported: [SequenceRange] = []
         var acknowledgeCalls = 0
+        /// What `processingCounts()` answers (a spool with processing rules).
+        var processing: [ProcessingRuleCounts] = []
     }
 
     let device: String
@@ -99,6 +101,8 @@ final class MemorySource: UploadSource {
         state.withLock { $0.droppedReported.append(contentsOf: ranges) }
     }
 
+    func processingCounts() async throws -> [ProcessingRuleCounts] { state.withLock { $0.processing } }
+
     var queuedCount: Int { state.withLock { $0.queued.count } }
 }
 
@@ -132,6 +136,9 @@ final class MemoryCollector: UploadTransport {
         var contentTypes: [String] = []
         /// The `Edge-Sync-Sent-At` of each batch request (nil when absent).
         var sentAtHeaders: [String?] = []
+        var processingReports: [ProcessingCountsReport] = []
+        /// The answer to `POST /v1/processing` (404: a collector that predates it).
+        var processingStatus = 200
     }
 
     let state = Mutex(State())
@@ -166,6 +173,17 @@ final class MemoryCollector: UploadTransport {
             }
             state.withLock { $0.droppedReports.append(report) }
             return .success(UploadResponse(status: 204))
+        }
+        if request.path == ProtocolPath.processingCounts {
+            guard let report = try? JSONDecoder().decode(ProcessingCountsReport.self, from: Data(request.body)) else {
+                return .success(UploadResponse(status: 400))
+            }
+            return .success(
+                UploadResponse(
+                    status: state.withLock { state in
+                        state.processingReports.append(report)
+                        return state.processingStatus
+                    }))
         }
         let isRun = request.contentType == FrameRun.mediaType
         state.withLock { state in

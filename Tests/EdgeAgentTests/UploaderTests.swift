@@ -183,6 +183,45 @@ import Testing
         #expect(try await source.unreportedDroppedRanges().isEmpty)
     }
 
+    static let ruleCounts = [
+        ProcessingRuleCounts(rule: "range", type: "validate", counts: ProcessingCounts(dropped: 3, flagged: 1)),
+        ProcessingRuleCounts(rule: "steady", type: "deadband", counts: ProcessingCounts(reduced: 40)),
+    ]
+
+    @Test func processingCountsAreReportedWhenTheyChangeAndADrainEndsWithThem() async throws {
+        let source = MemorySource(readings: 2500)
+        source.state.withLock { $0.processing = Self.ruleCounts }
+        let collector = MemoryCollector()
+        let uploader = makeUploader(source: source, collector: collector)
+        try await uploader.run(.untilEmpty)
+        var reports = collector.state.withLock { $0.processingReports }
+        #expect(reports.count == 1, "three acknowledgements, one report: the totals did not change")
+        #expect(reports.first?.device == "gw-1" && reports.first?.stream.value == 0xFEED)
+        #expect(reports.first?.rules.map(\.rule) == ["range", "steady"])
+        #expect(reports.first?.rules.map(\.dropped) == [3, 0])
+        #expect(reports.first?.rules.map(\.reduced) == [0, 40])
+
+        source.state.withLock { $0.processing[0].counts.dropped = 5 }
+        try await uploader.run(.untilEmpty)
+        reports = collector.state.withLock { $0.processingReports }
+        #expect(reports.map { $0.rules[0].dropped } == [3, 5], "changed totals go out at the end of the drain")
+    }
+
+    @Test func aCollectorWithoutTheEndpointIsAskedOnceAndTheDrainStillSucceeds() async throws {
+        let source = MemorySource(readings: 2500)
+        source.state.withLock { $0.processing = Self.ruleCounts }
+        let collector = MemoryCollector()
+        collector.state.withLock { $0.processingStatus = 404 }
+        let uploader = makeUploader(source: source, collector: collector)
+        let statistics = try await uploader.run(.untilEmpty)
+        #expect(source.queuedCount == 0, "every reading acknowledged")
+        #expect(statistics.lastError == nil, "404 means an older collector, not an error")
+        source.state.withLock { $0.processing[0].counts.dropped = 9 }
+        source.append(10)
+        try await uploader.run(.untilEmpty)
+        #expect(collector.state.withLock { $0.processingReports.count } == 1, "not asked again")
+    }
+
     @Test func cancellationStopsBetweenBatchesAndKeepsTheRest() async throws {
         let source = MemorySource(readings: 50_000)
         let gate = AsyncStream.makeStream(of: Void.self)

@@ -1,4 +1,5 @@
 import EdgeSyncCodec
+import EdgeSyncCommandLine
 import EdgeSyncLogging
 import EdgeSyncTestSupport
 import Foundation
@@ -84,5 +85,67 @@ import Testing
     private func waitForSleeper(_ clock: ManualClock) async throws {
         for _ in 0..<100_000 where clock.sleeperCount == 0 { await Task.yield() }
         #expect(clock.sleeperCount == 1)
+    }
+}
+
+extension WindowFlusherTests {
+    /// The same through the running agent: its HTTP input, its rules, its timer on the injected clock.
+    @Test func theRunningAgentStoresTheWindowOfAQuietSeriesOnItsClock() async throws {
+        try await withTemporaryDirectory { (directory: String) async throws in
+            let clock = ManualClock()
+            let now: @Sendable () -> Int64 = {
+                let (seconds, attoseconds) = clock.now.offset.components
+                return Self.start + seconds * Self.second + attoseconds / 1_000_000_000
+            }
+            var arguments = ParsedArguments()
+            arguments.values = [
+                "--data-dir": [directory], "--device": ["gateway-1"], "--collector": ["http://127.0.0.1:9"],
+                "--token": ["unused"],
+            ]
+            var configuration = try AgentConfiguration(file: nil, arguments: arguments, environment: [:])
+            configuration.spool.onDamagedFile = { _ in }
+            configuration.inputs.http = ("127.0.0.1", 0)
+            configuration.inputs.httpLimits.retryWindow = nil
+            configuration.processing = [
+                ProcessingRule(
+                    name: "minute", match: SeriesMatch(measurement: Glob("vib")),
+                    action: .downsample(.init(window: 60 * Self.second, aggregates: [.max])))
+            ]
+            let (ports, found) = AsyncStream<Int>.makeStream()
+            let logger = Logger(label: "test") { record in
+                guard record.event == "listening",
+                    let address = record.fields.first(where: { $0.key == "address" })?.value.text,
+                    let port = address.split(separator: ":").last.flatMap({ Int($0) })
+                else { return }
+                found.yield(port)
+            }
+            let collector = MemoryCollector()
+            let service = AgentService(
+                configuration: configuration, logger: logger, makeTransport: { _ in collector }, windowClock: clock,
+                processingClock: now)
+            let running = Task { try await service.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let body = Array("vib a=3 \(Self.start)\nvib a=8 \(Self.start + 5 * Self.second)\n".utf8)
+            let answer = try await onDedicatedThread {
+                try BlockingHTTPClient(port: port).post("/write?db=x", body: body)
+            }
+            #expect(answer.status == 204)
+            #expect(try Spool.inspect(dataDirectory: directory).nextSequence == 1, "the window is open")
+
+            for (advance, expected) in [(30, UInt64(1)), (30, 2)] {
+                try await waitForSleeper(clock)
+                clock.advance(by: .seconds(advance))
+                // The flusher checked and sleeps again.
+                for _ in 0..<1_000_000 where clock.sleeperCount == 0 { await Task.yield() }
+                #expect(try Spool.inspect(dataDirectory: directory).nextSequence == expected)
+            }
+            running.cancel()
+            _ = try await running.value
+            let stored = collector.state.withLock { $0.stored }
+            let spool = try await storedReadings(try await Spool.open(spoolConfiguration(directory)))
+            let values = stored.values.map(\.value) + spool.map(\.value)
+            #expect(values == [8], "one reading, the window's max, uploaded or still queued")
+        }
     }
 }

@@ -11,21 +11,27 @@ package struct ProcessingCounts: Sendable, Hashable {
     package var reduced: Int64 = 0
     /// Readings a `downsample` rule made (one per window and aggregate).
     package var emitted: Int64 = 0
+    /// Readings the rule matched and passed on as themselves: valid ones (`validate`), stored ones
+    /// (`deadband`), converted or rounded ones (`convert`, `error_bound`), late or non-finite ones
+    /// a `downsample` lets through. Aggregates an earlier downsample made count at later rules.
+    package var kept: Int64 = 0
 
-    package init(dropped: Int64 = 0, flagged: Int64 = 0, reduced: Int64 = 0, emitted: Int64 = 0) {
+    package init(dropped: Int64 = 0, flagged: Int64 = 0, reduced: Int64 = 0, emitted: Int64 = 0, kept: Int64 = 0) {
         self.dropped = dropped
         self.flagged = flagged
         self.reduced = reduced
         self.emitted = emitted
+        self.kept = kept
     }
 
-    package var isZero: Bool { dropped == 0 && flagged == 0 && reduced == 0 && emitted == 0 }
+    package var isZero: Bool { dropped == 0 && flagged == 0 && reduced == 0 && emitted == 0 && kept == 0 }
 
     package static func += (lhs: inout ProcessingCounts, rhs: ProcessingCounts) {
         lhs.dropped += rhs.dropped
         lhs.flagged += rhs.flagged
         lhs.reduced += rhs.reduced
         lhs.emitted += rhs.emitted
+        lhs.kept += rhs.kept
     }
 }
 
@@ -93,8 +99,10 @@ package struct ProcessingEngine: Sendable {
 
     fileprivate enum Step: Sendable {
         case validate(rule: Int, ProcessingRule.Validation, flagKey: Int)
-        case linear(scale: Double, offset: Double)
-        case quantize(exponent: Int, bound: Double)
+        case linear(rule: Int, scale: Double, offset: Double)
+        case quantize(rule: Int, exponent: Int, bound: Double)
+        /// A `convert` that only renames: counts what passes it.
+        case pass(rule: Int)
         case deadband(rule: Int, ProcessingRule.Deadband, state: Int)
         /// `keys`: the plan's key index per aggregate.
         case downsample(
@@ -156,11 +164,11 @@ package struct ProcessingEngine: Sendable {
             case .convert(let conversion):
                 name.apply(conversion)
                 renamed = true
-                if conversion.changesValues {
-                    steps.append(.linear(scale: conversion.scale, offset: conversion.offset))
-                }
+                steps.append(
+                    conversion.changesValues
+                        ? .linear(rule: index, scale: conversion.scale, offset: conversion.offset) : .pass(rule: index))
             case .errorBound(let bound):
-                steps.append(.quantize(exponent: ErrorBound.exponent(for: bound), bound: bound))
+                steps.append(.quantize(rule: index, exponent: ErrorBound.exponent(for: bound), bound: bound))
             case .deadband(let deadband):
                 steps.append(.deadband(rule: index, deadband, state: states.count))
                 states.append(.deadband(nil))
@@ -197,7 +205,10 @@ package struct ProcessingEngine: Sendable {
             steps[stepIndex] = .downsample(
                 rule: rule, window: window, aggregates: aggregates, keys: aggregateKeys, state: state)
         }
-        if steps.isEmpty, final.utf8.elementsEqual(key.utf8) { return nil }
+        // Only renames that leave the key as it was: nothing to do, nothing to count.
+        if steps.allSatisfy({ if case .pass = $0 { true } else { false } }), final.utf8.elementsEqual(key.utf8) {
+            return nil
+        }
         return (Plan(keys: keys, droppedBy: nil, steps: steps, hasReducers: !states.isEmpty), states)
     }
 
@@ -382,21 +393,32 @@ package struct ProcessingEngine: Sendable {
                         key = flagKey
                         builder.counts[rule].flagged += 1
                     }
+                } else {
+                    builder.counts[rule].kept += 1
                 }
-            case .linear(let scale, let offset):
+            case .pass(let rule):
+                builder.counts[rule].kept += 1
+            case .linear(let rule, let scale, let offset):
+                builder.counts[rule].kept += 1
                 value = value * scale + offset
-            case .quantize(let exponent, let bound):
+            case .quantize(let rule, let exponent, let bound):
+                builder.counts[rule].kept += 1
                 value = ErrorBound.quantize(value, exponent: exponent, bound: bound)
             case .deadband(let rule, let deadband, let state):
                 // Flagged readings and aggregate series are not reduced (see `Docs/configuration.md`).
-                guard key == 0, case .deadband(let held) = slots[index].states[state] else { break }
+                guard key == 0, case .deadband(let held) = slots[index].states[state] else {
+                    builder.counts[rule].kept += 1
+                    break
+                }
                 if let held, Self.isWithin(deadband, value: value, time: time, of: held) {
                     builder.counts[rule].reduced += 1
                     return
                 }
+                builder.counts[rule].kept += 1
                 slots[index].states[state] = .deadband(Held(value: value, time: time))
             case .downsample(let rule, let width, let aggregates, let keys, let state):
                 guard key == 0, value.isFinite, case .downsample(let pending) = slots[index].states[state] else {
+                    builder.counts[rule].kept += 1
                     break
                 }
                 let start = Self.windowStart(time, width: width)
@@ -409,7 +431,10 @@ package struct ProcessingEngine: Sendable {
                     }
                     // A reading older than the open window passes unreduced: it was late, and
                     // folding it into a window already emitted would change a stored reading.
-                    guard start > window.start else { break }
+                    guard start > window.start else {
+                        builder.counts[rule].kept += 1
+                        break
+                    }
                     slots[index].states[state] = .downsample(
                         Window(start: start, value: value, time: time, arrival: now))
                     builder.counts[rule].reduced += 1

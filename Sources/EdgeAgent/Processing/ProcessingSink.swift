@@ -9,7 +9,7 @@ import Synchronization
 /// (sequence numbers are given to what the rules keep, so a dropped reading is never a gap).
 ///
 /// A write the rules leave untouched goes to the spool as it came. When the inner sink is the
-/// spool, what the rules did to a write (per rule: dropped, flagged, reduced, emitted) is added to
+/// spool, what the rules did to a write (per rule: kept, dropped, flagged, reduced, emitted) is added to
 /// its `processing_counts` table in the write's own transaction, also when the rules left no
 /// reading to store; `edge-agent status` shows those totals. When the spool refuses a write,
 /// the reducers' state is put back (`ProcessingEngine.restore`) and nothing is counted, so the
@@ -209,12 +209,13 @@ package final class ProcessingSink: DeliveryRecordingSink {
 
 extension ProcessingSink {
     /// `edge_agent_processing_readings_total{rule, type, outcome}` on the agent's `/metrics`
-    /// (outcomes `dropped`, `flagged`, `reduced`, `emitted`; see `ProcessingCounts`).
+    /// (outcomes `kept`, `dropped`, `flagged`, `reduced`, `emitted`; see `ProcessingCounts`).
     package func writeMetrics(into out: inout Exposition) {
         var samples: [(labels: [(String, String)], value: Double)] = []
         for (rule, counts) in counts {
             let outcomes: [(String, Int64)] = [
-                ("dropped", counts.dropped), ("flagged", counts.flagged), ("reduced", counts.reduced),
+                ("kept", counts.kept), ("dropped", counts.dropped), ("flagged", counts.flagged),
+                ("reduced", counts.reduced),
                 ("emitted", counts.emitted),
             ]
             for (outcome, value) in outcomes {
@@ -223,7 +224,7 @@ extension ProcessingSink {
         }
         out.family(
             "edge_agent_processing_readings_total", "counter",
-            "Readings a processing rule dropped, flagged, reduced (not stored as themselves) or emitted, by rule.",
+            "Readings a processing rule kept, dropped, flagged, reduced (not stored as themselves) or emitted, by rule.",
             samples)
         out.gauge(
             "edge_agent_processing_series", "Series the processing rules hold plans and state for.",

@@ -21,18 +21,22 @@ package final class AgentService: Sendable {
     private let makeTransport: TransportFactory
     /// Times the checks for quiet downsample windows (`WindowFlusher`).
     private let windowClock: any Clock<Duration>
+    /// The processing rules' clock (ns since the epoch): timestamp validation, quiet windows.
+    private let processingClock: @Sendable () -> Int64
 
     /// Nothing is opened or bound until `run()`.
     package init(
         configuration: AgentConfiguration,
         logger: Logger,
         makeTransport: @escaping TransportFactory = { CurlTransport(configuration: $0) },
-        windowClock: any Clock<Duration> = ContinuousClock()
+        windowClock: any Clock<Duration> = ContinuousClock(),
+        processingClock: @escaping @Sendable () -> Int64 = InputEndpoints.wallClock
     ) {
         self.configuration = configuration
         self.logger = logger
         self.makeTransport = makeTransport
         self.windowClock = windowClock
+        self.processingClock = processingClock
     }
 
     /// Opens the spool, binds the inputs, uploads until cancelled, then shuts down (see the type).
@@ -62,9 +66,10 @@ package final class AgentService: Sendable {
         if !configuration.processing.isEmpty {
             // `/metrics` goes on from the totals the spool kept across restarts.
             let stored = (try? await spool.processingCounts()) ?? []
+            let totals = Dictionary(stored.map { ($0.rule, $0.counts) }, uniquingKeysWith: { first, _ in first })
             processing = ProcessingSink(
                 rules: configuration.processing, capacity: configuration.spool.maxSeries ?? Self.defaultRuleSeries,
-                inner: spool, initialCounts: Dictionary(stored.map { ($0.rule, $0.counts) }, uniquingKeysWith: { first, _ in first }))
+                inner: spool, initialCounts: totals, now: processingClock)
         }
         metrics.processing = processing
         let inputs = InputServices(

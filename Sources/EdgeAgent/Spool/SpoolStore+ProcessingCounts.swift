@@ -15,15 +15,16 @@ package struct ProcessingRuleCounts: Sendable, Hashable, Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case rule, type, dropped, flagged, reduced, emitted
+        case rule, type, kept, dropped, flagged, reduced, emitted
     }
 
-    /// `{"rule": …, "type": …, "dropped": …, "flagged": …, "reduced": …, "emitted": …}` in
+    /// `{"rule": …, "type": …, "kept": …, "dropped": …, "flagged": …, "reduced": …, "emitted": …}` in
     /// `edge-agent status --json` (`Docs/edge-agent.md`).
     package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(rule, forKey: .rule)
         try container.encode(type, forKey: .type)
+        try container.encode(counts.kept, forKey: .kept)
         try container.encode(counts.dropped, forKey: .dropped)
         try container.encode(counts.flagged, forKey: .flagged)
         try container.encode(counts.reduced, forKey: .reduced)
@@ -31,8 +32,8 @@ package struct ProcessingRuleCounts: Sendable, Hashable, Encodable {
     }
 }
 
-/// The `processing_counts` table: per rule (by name), the readings it dropped, flagged, reduced
-/// and emitted since the spool was created, added in the transaction of the write they belong to,
+/// The `processing_counts` table: per rule (by name), the readings it kept, dropped, flagged,
+/// reduced and emitted since the spool was created, added in the transaction of the write they belong to,
 /// so the counts and the readings are durable together (a crash loses neither alone). Added after
 /// the `deliveries` and `series` tables shipped: created when missing at open, so a spool of the
 /// previous release opens unchanged, and a previous release ignores the table.
@@ -46,9 +47,14 @@ extension SpoolStore {
                 dropped INTEGER NOT NULL DEFAULT 0,
                 flagged INTEGER NOT NULL DEFAULT 0,
                 reduced INTEGER NOT NULL DEFAULT 0,
-                emitted INTEGER NOT NULL DEFAULT 0
+                emitted INTEGER NOT NULL DEFAULT 0,
+                kept INTEGER NOT NULL DEFAULT 0
             ) WITHOUT ROWID
             """)
+        // The table's first shape (development builds before `kept`) gets the column.
+        if (try? database.prepare("SELECT kept FROM processing_counts LIMIT 0")) == nil {
+            try database.execute("ALTER TABLE processing_counts ADD COLUMN kept INTEGER NOT NULL DEFAULT 0")
+        }
     }
 
     /// Adds the counts of `writes`; runs inside the commit transaction. A rule's row keeps its
@@ -69,11 +75,12 @@ extension SpoolStore {
         }
         let upsert = try database.statement(
             """
-            INSERT INTO processing_counts(rule, type, dropped, flagged, reduced, emitted)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            INSERT INTO processing_counts(rule, type, dropped, flagged, reduced, emitted, kept)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             ON CONFLICT(rule) DO UPDATE SET type = excluded.type,
                 dropped = dropped + excluded.dropped, flagged = flagged + excluded.flagged,
-                reduced = reduced + excluded.reduced, emitted = emitted + excluded.emitted
+                reduced = reduced + excluded.reduced, emitted = emitted + excluded.emitted,
+                kept = kept + excluded.kept
             """)
         for name in order {
             guard let row = sums[name] else { continue }
@@ -83,6 +90,7 @@ extension SpoolStore {
             try upsert.bind(row.counts.flagged, at: 4)
             try upsert.bind(row.counts.reduced, at: 5)
             try upsert.bind(row.counts.emitted, at: 6)
+            try upsert.bind(row.counts.kept, at: 7)
             try upsert.run()
         }
     }
@@ -90,7 +98,7 @@ extension SpoolStore {
     /// Every rule's stored totals, by name.
     func processingCounts() throws -> [ProcessingRuleCounts] {
         let select = try database.statement(
-            "SELECT rule, type, dropped, flagged, reduced, emitted FROM processing_counts ORDER BY rule")
+            "SELECT rule, type, dropped, flagged, reduced, emitted, kept FROM processing_counts ORDER BY rule")
         defer { select.reset() }
         var rows: [ProcessingRuleCounts] = []
         while try select.step() {
@@ -99,7 +107,7 @@ extension SpoolStore {
                     rule: select.text(at: 0) ?? "", type: select.text(at: 1) ?? "",
                     counts: ProcessingCounts(
                         dropped: select.int64(at: 2), flagged: select.int64(at: 3), reduced: select.int64(at: 4),
-                        emitted: select.int64(at: 5))))
+                        emitted: select.int64(at: 5), kept: select.int64(at: 6))))
         }
         return rows
     }

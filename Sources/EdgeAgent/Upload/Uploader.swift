@@ -473,8 +473,8 @@ package actor Uploader {
             device: device, stream: stream,
             rules: counts.map {
                 .init(
-                    rule: $0.rule, type: $0.type, dropped: $0.counts.dropped, flagged: $0.counts.flagged,
-                    reduced: $0.counts.reduced, emitted: $0.counts.emitted)
+                    rule: $0.rule, type: $0.type, kept: $0.counts.kept, dropped: $0.counts.dropped,
+                    flagged: $0.counts.flagged, reduced: $0.counts.reduced, emitted: $0.counts.emitted)
             })
         guard let body = try? JSONEncoder().encode(report) else { return }
         let response = await transport.send(
