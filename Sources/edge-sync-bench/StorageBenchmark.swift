@@ -125,7 +125,8 @@ enum StorageBenchmark: BenchmarkScenario {
             let database = try SQLiteDatabase(path: path)
             let count = try database.prepare(
                 layout == .rows
-                    ? "SELECT count(*), 0 FROM readings" : "SELECT coalesce(sum(readings), 0), count(*) FROM reading_blocks")
+                    ? "SELECT count(*), 0 FROM readings"
+                    : "SELECT coalesce(sum(readings), 0), count(*) FROM reading_blocks")
             _ = try count.step()
             guard count.int64(at: 0) == Int64(readings) else {
                 throw BenchmarkError("\(layout.rawValue): stored \(count.int64(at: 0)) of \(readings) readings")
