@@ -15,7 +15,7 @@ import Testing
     static func contents(_ path: String) throws -> (blocks: Int64, readings: Int64, merged: Int64) {
         let database = try SQLiteDatabase(path: path)
         let select = try database.prepare(
-            "SELECT count(*), coalesce(sum(readings), 0), coalesce(sum(substr(data, 1, 1) = x'02'), 0) FROM reading_blocks"
+            "SELECT count(*), coalesce(sum(readings), 0), coalesce(sum(substr(data, 1, 1) IN (x'02', x'03')), 0) FROM reading_blocks"
         )
         _ = try select.step()
         return (select.int64(at: 0), select.int64(at: 1), select.int64(at: 2))
@@ -38,18 +38,32 @@ import Testing
     }
 
     /// Ingest cuts blocks of at most 13 readings; merges make blocks of up to `target`, reading
-    /// `scan` summaries a step, so chunk edges and several passes all happen.
-    @Test(arguments: [(200, 64), (4_096, 4_096), (31, 7)])
-    func mergedBlocksAnswerAsRows(target: Int, scan: Int) async throws {
+    /// `scan` summaries a step, so chunk edges and several passes all happen; merged blocks are
+    /// the smaller encoding, or always parts (format 3), or always re-encoded (format 2).
+    @Test(
+        arguments: [
+            (200, 64, nil), (4_096, 4_096, nil), (31, 7, nil), (200, 64, .parts), (500, 97, .reencoded),
+        ] as [(Int, Int, BlockMerger.Encoding?)])
+    func mergedBlocksAnswerAsRows(target: Int, scan: Int, encoding: BlockMerger.Encoding?) async throws {
         let groups = PostgresQueryTests.groups()
         try await BlockLayoutTests.withBothLayouts(groups: groups, blockReadings: 13) { rows, blocks, path in
             let before = try Self.contents(path)
-            var merger = BlockMerger(configuration: .init(targetReadings: target, scanBlocks: scan))
+            var merger = BlockMerger(
+                configuration: .init(targetReadings: target, scanBlocks: scan, forcedEncoding: encoding))
             let merges = try Self.mergeAll(&merger, path)
             let after = try Self.contents(path)
             #expect(merges > 0 && after.merged > 0)
             #expect(after.blocks < before.blocks, "\(before.blocks) blocks before, \(after.blocks) after")
             #expect(after.readings == before.readings)
+            if let encoding {
+                let database = try SQLiteDatabase(path: path)
+                let formats = try database.prepare(
+                    "SELECT count(*) FROM reading_blocks WHERE substr(data, 1, 1) = ?")
+                try formats.bind(
+                    bytes: [encoding == .parts ? ColumnBlock.partsFormat : ColumnBlock.positionedFormat], at: 1)
+                _ = try formats.step()
+                #expect(formats.int64(at: 0) == after.merged)
+            }
             try await BlockLayoutTests.expectSameAnswers(groups, rows, blocks)
             // At rest: another round finds nothing more.
             #expect(try Self.mergeAll(&merger, path) == 0)
@@ -207,7 +221,8 @@ import Testing
         }
     }
 
-    /// A merged block (format 2) round-trips its positions, and every cut of it throws.
+    /// Merged blocks (format 2, re-encoded; format 3, parts kept) round-trip their positions and
+    /// sequence numbers, and every cut of them throws.
     @Test func positionedBlocksRoundTripAndRefuseCuts() throws {
         let count = 40
         let offsets = (0..<count).map { Int64($0 * 2) }
@@ -230,6 +245,39 @@ import Testing
             #expect(throws: CodecError.self) {
                 try Array(block[0..<length]).withUnsafeBytes { try ColumnBlock.decode($0, expectedCount: count) }
             }
+        }
+
+        // Format 3: this block and a plain one as parts, the second 5 blocks and 100 sequence
+        // numbers on; it decodes to both, positions and sequence numbers made the outer block's.
+        let plain = Array(offsets.prefix(3)).withUnsafeBufferPointer { o in
+            Array(timestamps.prefix(3)).withUnsafeBufferPointer { t in
+                Array(values.prefix(3)).withUnsafeBufferPointer { v in
+                    ColumnBlock.encode(sequenceOffsets: o, timestamps: t, values: v)
+                }
+            }
+        }
+        let joined = ColumnBlock.concatenate([
+            .init(blockOffset: 0, sequenceOffset: 0, count: count, bytes: block),
+            .init(blockOffset: 5, sequenceOffset: 100, count: 3, bytes: plain),
+        ])
+        let both = try joined.withUnsafeBytes { try ColumnBlock.decode($0, expectedCount: count + 3) }
+        #expect(both.positionOffsets == positions + [5 << 16, 5 << 16 | 1, 5 << 16 | 2])
+        #expect(both.sequenceOffsets == offsets + [100, 102, 104])
+        #expect(both.timestamps == timestamps + timestamps.prefix(3))
+        #expect(try joined.withUnsafeBytes { try ColumnBlock.parts(of: $0) }?.map(\.count) == [count, 3])
+        #expect(throws: CodecError.self) {
+            try joined.withUnsafeBytes { try ColumnBlock.decode($0, expectedCount: count) }
+        }
+        for length in 0..<joined.count {
+            #expect(throws: CodecError.self) {
+                try Array(joined[0..<length]).withUnsafeBytes { try ColumnBlock.decode($0, expectedCount: count + 3) }
+            }
+        }
+        // A part that is itself of format 3 is refused: parts are flattened when merged.
+        let nested = ColumnBlock.concatenate([.init(blockOffset: 0, sequenceOffset: 0, count: count + 3, bytes: joined)]
+        )
+        #expect(throws: CodecError.self) {
+            try nested.withUnsafeBytes { try ColumnBlock.decode($0, expectedCount: count + 3) }
         }
     }
 }

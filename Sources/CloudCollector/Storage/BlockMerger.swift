@@ -19,6 +19,16 @@ struct BlockMerger {
         var scanBlocks = 4_096
         /// After a whole pass that merged nothing: new blocks to wait for before the next pass.
         var restBlocks = 1_024
+        /// Tests: always write this encoding of a merged block instead of the smaller one.
+        var forcedEncoding: Encoding?
+    }
+
+    /// How a merged block is written.
+    enum Encoding {
+        /// One block of format 2: readings re-encoded together.
+        case reencoded
+        /// Format 3: the blocks' bytes kept as parts.
+        case parts
     }
 
     /// What one step did.
@@ -147,6 +157,7 @@ struct BlockMerger {
         var values: [Double] = []
         var positions: [Int64] = []
         var summary = BlockSummary()
+        var parts: [ColumnBlock.Part] = []
         for block in run {
             defer { read.reset() }
             try read.bind(block.block, at: 1)
@@ -154,6 +165,23 @@ struct BlockMerger {
                 throw CollectorStorageError("reading_blocks block \(block.block) changed during its merge")
             }
             let columns = try SQLiteBlockQueries.decode(read, block: block.block)
+            let bytes = read.blob(at: 7)
+            let blockOffset = block.block - first.block
+            let sequenceOffset = block.firstSeq - first.firstSeq
+            if let inner = try bytes.withUnsafeBytes({ try ColumnBlock.parts(of: $0) }) {
+                for part in inner {
+                    parts.append(
+                        ColumnBlock.Part(
+                            blockOffset: blockOffset + part.blockOffset,
+                            sequenceOffset: sequenceOffset + part.sequenceOffset,
+                            count: part.count, bytes: part.bytes))
+                }
+            } else {
+                parts.append(
+                    ColumnBlock.Part(
+                        blockOffset: blockOffset, sequenceOffset: sequenceOffset, count: columns.timestamps.count,
+                        bytes: bytes))
+            }
             for index in columns.timestamps.indices {
                 sequenceOffsets.append(block.firstSeq - first.firstSeq + columns.sequenceOffsets[index])
                 timestamps.append(columns.timestamps[index])
@@ -162,7 +190,9 @@ struct BlockMerger {
                 summary.add(timestamp: columns.timestamps[index], value: columns.values[index])
             }
         }
-        let data = sequenceOffsets.withUnsafeBufferPointer { offsets in
+        // Re-encoded as one block (smaller when the parts are tiny: one set of column headers) or
+        // the parts' bytes kept as they are (never larger than the parts), whichever is smaller.
+        let reencoded = sequenceOffsets.withUnsafeBufferPointer { offsets in
             timestamps.withUnsafeBufferPointer { timestamps in
                 values.withUnsafeBufferPointer { values in
                     positions.withUnsafeBufferPointer { positions in
@@ -172,6 +202,13 @@ struct BlockMerger {
                     }
                 }
             }
+        }
+        let concatenated = ColumnBlock.concatenate(parts)
+        let data: [UInt8]
+        switch configuration.forcedEncoding {
+        case .reencoded?: data = reencoded
+        case .parts?: data = concatenated
+        case nil: data = concatenated.count < reencoded.count ? concatenated : reencoded
         }
         let update = try db.statement(
             """

@@ -57,7 +57,7 @@ struct BlockSummary {
 enum ColumnBlockStorage {
     /// A reading's position among its series' readings: `block_id << indexBits | index in block`,
     /// the block layout's stand-in for the row layout's reading_id (ties in time break by it).
-    static let indexBits = 16
+    static let indexBits = ColumnBlock.positionIndexBits
     /// Largest block_id that still leaves room for the index (2^47 blocks).
     static let maximumBlockID: Int64 = (1 << (63 - indexBits)) - 1
 
