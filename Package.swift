@@ -138,7 +138,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "EdgeAgent", "EdgeSyncCodec", "EdgeSyncProtocol", "EdgeSyncSQLite", "EdgeSyncPostgres", "EdgeSyncTestSupport",
-                "HTTPCore", "PrometheusRemoteWrite",
+                "HTTPCore", "PrometheusRemoteWrite", "CloudCollector",
                 "edge-agent",
                 "cloud-collector",
             ]

@@ -25,6 +25,40 @@ public struct BatchDecoder: Sendable {
     }
 
     public func decode(_ frame: UnsafeRawBufferPointer) throws(CodecError) -> Batch {
+        try withCheckedPayload(frame) { reader, version throws(CodecError) in
+            try decodePayload(reader, version: version)
+        }
+    }
+
+    /// What a frame says about itself, after the same checks as ``decode(_:)`` up to the end of the
+    /// checksum and the payload's leading fields, without decoding its columns: what a spool checks
+    /// before it sends a stored frame as it is.
+    public func summary(of frame: UnsafeRawBufferPointer) throws(CodecError) -> FrameSummary {
+        try withCheckedPayload(frame) { input, version throws(CodecError) in
+            var reader = input
+            let device = try reader.readString("device id", maxBytes: limits.maximumDeviceBytes)
+            guard !device.isEmpty else { throw reader.error(.malformed, "device id is empty") }
+            let stream = try reader.readUInt64("stream id")
+            let sequenceOffset = reader.position
+            let firstSequence = try reader.readVarint("first sequence number")
+            guard firstSequence >= 1 else {
+                throw reader.error(.malformed, "first sequence number is 0; sequences start at 1", at: sequenceOffset)
+            }
+            if version == .v2 { _ = try reader.readSignedVarint("sent-at clock") }
+            let count = try reader.readCount("reading count", atMost: limits.maximumReadings, code: .limitExceeded)
+            guard UInt64.max - firstSequence >= UInt64(count) else {
+                throw reader.error(.malformed, "sequence numbers \(firstSequence) + \(count) overflow 64 bits", at: sequenceOffset)
+            }
+            return FrameSummary(
+                version: version, device: device, stream: stream, firstSequence: firstSequence, readingCount: count,
+                frameBytes: frame.count)
+        }
+    }
+
+    /// Checks the header, the length and the CRC, inflates when needed, and hands the payload on.
+    private func withCheckedPayload<T>(
+        _ frame: UnsafeRawBufferPointer, _ body: (consuming ByteReader, FormatVersion) throws(CodecError) -> T
+    ) throws(CodecError) -> T {
         let header = try FrameHeader.parse(frame, limits: limits)
         guard frame.count >= header.frameBytes else {
             throw CodecError(.truncated, "frame declares \(header.frameBytes) bytes, only \(frame.count) arrived", at: frame.count, in: .frame)
@@ -43,11 +77,11 @@ public struct BatchDecoder: Sendable {
             let payload = try Deflate.decompress(stored, outputCount: header.payloadBytes, inputOffset: FrameHeader.byteCount)
             return try payload.withUnsafeBytes { raw in
                 Result { () throws(CodecError) in
-                    try decodePayload(ByteReader(raw, origin: 0, area: .payload), version: header.formatVersion)
+                    try body(ByteReader(raw, origin: 0, area: .payload), header.formatVersion)
                 }
             }.get()
         }
-        return try decodePayload(ByteReader(stored, origin: FrameHeader.byteCount, area: .frame), version: header.formatVersion)
+        return try body(ByteReader(stored, origin: FrameHeader.byteCount, area: .frame), header.formatVersion)
     }
 
     private func hex(_ value: UInt32) -> String {

@@ -1,12 +1,21 @@
 /// The HTTP surface shared by the edge agent and the collector; `Docs/protocol.md` describes it.
 package enum ProtocolPath {
-    /// `POST`: one codec frame (`FrameHeader.mediaType`) per request, `Authorization: Bearer <token>`.
+    /// `POST`: one codec frame (`FrameHeader.mediaType`) or a run of frames (`FrameRun.mediaType`)
+    /// per request, `Authorization: Bearer <token>`, the sender's clock in ``ProtocolHeader/sentAt``.
     package static let batches = "/v1/batches"
     /// `POST`: a `DroppedRangesReport` as JSON, `Authorization: Bearer <token>`.
     package static let droppedRanges = "/v1/dropped"
     /// `POST`: a `ProcessingCountsReport` as JSON, `Authorization: Bearer <token>`. Collectors that
     /// predate it answer 404; the edge then stops sending it (the counts stay in its spool).
     package static let processingCounts = "/v1/processing"
+}
+
+/// Request headers of the protocol beside the body.
+package enum ProtocolHeader {
+    /// The sender's wall clock when it sent the request, as decimal nanoseconds since the Unix epoch
+    /// (a signed 64-bit integer). Outside the frame, so stored frames can be sent as they are; the
+    /// collector takes it when present, else a version 2 frame's `sentAt`.
+    package static let sentAt = "Edge-Sync-Sent-At"
 }
 
 /// The collector's 200 answer to `POST /v1/batches`, sent only after the batch is committed.

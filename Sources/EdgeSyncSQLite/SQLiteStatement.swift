@@ -116,6 +116,9 @@ package final class SQLiteStatement {
         return try body(UnsafeRawBufferPointer(start: count > 0 ? pointer : nil, count: count))
     }
 
+    /// The size of a blob or text column in bytes, without copying it.
+    package func byteCount(at column: Int32) -> Int { Int(sqlite3_column_bytes(handle, column)) }
+
     package func blob(at column: Int32) -> [UInt8] {
         withBlob(at: column) { Array($0) }
     }

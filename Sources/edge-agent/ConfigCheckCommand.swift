@@ -69,7 +69,7 @@ enum ConfigCheckCommand: Subcommand {
             "token: from \(tokenSource)",
             "spool: fsync \(spool.fsync.rawValue), max_bytes \(spool.maxBytes.map(String.init) ?? "unlimited"),"
                 + " when_full \(spool.whenFull.rawValue)",
-            "upload: batch_readings \(upload.maximumBatchReadings), batch_bytes \(upload.maximumBatchBytes),"
+            "upload: batch_readings \(upload.maximumBatchReadings), replay_batch_readings \(upload.replayBatchReadings), batch_bytes \(upload.maximumBatchBytes),"
                 + " max_in_flight \(upload.retry.maximumInFlight),"
                 + " max_send_bytes_per_second \(configuration.maximumSendBytesPerSecond.map(String.init) ?? "unlimited")",
             "inputs: http \(address(configuration.inputs.http)), tcp \(address(configuration.inputs.tcp)),"

@@ -120,6 +120,9 @@ enum DrainCommand: Subcommand {
                 + " compression ratio \(String(format: "%.3f", statistics.compressionRatio)) of 16-byte readings)",
             "duplicates at the collector: \(statistics.readingsDuplicate); quarantined: \(statistics.readingsQuarantined);"
                 + " retries: \(statistics.retries.values.reduce(0, +)); still queued: \(remaining.map(String.init) ?? "unknown")",
+            "sent as stored: \(statistics.readingsSentAsStored) readings"
+                + (statistics.sendsSingleFrames
+                    ? " (the collector does not take frame runs: single version 2 frames)" : " (frame runs)"),
         ].joined(separator: "\n")
     }
 }

@@ -214,6 +214,27 @@ enum InputsBenchmark: BenchmarkScenario {
         let serving = Task { try await server.run() }
         let address = try await server.localAddress
 
+        let output = try await runWrk(
+            wrk, load, connections: connections, seconds: seconds, address: "\(address)", directory: directory)
+        server.shutdown(grace: .seconds(5))
+        try await serving.value
+
+        let (rate, completed, failed) = try wrkCounts(output)
+        // Every 204 is a durable append: the spool must hold at least that many readings (requests
+        // cut off when wrk stopped may have been stored without their answer being counted).
+        let queued = try await spool.status().queuedReadings
+        let answered = Int64(completed - failed) * Int64(readingsPerRequest)
+        let check = queued >= answered && failed == 0 ? "ok (\(queued) ≥ \(answered))" : "FAILED (\(queued) < \(answered), \(Int(failed)) non-2xx)"
+        return LoadResult(
+            requestsPerSecond: rate, p50: BenchmarkProcess.latency(percentile: "50%", in: output) ?? 0,
+            p99: BenchmarkProcess.latency(percentile: "99%", in: output) ?? 0, check: check)
+    }
+
+    /// Drives `address` with wrk for `seconds`, each request the next of `load.bodies` (written to
+    /// files in `directory` for the script to read); returns wrk's output.
+    static func runWrk(
+        _ wrk: String, _ load: HTTPLoad, connections: Int, seconds: Int, address: String, directory: URL
+    ) async throws -> String {
         var bodies: [String] = []
         for (index, body) in load.bodies.enumerated() {
             let path = directory.appendingPathComponent("body-\(index)")
@@ -237,23 +258,17 @@ enum InputsBenchmark: BenchmarkScenario {
               io.write(string.format("completed %d non2xx %d\\n", summary.requests, summary.errors.status))
             end
             """.write(to: script, atomically: false, encoding: .utf8)
-        let output = try await BenchmarkProcess.run(
+        return try await BenchmarkProcess.run(
             wrk, ["-t1", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script.path, "http://\(address)"])
-        server.shutdown(grace: .seconds(5))
-        try await serving.value
+    }
 
+    /// Requests per second, requests completed and non-2xx answers from `runWrk`'s output.
+    static func wrkCounts(_ output: String) throws -> (rate: Double, completed: Double, failed: Double) {
         guard let rate = BenchmarkProcess.number(after: "Requests/sec:", in: output),
             let completed = BenchmarkProcess.number(after: "completed", in: output),
             let failed = BenchmarkProcess.number(after: "non2xx", in: output)
         else { throw BenchmarkError("could not read wrk output:\n\(output)") }
-        // Every 204 is a durable append: the spool must hold at least that many readings (requests
-        // cut off when wrk stopped may have been stored without their answer being counted).
-        let queued = try await spool.status().queuedReadings
-        let answered = Int64(completed - failed) * Int64(readingsPerRequest)
-        let check = queued >= answered && failed == 0 ? "ok (\(queued) ≥ \(answered))" : "FAILED (\(queued) < \(answered), \(Int(failed)) non-2xx)"
-        return LoadResult(
-            requestsPerSecond: rate, p50: BenchmarkProcess.latency(percentile: "50%", in: output) ?? 0,
-            p99: BenchmarkProcess.latency(percentile: "99%", in: output) ?? 0, check: check)
+        return (rate, completed, failed)
     }
 
     static func rate(_ perSecond: Double) -> String {

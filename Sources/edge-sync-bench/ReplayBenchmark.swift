@@ -114,6 +114,11 @@ enum ReplayBenchmark: BenchmarkScenario {
         var status: Int32
         var stdout: String
         var peakMegabytes: Double
+        /// User + system CPU time of the child.
+        var cpuSeconds: Double = 0
+        /// Bytes the child caused to be written to storage (`ru_oublock`, 512-byte units, which Linux
+        /// takes from the same accounting as `/proc/PID/io` `write_bytes`).
+        var writeBytes: Int64 = 0
     }
 
     /// Runs a child to completion with posix_spawn and wait4, for its peak RSS (Process reaps
@@ -139,7 +144,10 @@ enum ReplayBenchmark: BenchmarkScenario {
         guard wait4(pid, &status, 0, &usage) == pid else { throw BenchmarkError("wait4 failed for \(path)") }
         let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return Spawned(
-            status: exit, stdout: String(decoding: text, as: UTF8.self), peakMegabytes: Double(usage.ru_maxrss) / 1024)
+            status: exit, stdout: String(decoding: text, as: UTF8.self), peakMegabytes: Double(usage.ru_maxrss) / 1024,
+            cpuSeconds: Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6,
+            writeBytes: Int64(usage.ru_oublock) * 512)
     }
 
     static func runToCompletion(_ path: String, _ arguments: [String]) throws -> String {

@@ -19,7 +19,7 @@ enum SyncsBenchmark: BenchmarkScenario {
 
     static func run(_ options: BenchmarkOptions) async throws {
         let writes = SpoolBenchmark.intOption(options, "--writes") ?? 200
-        let (agent, collector) = try ReplayBenchmark.pairBinaries()
+        let builds = try LifecycleBenchmark.builds(options)
         guard let strace = BenchmarkProcess.executable("strace") else {
             throw BenchmarkError("the syncs benchmark needs strace (apt-get install -y strace)")
         }
@@ -27,20 +27,22 @@ enum SyncsBenchmark: BenchmarkScenario {
         print("syncs: \(writes) sequential POST /write per row, real line protocol, one keep-alive connection\n")
 
         var table = TextTable(
-            "fsync", "lines/write", "writes (all 204)", "fsync+fdatasync", "syncs/write", "bytes written/reading",
+            "build", "fsync", "lines/write", "writes (all 204)", "fsync+fdatasync", "syncs/write", "bytes written/reading",
             "bytes written/write", "seconds")
         for policy in ["full", "normal"] {
             for linesPerWrite in [1, 100, 5_000] {
-                let result = try await measure(
-                    agent: agent, collector: collector, strace: strace, policy: policy, lines: lines,
-                    writes: writes, linesPerWrite: linesPerWrite)
-                let readings = Double(writes * linesPerWrite)
-                table.append(
-                    policy, String(linesPerWrite), String(writes), String(result.syncs),
-                    SpoolBenchmark.format(Double(result.syncs) / Double(writes), 2),
-                    SpoolBenchmark.format(Double(result.writeBytes) / readings, 1),
-                    SpoolBenchmark.grouped(Double(result.writeBytes) / Double(writes)),
-                    SpoolBenchmark.format(result.seconds, 1))
+                for build in builds {
+                    let result = try await measure(
+                        agent: build.agent, collector: build.collector, strace: strace, policy: policy, lines: lines,
+                        writes: writes, linesPerWrite: linesPerWrite)
+                    let readings = Double(writes * linesPerWrite)
+                    table.append(
+                        build.label, policy, String(linesPerWrite), String(writes), String(result.syncs),
+                        SpoolBenchmark.format(Double(result.syncs) / Double(writes), 2),
+                        SpoolBenchmark.format(Double(result.writeBytes) / readings, 1),
+                        SpoolBenchmark.grouped(Double(result.writeBytes) / Double(writes)),
+                        SpoolBenchmark.format(result.seconds, 1))
+                }
             }
         }
         print(table.render())
@@ -123,7 +125,7 @@ enum SyncsBenchmark: BenchmarkScenario {
             syncs: calls(in: summary, of: ["fsync", "fdatasync"]), writeBytes: after - before, seconds: elapsed)
     }
 
-    private static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
+    static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -161,14 +163,14 @@ enum SyncsBenchmark: BenchmarkScenario {
         return pid
     }
 
-    private static func stop(_ process: Process) {
+    static func stop(_ process: Process) {
         guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
     }
 
     /// The port of the first `event=listening … address=HOST:PORT` line in a log being written.
-    private static func port(inLog path: String) throws -> Int {
+    static func port(inLog path: String) throws -> Int {
         var found: Int?
         try waitFor("a listening line in \(path)", seconds: 30) {
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""

@@ -14,8 +14,10 @@ let scenarios: [any BenchmarkScenario.Type] = [
     RemoteReadBenchmark.self,
     RemoteWriteBenchmark.self,
     SyncsBenchmark.self,
+    LifecycleBenchmark.self,
     StreamBenchmark.self,
     ProcessingBenchmark.self,
+    StorageBenchmark.self,
 ]
 
 @MainActor func usage() -> String {

@@ -217,15 +217,17 @@ struct RunningCollector: Sendable {
     }
 
     /// Posts on a fresh connection from a dedicated thread.
-    func post(_ path: String, body: [UInt8], token: String?, contentType: String? = FrameHeader.mediaType)
-        async throws -> BlockingHTTPClient.Response
-    {
+    func post(
+        _ path: String, body: [UInt8], token: String?, contentType: String? = FrameHeader.mediaType,
+        headers extra: [(String, String)] = []
+    ) async throws -> BlockingHTTPClient.Response {
         let port = self.port
         return try await onDedicatedThread {
             let client = BlockingHTTPClient(port: port)
             var headers: [(String, String)] = []
             if let token { headers.append(("Authorization", "Bearer \(token)")) }
             if let contentType { headers.append(("Content-Type", contentType)) }
+            headers += extra
             return try client.post(path, body: body, headers: headers)
         }
     }

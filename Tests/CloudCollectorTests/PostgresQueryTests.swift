@@ -187,6 +187,38 @@ import Testing
         }
     }
 
+    /// Both sides page one series the same way over the whole range and over ranges whose edges lie
+    /// exactly at readings, one past them, empty or inverted, each reading once.
+    static func expectSameWalks(
+        _ groups: [(batches: [Batch], receivedAt: Int64)], _ summary: SeriesSummary,
+        _ lhs: any ReadingQueries, _ a: SeriesReference, _ rhs: any ReadingQueries, _ b: SeriesReference,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let first = summary.firstTimestamp ?? base
+        let last = summary.lastTimestamp ?? base
+        let stored = expectedCount(groups, device: summary.device, key: summary.series, from: .min, to: .max)
+        for limit in summary.series == "big" ? [997, 5_000, 20_000] : [1, 3, 16, 1_000] {
+            for fetch in [limit, 256] {
+                try await expectSameWalk(
+                    lhs, a, rhs, b, from: .min, to: .max, limit: limit, fetch: fetch, expectedCount: stored,
+                    sourceLocation: sourceLocation)
+            }
+        }
+        let edges: [(Int64, Int64)] = [
+            (first, last), (first, last + 1), (first + 1, last), (first, first), (last, last),
+            (first, first + 1), (last, last + 1), (last + 1, .max), (.min, first), (last, first),
+            (first + (last - first) / 3, first + 2 * (last - first) / 3),
+        ]
+        for (from, to) in edges {
+            let expected = expectedCount(groups, device: summary.device, key: summary.series, from: from, to: to)
+            for limit in summary.series == "big" ? [1_000, 7_919] : [1, 2, 50] {
+                try await expectSameWalk(
+                    lhs, a, rhs, b, from: from, to: to, limit: limit, fetch: 300, expectedCount: expected,
+                    sourceLocation: sourceLocation)
+            }
+        }
+    }
+
     @Test func everyQueryAnswersAsOnSQLite() async throws {
         let groups = Self.groups()
         try await Self.withBothBackends(groups: groups, dropped: Self.dropped) { sqlite, postgres, _ in
@@ -214,31 +246,7 @@ import Testing
                 #expect(a.device == b.device && a.key == b.key)
                 let first = summary.firstTimestamp ?? Self.base
                 let last = summary.lastTimestamp ?? Self.base
-                let stored = Self.expectedCount(
-                    groups, device: summary.device, key: summary.series, from: .min, to: .max)
-                let limits = summary.series == "big" ? [997, 5_000, 20_000] : [1, 3, 16, 1_000]
-                for limit in limits {
-                    for fetch in [limit, 256] {
-                        try await Self.expectSameWalk(
-                            sqlite, a, postgres, b, from: .min, to: .max, limit: limit, fetch: fetch,
-                            expectedCount: stored)
-                    }
-                }
-                // Range edges: exactly at readings, one past, empty and inverted ranges.
-                let edges: [(Int64, Int64)] = [
-                    (first, last), (first, last + 1), (first + 1, last), (first, first), (last, last),
-                    (first, first + 1), (last, last + 1), (last + 1, .max), (.min, first), (last, first),
-                    (first + (last - first) / 3, first + 2 * (last - first) / 3),
-                ]
-                for (from, to) in edges {
-                    let expected = Self.expectedCount(
-                        groups, device: summary.device, key: summary.series, from: from, to: to)
-                    for limit in summary.series == "big" ? [1_000, 7_919] : [1, 2, 50] {
-                        try await Self.expectSameWalk(
-                            sqlite, a, postgres, b, from: from, to: to, limit: limit, fetch: 300,
-                            expectedCount: expected)
-                    }
-                }
+                try await Self.expectSameWalks(groups, summary, sqlite, a, postgres, b)
                 try await Self.expectSameAfterPositions(sqlite, a, postgres, b, from: first, to: last + 1)
                 // Aggregates with several steps, aligned and not.
                 let steps: [Int64] = [1, 999_999_999, Self.second, 7 * Self.second, 3_600 * Self.second, .max]

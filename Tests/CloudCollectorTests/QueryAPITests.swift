@@ -128,8 +128,9 @@ struct QueryAPITests {
 
     // MARK: Readings
 
-    @Test func jsonKeepsEveryValueBitExactInTimestampOrder() async throws {
-        try await Self.withKnownData { collector, _ in
+    @Test(arguments: ReadingLayout.allCases)
+    func jsonKeepsEveryValueBitExactInTimestampOrder(layout: ReadingLayout) async throws {
+        try await Self.withKnownData(configure: { $0.storage.layout = layout }) { collector, _ in
             let response = try await get(collector, Self.series0)
             #expect(response.status == 200)
             #expect(response.header("content-type") == "application/json")
@@ -195,9 +196,9 @@ struct QueryAPITests {
         }
     }
 
-    @Test(arguments: [1, 7, 25, 49, 50, 51])
-    func cursorsPageThroughEverythingOnce(limit: Int) async throws {
-        try await Self.withKnownData { collector, _ in
+    @Test(arguments: ReadingLayout.allCases, [1, 7, 25, 49, 50, 51])
+    func cursorsPageThroughEverythingOnce(layout: ReadingLayout, limit: Int) async throws {
+        try await Self.withKnownData(configure: { $0.storage.layout = layout }) { collector, _ in
             var target = Self.series0 + "&limit=\(limit)"
             var collected: [(Int64, Int64, UInt64)] = []
             var pages = 0
@@ -273,8 +274,9 @@ struct QueryAPITests {
         }
     }
 
-    @Test func csvParsesBack() async throws {
-        try await Self.withKnownData { collector, _ in
+    @Test(arguments: ReadingLayout.allCases)
+    func csvParsesBack(layout: ReadingLayout) async throws {
+        try await Self.withKnownData(configure: { $0.storage.layout = layout }) { collector, _ in
             let response = try await get(collector, Self.series0 + "&format=csv")
             #expect(response.header("content-type") == "text/csv; charset=utf-8")
             var lines = response.text.split(separator: "\n", omittingEmptySubsequences: false)
@@ -296,8 +298,9 @@ struct QueryAPITests {
         }
     }
 
-    @Test func lineProtocolRebuildsMeasurementTagsAndFieldAndSkipsNonFiniteValues() async throws {
-        try await Self.withKnownData { collector, _ in
+    @Test(arguments: ReadingLayout.allCases)
+    func lineProtocolRebuildsMeasurementTagsAndFieldAndSkipsNonFiniteValues(layout: ReadingLayout) async throws {
+        try await Self.withKnownData(configure: { $0.storage.layout = layout }) { collector, _ in
             let odd = try await get(
                 collector, "/v1/readings?device=gateway-1&format=lp&series=" + Self.encoded(Self.keys[1]))
             #expect(odd.header("content-type") == "text/plain; charset=utf-8")
@@ -322,8 +325,9 @@ struct QueryAPITests {
 
     // MARK: Series and aggregates
 
-    @Test func seriesListsFirstAndLastTimestampsFilteredByDeviceAndPrefix() async throws {
-        try await Self.withKnownData { collector, _ in
+    @Test(arguments: ReadingLayout.allCases)
+    func seriesListsFirstAndLastTimestampsFilteredByDeviceAndPrefix(layout: ReadingLayout) async throws {
+        try await Self.withKnownData(configure: { $0.storage.layout = layout }) { collector, _ in
             let all = try JSONDecoder().decode(
                 SeriesList.self, from: Data(try await get(collector, "/v1/series").body))
             #expect(!all.truncated)
@@ -352,8 +356,9 @@ struct QueryAPITests {
         }
     }
 
-    @Test func aggregateBucketsCountMinMaxMean() async throws {
-        try await Self.withKnownData { collector, _ in
+    @Test(arguments: ReadingLayout.allCases)
+    func aggregateBucketsCountMinMaxMean(layout: ReadingLayout) async throws {
+        try await Self.withKnownData(configure: { $0.storage.layout = layout }) { collector, _ in
             let target =
                 "/v1/aggregate?device=gateway-1&series=" + Self.encoded(Self.keys[1])
                 + "&from=\(Self.base - Self.second)&to=\(Self.base + 5 * Self.second)&step=2s"

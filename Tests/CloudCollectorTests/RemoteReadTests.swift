@@ -90,8 +90,9 @@ struct RemoteReadTests {
 
     static let baseMilliseconds = base / 1_000_000
 
-    @Test func samplesAndLabelsAreTheStoredReadings() async throws {
-        try await Self.withData { collector in
+    @Test(arguments: ReadingLayout.allCases)
+    func samplesAndLabelsAreTheStoredReadings(layout: ReadingLayout) async throws {
+        try await Self.withData(configure: { $0.storage.layout = layout }) { collector in
             let series = try await Self.query(
                 collector, [.init("__name__", .equal, "temperature_celsius"), .init("site", .equal, "a")])
             #expect(series.count == 2)

@@ -51,8 +51,11 @@ final class MemorySource: UploadSource {
         while !Task.isCancelled, state.withLock({ $0.last <= sequence }) { await Task.yield() }
     }
 
-    func batch(in range: SequenceRange, maximumReadings: Int) async throws -> Batch? {
-        state.withLock { state in
+    /// Readings per frame handed out, as a spool's stored chunks would be.
+    let chunkReadings = 250
+
+    func frames(in range: SequenceRange, maximumReadings: Int, maximumBytes: Int) async throws -> UploadBatch? {
+        let batch: Batch? = state.withLock { state in
             var sequence = range.first
             while sequence <= range.last, state.queued[sequence] == nil { sequence += 1 }
             guard sequence <= range.last else { return nil }
@@ -65,6 +68,15 @@ final class MemorySource: UploadSource {
             return Batch(
                 device: device, stream: stream, firstSequence: first, seriesKeys: state.keys, readings: readings)
         }
+        guard let batch, let whole = batch.sequenceRange else { return nil }
+        var frames: [UploadFrame] = []
+        var start = whole.first
+        while start <= whole.last {
+            let part = SequenceRange(start, min(whole.last, start + UInt64(chunkReadings) - 1))
+            frames.append(UploadFrame(range: part, bytes: try BatchEncoder().encode(batch.slice(part)), isStored: true))
+            start = part.last + 1
+        }
+        return UploadBatch(frames: frames)
     }
 
     func acknowledge(_ ranges: [SequenceRange]) async throws {
@@ -123,17 +135,24 @@ final class MemoryCollector: UploadTransport {
         var processingReports: [ProcessingCountsReport] = []
         /// The answer to `POST /v1/processing` (404: a collector that predates it).
         var processingStatus = 200
+        /// The Content-Type of each batch request, in arrival order.
+        var contentTypes: [String] = []
+        /// The `Edge-Sync-Sent-At` of each batch request (nil when absent).
+        var sentAtHeaders: [String?] = []
     }
 
     let state = Mutex(State())
     let maximumReadingsPerBatch: Int
+    /// False plays a collector older than frame runs: 415 to them, before looking at the body.
+    let acceptsFrameRuns: Bool
     let fault: @Sendable (_ request: Int, _ range: SequenceRange) -> Fault?
 
     init(
-        maximumReadingsPerBatch: Int = .max,
+        maximumReadingsPerBatch: Int = .max, acceptsFrameRuns: Bool = true,
         fault: @escaping @Sendable (_ request: Int, _ range: SequenceRange) -> Fault? = { _, _ in nil }
     ) {
         self.maximumReadingsPerBatch = maximumReadingsPerBatch
+        self.acceptsFrameRuns = acceptsFrameRuns
         self.fault = fault
     }
 
@@ -166,7 +185,18 @@ final class MemoryCollector: UploadTransport {
                         return state.processingStatus
                     }))
         }
-        guard let batch = try? BatchDecoder().decode(request.body), let range = SequenceRange(batch.sequences) else {
+        let isRun = request.contentType == FrameRun.mediaType
+        state.withLock { state in
+            state.contentTypes.append(request.contentType)
+            state.sentAtHeaders.append(request.header(ProtocolHeader.sentAt))
+        }
+        if isRun && !acceptsFrameRuns {
+            return .success(
+                UploadResponse(
+                    status: 415, body: Array(#"{"error":"unsupported_media_type","message":"not a frame"}"#.utf8)))
+        }
+        let decoded = isRun ? try? BatchDecoder().decodeRun(request.body) : try? BatchDecoder().decode(request.body)
+        guard let batch = decoded, let range = SequenceRange(batch.sequences) else {
             return .success(
                 UploadResponse(status: 400, body: Array(#"{"error":"malformed","message":"bad frame"}"#.utf8)))
         }

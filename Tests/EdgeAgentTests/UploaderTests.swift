@@ -239,4 +239,110 @@ import Testing
         #expect(source.queuedCount == 50_000 - stored)
         #expect(source.queuedCount > 0)
     }
+
+    // MARK: Encode once
+
+    /// Stored frames go out as they are, in frame runs, with the clock in the header; nothing
+    /// is decoded or encoded again.
+    @Test func storedFramesGoOutAsTheyAreWithTheClockInAHeader() async throws {
+        let source = MemorySource(readings: 5000)
+        let collector = MemoryCollector()
+        let statistics = try await makeUploader(source: source, collector: collector).run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 5000, source: source)
+        #expect(statistics.readingsSentAsStored == 5000)
+        #expect(!statistics.sendsSingleFrames)
+        let state = collector.state.withLock { $0 }
+        #expect(state.contentTypes.allSatisfy { $0 == FrameRun.mediaType })
+        #expect(state.sentAtHeaders.allSatisfy { $0 == "1700000000000000000" })
+    }
+
+    /// A collector older than frame runs answers 415: the uploader says so once, then sends every
+    /// batch as one version 2 frame (clock inside and in the header), and delivers exactly once.
+    @Test func a415ToFrameRunsFallsBackToVersion2FramesOnce() async throws {
+        let source = MemorySource(readings: 7000)
+        let collector = MemoryCollector(acceptsFrameRuns: false)
+        let events = Mutex<[String]>([])
+        let uploader = makeUploader(source: source, collector: collector)
+        await uploader.onEvent { event in
+            if case .fellBackToSingleFrames(let reason) = event { events.withLock { $0.append(reason) } }
+        }
+        let statistics = try await uploader.run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 7000, source: source)
+        #expect(statistics.sendsSingleFrames)
+        #expect(statistics.readingsSentAsStored == 0)
+        #expect(statistics.readingsQuarantined == 0)
+        #expect(events.withLock { $0 } == ["not a frame"])
+        let state = collector.state.withLock { $0 }
+        // Up to a window of runs were in flight when the first 415 came back; none after.
+        let runs = state.contentTypes.filter { $0 == FrameRun.mediaType }.count
+        #expect(runs >= 1 && runs <= 4)
+        #expect(state.contentTypes.filter { $0 == FrameHeader.mediaType }.count == 7)
+    }
+
+    /// Batch sizing by lane: a backlog goes out in replay-sized batches, a caught-up queue in
+    /// live-sized ones.
+    @Test func aBacklogGoesOutInReplaySizedBatches() async throws {
+        let source = MemorySource(readings: 60_000)
+        let collector = MemoryCollector()
+        try await makeUploader(source: source, collector: collector) {
+            $0.liveThreshold = 10_000
+            $0.liveEvery = 1000
+            $0.replayBatchReadings = 20_000
+        }.run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 60_000, source: source)
+        let sizes = collector.state.withLock { $0.sentRanges.map(\.count) }
+        // 60,000 queued: 20,000, 20,000; then 20,000 left (above the threshold): 20,000.
+        #expect(sizes.first == 20_000)
+        #expect(sizes.max() == 20_000)
+        let small = MemorySource(readings: 5000)
+        let caughtUp = MemoryCollector()
+        try await makeUploader(source: small, collector: caughtUp) { $0.replayBatchReadings = 20_000 }.run(.untilEmpty)
+        #expect(caughtUp.state.withLock { $0.sentRanges.map(\.count) }.allSatisfy { $0 <= 1000 })
+    }
+
+    /// A body over the byte limit is split at a frame boundary: the halves are still stored bytes.
+    @Test func anOversizedRunSplitsAtAFrameBoundary() async throws {
+        let source = MemorySource(readings: 4000)
+        let collector = MemoryCollector()
+        let frame = try #require(
+            try await source.frames(in: SequenceRange(1, 1000), maximumReadings: 1000, maximumBytes: .max)?.frames.first)
+        let statistics = try await makeUploader(source: source, collector: collector) {
+            $0.maximumBatchBytes = frame.bytes.count * 5 / 2
+        }.run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 4000, source: source)
+        #expect(statistics.splits >= 4)
+        #expect(statistics.readingsSentAsStored == 4000)
+        #expect(collector.state.withLock { $0.sentRanges.allSatisfy { $0.count <= 500 && $0.count % 250 == 0 } }, "split before sending, at frame boundaries")
+    }
+
+    /// A collector (or link) that cannot take a replay batch within the request timeout: every
+    /// request of more than 5,000 readings times out. The backlog still drains, in halves down to the
+    /// live size, and throttling (429 with Retry-After) alone never makes batches smaller.
+    @Test func aReplayBatchThatTimesOutGoesAgainInHalves() async throws {
+        let source = MemorySource(readings: 40_000)
+        let collector = MemoryCollector { _, range in
+            range.count > 5000 ? .respond(.failure(UploadTransportError("Operation timed out after 5000 ms"))) : nil
+        }
+        let statistics = try await makeUploader(source: source, collector: collector) {
+            $0.liveThreshold = 1000
+            $0.liveEvery = 1000
+            $0.replayBatchReadings = 20_000
+        }.run(.untilEmpty)
+        expectExactlyOnce(collector, expected: 40_000, source: source)
+        #expect(statistics.splits >= 4)
+        let sizes = collector.state.withLock { $0.sentRanges.map(\.count) }
+        #expect(sizes.first == 20_000)
+
+        let throttled = MemorySource(readings: 40_000)
+        let busy = MemoryCollector { request, _ in
+            request % 2 == 1 ? .respond(.success(UploadResponse(status: 429, retryAfter: .seconds(1)))) : nil
+        }
+        let calm = try await makeUploader(source: throttled, collector: busy) {
+            $0.liveThreshold = 1000
+            $0.liveEvery = 1000
+            $0.replayBatchReadings = 20_000
+        }.run(.untilEmpty)
+        expectExactlyOnce(busy, expected: 40_000, source: throttled)
+        #expect(calm.splits == 0)
+    }
 }

@@ -65,7 +65,7 @@ import Testing
             let config = try pair.writeAgentConfig(
                 """
                 {"collector": {"request_timeout_seconds": 1, "connect_timeout_seconds": 1},
-                 "upload": {"batch_readings": 2000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1}}
+                 "upload": {"batch_readings": 2000, "replay_batch_readings": 2000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1}}
                 """)
             let proxyURL = "http://127.0.0.1:\(proxy.port)"
             let (text, expected) = try realDataAsLineProtocol()

@@ -19,7 +19,7 @@ import Testing
 
     /// Agent settings for these runs: small batches so the run spans the faults, short backoff.
     static let agentConfig = """
-        {"upload": {"batch_readings": 500, "max_in_flight": 2, "backoff_initial_ms": 50, "backoff_max_seconds": 1},
+        {"upload": {"batch_readings": 500, "replay_batch_readings": 500, "max_in_flight": 2, "backoff_initial_ms": 50, "backoff_max_seconds": 1},
          "collector": {"request_timeout_seconds": 20}}
         """
 

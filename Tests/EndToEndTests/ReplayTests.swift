@@ -24,7 +24,7 @@ import Testing
             let config = try pair.writeAgentConfig(
                 """
                 {"collector": {"request_timeout_seconds": 5},
-                 "upload": {"batch_readings": 5000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1,
+                 "upload": {"batch_readings": 5000, "replay_batch_readings": 5000, "linger_ms": 20, "backoff_initial_ms": 20, "backoff_max_seconds": 1,
                             "max_send_bytes_per_second": 15000, "max_in_flight": 1,
                             "live_threshold_readings": 20000}}
                 """)

@@ -1,24 +1,26 @@
 // libFuzzer entry point for the batch decoder; built by Tests/Fuzz/run-fuzz.sh together with the
 // codec's sources so that it can reach the payload decoder behind the checksum.
 
-/// The first input byte picks the target (its value modulo 4): 0 decodes the whole frame (header,
+/// The first input byte picks the target (its value modulo 5): 0 decodes the whole frame (header,
 /// checksum, inflate; versions 2 and 3); 1 decodes the rest as a version 2 payload and 3 as a
 /// version 3 payload, skipping the checksum so that mutations reach the structure (keys, series
 /// order, shared values); 2 decodes one integer column of a count given by the next two bytes, so
-/// that mutations hit the Huffman code tables and bit streams directly.
+/// that mutations hit the Huffman code tables and bit streams directly; 4 decodes a frame run.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let input = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
-    switch data[0] % 4 {
+    switch data[0] % 5 {
     case 0:
         fuzzBatch(input, version: nil)
     case 1:
         fuzzBatch(input, version: .v2)
     case 2:
         fuzzIntegerColumn(input)
-    default:
+    case 3:
         fuzzBatch(input, version: .v3)
+    default:
+        fuzzFrameRun(input)
     }
     return 0
 }
@@ -48,6 +50,34 @@ private func fuzzBatch(_ input: UnsafeRawBufferPointer, version: FormatVersion?)
         }
     } catch {
         _ = error.description
+    }
+}
+
+/// A run that decodes must be the frames its ranges name, each decoding alone, joined in order;
+/// the summary of each frame must agree with its decoded batch.
+private func fuzzFrameRun(_ input: UnsafeRawBufferPointer) {
+    var limits = DecodingLimits()
+    limits.maximumReadings = 100_000
+    let decoder = BatchDecoder(limits: limits)
+    guard let run = try? decoder.decodeRun(input) else { return }
+    do {
+        let ranges = try FrameRun.frameRanges(in: input, limits: limits)
+        precondition(ranges.last?.upperBound == input.count, "a decoded run left bytes over")
+        var parts: [Batch] = []
+        for range in ranges {
+            let frame = UnsafeRawBufferPointer(rebasing: input[range])
+            let part = try decoder.decode(frame)
+            let summary = try decoder.summary(of: frame)
+            precondition(
+                summary.readingCount == part.readings.count && summary.firstSequence == part.firstSequence
+                    && summary.stream == part.stream && summary.device == part.device
+                    && summary.frameBytes == range.count,
+                "a frame's summary disagrees with its decoded batch")
+            parts.append(part)
+        }
+        precondition(Batch(joining: parts) == run, "a run decoded differently from its frames joined")
+    } catch {
+        preconditionFailure("a run decoded but one of its frames alone did not: \(error)")
     }
 }
 

@@ -71,6 +71,10 @@ for hex in "$root"/Tests/EdgeSyncCodecTests/Golden/v3/*.hex; do
     name="$(basename "$hex" .hex)"
     { printf '\x00'; xxd -r -p "$hex"; } > "$decoder_seeds/frame-v3-$name"
     { printf '\x03'; xxd -r -p "$hex" | tail -c +15 | head -c -4; } > "$decoder_seeds/payload-v3-$name"
+    # Frame runs (prefix 4): the frame alone, and twice back to back (refused: the second repeats
+    # the first's sequences, so mutations must find the contiguous case).
+    { printf '\x04'; xxd -r -p "$hex"; } > "$decoder_seeds/run-v3-$name"
+    { printf '\x04'; xxd -r -p "$hex"; xxd -r -p "$hex"; } > "$decoder_seeds/run-twice-v3-$name"
 done
 
 # Integer-column seeds (prefix 2, then a little-endian count): a hand-built Huffman table

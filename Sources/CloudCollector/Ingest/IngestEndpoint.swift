@@ -21,6 +21,9 @@ package final class IngestEndpoint: Sendable {
         package var maximumConcurrentRequests = 32
         /// Largest dropped-ranges report, in bytes.
         package var maximumReportBytes = 1 << 20
+        /// Whether `FrameRun.mediaType` bodies are read; off, they get 415 as from a collector that
+        /// predates them (how tests play an old collector to an agent).
+        package var acceptsFrameRuns = true
 
         package init() {}
     }
@@ -70,14 +73,18 @@ package final class IngestEndpoint: Sendable {
     /// `readings` is set as soon as the batch is decoded, so a refusal after that can count them.
     private func postBatch(_ request: HTTPRequest, device: String, readings: inout Int?) async throws -> HTTPResponse {
         try refuseWhenDamaged()
+        var isRun = false
         if let contentType = request.headers["content-type"] {
             let mediaType = contentType.split(separator: ";").first.map { String($0).trimmingSpaces() } ?? ""
-            guard ASCIICase.equal(mediaType, FrameHeader.mediaType) else {
+            isRun = configuration.acceptsFrameRuns && ASCIICase.equal(mediaType, FrameRun.mediaType)
+            guard isRun || ASCIICase.equal(mediaType, FrameHeader.mediaType) else {
+                let accepted =
+                    configuration.acceptsFrameRuns ? "\(FrameHeader.mediaType) or \(FrameRun.mediaType)" : FrameHeader.mediaType
                 throw CollectorError(
-                    .unsupportedMediaType, "unsupported_media_type",
-                    "Content-Type must be \(FrameHeader.mediaType), not \(contentType)")
+                    .unsupportedMediaType, "unsupported_media_type", "Content-Type must be \(accepted), not \(contentType)")
             }
         }
+        let sentAt = try Self.sentAt(request.headers[ProtocolHeader.sentAt])
         if let length = request.headers["content-length"].flatMap({ Int($0) }),
             length > configuration.limits.maximumFrameBytes
         {
@@ -91,13 +98,15 @@ package final class IngestEndpoint: Sendable {
         }
         defer { inFlight.wrappingSubtract(1, ordering: .relaxed) }
 
-        let frame = try await readFrame(request.body)
-        let batch: Batch
+        let frame = isRun ? try await readRun(request.body) : try await readFrame(request.body)
+        var batch: Batch
         do {
-            batch = try BatchDecoder(limits: configuration.limits).decode(frame)
+            let decoder = BatchDecoder(limits: configuration.limits)
+            batch = isRun ? try decoder.decodeRun(frame) : try decoder.decode(frame)
         } catch {
             throw Self.collectorError(for: error)
         }
+        if let sentAt { batch.sentAt = sentAt }
         guard batch.device == device else {
             throw CollectorError(
                 .forbidden, "wrong_device",
@@ -220,6 +229,24 @@ package final class IngestEndpoint: Sendable {
             if let expected, frame.count > expected { break }
         }
         return frame
+    }
+
+    /// A frame run's bytes: the declared length was checked against the limit already; a chunked
+    /// body is cut off at the limit. Each frame's header is checked while decoding.
+    private func readRun(_ body: HTTPRequestBody) async throws -> [UInt8] {
+        try await body.collect(upTo: configuration.limits.maximumFrameBytes)
+    }
+
+    /// The `Edge-Sync-Sent-At` header's nanoseconds; nil when absent.
+    static func sentAt(_ value: String?) throws(CollectorError) -> Int64? {
+        guard let value else { return nil }
+        let trimmed = value.trimmingSpaces()
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 20, let nanoseconds = Int64(trimmed) else {
+            throw CollectorError(
+                .badRequest, "invalid_header",
+                "\(ProtocolHeader.sentAt) must be decimal nanoseconds since the Unix epoch, not \(value.prefix(40).debugDescription)")
+        }
+        return nanoseconds
     }
 
     static func collectorError(for error: any Error) -> CollectorError {

@@ -17,19 +17,19 @@ package final class SQLiteReadingQueries: ReadingQueries {
         try await readers.run(body)
     }
 
+    /// The database's layout, from its schema version: read on every call (one indexed row), since
+    /// a database without readings may switch layout when a store opens it.
+    static func layout(of db: SQLiteDatabase) throws -> ReadingLayout {
+        let select = try db.statement("SELECT version FROM collector_schema")
+        defer { select.reset() }
+        return try select.step() && select.int64(at: 0) == CollectorSchema.blocksVersion ? .blocks : .rows
+    }
+
     package func series(device: String?, prefix: String, limit: Int) async throws -> [SeriesSummary] {
         try await run { db in
             // substr, not LIKE: a prefix holding % or _ means exactly those characters.
-            let select = try db.statement(
-                """
-                SELECT s.device, s.series_key,
-                       (SELECT min(min_timestamp) FROM series_blocks WHERE series_id = s.series_id),
-                       (SELECT max(max_timestamp) FROM series_blocks WHERE series_id = s.series_id)
-                FROM series AS s
-                WHERE (?1 IS NULL OR s.device = ?1) AND substr(s.series_key, 1, length(?2)) = ?2
-                ORDER BY s.device, s.series_key
-                LIMIT ?3
-                """)
+            let blocks = try Self.layout(of: db) == .blocks ? "reading_blocks" : "series_blocks"
+            let select = try db.statement(Self.seriesListing(blocks: blocks))
             defer { select.reset() }
             if let device { try select.bind(device, at: 1) } else { try select.bindNull(at: 1) }
             try select.bind(prefix, at: 2)
@@ -55,6 +55,20 @@ package final class SQLiteReadingQueries: ReadingQueries {
             guard try select.step() else { return nil }
             return SeriesReference(device: device, key: key, id: select.int64(at: 0))
         }
+    }
+
+    /// The series listing, first and last timestamps from `blocks` (`series_blocks` of the row
+    /// layout or `reading_blocks`, which both have min_timestamp and max_timestamp by series).
+    private static func seriesListing(blocks: String) -> String {
+        """
+        SELECT s.device, s.series_key,
+               (SELECT min(min_timestamp) FROM \(blocks) WHERE series_id = s.series_id),
+               (SELECT max(max_timestamp) FROM \(blocks) WHERE series_id = s.series_id)
+        FROM series AS s
+        WHERE (?1 IS NULL OR s.device = ?1) AND substr(s.series_key, 1, length(?2)) = ?2
+        ORDER BY s.device, s.series_key
+        LIMIT ?3
+        """
     }
 
     /// The lower bound of a page as (timestamp, reading_id) to be strictly after.
@@ -90,16 +104,18 @@ package final class SQLiteReadingQueries: ReadingQueries {
     /// within the first blocks (by end time) that hold `rows` readings. Blocks that overlap in time
     /// (late readings) or begin before `lower` can make the window hold more or fewer; callers
     /// move on window by window.
-    private static func windowEnd(
-        of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in db: SQLiteDatabase
-    ) throws -> Int64 {
-        let select = try db.statement(
-            """
+    /// `blocks` selects (end time, readings) of series ?1's blocks ending in [?2, ?3) by end time:
+    /// `series_blocks` here, `reading_blocks` in the block layout (`SQLiteBlockQueries`).
+    static func windowEnd(
+        of series: Int64, after lower: ReadingPosition, to: Int64, rows: Int, in db: SQLiteDatabase,
+        blocks: String = """
             SELECT max_timestamp, last_reading_id - first_reading_id + 1
             FROM series_blocks INDEXED BY series_blocks_by_end
             WHERE series_id = ?1 AND max_timestamp >= ?2 AND max_timestamp < ?3
             ORDER BY max_timestamp
-            """)
+            """
+    ) throws -> Int64 {
+        let select = try db.statement(blocks)
         defer { select.reset() }
         try select.bind(series, at: 1)
         try select.bind(lower.timestamp, at: 2)
@@ -128,6 +144,9 @@ package final class SQLiteReadingQueries: ReadingQueries {
     ) async throws -> (last: ReadingPosition, hasMore: Bool)? {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
+            if try Self.layout(of: db) == .blocks {
+                return try SQLiteBlockQueries.pageEnd(of: series.id, after: lower, to: to, limit: limit, in: db)
+            }
             // Window by window in time: each is counted without sorting; the window holding the
             // page's last reading is sorted (at most `limit` plus one entries kept).
             let count = try db.statement("SELECT count(*) \(Self.windowRows)")
@@ -182,6 +201,12 @@ package final class SQLiteReadingQueries: ReadingQueries {
     ) async throws -> [QueriedReading] {
         let lower = Self.lowerBound(after: after, from: from)
         return try await run { db in
+            let stop = through.timestamp < to ? through.timestamp + 1 : to
+            if try Self.layout(of: db) == .blocks {
+                let found = try SQLiteBlockQueries.collect(
+                    of: series.id, after: lower, stop: stop, through: through, limit: limit, in: db)
+                return try SQLiteBlockQueries.queried(found, in: db)
+            }
             // The page ends at `through`, which `pageEnd` found; windows in time up to right after it.
             let select = try db.statement(
                 """
@@ -191,7 +216,6 @@ package final class SQLiteReadingQueries: ReadingQueries {
                 ORDER BY r.timestamp, r.reading_id
                 LIMIT ?7
                 """)
-            let stop = through.timestamp < to ? through.timestamp + 1 : to
             var rows: [QueriedReading] = []
             rows.reserveCapacity(limit)
             var start = lower
@@ -226,6 +250,9 @@ package final class SQLiteReadingQueries: ReadingQueries {
         -> [AggregateBucket]
     {
         try await run { db in
+            if try Self.layout(of: db) == .blocks {
+                return try SQLiteBlockQueries.aggregate(of: series.id, from: from, to: to, step: step, in: db)
+            }
             // `value` is NULL for NaN, so min/max/avg skip NaNs while count(*) counts them. The caller
             // guarantees to - from fits in 64 bits, so timestamp - from cannot overflow. Rows come in
             // block order, so SQLite groups them in a sorter (which spills to disk, not to RAM).

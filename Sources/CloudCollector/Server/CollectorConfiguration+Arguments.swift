@@ -1,3 +1,4 @@
+import EdgeSyncCodec
 import EdgeSyncCommandLine
 import EdgeSyncSQLite
 import Foundation
@@ -62,6 +63,14 @@ extension CollectorService.Configuration {
             {
                 configuration.storage.synchronous = mode
             }
+            if let layout = try file.string(
+                "storage.layout", as: "\"rows\" or \"blocks\"", { ReadingLayout(rawValue: $0) })
+            {
+                configuration.storage.layout = layout
+            }
+            if let v = try file.integer("storage.block_readings", in: 1...Int64(ColumnBlock.maximumReadings)) {
+                configuration.storage.blockReadings = Int(v)
+            }
             if let v = try file.integer("queue.max_readings", in: positive) {
                 configuration.writer.maximumQueuedReadings = Int(v)
             }
@@ -98,6 +107,9 @@ extension CollectorService.Configuration {
             }
             configuration.stream = try StreamDestination(file: file, readsSecrets: readsOperatorToken)
             try file.rejectUnknownKeys()
+        }
+        if configuration.postgresURL != nil, configuration.storage.layout == .blocks {
+            throw UsageError("\"blocks\" is for embedded SQLite storage only so far; PostgreSQL keeps rows", setting: "storage.layout")
         }
         if readsOperatorToken {
             configuration.operatorToken = try Self.operatorToken(

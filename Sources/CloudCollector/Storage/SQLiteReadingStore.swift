@@ -31,12 +31,20 @@ package final class SQLiteReadingStore: ReadingStore {
         /// When set, every newly stored reading also becomes part of a message in `stream_outbox`,
         /// in the same transaction, for the stream relay (decision 0019).
         package var streamOutbox: StreamOutboxSettings? = nil
+        /// How readings are kept: a row each (`rows`, the default, which `readings_view` reads without
+        /// anything loaded) or compressed column blocks with summaries (`blocks`, decision 0027).
+        /// A new database gets it; one holding readings in the other layout is refused by name.
+        package var layout = ReadingLayout.rows
+        /// Most readings in one column block (the blocks layout).
+        package var blockReadings = 4_096
 
         package init() {}
     }
 
     let database: SQLiteDatabase
     private let configuration: Configuration
+    /// The database's layout (its schema version says which).
+    package let layout: ReadingLayout
     private let checkpointer: WALCheckpointer?
     private let logger: Logger
     private var walFrames = 0
@@ -62,7 +70,7 @@ package final class SQLiteReadingStore: ReadingStore {
         self.configuration = configuration
         self.logger = logger
         try database.execute("PRAGMA cache_size = -\(configuration.cacheKiB)")
-        try Self.createSchema(database)
+        layout = try Self.createSchema(database, layout: configuration.layout)
         if configuration.checkpointsInBackground {
             let checkpointer = try WALCheckpointer(
                 databasePath: path, configuration: configuration.backgroundCheckpoint,
@@ -77,34 +85,60 @@ package final class SQLiteReadingStore: ReadingStore {
         }
     }
 
-    /// Creates the tables and the view when missing, and refuses a database of another schema version.
-    package static func createSchema(_ database: SQLiteDatabase) throws {
+    /// Creates the tables and the view when missing, upgrades a row database of schema 1-3 to 4, and
+    /// refuses a database of another schema version. `layout` is what a new database gets (`nil`:
+    /// rows, or whatever an existing one has); an existing database holding readings in the other
+    /// layout is refused by name, one without any readings is switched (so `token add` before the
+    /// first `serve` does not fix the layout).
+    /// - Returns: the layout of the database.
+    @discardableResult
+    package static func createSchema(_ database: SQLiteDatabase, layout wanted: ReadingLayout? = nil) throws
+        -> ReadingLayout
+    {
         try database.transaction(.immediate) { db in
             try db.execute(CollectorSchema.statements)
             let select = try db.prepare("SELECT version FROM collector_schema")
-            if try select.step() {
-                let found = select.int64(at: 0)
-                select.reset()
-                if (1...3).contains(found) {
-                    // Versions 2 and 3 add `stream_stats` and `series_blocks`, which the statements
-                    // above just created; streams stored before the upgrade simply have no stats yet,
-                    // and their blocks are built from the readings here. Version 4 adds the series'
-                    // block spans, computed from the blocks.
-                    if found < 3 { try db.execute(CollectorSchema.upgradeToBlocks) }
-                    try db.execute(CollectorSchema.upgradeToBlockSpans)
-                    try db.execute("UPDATE collector_schema SET version = \(CollectorSchema.version)")
-                    return
-                }
-                guard found == CollectorSchema.version else {
-                    throw CollectorStorageError(
-                        "\(database.path): collector schema version \(found), this collector needs \(CollectorSchema.version)"
-                    )
-                }
-            } else {
+            guard try select.step() else {
+                let layout = wanted ?? .rows
+                try db.execute(layout == .rows ? CollectorSchema.rowStatements : CollectorSchema.blockStatements)
                 let insert = try db.prepare("INSERT INTO collector_schema (version) VALUES (?)")
-                try insert.bind(CollectorSchema.version, at: 1)
+                try insert.bind(CollectorSchema.version(of: layout), at: 1)
                 try insert.run()
+                return layout
             }
+            let found = select.int64(at: 0)
+            select.reset()
+            if (1...3).contains(found) {
+                // Versions 2 and 3 add `stream_stats` and `series_blocks`, which the statements
+                // here create; streams stored before the upgrade simply have no stats yet, and
+                // their blocks are built from the readings here. Version 4 adds the series' block
+                // spans, computed from the blocks.
+                try db.execute(CollectorSchema.rowStatements)
+                if found < 3 { try db.execute(CollectorSchema.upgradeToBlocks) }
+                try db.execute(CollectorSchema.upgradeToBlockSpans)
+                try db.execute("UPDATE collector_schema SET version = \(CollectorSchema.version)")
+            } else if found != CollectorSchema.version && found != CollectorSchema.blocksVersion {
+                throw CollectorStorageError(
+                    "\(database.path): collector schema version \(found), this collector reads \(CollectorSchema.version) (rows) and \(CollectorSchema.blocksVersion) (column blocks)"
+                )
+            }
+            let current: ReadingLayout = found == CollectorSchema.blocksVersion ? .blocks : .rows
+            try db.execute(current == .rows ? CollectorSchema.rowStatements : CollectorSchema.blockStatements)
+            guard let wanted, wanted != current else { return current }
+            let holding = try db.prepare(
+                current == .rows ? "SELECT EXISTS (SELECT 1 FROM readings)" : "SELECT EXISTS (SELECT 1 FROM reading_blocks)")
+            _ = try holding.step()
+            let holdsReadings = holding.int64(at: 0) != 0
+            holding.reset()
+            guard !holdsReadings else {
+                throw CollectorStorageError(
+                    "\(database.path) stores readings as \(current.rawValue), storage.layout asks for \(wanted.rawValue): converting a database in place is not supported yet; keep storage.layout = \(current.rawValue) or start with a new data directory"
+                )
+            }
+            try db.execute(current == .rows ? CollectorSchema.dropRowTables : CollectorSchema.dropBlockTables)
+            try db.execute(wanted == .rows ? CollectorSchema.rowStatements : CollectorSchema.blockStatements)
+            try db.execute("UPDATE collector_schema SET version = \(CollectorSchema.version(of: wanted))")
+            return wanted
         }
     }
 
@@ -145,8 +179,15 @@ package final class SQLiteReadingStore: ReadingStore {
                     ids.append(try seriesID(device: batch.device, key: seriesKey, in: db, new: &newSeries))
                 }
                 for range in decision.newRanges {
-                    try insertReadings(
-                        batch, range: range, seriesIDs: ids, streamReference: reference, spans: &spans, in: db)
+                    switch layout {
+                    case .rows:
+                        try insertReadings(
+                            batch, range: range, seriesIDs: ids, streamReference: reference, spans: &spans, in: db)
+                    case .blocks:
+                        try ColumnBlockStorage.insert(
+                            batch, range: range, seriesIDs: ids, streamReference: reference,
+                            maximumReadings: configuration.blockReadings, spans: &spans, in: db)
+                    }
                 }
                 try updateStats(
                     batch, newRanges: decision.newRanges, streamReference: reference, receivedAt: receivedAt, in: db)
@@ -213,8 +254,11 @@ package final class SQLiteReadingStore: ReadingStore {
 
     /// Copies the whole WAL into the database and truncates it to zero bytes: a stopped collector
     /// leaves the database file and an empty log, not a log as large as the database (issue 19).
-    /// Reader connections that are idle hold no snapshot, so the checkpoint does not wait for them.
+    /// Reader connections that are idle hold no snapshot, so the checkpoint does not wait for them;
+    /// the background checkpointer is stopped first, since SQLite refuses a truncating checkpoint
+    /// outright while another connection runs one. Ingest after this gets no background checkpoints.
     package func finishForShutdown() {
+        checkpointer?.finish()
         let before = SQLiteDatabase.fileSizes(ofDatabaseAt: database.path).wal
         do {
             let result = try database.checkpoint(.truncate)

@@ -17,6 +17,7 @@ package final class WALCheckpointer: Sendable {
     private struct State {
         var isRunning = false
         var needsAnother = false
+        var isFinished = false
     }
 
     private let connection: SQLiteConnectionQueue
@@ -40,6 +41,7 @@ package final class WALCheckpointer: Sendable {
     package func walGrew(to frames: Int) {
         guard frames >= configuration.checkpointPages else { return }
         let starts = state.withLock { state in
+            if state.isFinished { return false }
             if state.isRunning {
                 state.needsAnother = true
                 return false
@@ -48,6 +50,17 @@ package final class WALCheckpointer: Sendable {
             return true
         }
         if starts { connection.submit { database in self.run(database) } }
+    }
+
+    /// Schedules no more checkpoints and waits for the one running, if any, to end. A clean stop
+    /// calls it before its own truncating checkpoint, which SQLite refuses (SQLITE_BUSY, without
+    /// waiting) while another connection checkpoints.
+    package func finish() {
+        state.withLock { state in
+            state.isFinished = true
+            state.needsAnother = false
+        }
+        connection.runBlocking { _ in }
     }
 
     /// Runs on the checkpointer's queue.

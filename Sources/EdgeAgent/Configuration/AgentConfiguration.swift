@@ -144,6 +144,9 @@ package struct AgentConfiguration: Sendable {
             if let count = try file.integer("upload.batch_readings", in: 1...1_000_000) {
                 upload.maximumBatchReadings = Int(count)
             }
+            if let count = try file.integer("upload.replay_batch_readings", in: 1...1_000_000) {
+                upload.replayBatchReadings = Int(count)
+            }
             if let bytes = try file.integer("upload.batch_bytes", in: 1024...(64 << 20)) {
                 upload.maximumBatchBytes = Int(bytes)
             }
@@ -268,9 +271,23 @@ package struct AgentConfiguration: Sendable {
         transport.maximumSendBytesPerSecond = maximumSendBytesPerSecond.map {
             max(1, $0 / upload.retry.maximumInFlight)
         }
+        upload.maximumBatchBytes = Self.bodyLimit(
+            batchBytes: upload.maximumBatchBytes, perRequestRate: transport.maximumSendBytesPerSecond,
+            requestTimeout: transport.requestTimeout)
         if let caFile = transport.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
             throw UsageError("cannot read \(caFile)", setting: "--ca-file")
         }
+    }
+
+    /// The largest request body: `upload.batch_bytes`, and under a send-rate cap no more than half
+    /// of what one request can send at its share of the rate within the request timeout, so that a
+    /// replay batch (100,000 readings) on a slow link is cut smaller instead of timing out on every
+    /// attempt.
+    static func bodyLimit(batchBytes: Int, perRequestRate: Int?, requestTimeout: Duration) -> Int {
+        guard let rate = perRequestRate else { return batchBytes }
+        let seconds = Double(requestTimeout.components.seconds) + Double(requestTimeout.components.attoseconds) / 1e18
+        let sendable = Double(rate) * seconds / 2
+        return min(batchBytes, max(1024, Int(min(sendable, Double(batchBytes)))))
     }
 
     private static let precisionNames = "ns, us, ms or s (or InfluxDB's n, u, m, h)"

@@ -48,8 +48,9 @@ final class SpoolStore {
     static let smallChunkReadings = 2_000
     /// How many small chunks are merged at a time.
     static let compactionRun = 32
-    /// Chunks stay version 2 until the uploader sends stored chunks as they are (issue 18).
-    private let encoder = BatchEncoder(options: EncodingOptions(version: .v2))
+    /// Chunks are written in the current format (version 3): what is stored is what goes on the wire.
+    /// Chunks of the previous release (version 2) stay readable and are sent as they are too.
+    private let encoder = BatchEncoder()
     private let decoder = BatchDecoder()
     /// `max_page_count` for ordinary writes and the higher one used while deleting, so that dropping
     /// or acknowledging (which may need a few pages of its own) works on a full spool.
@@ -99,6 +100,11 @@ final class SpoolStore {
         try createSeriesTableIfMissing()
         try createProcessingCountsTableIfMissing()
         try applyLimits()
+        // Debian's SQLite is built with secure_delete on: every page a deletion frees is zeroed and
+        // written, so acknowledging a chunk cost as many bytes written as storing it (twice, WAL and
+        // checkpoint). FAST zeroes only what is written anyway; acknowledged readings are on the
+        // collector already, and free pages are overwritten as new chunks reuse them.
+        try database.execute("PRAGMA secure_delete = FAST")
         // Recorded so `edge-agent status` (another process) can show the policies in force.
         try database.transaction(.immediate) { _ throws in
             let upsert = try database.statement("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
@@ -336,7 +342,7 @@ final class SpoolStore {
                 return ranges
             } catch let error as SQLiteError where error.isDiskFull {
                 database.rollbackQuietly()
-                let isCap = try isAtCap()
+                let isCap = try isAtCap(writing: Int64(readingCount) * 10 + 16 * 1024)
                 guard configuration.whenFull == .dropOldest, attempts < 32 else {
                     if isCap {
                         throw SpoolError(
@@ -355,11 +361,15 @@ final class SpoolStore {
     }
 
     /// Whether the page cap (rather than the file system) is what filled up.
-    private func isAtCap() throws -> Bool {
+    /// Whether a write of about `bytes` failed for the cap rather than for the disk: the pages in use
+    /// plus the write's would pass `max_page_count` (a large write can fail far from the cap's last
+    /// pages, as an import's 65,536-reading commits do).
+    private func isAtCap(writing bytes: Int64) throws -> Bool {
         guard let limits = pageLimits else { return false }
         let pages = try database.pragmaInteger("page_count") ?? 0
         let free = try database.pragmaInteger("freelist_count") ?? 0
-        return pages - free + 16 >= limits.normal
+        let pageSize = try database.pragmaInteger("page_size") ?? 4096
+        return pages - free + 16 + bytes / max(1, pageSize) >= limits.normal
     }
 
     /// Inserts the writes as chunks of at most `maxChunkReadings`; returns the next free sequence number.
@@ -589,10 +599,30 @@ final class SpoolStore {
     /// The oldest unacknowledged, unquarantined readings at or after `sequence`, at most `maxReadings`,
     /// contiguous in sequence. A chunk that does not decode is quarantined and skipped.
     func batch(from sequence: UInt64, maxReadings: Int) throws -> SpoolBatch? {
-        let from = max(sequence, 1)
+        try quarantiningDamage { damaged in
+            try collectBatch(from: max(sequence, 1), maxReadings: max(1, maxReadings), damaged: &damaged)
+        }
+    }
+
+    /// The oldest unacknowledged, unquarantined readings in `range` as stored frames, for the
+    /// uploader to send as they are: whole chunks while they fit in `maxReadings` and `maxBytes`
+    /// (the first whole chunk inside `range` always, whatever its size).
+    /// Only where the run has to cut a chunk (`range` starts or ends inside one, or its first chunk
+    /// alone is over `maxReadings`) is that part decoded and encoded again. Each stored frame is
+    /// checked (CRC-32, device, stream, sequence range) but not decoded; one that fails is quarantined
+    /// and skipped, as by `batch(from:maxReadings:)`.
+    func storedRun(in range: SequenceRange, maxReadings: Int, maxBytes: Int) throws -> UploadBatch? {
+        try quarantiningDamage { damaged in
+            try collectStoredRun(in: range, maxReadings: max(1, maxReadings), maxBytes: maxBytes, damaged: &damaged)
+        }
+    }
+
+    /// Runs a read that may find a damaged chunk: marks it quarantined (with a loud message) and
+    /// reads again until a read finds none.
+    private func quarantiningDamage<T>(_ read: (inout (first: Int64, reason: String)?) throws -> T?) throws -> T? {
         while true {
             var damaged: (first: Int64, reason: String)?
-            let result = try collectBatch(from: from, maxReadings: max(1, maxReadings), damaged: &damaged)
+            let result = try read(&damaged)
             guard let damaged else { return result }
             let mark = try database.statement("UPDATE chunks SET quarantine = ?2 WHERE first_seq = ?1")
             try mark.bind(damaged.first, at: 1)
@@ -601,6 +631,80 @@ final class SpoolStore {
             configuration.onDamagedFile(
                 "ERROR: spool \(database.path): quarantined the chunk at seq \(damaged.first): \(damaged.reason)")
         }
+    }
+
+    private func collectStoredRun(
+        in range: SequenceRange, maxReadings: Int, maxBytes: Int, damaged: inout (first: Int64, reason: String)?
+    ) throws -> UploadBatch? {
+        let statement = try database.statement(
+            """
+            SELECT first_seq, last_seq, payload FROM chunks
+            WHERE first_seq >= coalesce((SELECT max(first_seq) FROM chunks WHERE first_seq <= ?1), ?1)
+              AND first_seq <= ?2 AND quarantine IS NULL
+            ORDER BY first_seq
+            """)
+        try statement.bind(Int64(clamping: range.first), at: 1)
+        try statement.bind(Int64(clamping: range.last), at: 2)
+        defer { statement.reset() }
+        var frames: [UploadFrame] = []
+        var readings = 0
+        var bytes = 0
+        while readings < maxReadings, try statement.step() {
+            let chunk = SequenceRange(
+                UInt64(clamping: statement.int64(at: 0)), UInt64(clamping: statement.int64(at: 1)))
+            if chunk.last < range.first { continue }
+            if let previous = frames.last, chunk.first != previous.range.last + 1 { break }
+            let wanted = SequenceRange(max(chunk.first, range.first), min(chunk.last, range.last))
+            // A whole chunk inside `range` is taken as the run's first frame even when it holds more
+            // than `maxReadings`: the chunk exists already, so sending it whole makes nobody wait,
+            // and cutting it would mean decoding and encoding it again (import and busy inputs store
+            // chunks of up to 65,536 readings, more than a live batch).
+            let fits =
+                frames.isEmpty
+                || (readings + Int(wanted.count) <= maxReadings && bytes + statement.byteCount(at: 2) <= maxBytes)
+            if wanted == chunk && fits {
+                let frame = statement.withBlob(at: 2) { raw in
+                    Result { () throws(CodecError) in (try decoder.summary(of: raw), Array(raw)) }
+                }
+                switch frame {
+                case .failure(let error):
+                    damaged = (Int64(chunk.first), "stored chunk does not decode: \(error)")
+                    return nil
+                case .success(let (summary, payload)):
+                    guard summary.firstSequence == chunk.first, summary.readingCount == Int(chunk.count),
+                        summary.stream == stream, summary.device.utf8.elementsEqual(device.utf8)
+                    else {
+                        damaged = (Int64(chunk.first), "stored chunk does not match its row (seq \(chunk.first)-\(chunk.last))")
+                        return nil
+                    }
+                    frames.append(UploadFrame(range: chunk, bytes: payload, isStored: true))
+                    readings += Int(chunk.count)
+                    bytes += payload.count
+                }
+                continue
+            }
+            // A part of a chunk: only as the run's first frame (later ones end the run at a boundary).
+            guard frames.isEmpty else { break }
+            let decoded: Batch
+            do {
+                decoded = try statement.withBlob(at: 2) { raw throws(CodecError) in try decoder.decode(raw) }
+            } catch {
+                damaged = (Int64(chunk.first), "stored chunk does not decode: \(error)")
+                return nil
+            }
+            guard decoded.firstSequence == chunk.first, decoded.readings.count == Int(chunk.count), decoded.stream == stream
+            else {
+                damaged = (Int64(chunk.first), "stored chunk does not match its row (seq \(chunk.first)-\(chunk.last))")
+                return nil
+            }
+            let part = SequenceRange(wanted.first, min(wanted.last, wanted.first + UInt64(maxReadings) - 1))
+            let payload = try encoder.encode(decoded.slice(part))
+            frames.append(UploadFrame(range: part, bytes: payload, isStored: false))
+            readings += Int(part.count)
+            bytes += payload.count
+            if part.last < chunk.last { break }
+        }
+        return frames.isEmpty ? nil : UploadBatch(frames: frames)
     }
 
     private func collectBatch(from: UInt64, maxReadings: Int, damaged: inout (first: Int64, reason: String)?) throws
@@ -750,12 +854,17 @@ final class SpoolStore {
     }
 
     /// The readings of `batch` in `range`, with only the series keys they use.
-    /// Returns free pages to the file system once they are a large share of the file, so the spool
-    /// shrinks after a backlog drains instead of only growing.
+    /// Returns free pages to the file system once nearly all of the file is free, so the spool
+    /// shrinks after a backlog drains instead of only growing. Not earlier: a backlog drains from the
+    /// front of the file, so shrinking it means moving the live pages at its end into the holes,
+    /// each written twice (WAL and checkpoint). At a quarter free, a drain rewrote about the whole
+    /// backlog once more (3.8 bytes written per reading for 1.7 stored, `edge-sync-bench
+    /// lifecycle`); at seven eighths it moves at most an eighth of the pages once. Free pages in the
+    /// meantime are reused by new chunks and count towards `spool.max_bytes` as before.
     private func reclaimFreePages() throws {
         let free = try database.pragmaInteger("freelist_count") ?? 0
         let pages = try database.pragmaInteger("page_count") ?? 0
-        guard free >= 64, free * 4 >= pages else { return }
+        guard free >= 64, free * 8 >= pages * 7 else { return }
         try database.execute("PRAGMA incremental_vacuum")
         try database.checkpoint(.truncate)
     }

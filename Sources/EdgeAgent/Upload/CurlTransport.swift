@@ -95,7 +95,7 @@ private final class CurlHandle: @unchecked Sendable {
             "Content-Type: \(request.contentType)",
             "Authorization: Bearer \(configuration.token)",
             "Expect:",  // no 100-continue round trip: bodies are small and the collector answers early anyway
-        ] {
+        ] + request.headers.map({ "\($0.name): \($0.value)" }) {
             headers = curl_slist_append(headers, line)
         }
 

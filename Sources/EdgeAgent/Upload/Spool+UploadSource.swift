@@ -67,12 +67,10 @@ extension Spool: UploadSource {
         }
     }
 
-    package func batch(in range: SequenceRange, maximumReadings: Int) async throws -> Batch? {
-        let limit = Int(min(UInt64(maximumReadings), range.count))
-        guard let found = try await batches(from: range.first, maxReadings: limit), found.range.first <= range.last
-        else { return nil }
-        guard found.range.last > range.last else { return found.batch }
-        return found.batch.slice(SequenceRange(found.range.first, range.last))
+    package func frames(in range: SequenceRange, maximumReadings: Int, maximumBytes: Int) async throws -> UploadBatch? {
+        try await run("reading the spool") { store in
+            try store.storedRun(in: range, maxReadings: maximumReadings, maxBytes: maximumBytes)
+        }
     }
 }
 

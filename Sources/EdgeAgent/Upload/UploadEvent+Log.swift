@@ -16,6 +16,8 @@ package enum UploadLog {
                 logger.error("quarantined", ["range": "\(range)", "reason": .quoted(reason)])
             case .halted(let reason):
                 logger.error("halted", ["reason": .quoted(reason)])
+            case .fellBackToSingleFrames(let reason):
+                logger.warning("frame_runs_refused", ["fallback": "single version 2 frames", "reason": .quoted(reason)])
             }
         }
     }
@@ -26,6 +28,7 @@ package enum UploadLog {
             ("acknowledged", "\(statistics.readingsAcknowledged)"), ("duplicates", "\(statistics.readingsDuplicate)"),
             ("bytes_sent", "\(statistics.bytesSent)"), ("quarantined", "\(statistics.readingsQuarantined)"),
             ("retries", "\(statistics.retries.values.reduce(0, +))"),
+            ("sent_as_stored", "\(statistics.readingsSentAsStored)"),
         ]
     }
 }

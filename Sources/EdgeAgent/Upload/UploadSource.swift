@@ -13,10 +13,12 @@ package protocol UploadSource: Sendable {
     /// or when the calling task is cancelled.
     func waitForReadings(after sequence: UInt64) async
 
-    /// The oldest queued readings with sequence numbers in `range`, at most `maximumReadings`, as a
-    /// batch covering one contiguous run; nil when nothing in `range` is queued. Acknowledged and
-    /// quarantined readings are never returned.
-    func batch(in range: SequenceRange, maximumReadings: Int) async throws -> Batch?
+    /// The oldest queued readings with sequence numbers in `range`, at most `maximumReadings`, as
+    /// frames covering one contiguous run; nil when nothing in `range` is queued. Acknowledged and
+    /// quarantined readings are never returned. A source that stores encoded chunks returns them as
+    /// they are where they fit (it may then stop short of `maximumReadings` at a chunk boundary, and
+    /// stays within `maximumBytes` unless the first frame alone is larger).
+    func frames(in range: SequenceRange, maximumReadings: Int, maximumBytes: Int) async throws -> UploadBatch?
 
     /// Deletes exactly these ranges: the collector has stored them.
     func acknowledge(_ ranges: [SequenceRange]) async throws

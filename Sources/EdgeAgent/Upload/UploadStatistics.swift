@@ -15,6 +15,11 @@ package struct UploadStatistics: Sendable, Equatable {
     /// Failed attempts by cause: `"429"`, `"503"`, `"500"`, `"transport"`, …
     package var retries: [String: Int64] = [:]
     package var splits: Int64 = 0
+    /// Readings of acknowledged batches that went on the wire as the bytes the spool stored
+    /// (the rest were decoded and encoded again: a cut chunk, a split, the version 2 fallback).
+    package var readingsSentAsStored: Int64 = 0
+    /// Set when the collector answered 415 to a frame run: batches go as single version 2 frames.
+    package var sendsSingleFrames = false
     package var droppedRangesReported: Int64 = 0
     /// The most recent failure, for status output (never contains the token).
     package var lastError: String?
@@ -43,4 +48,7 @@ package enum UploadEvent: Sendable {
     case quarantined(SequenceRange, reason: String)
     /// The collector refused the device; uploading stopped.
     case halted(reason: String)
+    /// The collector does not take frame runs (415): from now on each batch is one version 2 frame,
+    /// decoded and encoded again. Happens at most once per uploader.
+    case fellBackToSingleFrames(reason: String)
 }

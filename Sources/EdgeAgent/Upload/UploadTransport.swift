@@ -1,4 +1,5 @@
 import EdgeSyncProtocol
+import HTTPCore
 
 /// One HTTP POST the uploader wants delivered.
 package struct UploadRequest: Sendable {
@@ -6,11 +7,19 @@ package struct UploadRequest: Sendable {
     package var path: String
     package var contentType: String
     package var body: [UInt8]
+    /// Further request headers (`Edge-Sync-Sent-At`).
+    package var headers: [(name: String, value: String)]
 
-    package init(path: String, contentType: String, body: [UInt8]) {
+    package init(path: String, contentType: String, body: [UInt8], headers: [(name: String, value: String)] = []) {
         self.path = path
         self.contentType = contentType
         self.body = body
+        self.headers = headers
+    }
+
+    /// The value of header `name` (ASCII case-insensitive), if set.
+    package func header(_ name: String) -> String? {
+        headers.first { ASCIICase.equal($0.name, name) }?.value
     }
 }
 

@@ -5,16 +5,28 @@ import Foundation
 /// Moves readings from an `UploadSource` (the spool) to the collector, exactly once in effect:
 /// every queued reading is sent until acknowledged, and only acknowledged ranges are deleted.
 ///
-/// Batches are cut by count (`maximumBatchReadings`), bytes (`maximumBatchBytes`, checked on the
-/// encoded frame) and age (`linger`: a partial batch leaves after waiting this long for company).
+/// A batch is a run of the spool's stored chunks, sent as their stored bytes (a frame run, with the
+/// sender's clock in the `Edge-Sync-Sent-At` header): nothing is decoded or encoded again on the
+/// happy path. Only a cut through a chunk (a range boundary, a split, the rest after a partial
+/// acknowledgement) re-encodes that part, and a collector that answers 415 to frame runs gets each
+/// batch as one version 2 frame instead, from then on.
+///
+/// Batches are cut by count (`maximumBatchReadings` live, `replayBatchReadings` while a backlog
+/// drains), bytes (`maximumBatchBytes`) and age (`linger`: a partial batch leaves after waiting this
+/// long for company).
 /// Up to `retry.maximumInFlight` batches are in flight while the collector keeps up; the window
 /// drops to one whenever it struggles (see `UploadRetryPolicy`). When the queue holds a backlog of
 /// more than `liveThreshold` readings, the newest readings go out on a live lane beside the
 /// backlog, so fresh data is not stuck behind a week of replay.
 package actor Uploader {
     package struct Configuration: Sendable {
+        /// Readings per batch while the queue is caught up, and on the live lane: small, so a reading
+        /// waits for few others and a request is quick.
         package var maximumBatchReadings = 10_000
-        /// Frames larger than this are split before sending.
+        /// Readings per batch on the backlog lane (more than `liveThreshold` queued): latency does
+        /// not matter there, and long runs per series compress better and cost fewer requests.
+        package var replayBatchReadings = 100_000
+        /// Bodies larger than this are split before sending (a run at a frame boundary).
         package var maximumBatchBytes = 1 << 20
         /// How long a partial batch waits for more readings when the queue is caught up.
         package var linger = Duration.milliseconds(250)
@@ -24,9 +36,9 @@ package actor Uploader {
         /// fresh data waits for at most that many backlog batches, however slow the link.
         package var liveEvery = 8
         package var retry = UploadRetryPolicy.Configuration()
-        /// Version 2 until the agent can fall back on 415 and sends its clock in a header (issue 18):
-        /// collectors upgrade first, so a mixed fleet keeps working and keeps its clock-skew samples.
-        package var encoding = EncodingOptions(version: .v2)
+        /// How parts of chunks are encoded when a batch cuts one (the current version); the version 2
+        /// fallback for a collector without frame runs ignores it.
+        package var encoding = EncodingOptions()
 
         package init() {}
     }
@@ -63,11 +75,15 @@ package actor Uploader {
     /// The collector answered 404 (it predates `POST /v1/processing`): not asked again this run.
     private var isProcessingReportUnsupported = false
     private var eventHandler: (@Sendable (UploadEvent) -> Void)?
+    /// False once the collector answered 415 to a frame run: it predates them, so every later batch
+    /// goes as one version 2 frame (remembered for this collector while the process runs).
+    private var sendsFrameRuns = true
     package private(set) var statistics = UploadStatistics()
 
     /// - Parameters:
     ///   - clock: paces retries and batching; tests pass a clock that does not really wait.
-    ///   - wallClock: nanoseconds since the Unix epoch, stamped into each batch as `sentAt`.
+    ///   - wallClock: nanoseconds since the Unix epoch, sent with each request as `Edge-Sync-Sent-At`
+    ///     (and as `sentAt` inside a version 2 fallback frame).
     package init(
         configuration: Configuration = Configuration(),
         source: any UploadSource,
@@ -76,7 +92,9 @@ package actor Uploader {
         wallClock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) },
         random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()
     ) {
-        precondition(configuration.maximumBatchReadings >= 1, "a batch holds at least one reading")
+        precondition(
+            configuration.maximumBatchReadings >= 1 && configuration.replayBatchReadings >= 1,
+            "a batch holds at least one reading")
         self.configuration = configuration
         self.source = source
         self.transport = transport
@@ -169,7 +187,7 @@ package actor Uploader {
     }
 
     private enum Choice {
-        case send(Batch, SequenceRange)
+        case send(UploadBatch, SequenceRange)
         /// Readings are pending but too few for a full batch, and they have not waited `linger` yet.
         case hold
         case nothing
@@ -194,12 +212,21 @@ package actor Uploader {
             {
                 return .hold
             }
+            // The backlog lane sends the largest batches the limits allow.
+            let size =
+                pending > UInt64(configuration.liveThreshold)
+                ? max(configuration.replayBatchReadings, configuration.maximumBatchReadings)
+                : configuration.maximumBatchReadings
             let upper = nextClaimedStart(after: start).map { min($0 - 1, last) } ?? last
-            let end = min(upper, start + UInt64(configuration.maximumBatchReadings) - 1)
+            // The range reaches as far as a replay batch, so that a stored chunk larger than a live
+            // batch still goes whole (the spool hands out at most `size` readings otherwise).
+            let reach = max(size, configuration.replayBatchReadings)
+            let end = min(upper, start + UInt64(reach) - 1)
             let range = SequenceRange(start, end)
-            if let batch = try await source.batch(in: range, maximumReadings: configuration.maximumBatchReadings),
-                let fetched = batch.sequenceRange
+            if let batch = try await source.frames(
+                in: range, maximumReadings: size, maximumBytes: configuration.maximumBatchBytes)
             {
+                let fetched = batch.range
                 if start == cursor { cursor = fetched.last + 1 }
                 return .send(batch, fetched)
             }
@@ -218,14 +245,16 @@ package actor Uploader {
         guard first <= last else { return nil }
         let range = SequenceRange(first, last)
         guard claimed.missing(from: range) == [range] else { return nil }
-        guard let batch = try await source.batch(in: range, maximumReadings: configuration.maximumBatchReadings),
-            let fetched = batch.sequenceRange
+        guard
+            let batch = try await source.frames(
+                in: range, maximumReadings: configuration.maximumBatchReadings,
+                maximumBytes: configuration.maximumBatchBytes)
         else {
             return nil
         }
         liveMark = last
         dispatchesSinceLive = 0
-        return .send(batch, fetched)
+        return .send(batch, batch.range)
     }
 
     private func nextClaimedStart(after sequence: UInt64) -> UInt64? {
@@ -234,14 +263,14 @@ package actor Uploader {
 
     // MARK: Delivering one batch
 
-    private func deliver(_ batch: Batch, device: String, stream: UInt64) async {
+    private func deliver(_ batch: UploadBatch, device: String, stream: UInt64) async {
         defer {
             inFlight -= 1
             wakeWaiters()
         }
         var pending = [batch]
         while let current = pending.popLast() {
-            guard let range = current.sequenceRange else { continue }
+            let range = current.range
             let next = await attempt(current, range: range, device: device, stream: stream)
             switch next {
             case .done:
@@ -257,31 +286,56 @@ package actor Uploader {
     private enum AttemptResult {
         case done
         /// Deliver these parts next (split halves, or the remainder after a partial acknowledgement).
-        case again([Batch])
+        case again([UploadBatch])
         /// Leave the batch claimed and stop (halted, or cancelled while waiting to retry).
         case stop
     }
 
-    private func attempt(_ batch: Batch, range: SequenceRange, device: String, stream: UInt64) async -> AttemptResult {
+    /// The request for `batch`: a frame run of its frames, or (for a collector without frame runs)
+    /// one version 2 frame of its readings with the clock inside as well.
+    private func request(for batch: UploadBatch, sentAt: Int64) throws(CodecError) -> UploadRequest {
+        let clock = [(name: ProtocolHeader.sentAt, value: String(sentAt))]
+        if sendsFrameRuns {
+            return UploadRequest(
+                path: ProtocolPath.batches, contentType: FrameRun.mediaType, body: batch.runBody, headers: clock)
+        }
+        var readings = try batch.decoded()
+        readings.sentAt = sentAt
+        let frame = try BatchEncoder(options: EncodingOptions(version: .v2)).encode(readings)
+        return UploadRequest(path: ProtocolPath.batches, contentType: FrameHeader.mediaType, body: frame, headers: clock)
+    }
+
+    private func attempt(_ batch: UploadBatch, range: SequenceRange, device: String, stream: UInt64) async
+        -> AttemptResult
+    {
         while true {
-            var stamped = batch
-            stamped.sentAt = wallClock()
-            let frame: [UInt8]
+            let upload: UploadRequest
             do {
-                frame = try BatchEncoder(options: configuration.encoding).encode(stamped)
+                upload = try request(for: batch, sentAt: wallClock())
             } catch {
                 return await quarantine(range, reason: "cannot encode: \(error)")
             }
+            let frame = upload.body
             if frame.count > configuration.maximumBatchBytes, range.count > 1 {
                 statistics.splits += 1
-                return .again(halves(of: batch, range: range))
+                return await halves(of: batch, range: range)
             }
-            let response = await transport.send(
-                UploadRequest(path: ProtocolPath.batches, contentType: FrameHeader.mediaType, body: frame))
+            let response = await transport.send(upload)
             let outcome = Self.outcome(of: response)
             // A refused certificate ends the handshake before a byte of the frame leaves; any other
             // attempt may have sent some or all of it and counts in full.
             if case .untrustedCollector = outcome {} else { statistics.bytesSent += Int64(frame.count) }
+            if case .status(415, _, let message) = outcome, upload.contentType == FrameRun.mediaType {
+                // A collector older than frame runs refuses them before reading the body: send this
+                // batch (and every later one) as one version 2 frame, which every collector reads.
+                if sendsFrameRuns {
+                    // Once per uploader, however many runs were in flight.
+                    sendsFrameRuns = false
+                    statistics.sendsSingleFrames = true
+                    eventHandler?(.fellBackToSingleFrames(reason: message))
+                }
+                continue
+            }
             let decision = policy.decide(outcome, for: range, device: device, stream: stream, using: &random)
             switch decision {
             case .acknowledge(let ranges):
@@ -294,6 +348,7 @@ package actor Uploader {
                     return .stop
                 }
                 record(acknowledged: ranges, outcome: outcome, frameBytes: frame.count)
+                if upload.contentType == FrameRun.mediaType { statistics.readingsSentAsStored += Int64(batch.storedReadings) }
                 let acknowledged = SequenceRangeSet(ranges)
                 let rest = acknowledged.missing(from: range)
                 if rest.isEmpty { return .done }
@@ -301,7 +356,11 @@ package actor Uploader {
                 statistics.lastError = "collector acknowledged \(acknowledged) of \(range)"
                 try? await clock.sleep(for: policy.backoffCeiling(afterFailures: 1))
                 for part in acknowledged.ranges { claimed.remove(part) }
-                return .again(rest.map { batch.slice($0) })
+                do {
+                    return .again(try rest.map { part throws(CodecError) in try batch.slice(part, options: configuration.encoding) })
+                } catch {
+                    return await quarantine(range, reason: "cannot encode the unacknowledged rest: \(error)")
+                }
             case .retry(let wait, let reason):
                 let key: String =
                     switch outcome {
@@ -317,9 +376,16 @@ package actor Uploader {
                     return .stop
                 }
                 if Task.isCancelled { return .stop }
+                // A replay batch larger than a live one that failed without being throttled (a
+                // timeout, a reset, a 5xx) goes again in halves, down to the live size: a link or a
+                // collector that cannot take 100,000 readings within the request timeout still drains.
+                if batch.range.count > UInt64(configuration.maximumBatchReadings), !Self.isThrottle(outcome) {
+                    statistics.splits += 1
+                    return await halves(of: batch, range: range)
+                }
             case .split:
                 statistics.splits += 1
-                return .again(halves(of: batch, range: range))
+                return await halves(of: batch, range: range)
             case .quarantine(let reason):
                 return await quarantine(range, reason: reason)
             case .halt(let reason):
@@ -332,9 +398,18 @@ package actor Uploader {
         }
     }
 
-    private func halves(of batch: Batch, range: SequenceRange) -> [Batch] {
-        let middle = range.first + range.count / 2
-        return [batch.slice(SequenceRange(range.first, middle - 1)), batch.slice(SequenceRange(middle, range.last))]
+    /// 429 or 503 with `Retry-After`: the collector asks for a pause, not a smaller batch.
+    private static func isThrottle(_ outcome: UploadOutcome) -> Bool {
+        if case .status(let code, let retryAfter, _) = outcome, code == 429 || code == 503, retryAfter != nil { return true }
+        return false
+    }
+
+    private func halves(of batch: UploadBatch, range: SequenceRange) async -> AttemptResult {
+        do {
+            return .again(try batch.halves(options: configuration.encoding))
+        } catch {
+            return await quarantine(range, reason: "cannot split: \(error)")
+        }
     }
 
     private func quarantine(_ range: SequenceRange, reason: String) async -> AttemptResult {

@@ -238,7 +238,7 @@ final class SoakRun {
             """
             {"collector": {"request_timeout_seconds": 30, "connect_timeout_seconds": 1},
              "spool": {"max_bytes": 262144, "when_full": "drop-oldest"},
-             "upload": {"batch_readings": 500, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2,
+             "upload": {"batch_readings": 500, "replay_batch_readings": 500, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2,
                         "max_send_bytes_per_second": 1024}}
             """
         case .diskFull:
@@ -248,12 +248,12 @@ final class SoakRun {
             """
             {"collector": {"request_timeout_seconds": 2, "connect_timeout_seconds": 1},
              "spool": {"max_bytes": 1048576},
-             "upload": {"batch_readings": 2000, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2}}
+             "upload": {"batch_readings": 2000, "replay_batch_readings": 2000, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2}}
             """
         default:
             """
             {"collector": {"request_timeout_seconds": 2, "connect_timeout_seconds": 1},
-             "upload": {"batch_readings": 2000, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2}}
+             "upload": {"batch_readings": 2000, "replay_batch_readings": 2000, "linger_ms": 50, "backoff_initial_ms": 50, "backoff_max_seconds": 2}}
             """
         }
     }
