@@ -60,6 +60,16 @@ import Testing
     func everyQueryAnswersAsOnRows(blockReadings: Int) async throws {
         let groups = PostgresQueryTests.groups()
         try await Self.withBothLayouts(groups: groups, blockReadings: blockReadings) { rows, blocks, _ in
+            try await Self.expectSameAnswers(groups, rows, blocks)
+        }
+    }
+
+    /// Every query of `everyQueryAnswersAsOnRows` on `rows` and on `blocks`.
+    static func expectSameAnswers(
+        _ groups: Groups, _ rows: any ReadingQueries, _ blocks: any ReadingQueries,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        do {
             for device in [nil, "gw-a", "gw-b", "gw-c", "nobody"] as [String?] {
                 for prefix in ["", "temp", "temp%", "temp_", "big", "odd"] {
                     for limit in [1, 2, 100, -1] {

@@ -132,13 +132,13 @@ final class MemoryCollector: UploadTransport {
         var lastSuccessfulRequest = 0
         var sentRanges: [SequenceRange] = []
         var droppedReports: [DroppedRangesReport] = []
-        var processingReports: [ProcessingCountsReport] = []
-        /// The answer to `POST /v1/processing` (404: a collector that predates it).
-        var processingStatus = 200
         /// The Content-Type of each batch request, in arrival order.
         var contentTypes: [String] = []
         /// The `Edge-Sync-Sent-At` of each batch request (nil when absent).
         var sentAtHeaders: [String?] = []
+        var processingReports: [ProcessingCountsReport] = []
+        /// The answer to `POST /v1/processing` (404: a collector that predates it).
+        var processingStatus = 200
     }
 
     let state = Mutex(State())

@@ -317,11 +317,12 @@ import Testing
 
     /// A collector (or link) that cannot take a replay batch within the request timeout: every
     /// request of more than 5,000 readings times out. The backlog still drains, in halves down to the
-    /// live size, and throttling (429 with Retry-After) alone never makes batches smaller.
+    /// live size; throttling (429 with Retry-After) and refused connections never make batches smaller.
     @Test func aReplayBatchThatTimesOutGoesAgainInHalves() async throws {
         let source = MemorySource(readings: 40_000)
         let collector = MemoryCollector { _, range in
-            range.count > 5000 ? .respond(.failure(UploadTransportError("Operation timed out after 5000 ms"))) : nil
+            range.count > 5000
+                ? .respond(.failure(UploadTransportError("Operation timed out after 5000 ms", isTimeout: true))) : nil
         }
         let statistics = try await makeUploader(source: source, collector: collector) {
             $0.liveThreshold = 1000
@@ -344,5 +345,17 @@ import Testing
         }.run(.untilEmpty)
         expectExactlyOnce(busy, expected: 40_000, source: throttled)
         #expect(calm.splits == 0)
+
+        let offline = MemorySource(readings: 40_000)
+        let down = MemoryCollector { request, _ in
+            request <= 6 ? .respond(.failure(UploadTransportError("Couldn't connect to server"))) : nil
+        }
+        let waited = try await makeUploader(source: offline, collector: down) {
+            $0.liveThreshold = 1000
+            $0.liveEvery = 1000
+            $0.replayBatchReadings = 20_000
+        }.run(.untilEmpty)
+        expectExactlyOnce(down, expected: 40_000, source: offline)
+        #expect(waited.splits == 0)
     }
 }

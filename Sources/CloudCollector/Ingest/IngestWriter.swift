@@ -37,6 +37,8 @@ package final class IngestWriter: Sendable {
         var pendingReadings = 0
         var isDrainScheduled = false
         var isClosed = false
+        /// A step of the store's background work is queued (`maintain`).
+        var isMaintaining = false
         /// Received ranges known to be committed, for the duplicate fast path.
         var committed: [StreamKey: SequenceRangeSet] = [:]
     }
@@ -60,6 +62,8 @@ package final class IngestWriter: Sendable {
         self.box = StoreBox(store)
         self.configuration = configuration
         self.now = now
+        // Background work left from before a restart starts without waiting for a batch.
+        scheduleMaintenance()
     }
 
     /// Stores the batch's new readings; returns after the transaction holding them has committed.
@@ -168,9 +172,33 @@ package final class IngestWriter: Sendable {
                 state.pendingReadings -= readings
                 return group
             }
-            if group.isEmpty { return }
+            if group.isEmpty {
+                scheduleMaintenance()
+                return
+            }
             commit(group)
         }
+    }
+
+    /// Queues one step of the store's background work (merging small blocks) behind whatever is
+    /// queued, unless a step is queued already.
+    private func scheduleMaintenance() {
+        let schedules = state.withLock { state in
+            defer { state.isMaintaining = true }
+            return !state.isMaintaining && !state.isClosed
+        }
+        if schedules { queue.async { self.maintain() } }
+    }
+
+    /// Runs on `queue`: one bounded step, only while no batch waits and the writer is open; queued
+    /// again while the store has more, so each batch waits for at most one step.
+    private func maintain() {
+        let idle = state.withLock { state in
+            state.isMaintaining = false
+            return !state.isClosed && state.pending.isEmpty
+        }
+        guard idle, box.store.performMaintenance() else { return }
+        scheduleMaintenance()
     }
 
     private func commit(_ group: [Pending]) {

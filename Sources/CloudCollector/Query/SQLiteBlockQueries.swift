@@ -63,7 +63,8 @@ enum SQLiteBlockQueries {
             let columns = try decode(select, block: block)
             for index in columns.timestamps.indices {
                 let position = ReadingPosition(
-                    timestamp: columns.timestamps[index], readingID: ColumnBlockStorage.readingID(block: block, index: index))
+                    timestamp: columns.timestamps[index],
+                    readingID: ColumnBlockStorage.readingID(block: block, index: index, of: columns))
                 guard position > lower, position.timestamp < end else { continue }
                 if let through, position > through { continue }
                 found.append(
@@ -105,6 +106,20 @@ enum SQLiteBlockQueries {
         guard columns.sequenceOffsets.first == 0, firstSeq.addingReportingOverflow(previous) == (lastSeq, false) else {
             throw CollectorStorageError(
                 "reading_blocks block \(block): its readings do not cover sequence numbers \(firstSeq)...\(lastSeq)")
+        }
+        if let positions = columns.positionOffsets {
+            // Merged: positions as the readings had them, increasing, the first the block's own.
+            var previous: Int64 = -1
+            for offset in positions {
+                guard offset > previous else {
+                    throw CollectorStorageError("reading_blocks block \(block): position offsets do not increase")
+                }
+                previous = offset
+            }
+            guard positions.first == 0, !ColumnBlockStorage.readingID(block: block, index: 0).addingReportingOverflow(previous).overflow
+            else {
+                throw CollectorStorageError("reading_blocks block \(block): position offsets out of range")
+            }
         }
         for timestamp in columns.timestamps where timestamp < minimum || timestamp > maximum {
             throw CollectorStorageError(

@@ -63,11 +63,39 @@ enum ColumnBlockStorage {
 
     static func readingID(block: Int64, index: Int) -> Int64 { block << indexBits | Int64(index) }
 
+    /// The position of reading `index` of a decoded block: its index in a block as ingest wrote it,
+    /// the position it had before in a merged one (`ColumnBlock` format 2, checked on decode).
+    static func readingID(block: Int64, index: Int, of columns: ColumnBlock.Columns) -> Int64 {
+        guard let positions = columns.positionOffsets else { return readingID(block: block, index: index) }
+        return (block << indexBits) &+ positions[index]
+    }
+
     static let insertSQL = """
         INSERT INTO reading_blocks (series_id, stream_ref, first_seq, last_seq, readings, min_timestamp,
                                     max_timestamp, numbers, min_value, max_value, sum, data)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
+
+    /// Binds a block's summary and data to parameters `first ...` of `statement`, in the table's
+    /// column order: readings, min_timestamp, max_timestamp, numbers, min_value, max_value, sum, data.
+    static func bind(_ summary: BlockSummary, data: [UInt8], to statement: SQLiteStatement, from first: Int32) throws {
+        try statement.bind(summary.readings, at: first)
+        try statement.bind(summary.minimumTimestamp, at: first + 1)
+        try statement.bind(summary.maximumTimestamp, at: first + 2)
+        try statement.bind(summary.numbers, at: first + 3)
+        if let minimum = summary.minimum {
+            try statement.bind(minimum, at: first + 4)
+        } else {
+            try statement.bindNull(at: first + 4)
+        }
+        if let maximum = summary.maximum {
+            try statement.bind(maximum, at: first + 5)
+        } else {
+            try statement.bindNull(at: first + 5)
+        }
+        try statement.bind(bytes: summary.sum.encoded, at: first + 6)
+        try statement.bind(bytes: data, at: first + 7)
+    }
 
     static func insert(
         _ batch: Batch, range: SequenceRange, seriesIDs ids: [Int64], streamReference: Int64, maximumReadings: Int,
@@ -113,14 +141,7 @@ enum ColumnBlockStorage {
                 try insert.bind(streamReference, at: 2)
                 try insert.bind(Int64(batch.firstSequence) + Int64(first), at: 3)
                 try insert.bind(Int64(batch.firstSequence) + Int64(order[stop - 1]), at: 4)
-                try insert.bind(summary.readings, at: 5)
-                try insert.bind(summary.minimumTimestamp, at: 6)
-                try insert.bind(summary.maximumTimestamp, at: 7)
-                try insert.bind(summary.numbers, at: 8)
-                if let minimum = summary.minimum { try insert.bind(minimum, at: 9) } else { try insert.bindNull(at: 9) }
-                if let maximum = summary.maximum { try insert.bind(maximum, at: 10) } else { try insert.bindNull(at: 10) }
-                try insert.bind(bytes: summary.sum.encoded, at: 11)
-                try insert.bind(bytes: data, at: 12)
+                try bind(summary, data: data, to: insert, from: 5)
                 try insert.run()
                 guard db.lastInsertRowID <= maximumBlockID else {
                     throw CollectorStorageError("reading_blocks reached block_id \(db.lastInsertRowID), above 2^47-1")

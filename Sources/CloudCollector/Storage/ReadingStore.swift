@@ -83,10 +83,16 @@ package protocol ReadingStore: AnyObject {
     /// stop leaves the storage compact (SQLite: the WAL checkpointed and truncated). Failures are
     /// the store's to log; the data is committed either way.
     func finishForShutdown()
+
+    /// Called by the writer when nothing is waiting: one bounded piece of background work in its
+    /// own transaction (SQLite blocks layout: merging small blocks). Returns whether more may be
+    /// waiting, so the writer calls again, between batches, until it returns false.
+    func performMaintenance() -> Bool
 }
 
 extension ReadingStore {
     package func finishForShutdown() {}
+    package func performMaintenance() -> Bool { false }
 }
 
 /// Sequence numbers the collector can store: SQL integers are signed 64-bit, so seq ≤ 2^63−1

@@ -37,6 +37,11 @@ package final class SQLiteReadingStore: ReadingStore {
         package var layout = ReadingLayout.rows
         /// Most readings in one column block (the blocks layout).
         package var blockReadings = 4_096
+        /// Blocks layout: merge small blocks of a series into blocks of up to `blockReadings` when
+        /// the writer is idle (`performMaintenance`).
+        package var mergesBlocks = true
+        /// After a merge pass over all blocks found nothing: new blocks to wait for before the next.
+        package var mergeRestBlocks = 1_024
 
         package init() {}
     }
@@ -46,6 +51,8 @@ package final class SQLiteReadingStore: ReadingStore {
     /// The database's layout (its schema version says which).
     package let layout: ReadingLayout
     private let checkpointer: WALCheckpointer?
+    /// Blocks layout with `mergesBlocks`: merges small blocks, one bounded step per call.
+    private var merger: BlockMerger?
     private let logger: Logger
     private var walFrames = 0
     private var caches = StoreCaches()
@@ -71,6 +78,10 @@ package final class SQLiteReadingStore: ReadingStore {
         self.logger = logger
         try database.execute("PRAGMA cache_size = -\(configuration.cacheKiB)")
         layout = try Self.createSchema(database, layout: configuration.layout)
+        if layout == .blocks, configuration.mergesBlocks {
+            merger = BlockMerger(
+                configuration: .init(targetReadings: configuration.blockReadings, restBlocks: configuration.mergeRestBlocks))
+        }
         if configuration.checkpointsInBackground {
             let checkpointer = try WALCheckpointer(
                 databasePath: path, configuration: configuration.backgroundCheckpoint,
@@ -250,6 +261,22 @@ package final class SQLiteReadingStore: ReadingStore {
 
     package func receivedRanges(of stream: StreamKey) throws -> SequenceRangeSet {
         try Self.receivedRanges(of: stream, in: database)
+    }
+
+    /// One bounded step of merging small blocks (blocks layout), in its own transaction; true
+    /// while there may be more to do. A failed step is logged and ends this round of merging.
+    package func performMaintenance() -> Bool {
+        guard var merger else { return false }
+        defer { self.merger = merger }
+        do {
+            switch try merger.step(in: database) {
+            case .merged, .scanned: return true
+            case .idle: return false
+            }
+        } catch {
+            logger.warning("block_merge_failed", ["error": .quoted(error)])
+            return false
+        }
     }
 
     /// Copies the whole WAL into the database and truncates it to zero bytes: a stopped collector

@@ -147,7 +147,8 @@ private final class CurlHandle: @unchecked Sendable {
             ].contains(code)
             return .failure(
                 UploadTransportError(
-                    detail.isEmpty ? summary : "\(summary): \(detail)", isUntrustedCollector: isUntrusted))
+                    detail.isEmpty ? summary : "\(summary): \(detail)", isUntrustedCollector: isUntrusted,
+                    isTimeout: code == CURLE_OPERATION_TIMEDOUT))
         }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

@@ -50,10 +50,14 @@ package struct UploadTransportError: Error, Sendable, Equatable, CustomStringCon
     /// The TLS handshake failed because the collector's certificate is not trusted (or the CA file
     /// cannot be used): retrying cannot help until the configuration changes.
     package var isUntrustedCollector: Bool
+    /// The request ran out of time (the request timeout), as opposed to finding nobody there: a
+    /// smaller body may get through where this one did not.
+    package var isTimeout: Bool
 
-    package init(_ message: String, isUntrustedCollector: Bool = false) {
+    package init(_ message: String, isUntrustedCollector: Bool = false, isTimeout: Bool = false) {
         self.message = message
         self.isUntrustedCollector = isUntrustedCollector
+        self.isTimeout = isTimeout
     }
 
     package var description: String { message }

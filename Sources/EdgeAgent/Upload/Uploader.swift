@@ -376,10 +376,13 @@ package actor Uploader {
                     return .stop
                 }
                 if Task.isCancelled { return .stop }
-                // A replay batch larger than a live one that failed without being throttled (a
-                // timeout, a reset, a 5xx) goes again in halves, down to the live size: a link or a
-                // collector that cannot take 100,000 readings within the request timeout still drains.
-                if batch.range.count > UInt64(configuration.maximumBatchReadings), !Self.isThrottle(outcome) {
+                // A replay batch larger than a live one that timed out goes again in halves, down to
+                // the live size: a link or a collector that cannot take 100,000 readings within the
+                // request timeout still drains. A refused connection says nothing about the size, so
+                // an offline gateway keeps its batches (and encodes nothing again) while it waits.
+                if batch.range.count > UInt64(configuration.maximumBatchReadings), case .failure(let error) = response,
+                    error.isTimeout
+                {
                     statistics.splits += 1
                     return await halves(of: batch, range: range)
                 }
@@ -396,12 +399,6 @@ package actor Uploader {
                 return .stop
             }
         }
-    }
-
-    /// 429 or 503 with `Retry-After`: the collector asks for a pause, not a smaller batch.
-    private static func isThrottle(_ outcome: UploadOutcome) -> Bool {
-        if case .status(let code, let retryAfter, _) = outcome, code == 429 || code == 503, retryAfter != nil { return true }
-        return false
     }
 
     private func halves(of batch: UploadBatch, range: SequenceRange) async -> AttemptResult {
