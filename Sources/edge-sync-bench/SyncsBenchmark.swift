@@ -73,6 +73,8 @@ enum SyncsBenchmark: BenchmarkScenario {
             [
                 "run", "--data-dir", directory + "/spool", "--device", "bench-gateway", "--collector",
                 "http://127.0.0.1:\(collectorPort)", "--token", token, "--fsync", policy, "--listen", "127.0.0.1:0",
+                // The writes cycle through the data: repeats are new readings here, not retries.
+                "--retry-window", "0",
             ], log: directory + "/agent.log")
         defer { stop(edge) }
         let agentPort = try port(inLog: directory + "/agent.log")
