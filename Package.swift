@@ -107,6 +107,9 @@ let package = Package(
             ]
         ),
 
+        // Instruction counts of the codec alone under callgrind (release build); not a product.
+        .executableTarget(name: "codec-profile", dependencies: ["EdgeSyncCodec", "EdgeSyncTestSupport"]),
+
         // The crash tests' child: appends forever and prints each acknowledged range (SpoolCrashTests
         // SIGKILLs it). Test-only: not a product, not part of edge-agent.
         .executableTarget(name: "spool-torture", dependencies: ["EdgeAgent", "EdgeSyncCodec", "EdgeSyncCommandLine"]),

@@ -43,6 +43,24 @@ enum SeriesOrder {
     ) -> Layout {
         if seriesCount == 1 { return Layout(mode: .single) }
         let count = series.count
+        // Only the number of runs until the runs mode wins.
+        var runCount = 0
+        for index in 0..<count where index == 0 || series[index] != series[index - 1] { runCount += 1 }
+        let listBits = count * BitPacking.width(of: UInt64(seriesCount - 1))
+        let runsBits = runCount * 24
+        let pattern = patternLayout(series, seriesCount: seriesCount, rowStart: rowStart)
+        let patternBits = pattern.map { $0.pattern.count * 16 + $0.skips.count * 16 } ?? Int.max
+        if let timestamps, let rows = rowsLayout(series, timestamps: timestamps, seriesCount: seriesCount, rowStart: rowStart) {
+            let rowsBits = rows.pattern.count * 2 + rows.toggleCounts.count * 8 + rows.toggles.count * 24
+            if rowsBits <= min(patternBits, runsBits, listBits) { return rows }
+        }
+        if let pattern, patternBits <= runsBits, patternBits <= listBits { return pattern }
+        if runsBits <= listBits { return Layout(mode: .runs, runs: runs(series)) }
+        return Layout(mode: .list)
+    }
+
+    /// Consecutive readings of one series, as (series, how many).
+    private static func runs(_ series: UnsafeBufferPointer<Int32>) -> [(series: Int32, length: Int)] {
         var runs: [(series: Int32, length: Int)] = []
         for value in series {
             if let last = runs.last, last.series == value {
@@ -51,17 +69,7 @@ enum SeriesOrder {
                 runs.append((value, 1))
             }
         }
-        let listBits = count * BitPacking.width(of: UInt64(seriesCount - 1))
-        let runsBits = runs.count * 24
-        let pattern = patternLayout(series, seriesCount: seriesCount, rowStart: rowStart)
-        let patternBits = pattern.map { $0.pattern.count * 16 + $0.skips.count * 16 } ?? Int.max
-        if let timestamps, let rows = rowsLayout(series, timestamps: timestamps, seriesCount: seriesCount, rowStart: rowStart) {
-            let rowsBits = rows.pattern.count * 2 + rows.toggleCounts.count * 8 + rows.toggles.count * 24
-            if rowsBits <= min(patternBits, runsBits, listBits) { return rows }
-        }
-        if let pattern, patternBits <= runsBits, patternBits <= listBits { return pattern }
-        if runsBits <= listBits { return Layout(mode: .runs, runs: runs) }
-        return Layout(mode: .list)
+        return runs
     }
 
     /// The pattern is every series in order of first appearance; each reading takes the next slot
@@ -116,47 +124,83 @@ enum SeriesOrder {
         }
         let period = pattern.count
         var slots = [Int](repeating: 0, count: count)
-        var present = [Bool](repeating: true, count: period)
-        var row = [Bool](repeating: false, count: period)
+        // The slots present in the row before, ascending (all of them before the first row).
+        var present = Array(0..<period)
         var toggleCounts: [Int] = []
         var toggles: [(gap: Int, length: Int)] = []
-        var rowIndex = 0
-        var rowBegin = 0
-        // Closes the row of readings rowBegin ..< end: the runs of slots whose membership changes.
-        func closeRow(_ end: Int) {
-            for index in rowBegin..<end { row[slots[index] - rowIndex * period] = true }
-            var runs = 0
-            var slot = 0
-            var previousEnd = 0
-            while slot < period {
-                guard row[slot] != present[slot] else {
-                    slot += 1
-                    continue
+        let fits = slots.withUnsafeMutableBufferPointer { slots in
+            var rowIndex = 0
+            var rowBegin = 0
+            for index in 0..<count {
+                let slot = position[Int(series[index])]
+                if index > rowBegin, slot <= slots[index - 1] - rowIndex * period || timestamps[index] != timestamps[index - 1] {
+                    closeRow(
+                        UnsafeBufferPointer(rebasing: slots[rowBegin..<index]), offset: rowIndex * period, present: &present,
+                        toggles: &toggles, toggleCounts: &toggleCounts)
+                    if toggles.count > count { return false }
+                    rowIndex += 1
+                    rowBegin = index
                 }
-                let first = slot
-                while slot < period, row[slot] != present[slot] {
-                    present[slot] = row[slot]
-                    slot += 1
-                }
-                toggles.append((first - previousEnd, slot - first))
-                previousEnd = slot
+                slots[index] = rowIndex * period + slot
+            }
+            closeRow(
+                UnsafeBufferPointer(rebasing: slots[rowBegin..<count]), offset: rowIndex * period, present: &present,
+                toggles: &toggles, toggleCounts: &toggleCounts)
+            return true
+        }
+        guard fits else { return nil }
+        return Layout(mode: .rows, pattern: pattern, slots: slots, toggleCounts: toggleCounts, toggles: toggles)
+    }
+
+    /// Closes one row of the rows mode (`row`: its readings' slots, `offset` the row's first slot):
+    /// appends the runs of pattern slots whose membership changes from `present`, then makes the
+    /// row the present one. A row's slots ascend (a row ends where they stop rising) and so does
+    /// `present`, so the changing slots are the merge of the two less what both hold: the work
+    /// follows the readings, not the pattern length times the rows.
+    private static func closeRow(
+        _ row: UnsafeBufferPointer<Int>, offset: Int, present: inout [Int], toggles: inout [(gap: Int, length: Int)],
+        toggleCounts: inout [Int]
+    ) {
+        var runs = 0
+        var previousEnd = 0
+        var runStart = -1
+        var runEnd = -1
+        var before = 0
+        var reading = 0
+        while before < present.count || reading < row.count {
+            let old = before < present.count ? present[before] : Int.max
+            let new = reading < row.count ? row[reading] - offset : Int.max
+            let changed: Int
+            if old == new {
+                before += 1
+                reading += 1
+                continue
+            } else if old < new {
+                changed = old
+                before += 1
+            } else {
+                changed = new
+                reading += 1
+            }
+            if changed == runEnd {
+                runEnd += 1
+                continue
+            }
+            if runStart >= 0 {
+                toggles.append((runStart - previousEnd, runEnd - runStart))
+                previousEnd = runEnd
                 runs += 1
             }
-            toggleCounts.append(runs)
-            for index in rowBegin..<end { row[slots[index] - rowIndex * period] = false }
+            runStart = changed
+            runEnd = changed + 1
         }
-        for index in 0..<count {
-            let slot = position[Int(series[index])]
-            if index > rowBegin, slot <= slots[index - 1] - rowIndex * period || timestamps[index] != timestamps[index - 1] {
-                closeRow(index)
-                if toggles.count > count { return nil }
-                rowIndex += 1
-                rowBegin = index
-            }
-            slots[index] = rowIndex * period + slot
+        if runStart >= 0 {
+            toggles.append((runStart - previousEnd, runEnd - runStart))
+            runs += 1
         }
-        closeRow(count)
-        return Layout(mode: .rows, pattern: pattern, slots: slots, toggleCounts: toggleCounts, toggles: toggles)
+        toggleCounts.append(runs)
+        present.removeAll(keepingCapacity: true)
+        for slot in row { present.append(slot - offset) }
     }
 
     static func encode(_ layout: Layout, series: UnsafeBufferPointer<Int32>, seriesCount: Int, into writer: inout ByteWriter) {

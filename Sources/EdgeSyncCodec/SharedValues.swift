@@ -171,21 +171,35 @@ enum SharedValues {
 
     /// The predictor (0 or a lag 1 … ``maximumLag``) with the smallest summed residual width over
     /// the first ``lagSampleLength`` mantissas.
+    ///
+    /// This runs for every series of every batch, so it is written for speed: a lag's warm-up
+    /// (first differences before `lag`) is a running sum shared by all lags, and a lag stops
+    /// counting once it cannot beat the best so far (widths are never negative, so the choice is
+    /// the same as summing everything).
     private static func chooseLag(_ mantissas: UnsafeBufferPointer<Int64>) -> Int {
         let count = min(mantissas.count, lagSampleLength)
-        guard count > 1 else { return 1 }
+        guard count > 1, let base = mantissas.baseAddress else { return 1 }
         var bestLag = 0
         var bestCost = 0
-        for index in 0..<count { bestCost &+= IntegerColumn.signedWidth(mantissas[index]) }
+        for index in 0..<count { bestCost &+= IntegerColumn.signedWidth(base[index]) }
+        // The first mantissa's width plus the first differences before the current lag.
+        var warmUp = IntegerColumn.signedWidth(base[0])
         for lag in 1...min(maximumLag, count - 1) {
-            var cost = IntegerColumn.signedWidth(mantissas[0])
-            for index in 1..<lag { cost &+= IntegerColumn.signedWidth(mantissas[index] &- mantissas[index &- 1]) }
-            for index in lag..<count { cost &+= IntegerColumn.signedWidth(mantissas[index] &- mantissas[index &- lag]) }
+            var cost = warmUp
+            var index = lag
+            while index < count, cost < bestCost {
+                let end = min(index &+ 16, count)
+                while index < end {
+                    cost &+= IntegerColumn.signedWidth(base[index] &- base[index &- lag])
+                    index &+= 1
+                }
+            }
             // Ties keep the shorter lag.
             if cost < bestCost {
                 bestCost = cost
                 bestLag = lag
             }
+            warmUp &+= IntegerColumn.signedWidth(base[lag] &- base[lag &- 1])
         }
         return bestLag
     }

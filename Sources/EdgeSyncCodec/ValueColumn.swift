@@ -17,12 +17,12 @@ enum ValueColumn {
         case decimalWithOffsets = 2
     }
 
-    /// Exact powers of ten 10^0 ... 10^18 (every one is representable as a Float64).
-    static let powersOfTen: [Double] = (0...maximumExponent).map { exponent in
-        var value = 1.0
-        for _ in 0..<exponent { value *= 10 }
-        return value
-    }
+    /// Exact powers of ten 10^0 ... 10^18 (every one is representable as a Float64). A literal, so
+    /// that the compiler initializes it statically: a computed global would cost a `swift_once`
+    /// check on every access in the encoder's innermost loops.
+    static let powersOfTen: [Double] = [
+        1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+    ]
 
     /// The value an integer and exponent stand for; the normative decoding formula.
     @inline(__always) static func decimalValue(_ mantissa: Int64, exponent: Int) -> Double {
