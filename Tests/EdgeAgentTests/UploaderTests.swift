@@ -318,17 +318,20 @@ import Testing
     /// A collector (or link) that cannot take a replay batch within the request timeout: every
     /// request of more than 5,000 readings times out. The backlog still drains, in halves down to the
     /// live size; throttling (429 with Retry-After) and refused connections never make batches smaller.
+    /// A backlog lane from 1,000 queued readings, with replay batches of 20,000 and no live batches.
+    static func replaySized(_ configuration: inout Uploader.Configuration) {
+        configuration.liveThreshold = 1000
+        configuration.liveEvery = 1000
+        configuration.replayBatchReadings = 20_000
+    }
+
     @Test func aReplayBatchThatTimesOutGoesAgainInHalves() async throws {
         let source = MemorySource(readings: 40_000)
         let collector = MemoryCollector { _, range in
             range.count > 5000
                 ? .respond(.failure(UploadTransportError("Operation timed out after 5000 ms", isTimeout: true))) : nil
         }
-        let statistics = try await makeUploader(source: source, collector: collector) {
-            $0.liveThreshold = 1000
-            $0.liveEvery = 1000
-            $0.replayBatchReadings = 20_000
-        }.run(.untilEmpty)
+        let statistics = try await makeUploader(source: source, collector: collector, configure: Self.replaySized).run(.untilEmpty)
         expectExactlyOnce(collector, expected: 40_000, source: source)
         #expect(statistics.splits >= 4)
         let sizes = collector.state.withLock { $0.sentRanges.map(\.count) }
@@ -338,11 +341,7 @@ import Testing
         let busy = MemoryCollector { request, _ in
             request % 2 == 1 ? .respond(.success(UploadResponse(status: 429, retryAfter: .seconds(1)))) : nil
         }
-        let calm = try await makeUploader(source: throttled, collector: busy) {
-            $0.liveThreshold = 1000
-            $0.liveEvery = 1000
-            $0.replayBatchReadings = 20_000
-        }.run(.untilEmpty)
+        let calm = try await makeUploader(source: throttled, collector: busy, configure: Self.replaySized).run(.untilEmpty)
         expectExactlyOnce(busy, expected: 40_000, source: throttled)
         #expect(calm.splits == 0)
 
@@ -350,11 +349,7 @@ import Testing
         let down = MemoryCollector { request, _ in
             request <= 6 ? .respond(.failure(UploadTransportError("Couldn't connect to server"))) : nil
         }
-        let waited = try await makeUploader(source: offline, collector: down) {
-            $0.liveThreshold = 1000
-            $0.liveEvery = 1000
-            $0.replayBatchReadings = 20_000
-        }.run(.untilEmpty)
+        let waited = try await makeUploader(source: offline, collector: down, configure: Self.replaySized).run(.untilEmpty)
         expectExactlyOnce(down, expected: 40_000, source: offline)
         #expect(waited.splits == 0)
     }
