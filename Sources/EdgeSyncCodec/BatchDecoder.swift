@@ -36,22 +36,10 @@ public struct BatchDecoder: Sendable {
     public func summary(of frame: UnsafeRawBufferPointer) throws(CodecError) -> FrameSummary {
         try withCheckedPayload(frame) { input, version throws(CodecError) in
             var reader = input
-            let device = try reader.readString("device id", maxBytes: limits.maximumDeviceBytes)
-            guard !device.isEmpty else { throw reader.error(.malformed, "device id is empty") }
-            let stream = try reader.readUInt64("stream id")
-            let sequenceOffset = reader.position
-            let firstSequence = try reader.readVarint("first sequence number")
-            guard firstSequence >= 1 else {
-                throw reader.error(.malformed, "first sequence number is 0; sequences start at 1", at: sequenceOffset)
-            }
-            if version == .v2 { _ = try reader.readSignedVarint("sent-at clock") }
-            let count = try reader.readCount("reading count", atMost: limits.maximumReadings, code: .limitExceeded)
-            guard UInt64.max - firstSequence >= UInt64(count) else {
-                throw reader.error(.malformed, "sequence numbers \(firstSequence) + \(count) overflow 64 bits", at: sequenceOffset)
-            }
+            let leading = try readLeadingFields(&reader, version: version)
             return FrameSummary(
-                version: version, device: device, stream: stream, firstSequence: firstSequence, readingCount: count,
-                frameBytes: frame.count)
+                version: version, device: leading.device, stream: leading.stream,
+                firstSequence: leading.firstSequence, readingCount: leading.count, frameBytes: frame.count)
         }
     }
 
@@ -89,10 +77,11 @@ public struct BatchDecoder: Sendable {
         return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
     }
 
-    /// Decodes a payload (already inflated and checksum-verified); exposed to the fuzzer so that it
-    /// can reach the structure behind the checksum.
-    func decodePayload(_ input: consuming ByteReader, version: FormatVersion) throws(CodecError) -> Batch {
-        var reader = input
+    /// The payload's leading fields, checked: device, stream, first sequence, (version 2) the
+    /// sender's clock, and the reading count. Shared by ``summary(of:)`` and the full decode.
+    private func readLeadingFields(_ reader: inout ByteReader, version: FormatVersion) throws(CodecError) -> (
+        device: String, stream: UInt64, firstSequence: UInt64, sentAt: Int64, count: Int
+    ) {
         let device = try reader.readString("device id", maxBytes: limits.maximumDeviceBytes)
         guard !device.isEmpty else { throw reader.error(.malformed, "device id is empty") }
         let stream = try reader.readUInt64("stream id")
@@ -106,6 +95,14 @@ public struct BatchDecoder: Sendable {
         guard UInt64.max - firstSequence >= UInt64(count) else {
             throw reader.error(.malformed, "sequence numbers \(firstSequence) + \(count) overflow 64 bits", at: sequenceOffset)
         }
+        return (device, stream, firstSequence, sentAt, count)
+    }
+
+    /// Decodes a payload (already inflated and checksum-verified); exposed to the fuzzer so that it
+    /// can reach the structure behind the checksum.
+    func decodePayload(_ input: consuming ByteReader, version: FormatVersion) throws(CodecError) -> Batch {
+        var reader = input
+        let (device, stream, firstSequence, sentAt, count) = try readLeadingFields(&reader, version: version)
         // Each key takes at least two bytes in version 2 and one in version 3, so the remaining
         // input bounds the count too.
         let seriesCount = try reader.readCount("series count", atMost: limits.maximumSeries, code: .limitExceeded)
